@@ -1,0 +1,16 @@
+"""Explode a JSON array into one record per element (each element as compact JSON)."""
+
+import json
+
+import sdk
+
+
+@sdk.array_map
+def explode(record: sdk.Record) -> list[sdk.Record]:
+    items = json.loads(record.value)
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array, got {type(items).__name__}")
+    return [
+        record.evolve(value=json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+        for item in items
+    ]

@@ -1,0 +1,15 @@
+"""Keep records whose UTF-8 text matches a regular expression (parameter ``pattern``)."""
+
+import re
+
+import sdk
+
+
+@sdk.init(params={"pattern": None})
+def compile_pattern(params: dict[str, str]) -> re.Pattern[str]:
+    return re.compile(params["pattern"])
+
+
+@sdk.filter
+def matches(record: sdk.Record, pattern: re.Pattern[str]) -> bool:
+    return pattern.search(record.value.decode("utf-8", errors="replace")) is not None

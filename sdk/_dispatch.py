@@ -1,0 +1,240 @@
+"""The one dispatcher: a batch in, calls of the plugin function, outputs and first error out.
+
+The native backend calls it in-process; the WASM component's exports call the
+very same code inside the guest. That is what makes both runtimes agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._definition import PluginModule
+from ._errors import ConfigurationError, ProcessingError
+from ._kinds import AggregateEmit, PluginKind
+from ._record import Record
+
+__all__ = ["BatchResult", "Dispatcher"]
+
+
+@attrs.frozen
+class BatchResult:
+    """What one batch produced.
+
+    ``outputs`` are the records emitted before the first failure (all of them when
+    ``error`` is None) and ``sources`` the index of the input each came from;
+    ``consumed`` counts the input records fully processed, so ``records[consumed]``
+    is the one that failed. ``accumulator`` is an aggregate's state after the last
+    consumed record (None for other kinds).
+    """
+
+    outputs: list[Record]
+    sources: list[int]
+    consumed: int
+    error: ProcessingError | None = None
+    accumulator: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every input record was processed."""
+        return self.error is None
+
+
+class Dispatcher:
+    """Runs one plugin over batches: resolves its params and runs its init hook once.
+
+    >>> import sdk
+    >>> @sdk.filter
+    ... def long(record):
+    ...     return len(record.value) > 2
+    >>> d = Dispatcher(sdk.find_plugin({"long": long}, "doc"), {})
+    >>> [r.value for r in d.process([Record(b"ab"), Record(b"abc")]).outputs]
+    [b'abc']
+    """
+
+    def __init__(self, plugin: PluginModule, params: Mapping[str, str]) -> None:
+        self.plugin = plugin
+        self.params = plugin.resolve_params(params)
+        self.context: Any = self.params
+        if plugin.init is not None:
+            try:
+                self.context = plugin.init.function(self.params)
+            except Exception as exc:  # whatever the author's hook raised is the point
+                raise ConfigurationError(
+                    f"plugin {plugin.name!r} ({plugin.origin}): @init hook "
+                    f"{plugin.init.name!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        definition = plugin.definition
+        self._name = definition.name
+        self._kind = definition.kind
+        self._func = definition.function
+        self._takes_context = definition.takes_context
+        self.initial = definition.initial
+        self._emit_each = definition.emit is AggregateEmit.EACH
+        self._run = {
+            PluginKind.FILTER: self._filter,
+            PluginKind.MAP: self._map,
+            PluginKind.FILTER_MAP: self._filter_map,
+            PluginKind.ARRAY_MAP: self._array_map,
+            PluginKind.AGGREGATE: self._aggregate,
+        }[self._kind]
+
+    def process(
+        self, records: Sequence[Record], accumulator: bytes | None = None
+    ) -> BatchResult:
+        """Run the plugin over ``records`` in order, stopping at the first failure.
+
+        ``accumulator`` is an aggregate's state carried from the previous batch
+        (None starts from the plugin's ``initial``); other kinds ignore it.
+        """
+        return self._run(records, accumulator)
+
+    def filter_indices(self, records: Sequence[Record]) -> tuple[list[int], int, ProcessingError | None]:
+        """For a filter: the indices of kept records, how many were consumed, the error.
+
+        Lets a boundary send back positions instead of records it already has.
+        """
+        func = self._func
+        context = self.context
+        kept: list[int] = []
+        append = kept.append
+        index = 0
+        try:
+            if self._takes_context:
+                for index, record in enumerate(records):
+                    verdict = func(record, context)
+                    if verdict is True:
+                        append(index)
+                    elif verdict is not False:
+                        raise _wrong_return(self._kind, "bool", verdict)
+            else:
+                for index, record in enumerate(records):
+                    verdict = func(record)
+                    if verdict is True:
+                        append(index)
+                    elif verdict is not False:
+                        raise _wrong_return(self._kind, "bool", verdict)
+        except Exception as exc:  # whatever the plugin raised is reported, never lost
+            return kept, index, self._error(records, index, exc)
+        return kept, len(records), None
+
+    def _filter(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+        kept, consumed, error = self.filter_indices(records)
+        return BatchResult([records[i] for i in kept], kept, consumed, error)
+
+    def _call(self, record: Record) -> Any:
+        if self._takes_context:
+            return self._func(record, self.context)
+        return self._func(record)
+
+    def _map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+        outputs: list[Record] = []
+        index = 0
+        try:
+            for index, record in enumerate(records):
+                result = self._call(record)
+                if type(result) is not Record:
+                    raise _wrong_return(self._kind, "a Record", result)
+                outputs.append(_at_offset(result, record.offset))
+        except Exception as exc:  # whatever the plugin raised is reported, never lost
+            return BatchResult(outputs, list(range(index)), index, self._error(records, index, exc))
+        return BatchResult(outputs, list(range(len(records))), len(records))
+
+    def _filter_map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+        outputs: list[Record] = []
+        sources: list[int] = []
+        index = 0
+        try:
+            for index, record in enumerate(records):
+                result = self._call(record)
+                if result is None:
+                    continue
+                if type(result) is not Record:
+                    raise _wrong_return(self._kind, "a Record or None", result)
+                outputs.append(_at_offset(result, record.offset))
+                sources.append(index)
+        except Exception as exc:  # whatever the plugin raised is reported, never lost
+            return BatchResult(outputs, sources, index, self._error(records, index, exc))
+        return BatchResult(outputs, sources, len(records))
+
+    def _array_map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+        outputs: list[Record] = []
+        sources: list[int] = []
+        index = 0
+        try:
+            for index, record in enumerate(records):
+                result = self._call(record)
+                if isinstance(result, (Record, bytes, str)) or not hasattr(result, "__iter__"):
+                    raise _wrong_return(self._kind, "an iterable of Records", result)
+                produced = []
+                for item in result:
+                    if type(item) is not Record:
+                        raise _wrong_return(self._kind, "Records in its iterable", item)
+                    produced.append(_at_offset(item, record.offset))
+                # All of a record's outputs, or none: a failure half-way through
+                # must not leave part of one input's results behind.
+                outputs.extend(produced)
+                sources.extend([index] * len(produced))
+        except Exception as exc:  # whatever the plugin raised is reported, never lost
+            return BatchResult(outputs, sources, index, self._error(records, index, exc))
+        return BatchResult(outputs, sources, len(records))
+
+    def _aggregate(self, records: Sequence[Record], acc: bytes | None) -> BatchResult:
+        accumulator = self.initial if acc is None else acc
+        outputs: list[Record] = []
+        emit_each = self._emit_each
+        func = self._func
+        context = self.context
+        takes_context = self._takes_context
+        index = 0
+        try:
+            for index, record in enumerate(records):
+                if takes_context:
+                    result = func(accumulator, record, context)
+                else:
+                    result = func(accumulator, record)
+                if type(result) is not bytes:
+                    raise _wrong_return(self._kind, "bytes (the new accumulator)", result)
+                accumulator = result
+                if emit_each:
+                    outputs.append(
+                        Record(result, record.key, record.timestamp, record.metadata, record.offset)
+                    )
+        except Exception as exc:  # whatever the plugin raised is reported, never lost
+            sources = list(range(len(outputs)))
+            return BatchResult(outputs, sources, index, self._error(records, index, exc), accumulator)
+        if emit_each:
+            return BatchResult(outputs, list(range(len(records))), len(records), None, accumulator)
+        if not records:
+            return BatchResult([], [], 0, None, accumulator)
+        last = records[-1]
+        emitted = Record(accumulator, last.key, last.timestamp, last.metadata, last.offset)
+        return BatchResult([emitted], [len(records) - 1], len(records), None, accumulator)
+
+    def _error(self, records: Sequence[Record], index: int, exc: Exception) -> ProcessingError:
+        offset = records[index].offset if index < len(records) else -1
+        return ProcessingError(
+            plugin=self._name,
+            kind=self._kind.value,
+            offset=offset,
+            index=index,
+            error_type=type(exc).__name__,
+            error_message=str(exc),
+        )
+
+
+def _at_offset(record: Record, offset: int) -> Record:
+    # Outputs carry the offset of the input they came from, so a later failure
+    # or a checkpoint names a position in the source stream.
+    if record.offset == offset:
+        return record
+    return Record(record.value, record.key, record.timestamp, record.metadata, offset)
+
+
+def _wrong_return(kind: PluginKind, expected: str, got: object) -> TypeError:
+    return TypeError(
+        f"a {kind} plugin must return {expected}, but it returned {got!r:.80} "
+        f"(a {type(got).__name__})"
+    )

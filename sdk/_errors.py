@@ -1,0 +1,130 @@
+"""The one exception hierarchy of DataFlare plugins.
+
+Every error the SDK or the host raises on purpose is a :class:`PluginError`.
+Each kind also inherits the builtin it resembles, so callers can catch either::
+
+    PluginError
+     +-- ConfigurationError   (ValueError)  bad params, a bad plugin file, a bad pipeline
+     +-- ProcessingError      (RuntimeError) a plugin raised or returned the wrong thing
+     |    +-- LimitExceededError            a sandbox time or memory limit stopped it
+     +-- PluginIOError        (OSError)     a source, sink or artifact could not be used
+     +-- SerializationError   (ValueError)  bytes that are not a valid record batch
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "LimitExceededError",
+    "PluginError",
+    "PluginIOError",
+    "ProcessingError",
+    "SerializationError",
+]
+
+
+class PluginError(Exception):
+    """Root of every error DataFlare raises on purpose.
+
+    ``exit_code`` is what the CLI exits with: 2 for a problem the user must fix
+    before running (configuration), 1 for a failure while running.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(PluginError, ValueError):
+    """The plugin, its parameters or a pipeline definition are wrong.
+
+    Raised before any record is processed, including when an ``@init`` hook raises.
+    """
+
+    exit_code = 2
+
+
+class PluginIOError(PluginError, OSError):
+    """A file, connector or compiled artifact could not be read or written."""
+
+    def __init__(self, message: str) -> None:
+        PluginError.__init__(self, message)
+
+
+class SerializationError(PluginError, ValueError):
+    """Bytes that should hold a record batch (or a checkpoint) do not."""
+
+
+class ProcessingError(PluginError, RuntimeError):
+    """A plugin failed on one record: Fluvio's structured runtime error.
+
+    Carries which plugin failed (``plugin``, ``kind``), on which record
+    (``offset`` in the stream, ``index`` in the batch) and what it raised
+    (``error_type``, ``error_message``). Outputs produced before the failing
+    record are kept by whoever ran the batch.
+
+    >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
+    ...                       error_type="ValueError", error_message="bad digit")
+    >>> str(err)
+    "plugin 'parse' (map) failed at record offset 7: ValueError: bad digit"
+    """
+
+    def __init__(
+        self,
+        *,
+        plugin: str,
+        kind: str,
+        offset: int,
+        index: int,
+        error_type: str,
+        error_message: str,
+    ) -> None:
+        self.plugin = plugin
+        self.kind = kind
+        self.offset = offset
+        self.index = index
+        self.error_type = error_type
+        self.error_message = error_message
+        detail = f"{error_type}: {error_message}" if error_message else error_type
+        super().__init__(
+            f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only __init__ defeats the default pickling used by
+        # multiprocessing and by pytest-xdist; rebuild from the fields.
+        return (_rebuild_processing_error, (type(self), self.fields()))
+
+    def fields(self) -> dict[str, str | int]:
+        """The error's structured fields, as a plain dict (for logs and the wire)."""
+        return {
+            "plugin": self.plugin,
+            "kind": self.kind,
+            "offset": self.offset,
+            "index": self.index,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProcessingError):
+            return NotImplemented
+        return type(self) is type(other) and self.fields() == other.fields()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.fields().values()))
+
+
+class LimitExceededError(ProcessingError):
+    """A sandboxed plugin ran past its time limit or its memory cap."""
+
+
+def _rebuild_processing_error(
+    cls: type[ProcessingError], fields: dict[str, object]
+) -> ProcessingError:
+    return cls(**fields)  # type: ignore[arg-type]
