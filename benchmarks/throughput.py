@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,14 @@ STATUSES = ("active", "paused", "deleted")
 
 
 def _doc(i: int) -> dict[str, Any]:
-    return {"id": i, "status": STATUSES[i % 3], "name": f"user-{i:05d}", "score": 42.5,
-            "amount": i % 100, "tags": ["a", "b"]}
+    return {
+        "id": i,
+        "status": STATUSES[i % 3],
+        "name": f"user-{i:05d}",
+        "score": 42.5,
+        "amount": i % 100,
+        "tags": ["a", "b"],
+    }
 
 
 def _json_records() -> list[Record]:
@@ -48,8 +55,10 @@ def _int_records() -> list[Record]:
 
 
 def _array_records() -> list[Record]:
-    return [Record(json.dumps([i, f"item-{i}", {"k": i % 7}, "x" * 60]).encode(), offset=i)
-            for i in range(BATCH)]
+    return [
+        Record(json.dumps([i, f"item-{i}", {"k": i % 7}, "x" * 60]).encode(), offset=i)
+        for i in range(BATCH)
+    ]
 
 
 EXAMPLES: dict[str, tuple[dict[str, str], Callable[[], list[Record]]]] = {
@@ -115,8 +124,12 @@ def build_cached(source: Path, out_dir: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--instances", type=int, default=2,
-                        help="parallel WASM instances for the extra column (default 2)")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="parallel WASM instances for the extra column (default 2)",
+    )
     parser.add_argument("--only", nargs="*", help="example names to run")
     args = parser.parse_args()
     out_dir = ROOT / ".dataflare" / "bench"
@@ -125,9 +138,11 @@ def main() -> None:
     os.environ.setdefault("DATAFLARE_CACHE_DIR", str(cache))
 
     print(f"batch of {BATCH:,} records, best of {args.repeat}, {os.cpu_count()} CPUs\n")
-    header = (f"{'example':<24}{'plain loop':>12}{'native':>12}{'wasm x1':>12}"
-              f"{'wasm x' + str(args.instances):>12}{'native/plain':>14}{'wasm1/native':>14}"
-              f"{'wasmN/native':>14}")
+    header = (
+        f"{'example':<24}{'plain loop':>12}{'native':>12}{'wasm x1':>12}"
+        f"{'wasm x' + str(args.instances):>12}{'native/plain':>14}{'wasm1/native':>14}"
+        f"{'wasmN/native':>14}"
+    )
     print(header)
     print("-" * len(header))
     cold: list[tuple[str, float, float]] = []
@@ -140,6 +155,7 @@ def main() -> None:
         load_plugin(wasm, params).close()  # compile once into the disk cache
         # Cached cold start: a new engine-level load (deserialize) + instance + first record.
         from host import _engine
+
         _engine._shared = None
         start = time.perf_counter()
         plugin = load_plugin(wasm, params)
@@ -151,16 +167,17 @@ def main() -> None:
         native = load_plugin(source, params)
         parallel = load_plugin(wasm, params, sandbox=Sandbox(instances=args.instances))
         rates = [
-            best_rate(lambda: plain(records), args.repeat),
-            best_rate(lambda: native.process(records), args.repeat),
-            best_rate(lambda: plugin.process(records), args.repeat),
-            best_rate(lambda: parallel.process(records), args.repeat),
+            best_rate(partial(run, records), args.repeat)
+            for run in (plain, native.process, plugin.process, parallel.process)
         ]
         for p in (native, plugin, parallel):
             p.close()
         p_rate, n_rate, w_rate, wn_rate = rates
-        print(f"{name:<24}" + "".join(f"{r:>12,.0f}" for r in rates)
-              + f"{n_rate / p_rate:>14.2f}{w_rate / n_rate:>14.2f}{wn_rate / n_rate:>14.2f}")
+        print(
+            f"{name:<24}"
+            + "".join(f"{r:>12,.0f}" for r in rates)
+            + f"{n_rate / p_rate:>14.2f}{w_rate / n_rate:>14.2f}{wn_rate / n_rate:>14.2f}"
+        )
     print("\ncached cold start (deserialize + instantiate + describe/init, then first record):")
     for name, load_ms, first_ms in cold:
         print(f"  {name:<24} load {load_ms:6.1f} ms   first record at {first_ms:6.1f} ms")

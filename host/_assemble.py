@@ -63,8 +63,11 @@ def _load_by_name(name: str, params: dict[str, str], base: Path) -> Plugin:
     for point in entry_points(group=PLUGIN_GROUP):
         if point.name == name:
             target: Any = point.load()
-            namespace = vars(target) if hasattr(target, "__dict__") and not callable(target) \
+            namespace = (
+                vars(target)
+                if hasattr(target, "__dict__") and not callable(target)
                 else {name: target}
+            )
             return NativePlugin(find_plugin(namespace, f"entry point {point.value}"), params)
     for candidate in (base / f"{name}.py", base / "plugins" / f"{name}.py"):
         if candidate.is_file():
@@ -106,7 +109,11 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
             f"({plugin.name!r}); set plugin_type: {plugin.kind}",
         )
     return ProcessorStage(
-        entry.id, config, plugin, path, file,
+        entry.id,
+        config,
+        plugin,
+        path,
+        file,
         fingerprint(file) if file is not None else None,
     )
 
@@ -126,8 +133,10 @@ def build_connector(
         raise doc.error((*path, "config", "plugin_type"), str(exc)) from exc
     if cls is None:
         names = registry.source_names() if role == "source" else registry.sink_names()
-        raise doc.error((*path, "config", "plugin_type"),
-                        f"no {role} connector named {name!r}; installed: {', '.join(names) or 'none'}")
+        raise doc.error(
+            (*path, "config", "plugin_type"),
+            f"no {role} connector named {name!r}; installed: {', '.join(names) or 'none'}",
+        )
     connection = dict(entry.config.connection)
     if "base_dir" in attrs.fields_dict(cls.Config) and "base_dir" not in connection:
         connection["base_dir"] = str(doc.file.parent)

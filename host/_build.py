@@ -56,7 +56,9 @@ def _copy_package(package: ModuleType, stage: Path) -> None:
         source,
         target,
         ignore=lambda _dir, names: [
-            n for n in names if not (n.endswith((".py", ".typed")) or (Path(_dir) / n).is_dir())
+            n
+            for n in names
+            if not (n.endswith((".py", ".typed")) or (Path(_dir) / n).is_dir())
             or n == "__pycache__"
         ],
     )
@@ -87,8 +89,8 @@ def _explain_failure(output: str) -> str:
     for marker in ("Caused by:", "error:", "Error:"):
         for index, line in enumerate(lines):
             if line.startswith(marker):
-                rest = line[len(marker):].strip() or (lines[index + 1] if index + 1 < len(lines) else "")
-                return rest
+                following = lines[index + 1] if index + 1 < len(lines) else ""
+                return line[len(marker) :].strip() or following
     return lines[-1] if lines else "componentize-py failed without output"
 
 
@@ -120,19 +122,29 @@ def build_component(source: str | Path, output: str | Path | None = None) -> Pat
         partial = target.with_name(f".{target.name}.partial")
         command = [
             *_componentize_command(),
-            "-d", str(wit_dir()),
-            "-w", WIT_WORLD,
-            "componentize", _APP_MODULE,
-            "-p", str(stage),
-            "-o", str(partial),
+            "-d",
+            str(wit_dir()),
+            "-w",
+            WIT_WORLD,
+            "componentize",
+            _APP_MODULE,
+            "-p",
+            str(stage),
+            "-o",
+            str(partial),
         ]
         # VIRTUAL_ENV pointing at an empty directory stops componentize-py from
         # adding this interpreter's site-packages: the guest gets only the stage.
         env = {**os.environ, "VIRTUAL_ENV": str(empty_venv), "RUST_BACKTRACE": "0"}
         try:
             completed = subprocess.run(
-                command, capture_output=True, text=True, env=env,
-                timeout=_BUILD_TIMEOUT_S, check=False, cwd=tmp,
+                command,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=_BUILD_TIMEOUT_S,
+                check=False,
+                cwd=tmp,
             )
         except subprocess.TimeoutExpired as exc:
             raise PluginIOError(

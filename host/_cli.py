@@ -67,30 +67,50 @@ def main(verbose: int) -> None:
 
 def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
-        "--time-limit", type=click.FloatRange(min=0, min_open=True), default=10.0,
-        show_default=True, help="WASM only: seconds each batch may run.",
+        "--time-limit",
+        type=click.FloatRange(min=0, min_open=True),
+        default=10.0,
+        show_default=True,
+        help="WASM only: seconds each batch may run.",
     )(func)
-    func = click.option(
-        "--memory-limit", type=click.IntRange(min=32), default=512, show_default=True,
+    return click.option(
+        "--memory-limit",
+        type=click.IntRange(min=32),
+        default=512,
+        show_default=True,
         help="WASM only: MiB of guest memory.",
     )(func)
-    return func
 
 
 @main.command()
 @click.argument("plugin", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--text", "texts", multiple=True, help="Input text; each line is a record. Repeatable.")
 @click.option(
-    "--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--text", "texts", multiple=True, help="Input text; each line is a record. Repeatable."
+)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Read records from this file, one per line.",
 )
 @click.option("--stdin", is_flag=True, help="Read records from standard input, one per line.")
-@click.option("-e", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A plugin parameter. Repeatable.")
+@click.option(
+    "-e",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plugin parameter. Repeatable.",
+)
 @_sandbox_options
 def test(
-    plugin: Path, texts: tuple[str, ...], file: Path | None, stdin: bool, params: tuple[str, ...],
-    time_limit: float, memory_limit: int,
+    plugin: Path,
+    texts: tuple[str, ...],
+    file: Path | None,
+    stdin: bool,
+    params: tuple[str, ...],
+    time_limit: float,
+    memory_limit: int,
 ) -> None:
     """Run PLUGIN (.py or .wasm) over lines of input and print its outputs.
 
@@ -120,8 +140,12 @@ def test(
 
 @main.command()
 @click.argument("plugin", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the component (default: PLUGIN with .wasm).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the component (default: PLUGIN with .wasm).",
+)
 def build(plugin: Path, output: Path | None) -> None:
     """Compile PLUGIN (a .py file) into a sandboxed WASM component.
 
@@ -159,8 +183,11 @@ def validate(pipeline: Path) -> None:
 
 @main.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--reset", is_flag=True,
-              help="Forget the checkpoint and start from the beginning of every source.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Forget the checkpoint and start from the beginning of every source.",
+)
 @click.option("--quiet", is_flag=True, help="No progress display; the summary only.")
 def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     """Run PIPELINE (YAML) until its sources are exhausted or it is interrupted.
@@ -186,7 +213,9 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     if quiet:
         from rich.console import Console
 
-        Console(stderr=True).print(summary_table(summary.stats, f"{summary.name}: {summary.status}"))
+        Console(stderr=True).print(
+            summary_table(summary.stats, f"{summary.name}: {summary.status}")
+        )
         if summary.error:
             click.echo(f"error: {' '.join(summary.error.split())}", err=True)
     sys.exit(summary.exit_code)

@@ -37,8 +37,8 @@ from typing import Any, Literal
 
 import attrs
 
-from ._yaml import LocatedYaml, load_located
 from ._structure import structure_at
+from ._yaml import LocatedYaml, load_located
 
 __all__ = [
     "BatchSettings",
@@ -160,7 +160,9 @@ def load_pipeline_config(path: str | Path) -> tuple[PipelineConfig, LocatedYaml]
 def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
     seen: dict[str, tuple[str | int, ...]] = {}
     groups: list[tuple[str, list[Any]]] = [
-        ("sources", config.sources), ("processors", config.processors), ("sinks", config.sinks)
+        ("sources", config.sources),
+        ("processors", config.processors),
+        ("sinks", config.sinks),
     ]
     if not config.sources:
         raise doc.error(("sources",), "needs at least one source")
@@ -170,10 +172,16 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
         for index, entry in enumerate(entries):
             path = (group, index, "id")
             if entry.id in seen:
-                raise doc.error(path, f"id {entry.id!r} is already used at line "
-                                f"{doc.line_of(seen[entry.id])}; ids must be unique")
+                raise doc.error(
+                    path,
+                    f"id {entry.id!r} is already used at line "
+                    f"{doc.line_of(seen[entry.id])}; ids must be unique",
+                )
             seen[entry.id] = path
-    for field, value in (("size", config.batch.size), ("queue_batches", config.batch.queue_batches)):
+    for field, value in (
+        ("size", config.batch.size),
+        ("queue_batches", config.batch.queue_batches),
+    ):
         if value < 1:
             raise doc.error(("batch", field), f"must be at least 1, got {value}")
     if config.batch.linger_ms < 0:
@@ -183,25 +191,37 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
         _check_processor(processor.config, doc, ("processors", index, "config"))
         needs_dead_letter |= processor.config.on_error == "dead_letter"
     if needs_dead_letter and config.dead_letter is None:
-        index = next(i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter")
-        raise doc.error(("processors", index, "config", "on_error"),
-                        "is dead_letter but the pipeline has no dead_letter: sink; add one")
+        index = next(
+            i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter"
+        )
+        raise doc.error(
+            ("processors", index, "config", "on_error"),
+            "is dead_letter but the pipeline has no dead_letter: sink; add one",
+        )
 
 
-def _check_processor(config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]) -> None:
+def _check_processor(
+    config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]
+) -> None:
     given = [k for k in ("plugin_name", "plugin_path") if getattr(config, k) is not None]
     if len(given) != 1:
-        raise doc.error(path, "give exactly one of plugin_name or plugin_path"
-                        + (" (got both)" if len(given) == 2 else ""))
+        raise doc.error(
+            path,
+            "give exactly one of plugin_name or plugin_path"
+            + (" (got both)" if len(given) == 2 else ""),
+        )
     if config.plugin_source == "wasm":
         if config.plugin_path is None or not config.plugin_path.endswith((".wasm", ".py")):
-            raise doc.error((*path, "plugin_path"),
-                            "plugin_source: wasm needs plugin_path: a .wasm component, or a "
-                            ".py plugin to build into one")
+            raise doc.error(
+                (*path, "plugin_path"),
+                "plugin_source: wasm needs plugin_path: a .wasm component, or a "
+                ".py plugin to build into one",
+            )
     elif config.plugin_path is not None and not config.plugin_path.endswith(".py"):
-        raise doc.error((*path, "plugin_path"),
-                        f"{config.plugin_path!r} is not a .py file; for a component set "
-                        "plugin_source: wasm")
+        raise doc.error(
+            (*path, "plugin_path"),
+            f"{config.plugin_path!r} is not a .py file; for a component set plugin_source: wasm",
+        )
     if config.plugin_path is not None:
         resolved = doc.file.parent / config.plugin_path
         if not resolved.is_file():

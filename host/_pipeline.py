@@ -89,8 +89,9 @@ class Pipeline:
     'completed'
     """
 
-    def __init__(self, config: PipelineConfig, doc: LocatedYaml,
-                 registry: ConnectorRegistry | None = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, doc: LocatedYaml, registry: ConnectorRegistry | None = None
+    ) -> None:
         self.config = config
         self.doc = doc
         registry = registry or ConnectorRegistry.from_entry_points()
@@ -107,7 +108,8 @@ class Pipeline:
                 self.sinks.append(built)  # type: ignore[arg-type]
             if config.dead_letter is not None:
                 self.dead_letter = build_connector(  # type: ignore[assignment]
-                    config.dead_letter, doc, ("dead_letter",), registry, "sink")
+                    config.dead_letter, doc, ("dead_letter",), registry, "sink"
+                )
             for index, processor in enumerate(config.processors):
                 self.processors.append(load_processor(processor, doc, index))
         except BaseException:
@@ -122,7 +124,9 @@ class Pipeline:
         )
         if config.dead_letter is not None:
             self.stats.append(
-                StageStats(config.dead_letter.id, "dead_letter", config.dead_letter.config.plugin_type)
+                StageStats(
+                    config.dead_letter.id, "dead_letter", config.dead_letter.config.plugin_type
+                )
             )
         self._stop = threading.Event()
         self._failed = threading.Event()
@@ -141,8 +145,9 @@ class Pipeline:
         """Ask the run to stop: no more reading; what was read is drained and committed."""
         self._stop.set()
 
-    def run(self, progress: ProgressReporter | None = None, *,
-            handle_signals: bool = True) -> RunSummary:
+    def run(
+        self, progress: ProgressReporter | None = None, *, handle_signals: bool = True
+    ) -> RunSummary:
         """Run until every source is exhausted, :meth:`stop` is called, or a failure."""
         started = time.monotonic()
         for stage_stats in self.stats:
@@ -173,8 +178,9 @@ class Pipeline:
                 self._commit(positions)
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
-        summary = RunSummary(self.config.name, status, self.stats,
-                             time.monotonic() - started, error, resumed)
+        summary = RunSummary(
+            self.config.name, status, self.stats, time.monotonic() - started, error, resumed
+        )
         if progress is not None:
             progress.finish(summary)
         return summary
@@ -184,8 +190,10 @@ class Pipeline:
             return None
 
         def handler(signum: int, _frame: FrameType | None) -> None:
-            log.warning("received %s: stopping (draining, flushing, checkpointing)",
-                        signal.Signals(signum).name)
+            log.warning(
+                "received %s: stopping (draining, flushing, checkpointing)",
+                signal.Signals(signum).name,
+            )
             self.stop()
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -209,12 +217,17 @@ class Pipeline:
             except PluginError as exc:
                 raise PipelineError(f"source {entry.id!r}: {exc}") from exc
 
-    def _main_loop(self, positions: dict[str, Any],
-                   progress: ProgressReporter | None) -> Literal["completed", "stopped"]:
+    def _main_loop(
+        self, positions: dict[str, Any], progress: ProgressReporter | None
+    ) -> Literal["completed", "stopped"]:
         batches: queue.Queue[_Item | _Done] = queue.Queue(maxsize=self.config.batch.queue_batches)
         readers = [
-            threading.Thread(target=self._read, args=(index, batches), daemon=True,
-                             name=f"dataflare-source-{entry.id}")
+            threading.Thread(
+                target=self._read,
+                args=(index, batches),
+                daemon=True,
+                name=f"dataflare-source-{entry.id}",
+            )
             for index, entry in enumerate(self.config.sources)
         ]
         for reader in readers:
@@ -233,7 +246,9 @@ class Pipeline:
                     live -= 1
                     if item.error is not None:
                         entry = self.config.sources[item.source]
-                        raise PipelineError(f"source {entry.id!r} failed: {item.error}") from item.error
+                        raise PipelineError(
+                            f"source {entry.id!r} failed: {item.error}"
+                        ) from item.error
                 elif isinstance(item, _Item):
                     self._handle(item, positions)
                 if now - last_reload >= _RELOAD_CHECK_S:
@@ -276,7 +291,7 @@ class Pipeline:
                     except queue.Full:
                         continue
             self._put_done(batches, _Done(index))
-        except Exception as exc:  # a connector's failure of any kind must reach the main loop
+        except Exception as exc:  # noqa: BLE001 - any connector failure must reach the main loop
             self._put_done(batches, _Done(index, exc))
 
     def _put_done(self, batches: queue.Queue[_Item | _Done], done: _Done) -> None:
@@ -294,7 +309,9 @@ class Pipeline:
     def _handle(self, item: _Item, positions: dict[str, Any]) -> None:
         records = list(item.batch.records)
         outputs, dead = self._process(records)
-        for entry, sink, stats in zip(self.config.sinks, self.sinks, self._sink_stats(), strict=True):
+        for entry, sink, stats in zip(
+            self.config.sinks, self.sinks, self._sink_stats(), strict=True
+        ):
             try:
                 sink.write(outputs)
             except PluginError as exc:
@@ -302,7 +319,8 @@ class Pipeline:
                 raise PipelineError(f"sink {entry.id!r} failed: {exc}") from exc
             stats.add(records_in=len(outputs), records_out=len(outputs))
         if dead:
-            assert self.dead_letter is not None and self.config.dead_letter is not None
+            assert self.dead_letter is not None
+            assert self.config.dead_letter is not None
             try:
                 self.dead_letter.write(dead)
             except PluginError as exc:
@@ -315,7 +333,7 @@ class Pipeline:
 
     def _sink_stats(self) -> list[StageStats]:
         first = len(self.sources) + len(self.processors)
-        return self.stats[first:first + len(self.sinks)]
+        return self.stats[first : first + len(self.sinks)]
 
     def _process(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
         batch: Sequence[Record] = records
@@ -337,16 +355,18 @@ class Pipeline:
                         f"set on_error: skip or dead_letter to go on past such records"
                     )
                 errored += 1
-                log.warning("processor %r skipped a record: %s%s", stage.id, result.error,
-                            _describe(failed))
+                log.warning(
+                    "processor %r skipped a record: %s%s", stage.id, result.error, _describe(failed)
+                )
                 if stage.config.on_error == "dead_letter" and failed is not None:
                     dead.append(_dead_letter_record(stage, result.error, failed))
-                remaining = remaining[result.consumed + 1:]
+                remaining = remaining[result.consumed + 1 :]
             dropped = 0
             if stage.plugin.kind in (PluginKind.FILTER, PluginKind.FILTER_MAP):
                 dropped = len(batch) - errored - len(outputs)
-            stats.add(records_in=len(batch), records_out=len(outputs), filtered=dropped,
-                      errored=errored)
+            stats.add(
+                records_in=len(batch), records_out=len(outputs), filtered=dropped, errored=errored
+            )
             batch = outputs
         return list(batch), dead
 
@@ -356,7 +376,8 @@ class Pipeline:
             sink.flush()
         accumulators = {
             stage.id: stage.plugin.accumulator
-            for stage in self.processors if stage.plugin.kind is PluginKind.AGGREGATE
+            for stage in self.processors
+            if stage.plugin.kind is PluginKind.AGGREGATE
         }
         self.checkpoints.save(Checkpoint(dict(positions), accumulators))
         for entry, source in zip(self.config.sources, self.sources, strict=True):
@@ -375,8 +396,11 @@ class Pipeline:
             try:
                 fresh = load_processor(entry, self.doc, index)
             except PluginError as exc:
-                log.error("hot reload of processor %r failed; the previous version keeps "
-                          "running: %s", stage.id, exc)
+                log.error(
+                    "hot reload of processor %r failed; the previous version keeps running: %s",
+                    stage.id,
+                    exc,
+                )
                 continue
             fresh.plugin.accumulator = stage.plugin.accumulator
             old = stage.plugin
@@ -389,7 +413,10 @@ class Pipeline:
         """Close every plugin and connector (safe to call twice)."""
         for stage in self.processors:
             stage.plugin.close()
-        for connector in [*self.sources, *self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
+        connectors: list[Source | Sink] = [*self.sources, *self.sinks]
+        if self.dead_letter is not None:
+            connectors.append(self.dead_letter)
+        for connector in connectors:
             try:
                 connector.close()
             except PluginError as exc:

@@ -61,7 +61,7 @@ class Plugin(abc.ABC):
             self._closed = True
             self._close()
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Backend hook for :meth:`close`."""
 
     @property

@@ -19,13 +19,19 @@ def summary_table(stats: Sequence[StageStats], title: str) -> Table:
     """One row per stage: records in, out, filtered, errored, and the rate."""
     table = Table(title=title, title_justify="left")
     for column in ("stage", "role", "kind", "in", "out", "filtered", "errored", "rec/s"):
-        table.add_column(column, justify="right" if column not in ("stage", "role", "kind") else "left")
+        table.add_column(
+            column, justify="right" if column not in ("stage", "role", "kind") else "left"
+        )
     for stage in stats:
         reloads = f" (reloaded x{stage.reloads})" if stage.reloads else ""
         table.add_row(
-            stage.stage + reloads, stage.role, stage.kind,
+            stage.stage + reloads,
+            stage.role,
+            stage.kind,
             "" if stage.role == "source" else f"{stage.records_in:,}",
-            f"{stage.records_out:,}", f"{stage.filtered:,}", f"{stage.errored:,}",
+            f"{stage.records_out:,}",
+            f"{stage.filtered:,}",
+            f"{stage.errored:,}",
             f"{stage.rate():,.0f}",
         )
     return table
@@ -61,8 +67,11 @@ class RichProgress:
         if self._live is not None:
             self._live.stop()
         resumed = ", resumed from checkpoint" if summary.resumed else ""
-        self.console.print(summary_table(
-            summary.stats, f"{summary.name}: {summary.status} in {summary.seconds:.1f} s{resumed}"
-        ))
+        self.console.print(
+            summary_table(
+                summary.stats,
+                f"{summary.name}: {summary.status} in {summary.seconds:.1f} s{resumed}",
+            )
+        )
         if summary.error:
             self.console.print(f"[red]error:[/red] {summary.error}", markup=True, highlight=False)

@@ -25,8 +25,9 @@ class StageStats:
     started: float = attrs.field(factory=time.monotonic)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
-    def add(self, *, records_in: int = 0, records_out: int = 0, filtered: int = 0,
-            errored: int = 0) -> None:
+    def add(
+        self, *, records_in: int = 0, records_out: int = 0, filtered: int = 0, errored: int = 0
+    ) -> None:
         """Count a batch's records (thread-safe: readers and the main loop both count)."""
         with self._lock:
             self.records_in += records_in

@@ -73,12 +73,14 @@ def _describe(exc: BaseException, _type: Any) -> str:
 
         choices = [str(c) for c in typing.get_args(_type)]
         value = literal["value"]
-        close = [c for c in choices if c.replace("_", "") .startswith(value[:3].replace("_", ""))]
+        close = [c for c in choices if c.replace("_", "").startswith(value[:3].replace("_", ""))]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{value!r} is not one of: {', '.join(choices)}{hint}"
     if isinstance(exc, (TypeError, ValueError)) and text:
         return text
     return cattrs.v.format_exception(exc, _type)
+
+
 _AT = re.compile(r"^(?P<message>.*) @ \$(?P<path>.*)$")
 _PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
@@ -100,7 +102,8 @@ def structure_at(doc: LocatedYaml, data: Any, cls: type[T], base: Sequence[str |
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         messages = (
             cattrs.transform_error(exc, path="$", format_exception=_describe)
-            if isinstance(exc, cattrs.BaseValidationError) else [f"{_describe(exc, None)} @ $"]
+            if isinstance(exc, cattrs.BaseValidationError)
+            else [f"{_describe(exc, None)} @ $"]
         )
         first = messages[0] if messages else str(exc)
         match = _AT.match(first)

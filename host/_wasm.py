@@ -93,8 +93,9 @@ class _Trap(Exception):
 class _Instance:
     """One Store + instance of the component, with its export functions."""
 
-    def __init__(self, shared: SharedEngine, component: wc.Component, sandbox: Sandbox,
-                 label: str) -> None:
+    def __init__(
+        self, shared: SharedEngine, component: wc.Component, sandbox: Sandbox, label: str
+    ) -> None:
         self._sandbox = sandbox
         self._label = label
         self._logdir = tempfile.TemporaryDirectory(prefix="dataflare-guest-")
@@ -179,8 +180,12 @@ def _trap_reason(text: str) -> str:
 class WasmPlugin(Plugin):
     """A plugin compiled to a WASM component, run sandboxed by wasmtime."""
 
-    def __init__(self, path: str | Path, params: Mapping[str, str] | None = None,
-                 sandbox: Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        params: Mapping[str, str] | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> None:
         self.path = Path(path)
         self.sandbox = sandbox or Sandbox()
         self._shared = shared_engine()
@@ -194,7 +199,9 @@ class WasmPlugin(Plugin):
         self.info = info
         self._emit = AggregateEmit(info.emit)
         super().__init__(
-            name=info.name, kind=kind, origin=str(self.path),
+            name=info.name,
+            kind=kind,
+            origin=str(self.path),
             initial=info.initial.encode("latin-1"),
         )
         self._init(first)
@@ -246,9 +253,11 @@ class WasmPlugin(Plugin):
         if shards == 1:
             return self._run_on_instance(records, accumulator)
         size = math.ceil(len(records) / shards)
-        pieces = [records[start:start + size] for start in range(0, len(records), size)]
+        pieces = [records[start : start + size] for start in range(0, len(records), size)]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.sandbox.instances, thread_name_prefix="dataflare-wasm")
+            self._pool = ThreadPoolExecutor(
+                self.sandbox.instances, thread_name_prefix="dataflare-wasm"
+            )
         results = list(self._pool.map(lambda piece: self._run_on_instance(piece, None), pieces))
         return _merge(results, [len(p) for p in pieces])
 
@@ -273,7 +282,10 @@ class WasmPlugin(Plugin):
             instance.close()
             error = result.error
             limit = LimitExceededError(
-                plugin=error.plugin, kind=error.kind, offset=error.offset, index=error.index,
+                plugin=error.plugin,
+                kind=error.kind,
+                offset=error.offset,
+                index=error.index,
                 error_type="MemoryError",
                 error_message=f"memory cap of {self.sandbox.memory_limit_bytes // (1 << 20)} MiB "
                 f"reached ({error.error_message or 'allocation failed'})",
@@ -282,30 +294,40 @@ class WasmPlugin(Plugin):
         self._release(instance)
         return result
 
-    def _trap_result(self, records: Sequence[Record], accumulator: bytes | None,
-                     trap: _Trap) -> BatchResult:
+    def _trap_result(
+        self, records: Sequence[Record], accumulator: bytes | None, trap: _Trap
+    ) -> BatchResult:
         first = records[0].offset if records else -1
         if trap.timed_out:
             error: ProcessingError = LimitExceededError(
-                plugin=self.name, kind=self.kind.value, offset=first, index=0,
+                plugin=self.name,
+                kind=self.kind.value,
+                offset=first,
+                index=0,
                 error_type="TimeLimitExceeded",
                 error_message=f"batch of {len(records)} records starting at offset {first} "
                 f"ran past the {self.sandbox.time_limit_s:g} s time limit",
             )
         else:
             error = ProcessingError(
-                plugin=self.name, kind=self.kind.value, offset=first, index=0,
+                plugin=self.name,
+                kind=self.kind.value,
+                offset=first,
+                index=0,
                 error_type="Trap",
                 error_message=f"the component trapped ({trap}) on a batch of {len(records)} "
                 f"records starting at offset {first}; see the dataflare.guest log",
             )
-        acc = accumulator if accumulator is not None else (
-            self._initial if self.kind is PluginKind.AGGREGATE else None
+        acc = (
+            accumulator
+            if accumulator is not None
+            else (self._initial if self.kind is PluginKind.AGGREGATE else None)
         )
         return BatchResult([], [], 0, error, acc)
 
-    def _call_kind(self, instance: _Instance, records: Sequence[Record],
-                   accumulator: bytes | None) -> BatchResult:
+    def _call_kind(
+        self, instance: _Instance, records: Sequence[Record], accumulator: bytes | None
+    ) -> BatchResult:
         batch = encode_request(records)
         kind = self.kind
         if kind is PluginKind.AGGREGATE:
@@ -316,8 +338,10 @@ class WasmPlugin(Plugin):
             raise _call_error(out, self.path)
         consumed = _field(out, "consumed", int)
         if not 0 <= consumed <= len(records):
-            raise SerializationError(f"{self.path}: guest reported {consumed} consumed of {len(records)}")
-        error = self._processing_error(out.error, records, consumed)
+            raise SerializationError(
+                f"{self.path}: guest reported {consumed} consumed of {len(records)}"
+            )
+        error = self._processing_error(getattr(out, "error", None), records, consumed)
         if kind is PluginKind.FILTER:
             kept = decode_kept(_field(out, "kept", str), consumed)
             return BatchResult([records[i] for i in kept], kept, consumed, error)
@@ -327,16 +351,20 @@ class WasmPlugin(Plugin):
             acc = decode_accumulator(_field(out, "accumulator", str))
         return BatchResult(outputs, sources, consumed, error, acc)
 
-    def _processing_error(self, raw: Any, records: Sequence[Record],
-                          consumed: int) -> ProcessingError | None:
+    def _processing_error(
+        self, raw: Any, records: Sequence[Record], consumed: int
+    ) -> ProcessingError | None:
         if raw is None:
             return None
         if consumed >= len(records):
             raise SerializationError(f"{self.path}: guest reported an error past the batch's end")
         # Name, kind and offset come from what the host knows, not from the guest.
         return ProcessingError(
-            plugin=self.name, kind=self.kind.value, offset=records[consumed].offset,
-            index=consumed, error_type=_field(raw, "error-type", str),
+            plugin=self.name,
+            kind=self.kind.value,
+            offset=records[consumed].offset,
+            index=consumed,
+            error_type=_field(raw, "error-type", str),
             error_message=_field(raw, "message", str),
         )
 
@@ -365,8 +393,12 @@ class _PluginInfo:
         if raw.params is not None:
             params = {p.name: p.default for p in raw.params}
         return cls(
-            name=raw.name, kind=_enum_name(raw.kind), initial=raw.initial,
-            emit=_enum_name(raw.emit), params=params, sdk_version=getattr(raw, "sdk-version"),
+            name=raw.name,
+            kind=_enum_name(raw.kind),
+            initial=raw.initial,
+            emit=_enum_name(raw.emit),
+            params=params,
+            sdk_version=getattr(raw, "sdk-version"),
             origin=raw.origin,
         )
 

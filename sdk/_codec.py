@@ -26,9 +26,7 @@ def encode_batch(records: Iterable[Record]) -> bytes:
     >>> decode_batch(encode_batch([Record(b"v", key=b"k")])) == [Record(b"v", key=b"k")]
     True
     """
-    body = [
-        [r.value, r.key, r.timestamp, dict(r.metadata), r.offset] for r in records
-    ]
+    body = [[r.value, r.key, r.timestamp, dict(r.metadata), r.offset] for r in records]
     try:
         return msgpack.packb([FORMAT_VERSION, body], use_bin_type=True)  # type: ignore[no-any-return]
     except (OverflowError, ValueError) as exc:
@@ -63,7 +61,5 @@ def decode_batch(data: bytes) -> list[Record]:
             value, key, timestamp, metadata, offset = item
             records.append(Record(value, key, timestamp, metadata, offset))
         except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"record {position} of the batch is malformed: {exc}"
-            ) from exc
+            raise SerializationError(f"record {position} of the batch is malformed: {exc}") from exc
     return records

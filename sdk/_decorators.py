@@ -101,7 +101,7 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
         if type(initial) is not bytes:
             raise TypeError(
                 f"@aggregate function {label!r}: initial= must be bytes (got {initial!r} "
-                f"that is a {type(initial).__name__}); e.g. initial=b\"0\"."
+                f'that is a {type(initial).__name__}); e.g. initial=b"0".'
             )
         try:
             emit_value = AggregateEmit(emit)
@@ -125,9 +125,7 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
     return decorate
 
 
-def _check_params(
-    params: Mapping[str, str | None] | None, decorator: str, label: str
-) -> None:
+def _check_params(params: Mapping[str, str | None] | None, decorator: str, label: str) -> None:
     if params is None:
         return
     if not isinstance(params, Mapping):
@@ -265,15 +263,13 @@ def aggregate(
     ... def count(acc, record):
     ...     return str(int(acc) + 1).encode()
     """
-    return _apply(
-        _decorate_aggregate, func, name=name, params=params, initial=initial, emit=emit
-    )
+    return _apply(_decorate_aggregate, func, name=name, params=params, initial=initial, emit=emit)
 
 
-def _apply(decorate: Any, func: Any, **options: Any) -> Any:
+def _apply(decorate: Callable[..., Any], func: F | None, **options: Any) -> F | Callable[[F], F]:
     if func is None:
         return lambda f: decorate(f, **options)
-    return decorate(func, **options)
+    return decorate(func, **options)  # type: ignore[no-any-return]
 
 
 @overload
@@ -311,4 +307,3 @@ def init(
         return _mark(f, InitHook(function=f, name=f.__name__, params=params))
 
     return decorate if func is None else decorate(func)
-

@@ -77,7 +77,7 @@ class PluginModule:
         """Every declared parameter, or None if the plugin accepts any."""
         declared = [
             spec
-            for spec in (self.definition.params, self.init and self.init.params)
+            for spec in (self.definition.params, self.init.params if self.init else None)
             if spec is not None
         ]
         if not declared:
@@ -177,9 +177,7 @@ def find_plugin(namespace: Mapping[str, object], origin: str) -> PluginModule:
         )
     if len(hooks) > 1:
         names = ", ".join(sorted(h.name for h in hooks))
-        raise ConfigurationError(
-            f"{origin} defines {len(hooks)} @init hooks ({names}); keep one"
-        )
+        raise ConfigurationError(f"{origin} defines {len(hooks)} @init hooks ({names}); keep one")
     definition = plugins[0]
     hook = hooks[0] if hooks else None
     module = PluginModule(definition=definition, init=hook, origin=origin)

@@ -81,9 +81,7 @@ class Dispatcher:
             PluginKind.AGGREGATE: self._aggregate,
         }[self._kind]
 
-    def process(
-        self, records: Sequence[Record], accumulator: bytes | None = None
-    ) -> BatchResult:
+    def process(self, records: Sequence[Record], accumulator: bytes | None = None) -> BatchResult:
         """Run the plugin over ``records`` in order, stopping at the first failure.
 
         ``accumulator`` is an aggregate's state carried from the previous batch
@@ -91,7 +89,9 @@ class Dispatcher:
         """
         return self._run(records, accumulator)
 
-    def filter_indices(self, records: Sequence[Record]) -> tuple[list[int], int, ProcessingError | None]:
+    def filter_indices(
+        self, records: Sequence[Record]
+    ) -> tuple[list[int], int, ProcessingError | None]:
         """For a filter: the indices of kept records, how many were consumed, the error.
 
         Lets a boundary send back positions instead of records it already has.
@@ -116,7 +116,7 @@ class Dispatcher:
                         append(index)
                     elif verdict is not False:
                         raise _wrong_return(self._kind, "bool", verdict)
-        except Exception as exc:  # whatever the plugin raised is reported, never lost
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             return kept, index, self._error(records, index, exc)
         return kept, len(records), None
 
@@ -133,12 +133,12 @@ class Dispatcher:
         outputs: list[Record] = []
         index = 0
         try:
-            for index, record in enumerate(records):
+            for index, record in enumerate(records):  # noqa: B007 - read in the handler
                 result = self._call(record)
                 if type(result) is not Record:
                     raise _wrong_return(self._kind, "a Record", result)
                 outputs.append(_at_offset(result, record.offset))
-        except Exception as exc:  # whatever the plugin raised is reported, never lost
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             return BatchResult(outputs, list(range(index)), index, self._error(records, index, exc))
         return BatchResult(outputs, list(range(len(records))), len(records))
 
@@ -155,7 +155,7 @@ class Dispatcher:
                     raise _wrong_return(self._kind, "a Record or None", result)
                 outputs.append(_at_offset(result, record.offset))
                 sources.append(index)
-        except Exception as exc:  # whatever the plugin raised is reported, never lost
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             return BatchResult(outputs, sources, index, self._error(records, index, exc))
         return BatchResult(outputs, sources, len(records))
 
@@ -177,7 +177,7 @@ class Dispatcher:
                 # must not leave part of one input's results behind.
                 outputs.extend(produced)
                 sources.extend([index] * len(produced))
-        except Exception as exc:  # whatever the plugin raised is reported, never lost
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             return BatchResult(outputs, sources, index, self._error(records, index, exc))
         return BatchResult(outputs, sources, len(records))
 
@@ -190,7 +190,7 @@ class Dispatcher:
         takes_context = self._takes_context
         index = 0
         try:
-            for index, record in enumerate(records):
+            for index, record in enumerate(records):  # noqa: B007 - read in the handler
                 if takes_context:
                     result = func(accumulator, record, context)
                 else:
@@ -202,9 +202,11 @@ class Dispatcher:
                     outputs.append(
                         Record(result, record.key, record.timestamp, record.metadata, record.offset)
                     )
-        except Exception as exc:  # whatever the plugin raised is reported, never lost
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             sources = list(range(len(outputs)))
-            return BatchResult(outputs, sources, index, self._error(records, index, exc), accumulator)
+            return BatchResult(
+                outputs, sources, index, self._error(records, index, exc), accumulator
+            )
         if emit_each:
             return BatchResult(outputs, list(range(len(records))), len(records), None, accumulator)
         if not records:

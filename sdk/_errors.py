@@ -91,9 +91,7 @@ class ProcessingError(PluginError, RuntimeError):
         self.error_type = error_type
         self.error_message = error_message
         detail = f"{error_type}: {error_message}" if error_message else error_type
-        super().__init__(
-            f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}"
-        )
+        super().__init__(f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only __init__ defeats the default pickling used by

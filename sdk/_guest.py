@@ -137,5 +137,3 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
         "aggregate": guarded(aggregate_batch),
     }
     return type("Plugin", (exports.Plugin,), namespace_out)
-
-

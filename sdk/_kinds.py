@@ -7,7 +7,7 @@ import enum
 __all__ = ["AggregateEmit", "PluginKind"]
 
 
-class PluginKind(str, enum.Enum):
+class PluginKind(enum.StrEnum):
     """What a plugin function does with each record (Fluvio SmartModule kinds)."""
 
     FILTER = "filter"
@@ -25,7 +25,7 @@ class PluginKind(str, enum.Enum):
         return self.value
 
 
-class AggregateEmit(str, enum.Enum):
+class AggregateEmit(enum.StrEnum):
     """When an aggregate emits its accumulator."""
 
     EACH = "each"

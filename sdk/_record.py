@@ -99,7 +99,7 @@ class Record:
             text.encode(),
             key.encode() if isinstance(key, str) else key,
             timestamp,
-            metadata,  # type: ignore[arg-type]  # the converter accepts None
+            metadata,
             offset,
         )
 
@@ -115,9 +115,7 @@ class Record:
     ) -> Record:
         """Build a record whose value is ``obj`` serialized as compact JSON."""
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-        return cls.from_text(
-            text, key=key, timestamp=timestamp, metadata=metadata, offset=offset
-        )
+        return cls.from_text(text, key=key, timestamp=timestamp, metadata=metadata, offset=offset)
 
     @property
     def text(self) -> str:
@@ -169,7 +167,12 @@ def build_trusted_records(
     out: list[Record] = []
     append = out.append
     new, set_value, set_key, set_timestamp, set_metadata, set_offset = (
-        _new_record, _set_value, _set_key, _set_timestamp, _set_metadata, _set_offset
+        _new_record,
+        _set_value,
+        _set_key,
+        _set_timestamp,
+        _set_metadata,
+        _set_offset,
     )
     if keys is None and timestamps is None and metadata is None:
         # The common shape (plain lines, JSON documents): one tight loop.

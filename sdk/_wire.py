@@ -54,9 +54,7 @@ def encode_request(records: Sequence[Record]) -> str:
 def decode_request(text: str) -> list[Record]:
     """Guest side: records from ``encoded-batch`` text (written by the trusted host)."""
     try:
-        version, values, keys, timestamps, metadata, offsets = marshal.loads(
-            text.encode("latin-1")
-        )
+        version, values, keys, timestamps, metadata, offsets = marshal.loads(text.encode("latin-1"))
     except (ValueError, EOFError, TypeError, UnicodeEncodeError) as exc:
         raise SerializationError(f"the batch is not an encoded-batch: {exc}") from exc
     if version != WIRE_VERSION:

@@ -1,4 +1,4 @@
-"""Add ``"tier": "high"`` or ``"standard"`` to each JSON event by its amount (param ``threshold``)."""
+"""Tag each JSON event "high" or "standard" by its amount (param ``threshold``)."""
 
 import json
 

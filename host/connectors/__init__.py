@@ -8,6 +8,8 @@ their own through the ``dataflare.sources`` / ``dataflare.sinks`` entry points.
 from ._base import Position, Sink, Source, SourceBatch
 from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
+from ._postgres import PostgresSink, PostgresSinkConfig, PostgresSource, PostgresSourceConfig
+from ._redis import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
 from ._registry import SINK_GROUP, SOURCE_GROUP, ConnectorRegistry
 from ._std import StdinConfig, StdinSource, StdoutConfig, StdoutSink
 
@@ -22,6 +24,14 @@ __all__ = [
     "GeneratorConfig",
     "GeneratorSource",
     "Position",
+    "PostgresSink",
+    "PostgresSinkConfig",
+    "PostgresSource",
+    "PostgresSourceConfig",
+    "RedisSink",
+    "RedisSinkConfig",
+    "RedisSource",
+    "RedisSourceConfig",
     "Sink",
     "Source",
     "SourceBatch",

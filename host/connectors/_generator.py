@@ -77,8 +77,13 @@ class GeneratorSource(Source):
                 due = self._first + int((time.monotonic() - self._started) * config.rate)
             end = min(end, max(due, self._next))
         records = [
-            Record(generated_value(i, config.shape), str(i).encode(),
-                   config.start_timestamp_ms + i, None, i)
+            Record(
+                generated_value(i, config.shape),
+                str(i).encode(),
+                config.start_timestamp_ms + i,
+                None,
+                i,
+            )
             for i in range(self._next, end)
         ]
         self._next = end

@@ -27,8 +27,9 @@ class StdinSource(Source):
 
     Config = StdinConfig
 
-    def __init__(self, config: StdinConfig, params: Mapping[str, str],
-                 stream: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, config: StdinConfig, params: Mapping[str, str], stream: IO[bytes] | None = None
+    ) -> None:
         super().__init__(config, params)
         self._stream = stream
         self._lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
@@ -40,8 +41,9 @@ class StdinSource(Source):
             self._offset = int(position.get("offset", 0))
         stream = self._stream or sys.stdin.buffer
         # A thread, because a blocking readline cannot honour read()'s timeout.
-        threading.Thread(target=self._pump, args=(stream,), daemon=True,
-                         name="dataflare-stdin").start()
+        threading.Thread(
+            target=self._pump, args=(stream,), daemon=True, name="dataflare-stdin"
+        ).start()
 
     def _pump(self, stream: IO[bytes]) -> None:
         for line in stream:
@@ -80,8 +82,9 @@ class StdoutSink(Sink):
 
     Config = StdoutConfig
 
-    def __init__(self, config: StdoutConfig, params: Mapping[str, str],
-                 stream: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, config: StdoutConfig, params: Mapping[str, str], stream: IO[bytes] | None = None
+    ) -> None:
         super().__init__(config, params)
         self._stream = stream
 
