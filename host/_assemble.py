@@ -16,7 +16,7 @@ import attrs
 from sdk import ConfigurationError, PluginError, find_plugin
 
 from ._autobuild import component_for
-from ._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
+from ._config import ConnectorEntry, ProcessorConfig, ProcessorEntry, window_spec
 from ._loader import load_plugin
 from ._native import NativePlugin, import_plugin_module
 from ._plugin import Plugin
@@ -88,14 +88,17 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
     config = entry.config
     base = doc.file.parent
     file = base / config.plugin_path if config.plugin_path is not None else None
+    params = dict(config.params)
+    if config.window is not None:
+        params["dataflare.window"] = window_spec(config.window).to_json()
     try:
         if file is not None and config.plugin_source == "wasm" and file.suffix == ".py":
-            plugin = load_plugin(component_for(file), config.params, sandbox=_sandbox(config))
+            plugin = load_plugin(component_for(file), params, sandbox=_sandbox(config))
         elif file is not None:
-            plugin = load_plugin(file, config.params, sandbox=_sandbox(config))
+            plugin = load_plugin(file, params, sandbox=_sandbox(config))
         else:
             assert config.plugin_name is not None
-            plugin = _load_by_name(config.plugin_name, config.params, base)
+            plugin = _load_by_name(config.plugin_name, params, base)
     except ConfigurationError as exc:
         where = (*path, "params") if "parameter" in str(exc) else path
         raise doc.error(where, str(exc)) from exc
@@ -107,6 +110,12 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
             (*path, "plugin_type"),
             f"is {config.plugin_type} but {plugin.origin} holds a {plugin.kind} plugin "
             f"({plugin.name!r}); set plugin_type: {plugin.kind}",
+        )
+    if config.look_back is not None and not plugin.has_look_back:
+        plugin.close()
+        raise doc.error(
+            (*path, "look_back"),
+            f"{plugin.origin} has no @look_back hook, so look_back: would do nothing",
         )
     return ProcessorStage(
         entry.id,
@@ -124,24 +133,31 @@ def build_connector(
     path: tuple[str | int, ...],
     registry: ConnectorRegistry,
     role: str,
+    *,
+    nested: bool = True,
 ) -> Source | Sink:
-    """Instantiate a source or sink (not yet connected) from its YAML entry."""
+    """Instantiate a source or sink (not yet connected) from its YAML entry.
+
+    ``nested`` says the settings sit under ``config:`` at ``path`` (pipelines'
+    sources and sinks) rather than directly at ``path`` (a look-back source).
+    """
+    where: tuple[str | int, ...] = (*path, "config") if nested else path
     name = entry.config.plugin_type
     try:
         cls: Any = registry.source(name) if role == "source" else registry.sink(name)
     except ConfigurationError as exc:
-        raise doc.error((*path, "config", "plugin_type"), str(exc)) from exc
+        raise doc.error((*where, "plugin_type"), str(exc)) from exc
     if cls is None:
         names = registry.source_names() if role == "source" else registry.sink_names()
         raise doc.error(
-            (*path, "config", "plugin_type"),
+            (*where, "plugin_type"),
             f"no {role} connector named {name!r}; installed: {', '.join(names) or 'none'}",
         )
     connection = dict(entry.config.connection)
     if "base_dir" in attrs.fields_dict(cls.Config) and "base_dir" not in connection:
         connection["base_dir"] = str(doc.file.parent)
-    settings = structure_at(doc, connection, cls.Config, (*path, "config", "connection"))
+    settings = structure_at(doc, connection, cls.Config, (*where, "connection"))
     try:
         return cls(settings, entry.config.params)  # type: ignore[no-any-return]
     except PluginError as exc:
-        raise doc.error((*path, "config"), str(exc)) from exc
+        raise doc.error(where, str(exc)) from exc

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import attrs
 
+from sdk import Window
+
 from ._structure import structure_at
 from ._yaml import LocatedYaml, load_located
 
@@ -46,10 +48,14 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorEntry",
     "ErrorPolicy",
+    "LookBackConfig",
+    "LookBackSource",
     "PipelineConfig",
     "ProcessorConfig",
     "ProcessorEntry",
+    "WindowConfig",
     "load_pipeline_config",
+    "window_spec",
 ]
 
 ErrorPolicy = Literal["fail", "skip", "dead_letter"]
@@ -82,6 +88,46 @@ class CheckpointSettings:
 
 
 @attrs.frozen
+class WindowConfig:
+    """``window:`` of an aggregate processor: overrides the plugin's own window.
+
+    ``type`` tumbling (``step_ms`` = ``size_ms``) or sliding; timestamps in ms;
+    records later than ``lateness_ms`` behind the newest are late: ``late:
+    error`` fails them (``on_error`` decides), ``drop`` counts them.
+    """
+
+    type: Literal["tumbling", "sliding"]
+    size_ms: int
+    step_ms: int | None = None
+    lateness_ms: int = 0
+    late: Literal["error", "drop"] = "error"
+
+
+@attrs.frozen
+class LookBackSource:
+    """Where a look-back reads its warm-up records from: a source connector."""
+
+    plugin_type: str
+    connection: dict[str, Any] = attrs.Factory(dict)
+    params: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LookBackConfig:
+    """``look_back:`` of a processor: warm its ``@look_back`` hook up before the run.
+
+    Reads ``source`` from its beginning up to where it is caught up, and gives
+    the hook the ``last`` N records, or those whose timestamp is at most
+    ``age_ms`` old. Runs only when the checkpoint holds no state for the
+    processor (checkpointed state is exact; look-back rebuilds it).
+    """
+
+    source: LookBackSource
+    last: int | None = None
+    age_ms: int | None = None
+
+
+@attrs.frozen
 class ProcessorConfig:
     """``config:`` of a processor: which plugin, its parameters, its error policy.
 
@@ -102,6 +148,8 @@ class ProcessorConfig:
     memory_limit_mb: int = 512
     instances: int = 1
     hot_reload: bool = True
+    window: WindowConfig | None = None
+    look_back: LookBackConfig | None = None
 
 
 @attrs.frozen
@@ -232,3 +280,27 @@ def _check_processor(
         raise doc.error((*path, "memory_limit_mb"), "must be at least 32 (MiB)")
     if config.instances < 1:
         raise doc.error((*path, "instances"), "must be at least 1")
+    if config.window is not None:
+        if config.plugin_type != "aggregate":
+            raise doc.error((*path, "window"), "only aggregate processors take a window")
+        try:
+            window_spec(config.window)
+        except ValueError as exc:
+            raise doc.error((*path, "window"), str(exc)) from exc
+    if config.look_back is not None:
+        given = [k for k in ("last", "age_ms") if getattr(config.look_back, k) is not None]
+        if len(given) != 1:
+            raise doc.error((*path, "look_back"), "give exactly one of last: N or age_ms: MS")
+        value = getattr(config.look_back, given[0])
+        if value < 1:
+            raise doc.error((*path, "look_back", given[0]), "must be at least 1")
+
+
+def window_spec(config: WindowConfig) -> Window:
+    """The SDK window a ``window:`` mapping describes (raises ValueError when invalid)."""
+    step = config.size_ms if config.type == "tumbling" else config.step_ms
+    if config.type == "tumbling" and config.step_ms not in (None, config.size_ms):
+        raise ValueError("a tumbling window has no step_ms (it steps by its size)")
+    if step is None:
+        raise ValueError("a sliding window needs step_ms")
+    return Window(config.size_ms, step, config.lateness_ms, config.late)

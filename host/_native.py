@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from sdk import BatchResult, ConfigurationError, Dispatcher, PluginModule, Record, find_plugin
+from sdk import (
+    BatchResult,
+    ConfigurationError,
+    Dispatcher,
+    LookBackResult,
+    PluginModule,
+    Record,
+    find_plugin,
+)
 
 from ._plugin import Plugin
 
@@ -39,6 +47,14 @@ class NativePlugin(Plugin):
 
     def _run(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
         return self._dispatcher.process(records, accumulator)
+
+    def _look_back(self, records: Sequence[Record]) -> LookBackResult:
+        return self._dispatcher.look_back(records)
+
+    @property
+    def has_look_back(self) -> bool:
+        """Whether the plugin defines a ``@look_back`` hook."""
+        return self.module.look_back is not None
 
 
 def import_plugin_module(source: str | Path) -> PluginModule:

@@ -9,6 +9,7 @@ Between batches it also swaps in processors whose file changed (hot reload).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import queue
@@ -26,7 +27,7 @@ from sdk import PluginError, PluginKind, ProcessingError, Record
 
 from ._assemble import ProcessorStage, build_connector, fingerprint, load_processor
 from ._checkpoint import Checkpoint, CheckpointStore
-from ._config import PipelineConfig, load_pipeline_config
+from ._config import ConnectorConfig, ConnectorEntry, PipelineConfig, load_pipeline_config
 from ._stats import StageStats
 from ._yaml import LocatedYaml
 from .connectors import ConnectorRegistry, Sink, Source, SourceBatch
@@ -97,6 +98,7 @@ class Pipeline:
         registry = registry or ConnectorRegistry.from_entry_points()
         self.sources: list[Source] = []
         self.sinks: list[Sink] = []
+        self.look_back_sources: dict[str, Source] = {}
         self.dead_letter: Sink | None = None
         self.processors: list[ProcessorStage] = []
         try:
@@ -112,6 +114,23 @@ class Pipeline:
                 )
             for index, processor in enumerate(config.processors):
                 self.processors.append(load_processor(processor, doc, index))
+            for index, processor in enumerate(config.processors):
+                look_back = processor.config.look_back
+                if look_back is None:
+                    continue
+                entry = ConnectorEntry(
+                    f"{processor.id}.look_back",
+                    "plugin",
+                    ConnectorConfig(
+                        look_back.source.plugin_type,
+                        look_back.source.connection,
+                        look_back.source.params,
+                    ),
+                )
+                where = ("processors", index, "config", "look_back", "source")
+                built = build_connector(entry, doc, where, registry, "source", nested=False)
+                assert isinstance(built, Source)
+                self.look_back_sources[processor.id] = built
         except BaseException:
             self.close()
             raise
@@ -162,6 +181,7 @@ class Pipeline:
         error: str | None = None
         positions = dict(checkpoint.positions)
         try:
+            self._warm_up(checkpoint)
             self._connect(checkpoint)
             status = self._main_loop(positions, progress)
         except PluginError as exc:
@@ -203,6 +223,29 @@ class Pipeline:
                 signal.signal(sig, old)
 
         return restore
+
+    def _warm_up(self, checkpoint: Checkpoint) -> None:
+        """Run look-back for processors the checkpoint holds no state for."""
+        for index, stage in enumerate(self.processors):
+            source = self.look_back_sources.get(stage.id)
+            look_back = stage.config.look_back
+            if source is None or look_back is None or stage.id in checkpoint.accumulators:
+                continue
+            records = _look_back_records(
+                source, look_back.last, look_back.age_ms, self.config.batch.size
+            )
+            result = stage.plugin.look_back(records)
+            if result.error is not None:
+                failed = records[result.consumed] if result.consumed < len(records) else None
+                raise PipelineError(
+                    f"processor {stage.id!r}: look_back failed: {result.error}{_describe(failed)}"
+                )
+            log.info(
+                "processor %r (#%d) warmed up on %d look-back record(s)",
+                stage.id,
+                index,
+                len(records),
+            )
 
     def _connect(self, checkpoint: Checkpoint) -> None:
         self._sinks_healthy = False
@@ -413,7 +456,11 @@ class Pipeline:
         """Close every plugin and connector (safe to call twice)."""
         for stage in self.processors:
             stage.plugin.close()
-        connectors: list[Source | Sink] = [*self.sources, *self.sinks]
+        connectors: list[Source | Sink] = [
+            *self.sources,
+            *self.sinks,
+            *self.look_back_sources.values(),
+        ]
         if self.dead_letter is not None:
             connectors.append(self.dead_letter)
         for connector in connectors:
@@ -421,6 +468,26 @@ class Pipeline:
                 connector.close()
             except PluginError as exc:
                 log.error("closing a connector failed: %s", exc)
+
+
+def _look_back_records(
+    source: Source, last: int | None, age_ms: int | None, batch_size: int
+) -> list[Record]:
+    """The warm-up records: the last N, or those at most ``age_ms`` old, oldest first."""
+    kept: collections.deque[Record] = collections.deque(maxlen=last)
+    cutoff = int(time.time() * 1000) - age_ms if age_ms is not None else None
+    source.connect(None)
+    try:
+        while True:
+            batch = source.read(batch_size, 0.05)
+            if batch is None or not batch.records:  # exhausted, or caught up for now
+                break
+            for record in batch.records:
+                if cutoff is None or (record.timestamp is not None and record.timestamp >= cutoff):
+                    kept.append(record)
+    finally:
+        source.close()
+    return list(kept)
 
 
 def _describe(record: Record | None) -> str:

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Sequence
 from types import TracebackType
 
-from sdk import BatchResult, PluginError, PluginKind, Record
+from sdk import BatchResult, LookBackResult, PluginError, PluginKind, Record
 
 __all__ = ["Plugin"]
 
@@ -54,6 +54,28 @@ class Plugin(abc.ABC):
     @abc.abstractmethod
     def _run(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
         """Backend hook: process ``records`` starting from ``accumulator``."""
+
+    def look_back(self, records: Sequence[Record]) -> LookBackResult:
+        """Warm the plugin up with ``records`` (oldest first) through its ``@look_back`` hook.
+
+        An aggregate whose hook returns bytes continues from them. A failure is
+        returned (with the record's offset), not raised: the caller decides.
+        """
+        if self._closed:
+            raise PluginError(f"plugin {self.name!r} ({self.origin}) is closed")
+        result = self._look_back(records)
+        if result.accumulator is not None and self.kind is PluginKind.AGGREGATE:
+            self._accumulator = result.accumulator
+        return result
+
+    @abc.abstractmethod
+    def _look_back(self, records: Sequence[Record]) -> LookBackResult:
+        """Backend hook for :meth:`look_back`."""
+
+    @property
+    @abc.abstractmethod
+    def has_look_back(self) -> bool:
+        """Whether the plugin defines a ``@look_back`` hook."""
 
     def close(self) -> None:
         """Release what the backend holds; safe to call twice."""

@@ -28,6 +28,7 @@ from sdk import (
     BatchResult,
     ConfigurationError,
     LimitExceededError,
+    LookBackResult,
     PluginError,
     PluginKind,
     ProcessingError,
@@ -50,7 +51,16 @@ __all__ = ["Sandbox", "WasmPlugin"]
 
 log = logging.getLogger("dataflare.guest")
 
-_EXPORTS = ("describe", "init", "filter", "map", "filter-map", "array-map", "aggregate")
+_EXPORTS = (
+    "describe",
+    "init",
+    "filter",
+    "map",
+    "filter-map",
+    "array-map",
+    "aggregate",
+    "look-back",
+)
 _NO_DEADLINE = 1 << 62
 
 
@@ -216,7 +226,7 @@ class WasmPlugin(Plugin):
             self._init(instance)
         return instance
 
-    def _describe(self, instance: _Instance) -> Any:
+    def _describe(self, instance: _Instance) -> _PluginInfo:
         try:
             info = instance.call("describe")
         except _Trap as trap:
@@ -368,6 +378,41 @@ class WasmPlugin(Plugin):
             error_message=_field(raw, "message", str),
         )
 
+    @property
+    def has_look_back(self) -> bool:
+        """Whether the plugin defines a ``@look_back`` hook."""
+        return self.info.has_look_back
+
+    def _look_back(self, records: Sequence[Record]) -> LookBackResult:
+        instance = self._acquire()
+        try:
+            out = instance.call("look-back", encode_request(records))
+        except _Trap as trap:
+            instance.close()
+            first = records[0].offset if records else -1
+            error = ProcessingError(
+                plugin=self.name,
+                kind=self.kind.value,
+                offset=first,
+                index=0,
+                error_type="Trap",
+                error_message=f"the component trapped in look_back ({trap})",
+            )
+            return LookBackResult(None, 0, error)
+        if not isinstance(out, wc.Record):
+            instance.close()
+            raise _call_error(out, self.path)
+        self._release(instance)
+        consumed = _field(out, "consumed", int)
+        if not 0 <= consumed <= len(records):
+            raise SerializationError(
+                f"{self.path}: look-back reported {consumed} of {len(records)}"
+            )
+        raw_acc = getattr(out, "accumulator", None)
+        accumulator = None if raw_acc is None else decode_accumulator(raw_acc)
+        failure = self._processing_error(getattr(out, "error", None), records, consumed)
+        return LookBackResult(accumulator, consumed, failure)
+
     def _close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -386,6 +431,8 @@ class _PluginInfo:
     params: dict[str, str | None] | None
     sdk_version: str
     origin: str
+    has_look_back: bool
+    window: str | None
 
     @classmethod
     def from_wit(cls, raw: Any) -> _PluginInfo:
@@ -400,6 +447,8 @@ class _PluginInfo:
             params=params,
             sdk_version=getattr(raw, "sdk-version"),
             origin=raw.origin,
+            has_look_back=bool(getattr(raw, "has-look-back")),
+            window=raw.window,
         )
 
 

@@ -8,15 +8,22 @@
 b'HI'
 
 The decorators (``filter``, ``map``, ``filter_map``, ``array_map``, ``aggregate``,
-``init``) mark the function and return it unchanged. The host finds the marked
+``init``, ``look_back``) mark the function and return it unchanged. The host finds the marked
 function in the plugin file and runs it through :class:`Dispatcher`, natively
 or inside a WebAssembly component.
 """
 
 from ._codec import FORMAT_VERSION, decode_batch, encode_batch
-from ._decorators import aggregate, array_map, filter, filter_map, init, map
-from ._definition import InitHook, ParamSpec, PluginDefinition, PluginModule, find_plugin
-from ._dispatch import BatchResult, Dispatcher
+from ._decorators import aggregate, array_map, filter, filter_map, init, look_back, map
+from ._definition import (
+    InitHook,
+    LookBackHook,
+    ParamSpec,
+    PluginDefinition,
+    PluginModule,
+    find_plugin,
+)
+from ._dispatch import BatchResult, Dispatcher, LookBackResult
 from ._errors import (
     ConfigurationError,
     LimitExceededError,
@@ -27,6 +34,7 @@ from ._errors import (
 )
 from ._kinds import AggregateEmit, PluginKind
 from ._record import Record
+from ._windows import Window, sliding, tumbling
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,6 +44,8 @@ __all__ = [
     "Dispatcher",
     "InitHook",
     "LimitExceededError",
+    "LookBackHook",
+    "LookBackResult",
     "ParamSpec",
     "PluginDefinition",
     "PluginError",
@@ -45,6 +55,7 @@ __all__ = [
     "ProcessingError",
     "Record",
     "SerializationError",
+    "Window",
     "aggregate",
     "array_map",
     "decode_batch",
@@ -53,7 +64,10 @@ __all__ = [
     "filter_map",
     "find_plugin",
     "init",
+    "look_back",
     "map",
+    "sliding",
+    "tumbling",
 ]
 
 __version__ = "0.1.0"

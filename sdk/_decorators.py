@@ -13,10 +13,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ._definition import MARK, InitHook, PluginDefinition
+from ._definition import MARK, InitHook, LookBackHook, PluginDefinition
 from ._kinds import AggregateEmit, PluginKind
+from ._windows import Window
 
-__all__ = ["aggregate", "array_map", "filter", "filter_map", "init", "map"]
+__all__ = ["aggregate", "array_map", "filter", "filter_map", "init", "look_back", "map"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +96,7 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
         params: Mapping[str, str | None] | None,
         initial: bytes = b"",
         emit: AggregateEmit | str = AggregateEmit.EACH,
+        window: Window | None = None,
     ) -> F:
         takes_context = _check_plugin_signature(func, kind)
         label = getattr(func, "__qualname__", repr(func))
@@ -111,6 +113,11 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
                 f"@aggregate function {label!r}: emit= must be one of {choices} (got {emit!r})."
             ) from None
         _check_params(params, kind.value, label)
+        if window is not None and not isinstance(window, Window):
+            raise TypeError(
+                f"@aggregate function {label!r}: window= must be sdk.tumbling(...) or "
+                f"sdk.sliding(...), not {window!r}."
+            )
         definition = PluginDefinition(
             function=func,
             kind=kind,
@@ -119,6 +126,7 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
             params=params,
             initial=initial,
             emit=emit_value,
+            window=window,
         )
         return _mark(func, definition)
 
@@ -242,6 +250,7 @@ def aggregate(
     params: Mapping[str, str | None] | None = None,
     initial: bytes = b"",
     emit: AggregateEmit | str = AggregateEmit.EACH,
+    window: Window | None = None,
 ) -> Callable[[F], F]: ...
 def aggregate(
     func: F | None = None,
@@ -251,19 +260,30 @@ def aggregate(
     params: Mapping[str, str | None] | None = None,
     initial: bytes = b"",
     emit: AggregateEmit | str = AggregateEmit.EACH,
+    window: Window | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(accumulator, record[, context]) -> bytes`` as an aggregate plugin.
 
     The accumulator starts as ``initial`` and the host keeps it across batches.
     With ``emit="each"`` (Fluvio's running fold) every input emits a copy of the
     record whose value is the new accumulator; with ``emit="batch"`` only the
-    batch's last record does.
+    batch's last record does. With ``window=sdk.tumbling(...)`` or
+    ``sdk.sliding(...)`` records are folded per time window instead, and each
+    window emits one record when it closes (see :mod:`sdk._windows`).
 
     >>> @aggregate(initial=b"0")
     ... def count(acc, record):
     ...     return str(int(acc) + 1).encode()
     """
-    return _apply(_decorate_aggregate, func, name=name, params=params, initial=initial, emit=emit)
+    return _apply(
+        _decorate_aggregate,
+        func,
+        name=name,
+        params=params,
+        initial=initial,
+        emit=emit,
+        window=window,
+    )
 
 
 def _apply(decorate: Callable[..., Any], func: F | None, **options: Any) -> F | Callable[[F], F]:
@@ -307,3 +327,27 @@ def init(
         return _mark(f, InitHook(function=f, name=f.__name__, params=params))
 
     return decorate if func is None else decorate(func)
+
+
+def look_back(func: F) -> F:
+    """Mark ``func(record[, context]) -> bytes | None`` as the plugin's warm-up hook.
+
+    Before the first record, the host calls it with each of the last N records
+    (or those younger than an age) of a configured source, oldest first
+    (Fluvio's look_back). For an aggregate, a returned ``bytes`` becomes the
+    accumulator, so a running value resumes; other plugins keep what they learn
+    in their context (the object their ``@init`` hook returned) and return None.
+
+    >>> @look_back
+    ... def resume(record):
+    ...     return record.value  # the last emitted running total
+    """
+    count = _positional_count(func, "look_back")
+    label = getattr(func, "__qualname__", repr(func))
+    if count not in (1, 2):
+        raise TypeError(
+            f"@look_back function {label!r} must take (record) or (record, context), "
+            f"but it takes {count}."
+        )
+    hook = LookBackHook(function=func, name=func.__name__, takes_context=count == 2)
+    return _mark(func, hook)

@@ -10,10 +10,13 @@ import attrs
 
 from ._errors import ConfigurationError
 from ._kinds import AggregateEmit, PluginKind
+from ._windows import Window
 
 __all__ = [
     "MARK",
+    "RESERVED_PARAM_PREFIX",
     "InitHook",
+    "LookBackHook",
     "ParamSpec",
     "PluginDefinition",
     "PluginModule",
@@ -25,6 +28,12 @@ MARK = "__dataflare__"
 
 ParamSpec = Mapping[str, "str | None"]
 """Declared parameters: name -> default value, or None for a required one."""
+
+RESERVED_PARAM_PREFIX = "dataflare."
+"""Parameters the host sets for the SDK itself (e.g. ``dataflare.window``), never
+checked against, nor shown to, the plugin's own parameters."""
+
+_RESERVED_PARAMS = ("dataflare.window",)
 
 
 def _freeze_params(params: Mapping[str, str | None] | None) -> ParamSpec | None:
@@ -42,6 +51,16 @@ class PluginDefinition:
     params: ParamSpec | None = attrs.field(default=None, converter=_freeze_params)
     initial: bytes = b""
     emit: AggregateEmit = AggregateEmit.EACH
+    window: Window | None = None
+
+
+@attrs.frozen
+class LookBackHook:
+    """A ``@look_back`` function: sees warm-up records before processing starts."""
+
+    function: Callable[..., Any] = attrs.field(eq=False)
+    name: str
+    takes_context: bool
 
 
 @attrs.frozen
@@ -61,6 +80,7 @@ class PluginModule:
     init: InitHook | None
     origin: str
     """Where the plugin came from (a file path or module name), for messages."""
+    look_back: LookBackHook | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +113,14 @@ class PluginModule:
         Raises :class:`ConfigurationError` for an unknown name (where the plugin
         declares its parameters), a missing required one, or a non-str value.
         """
+        reserved = {k: v for k, v in given.items() if str(k).startswith(RESERVED_PARAM_PREFIX)}
+        for name in reserved:
+            if name not in _RESERVED_PARAMS:
+                raise ConfigurationError(
+                    f"plugin {self.name!r} ({self.origin}): {name!r} is not a DataFlare "
+                    f"setting (known: {', '.join(_RESERVED_PARAMS)})"
+                )
+        given = {k: v for k, v in given.items() if k not in reserved}
         for name, value in given.items():
             if not isinstance(name, str) or not isinstance(value, str):
                 raise ConfigurationError(
@@ -154,6 +182,7 @@ def find_plugin(namespace: Mapping[str, object], origin: str) -> PluginModule:
     """
     plugins: list[PluginDefinition] = []
     hooks: list[InitHook] = []
+    look_backs: list[LookBackHook] = []
     seen: set[int] = set()
     for value in list(namespace.values()):
         mark = getattr(value, MARK, None) if callable(value) else None
@@ -164,6 +193,8 @@ def find_plugin(namespace: Mapping[str, object], origin: str) -> PluginModule:
             plugins.append(mark)
         elif isinstance(mark, InitHook):
             hooks.append(mark)
+        elif isinstance(mark, LookBackHook):
+            look_backs.append(mark)
     if not plugins:
         raise ConfigurationError(
             f"{origin} defines no plugin: decorate one function with @filter, @map, "
@@ -178,9 +209,19 @@ def find_plugin(namespace: Mapping[str, object], origin: str) -> PluginModule:
     if len(hooks) > 1:
         names = ", ".join(sorted(h.name for h in hooks))
         raise ConfigurationError(f"{origin} defines {len(hooks)} @init hooks ({names}); keep one")
+    if len(look_backs) > 1:
+        names = ", ".join(sorted(h.name for h in look_backs))
+        raise ConfigurationError(
+            f"{origin} defines {len(look_backs)} @look_back hooks ({names}); keep one"
+        )
     definition = plugins[0]
     hook = hooks[0] if hooks else None
-    module = PluginModule(definition=definition, init=hook, origin=origin)
+    module = PluginModule(
+        definition=definition,
+        init=hook,
+        origin=origin,
+        look_back=look_backs[0] if look_backs else None,
+    )
     if definition.params is not None and hook is not None and hook.params is not None:
         for name in set(definition.params) & set(hook.params):
             if definition.params[name] != hook.params[name]:

@@ -15,8 +15,9 @@ from ._definition import PluginModule
 from ._errors import ConfigurationError, ProcessingError
 from ._kinds import AggregateEmit, PluginKind
 from ._record import Record
+from ._windows import LateRecordError, Window, WindowState, window_from_json
 
-__all__ = ["BatchResult", "Dispatcher"]
+__all__ = ["BatchResult", "Dispatcher", "LookBackResult"]
 
 
 @attrs.frozen
@@ -42,6 +43,15 @@ class BatchResult:
         return self.error is None
 
 
+@attrs.frozen
+class LookBackResult:
+    """What a ``@look_back`` warm-up produced: maybe a new accumulator, maybe an error."""
+
+    accumulator: bytes | None
+    consumed: int
+    error: ProcessingError | None = None
+
+
 class Dispatcher:
     """Runs one plugin over batches: resolves its params and runs its init hook once.
 
@@ -56,6 +66,15 @@ class Dispatcher:
 
     def __init__(self, plugin: PluginModule, params: Mapping[str, str]) -> None:
         self.plugin = plugin
+        self.window: Window | None = plugin.definition.window
+        override = params.get("dataflare.window")
+        if override is not None:
+            if plugin.kind is not PluginKind.AGGREGATE:
+                raise ConfigurationError(
+                    f"plugin {plugin.name!r} ({plugin.origin}) is a {plugin.kind} plugin; "
+                    "only aggregate plugins take a window"
+                )
+            self.window = window_from_json(override)
         self.params = plugin.resolve_params(params)
         self.context: Any = self.params
         if plugin.init is not None:
@@ -181,7 +200,38 @@ class Dispatcher:
             return BatchResult(outputs, sources, index, self._error(records, index, exc))
         return BatchResult(outputs, sources, len(records))
 
+    def look_back(self, records: Sequence[Record]) -> LookBackResult:
+        """Feed warm-up records to the ``@look_back`` hook, oldest first.
+
+        For an aggregate, the last bytes the hook returned become the accumulator.
+        """
+        hook = self.plugin.look_back
+        if hook is None:
+            return LookBackResult(None, len(records))
+        accumulator: bytes | None = None
+        index = 0
+        try:
+            for index, record in enumerate(records):  # noqa: B007 - read in the handler
+                if hook.takes_context:
+                    result = hook.function(record, self.context)
+                else:
+                    result = hook.function(record)
+                if result is None:
+                    continue
+                if self._kind is not PluginKind.AGGREGATE or type(result) is not bytes:
+                    expected = "bytes or None" if self._kind is PluginKind.AGGREGATE else "None"
+                    raise TypeError(
+                        f"a @look_back hook of a {self._kind} plugin must return {expected}, "
+                        f"but it returned {result!r:.80} (a {type(result).__name__})"
+                    )
+                accumulator = result
+        except Exception as exc:  # noqa: BLE001 - whatever the hook raised is reported
+            return LookBackResult(accumulator, index, self._error(records, index, exc))
+        return LookBackResult(accumulator, len(records))
+
     def _aggregate(self, records: Sequence[Record], acc: bytes | None) -> BatchResult:
+        if self.window is not None:
+            return self._windowed(records, acc, self.window)
         accumulator = self.initial if acc is None else acc
         outputs: list[Record] = []
         emit_each = self._emit_each
@@ -214,6 +264,43 @@ class Dispatcher:
         last = records[-1]
         emitted = Record(accumulator, last.key, last.timestamp, last.metadata, last.offset)
         return BatchResult([emitted], [len(records) - 1], len(records), None, accumulator)
+
+    def _windowed(
+        self, records: Sequence[Record], acc: bytes | None, window: Window
+    ) -> BatchResult:
+        state = WindowState.decode(acc)
+        outputs: list[Record] = []
+        sources: list[int] = []
+        func = self._func
+        context = self.context
+        takes_context = self._takes_context
+        index = 0
+        try:
+            for index, record in enumerate(records):
+                if record.timestamp is None:
+                    raise ValueError("a windowed aggregate needs record timestamps; this has none")
+
+                def fold(current: bytes, record: Record = record) -> bytes:
+                    if takes_context:
+                        return func(current, record, context)  # type: ignore[no-any-return]
+                    return func(current, record)  # type: ignore[no-any-return]
+
+                for start, value, metadata in state.add(
+                    window, record.timestamp, self.initial, fold
+                ):
+                    outputs.append(
+                        Record(value, None, start + window.size_ms - 1, metadata, record.offset)
+                    )
+                    sources.append(index)
+        except LateRecordError as exc:
+            return BatchResult(
+                outputs, sources, index, self._error(records, index, exc), state.encode()
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
+            return BatchResult(
+                outputs, sources, index, self._error(records, index, exc), state.encode()
+            )
+        return BatchResult(outputs, sources, len(records), None, state.encode())
 
     def _error(self, records: Sequence[Record], index: int, exc: Exception) -> ProcessingError:
         offset = records[index].offset if index < len(records) else -1

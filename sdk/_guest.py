@@ -91,6 +91,8 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
             emit=getattr(wit.AggregateEmit, plugin.definition.emit.name),
             sdk_version=sdk_version,
             origin=origin,
+            has_look_back=plugin.look_back is not None,
+            window=None if plugin.definition.window is None else plugin.definition.window.to_json(),
         )
 
     def init(params: list[tuple[str, str]]) -> None:
@@ -116,6 +118,16 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
 
         return run
 
+    def look_back_batch(batch: str) -> Any:
+        if "d" not in state:
+            raise Err(wit.CallError_Unsupported("init must be called before look-back"))
+        result = state["d"].look_back(decode_request(batch))
+        return wit.LookBackOutput(
+            accumulator=encode_accumulator(result.accumulator),
+            consumed=result.consumed,
+            error=wit_error(result.error),
+        )
+
     def aggregate_batch(batch: str, accumulator: str | None) -> Any:
         d = dispatcher(PluginKind.AGGREGATE)
         start = None if accumulator is None else decode_accumulator(accumulator)
@@ -135,5 +147,6 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
         "filter_map": guarded(records_batch(PluginKind.FILTER_MAP)),
         "array_map": guarded(records_batch(PluginKind.ARRAY_MAP)),
         "aggregate": guarded(aggregate_batch),
+        "look_back": guarded(look_back_batch),
     }
     return type("Plugin", (exports.Plugin,), namespace_out)

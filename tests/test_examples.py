@@ -252,6 +252,54 @@ def sum_aggregate_params_law(batch: list[Record], data: st.DataObject) -> None:
     assert [r.value for r in expected] == running_sum(batch, "qty")
 
 
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=50_000), max_size=40),
+    start=st.integers(min_value=0, max_value=10**9),
+    data=st.data(),
+)
+def windowed_count_law(gaps: list[int], start: int, data: st.DataObject) -> None:
+    """In-order records: each closed 60 s window emits its count, once, oldest first.
+
+    A window closes when the highest timestamp seen passes its end plus the 10 s
+    lateness; splitting the batch (state carried) changes nothing.
+    """
+    timestamps, now = [], start
+    for gap in gaps:
+        now += gap
+        timestamps.append(now)
+    batch = [Record(b"x", timestamp=t, offset=i) for i, t in enumerate(timestamps)]
+    size, lateness = 60_000, 10_000
+    counts: dict[int, int] = {}
+    for t in timestamps:
+        counts[t // size * size] = counts.get(t // size * size, 0) + 1
+    watermark = (max(timestamps) - lateness) if timestamps else None
+    expected = [
+        (begin, str(count).encode())
+        for begin, count in sorted(counts.items())
+        if watermark is not None and begin + size <= watermark
+    ]
+    plugin = load("windowed_count_aggregate.py")
+    outputs = run_ok(plugin, batch)
+    assert [(int(r.metadata["window_start"]), r.value) for r in outputs] == expected
+    assert all(r.timestamp == int(r.metadata["window_end"]) - 1 for r in outputs)
+
+    split = data.draw(st.integers(min_value=0, max_value=len(batch)), label="split")
+    carried = load("windowed_count_aggregate.py")
+    assert run_ok(carried, batch[:split]) + run_ok(carried, batch[split:]) == outputs
+
+
+def sum_aggregate_look_back_law() -> None:
+    """look_back resumes from the last running total; a non-number stops the warm-up."""
+    plugin = load("sum_aggregate.py")
+    warm = plugin.look_back([Record(b"3", offset=0), Record(b"40.5", offset=1)])
+    assert warm.error is None
+    assert plugin.accumulator == b"40.5"
+    assert run_ok(plugin, [Record(b'{"amount": 2}', offset=2)])[0].value == b"42.5"
+    bad = load("sum_aggregate.py").look_back([Record(b"oops", offset=9)])
+    assert bad.error is not None
+    assert (bad.error.offset, bad.error.error_type) == (9, "JSONDecodeError")
+
+
 LAWS: dict[str, list[Callable[[], None]]] = {
     "contains_filter.py": [contains_filter_law, contains_filter_default_law],
     "json_field_filter.py": [json_field_filter_default_law, json_field_filter_params_law],
@@ -259,7 +307,8 @@ LAWS: dict[str, list[Callable[[], None]]] = {
     "uppercase_map.py": [uppercase_map_law],
     "even_double_filter_map.py": [even_double_filter_map_law],
     "explode_array_map.py": [explode_array_map_law],
-    "sum_aggregate.py": [sum_aggregate_law, sum_aggregate_params_law],
+    "sum_aggregate.py": [sum_aggregate_law, sum_aggregate_params_law, sum_aggregate_look_back_law],
+    "windowed_count_aggregate.py": [windowed_count_law],
 }
 
 EXAMPLE_FILES = sorted(path.name for path in EXAMPLES.glob("*.py"))

@@ -220,7 +220,9 @@ class PostgresSource(Source):
         if config.table is not None:
             origin: sql.Composable = _qualified(config.table)
         else:
-            origin = sql.SQL("({}) AS dataflare_query").format(sql.SQL(str(config.query)))
+            # The query is the user's SQL, run as written: a % in it is not a placeholder.
+            query = str(config.query).replace("%", "%%")
+            origin = sql.SQL("({}) AS dataflare_query").format(sql.SQL(query))
         if config.columns:
             wanted = list(config.columns)
             if self._key not in wanted:
@@ -232,7 +234,7 @@ class PostgresSource(Source):
         self._first_page = sql.SQL("{} ORDER BY {} LIMIT %s").format(base, key)
         self._page = sql.SQL("{} WHERE {} > %s ORDER BY {} LIMIT %s").format(base, key, key)
         # Fail now, not on the first read, when the table, columns or key are wrong.
-        self._conn.execute(sql.SQL("{} LIMIT 0").format(base))
+        self._conn.execute(sql.SQL("{} LIMIT %s").format(base), (0,))
 
     def _primary_key(self, table: str) -> str:
         assert self._conn is not None
@@ -343,17 +345,26 @@ class PostgresSource(Source):
         limit = self._peek_hint + max_records + 2
         while True:
             rows = self._peek(limit)
-            records, skipped = self._select_changes(rows, max_records)
-            if len(records) >= max_records or len(rows) < limit:
-                self._peek_hint = skipped + len(records)
-                return records
+            changes, skipped, done_lsn, partial = self._select_changes(rows, max_records)
+            if len(changes) >= max_records or len(rows) < limit:
+                break
             limit *= 2
+        self._peek_hint = skipped + len(changes)
+        self._done_lsn, self._partial = done_lsn, partial
+        return [self._change_record(lsn, text) for lsn, text in changes]
 
-    def _select_changes(self, rows: list[tuple[str, str]],
-                        max_records: int) -> tuple[list[Record], int]:
-        """New changes of whole transactions from the peeked rows; and how many rows came first."""
-        records: list[Record] = []
+    def _select_changes(
+        self, rows: list[tuple[str, str]], max_records: int
+    ) -> tuple[list[tuple[str, str]], int, int, tuple[int, int] | None]:
+        """The next changes to deliver, in whole transactions where they fit.
+
+        Returns them, how many peeked rows came before them, and the position
+        after them (the last whole transaction's commit LSN, and the partly
+        delivered transaction if any). Changes the source's state not at all.
+        """
+        selected: list[tuple[str, str]] = []
         skipped = 0
+        done_lsn, partial = self._done_lsn, self._partial
         transaction: list[tuple[str, str]] = []
         for lsn, data in rows:
             if data.startswith("BEGIN"):
@@ -363,22 +374,22 @@ class PostgresSource(Source):
                 transaction.append((lsn, data))
                 continue
             commit = _lsn(lsn)
-            if commit <= self._done_lsn:
+            if commit <= done_lsn:
                 skipped += len(transaction) + 2
                 continue
-            start = self._partial[1] if self._partial and self._partial[0] == commit else 0
-            changes = [(change_lsn, text) for change_lsn, text in transaction
-                       if self._table_prefix is None or text.startswith(self._table_prefix)]
-            room = max_records - len(records)
-            taken = changes[start:start + room]
-            records.extend(self._change_record(change_lsn, text) for change_lsn, text in taken)
-            if start + len(taken) < len(changes):
-                self._partial = (commit, start + len(taken))
+            start = partial[1] if partial and partial[0] == commit else 0
+            if self._table_prefix is not None:
+                transaction = [(change_lsn, text) for change_lsn, text in transaction
+                               if text.startswith(self._table_prefix)]
+            taken = transaction[start:start + max_records - len(selected)]
+            selected.extend(taken)
+            if start + len(taken) < len(transaction):
+                partial = (commit, start + len(taken))
                 break
-            self._done_lsn, self._partial = commit, None
-            if len(records) >= max_records:
+            done_lsn, partial = commit, None
+            if len(selected) >= max_records:
                 break
-        return records, skipped
+        return selected, skipped, done_lsn, partial
 
     def _change_record(self, lsn: str, text: str) -> Record:
         table, operation, row, old = _parse_change(text)
@@ -519,6 +530,12 @@ def _copy_text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _guess_type(values: list[Any]) -> str:
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool) for v in present):
@@ -542,6 +559,7 @@ class PostgresSink(Sink):
         super().__init__(config, params)
         self._conn: psycopg.Connection[Any] | None = None
         self._table_columns: list[str] | None = None
+        self._json_columns: set[str] = set()
         self._buffer: list[tuple[int, dict[str, Any]]] = []
         self._what = f"postgres sink (table {config.table})"
 
@@ -578,10 +596,14 @@ class PostgresSink(Sink):
                                         config.value_column: "jsonb"})
                 else:
                     return  # created at the first flush, from the first rows' types
-            self._table_columns = [str(name) for (name,) in self._conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
-                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (config.table,),
-            ).fetchall()]
+            described = self._conn.execute(
+                "SELECT attname, atttypid::regtype::text FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum", (config.table,),
+            ).fetchall()
+            self._table_columns = [str(name) for name, _ in described]
+            self._json_columns = {str(name) for name, kind in described
+                                  if kind in ("json", "jsonb")}
             wanted = (config.columns or []) + config.key_columns
             if config.mode == "json":
                 wanted.append(config.value_column)
@@ -686,8 +708,10 @@ class PostgresSink(Sink):
                 for name, value in row.items():
                     if config.columns is None or name in config.columns:
                         names.setdefault(name, []).append(value)
-            self._create_table({name: _guess_type(values) for name, values in names.items()})
-            self._table_columns = list(names)
+            types = {name: _guess_type(values) for name, values in names.items()}
+            self._create_table(types)
+            self._table_columns = list(types)
+            self._json_columns = {name for name, kind in types.items() if kind == "jsonb"}
         if config.mode == "json":
             return [config.key_columns[0], config.value_column]
         if config.columns is not None:
@@ -706,11 +730,19 @@ class PostgresSink(Sink):
         self._conn.execute(sql.SQL(
             "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
         ).format(stage, column_list, target))
+        # JSON columns take every value as JSON text (a string too); the others take
+        # the value's text, which PostgreSQL parses as the column's type. In json
+        # mode the value column already holds the record's JSON text.
+        as_json = [name in self._json_columns and self.config.mode == "columns"
+                   for name in columns]
         with self._conn.cursor().copy(
             sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)
         ) as copy:
             for _, row in staged:
-                copy.write_row([_copy_text(row.get(name)) for name in columns])
+                copy.write_row([
+                    _json_text(row.get(name)) if json_column else _copy_text(row.get(name))
+                    for name, json_column in zip(columns, as_json, strict=True)
+                ])
         updates = [name for name in columns if name not in config.key_columns]
         action: sql.Composable
         if updates:

@@ -139,7 +139,8 @@ class RedisSource(Source):
             records = self._claim(max_records)
             if records:
                 return records
-        block = min(config.block_ms, int(timeout_s * 1000))
+        # Caught up means nothing new right now: do not wait for more then.
+        block = 0 if config.stop_when_caught_up else min(config.block_ms, int(timeout_s * 1000))
         entries = self._xreadgroup(b">", max_records, block if block > 0 else None)
         if entries:
             return self._deliver(entries)
