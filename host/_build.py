@@ -47,21 +47,23 @@ def _componentize_command() -> list[str]:
     return [found]
 
 
-def _copy_package(package: ModuleType, stage: Path) -> None:
+_GUEST_SKIP = {"__pycache__", "testing"}  # sdk.testing needs Hypothesis and the host
+
+
+def _guest_ignore(directory: str, names: list[str]) -> list[str]:
     # Python sources only: a C extension (msgpack's) cannot load in the guest,
     # and leaving it out makes the guest use the pure-Python fallback directly.
+    return [
+        name
+        for name in names
+        if name in _GUEST_SKIP
+        or not (name.endswith((".py", ".typed")) or (Path(directory) / name).is_dir())
+    ]
+
+
+def _copy_package(package: ModuleType, stage: Path) -> None:
     source = Path(package.__file__ or "").parent
-    target = stage / source.name
-    shutil.copytree(
-        source,
-        target,
-        ignore=lambda _dir, names: [
-            n
-            for n in names
-            if not (n.endswith((".py", ".typed")) or (Path(_dir) / n).is_dir())
-            or n == "__pycache__"
-        ],
-    )
+    shutil.copytree(source, stage / source.name, ignore=_guest_ignore)
 
 
 def _stage(source: Path, stage: Path) -> None:

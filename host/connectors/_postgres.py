@@ -10,7 +10,11 @@ slot, read with ``pg_logical_slot_peek_changes`` and released with
 ``pg_replication_slot_advance`` only in ``ack()``, after every sink flushed them:
 a crash before that re-delivers them (at least once). Transactions are delivered
 in commit order; the position is the commit LSN of the last whole transaction
-delivered (plus how far into a transaction larger than one batch).
+delivered (plus how far into a transaction larger than one batch). Records are
+``{"op": "insert"|"update"|"delete"|"truncate", "table": ..., "row": {...}}``
+(plus ``"old"``, the old key, when an update changed it); a delete's row holds
+only the replica identity (the primary key, unless ``REPLICA IDENTITY FULL``).
+Changes made before the slot was created are not delivered: CDC has no snapshot.
 
 Sink: ``write`` buffers; ``flush`` COPYs the buffered rows into a temporary table
 and upserts them with ``INSERT ... ON CONFLICT (key) DO UPDATE`` in one

@@ -105,7 +105,11 @@ class RedisSource(Source):
         if position:
             self._offset = int(position.get("offset", 0))
             self._last_id = position.get("id")
-        self._pending_cursor = b"0"  # re-read our own pending entries first
+        # Re-read our own pending entries first; whatever was delivered before
+        # and not acknowledged comes again with them.
+        self._pending_cursor = b"0"
+        self._delivered.clear()
+        self._unacked.clear()
         try:
             self._client.xgroup_create(config.stream, config.group, id=config.start_id,
                                        mkstream=True)
@@ -217,17 +221,18 @@ class RedisSource(Source):
         if not position or self._client is None:
             return
         upto = int(position["offset"])
-        done = []
+        done: list[tuple[int, bytes]] = []
         while self._delivered and self._delivered[0][0] < upto:
-            done.append(self._delivered.popleft()[1])
+            done.append(self._delivered.popleft())
         if not done:
             return
+        ids = [entry_id for _, entry_id in done]
         try:
-            self._client.xack(self.config.stream, self.config.group, *done)
+            self._client.xack(self.config.stream, self.config.group, *ids)
         except redis.RedisError as exc:
-            self._delivered.extendleft(reversed([(upto - 1, i) for i in done]))
+            self._delivered.extendleft(reversed(done))  # still unacknowledged
             raise PluginIOError(f"{self._what}: XACK failed: {exc}") from exc
-        self._unacked.difference_update(done)
+        self._unacked.difference_update(ids)
 
     def close(self) -> None:
         if self._client is not None:
