@@ -38,7 +38,8 @@ def assert_parity(plugin_path: Path) -> Callable[..., None]:
     def check(plugin: str | Path | None = None, *args: Any, **kwargs: Any) -> None:
         source = Path(plugin) if plugin is not None else plugin_path
         built = source.with_suffix(".wasm")
-        if "wasm" not in kwargs and built.is_file() and built.stat().st_mtime >= source.stat().st_mtime:
+        fresh = built.is_file() and built.stat().st_mtime >= source.stat().st_mtime
+        if "wasm" not in kwargs and fresh:
             kwargs["wasm"] = built
         _assert_parity(source, *args, **kwargs)
 

@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .._definition import MARK, find_plugin
-from .._dispatch import BatchResult
-from .._record import Record
+from sdk import BatchResult, Record, find_plugin
+from sdk._definition import MARK
+
 from ._strategies import batches as default_batches
 
 __all__ = ["ParityError", "assert_parity", "describe_difference", "run_plugin"]
@@ -37,7 +37,9 @@ def _load(plugin: PluginSource, params: Mapping[str, str] | None) -> Any:
         return load_plugin(Path(plugin), params)
     namespace = vars(plugin) if isinstance(plugin, ModuleType) else {"plugin": plugin}
     if not isinstance(plugin, ModuleType) and getattr(plugin, MARK, None) is None:
-        raise TypeError(f"{plugin!r} is not a DataFlare plugin: decorate it with @filter, @map, ...")
+        raise TypeError(
+            f"{plugin!r} is not a DataFlare plugin: decorate it with @filter, @map, ..."
+        )
     origin = getattr(plugin, "__name__", repr(plugin))
     return NativePlugin(find_plugin(namespace, origin), params)
 
@@ -118,8 +120,12 @@ def assert_parity(
     params = dict(params or {})
     failures: list[tuple[list[Record], str]] = []
 
-    @settings(max_examples=max_examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(runs=st.lists(strategy, min_size=1, max_size=batches_per_run))
     def check(runs: list[list[Record]]) -> None:
         native, built = _load(source, params), _load(component, params)

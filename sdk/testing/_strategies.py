@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .._record import Record
+from sdk import Record
 
 __all__ = [
     "batches",
@@ -29,9 +29,11 @@ def byte_values(max_size: int = 64) -> st.SearchStrategy[bytes]:
     return st.binary(max_size=max_size)
 
 
-def text_values(max_size: int = 64, alphabet: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[bytes]:
+def text_values(
+    max_size: int = 64, alphabet: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[bytes]:
     """UTF-8 encoded text (any Unicode but surrogates, unless ``alphabet`` narrows it)."""
-    chars = alphabet if alphabet is not None else st.characters(exclude_categories=("Cs",))
+    chars = alphabet if alphabet is not None else st.characters(exclude_categories=["Cs"])
     return st.text(chars, max_size=max_size).map(str.encode)
 
 
@@ -58,9 +60,14 @@ def json_values(
     >>> strategy = json_values({"status": st.sampled_from(["active", "paused"])})
     """
     if fields is None and optional is None:
-        values = st.recursive(_json_scalars(), lambda inner: st.lists(inner, max_size=3)
-                              | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                              max_leaves=8)
+        values = st.recursive(
+            _json_scalars(),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            ),
+            max_leaves=8,
+        )
         documents = st.dictionaries(st.text(max_size=8), values, max_size=5)
     else:
         documents = st.fixed_dictionaries(dict(fields or {}), optional=dict(optional or {}))
@@ -84,6 +91,9 @@ def metadata(max_size: int = 3) -> st.SearchStrategy[dict[str, str]]:
     return st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=max_size)
 
 
+_keys, _timestamps, _metadata = keys, timestamps, metadata  # parameters below shadow them
+
+
 def records(
     values: st.SearchStrategy[bytes] | None = None,
     *,
@@ -96,11 +106,14 @@ def records(
     return st.builds(
         Record,
         values if values is not None else byte_values(),
-        keys if keys is not None else globals()["keys"](),
-        timestamps if timestamps is not None else globals()["timestamps"](),
-        metadata if metadata is not None else globals()["metadata"](),
+        keys if keys is not None else _keys(),
+        timestamps if timestamps is not None else _timestamps(),
+        metadata if metadata is not None else _metadata(),
         st.just(offset),
     )
+
+
+_records = records
 
 
 def batches(
@@ -117,10 +130,7 @@ def batches(
     metadata, or ``records`` for full control; the default varies everything.
     """
     if records is None:
-        if values is not None:
-            records = st.builds(Record, values)
-        else:
-            records = globals()["records"]()
+        records = st.builds(Record, values) if values is not None else _records()
     return st.lists(records, min_size=min_size, max_size=max_size).map(
         lambda items: [r.evolve(offset=first_offset + i) for i, r in enumerate(items)]
     )
