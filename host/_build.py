@@ -107,13 +107,13 @@ def build_component(source: str | Path, output: str | Path | None = None) -> Pat
     >>> build_component("guest_examples/uppercase_map.py", "/tmp/upper.wasm")  # doctest: +SKIP
     PosixPath('/tmp/upper.wasm')
     """
-    path = Path(source)
+    path = Path(source).resolve()
     if path.suffix != ".py":
         raise ConfigurationError(f"dataflare build takes a .py plugin file, not {path}")
     # Fail fast with the native loader's messages: syntax errors with their
     # line, no plugin or two plugins, a wrong signature.
     import_plugin_module(path)
-    target = Path(output) if output is not None else path.with_suffix(".wasm")
+    target = Path(output).resolve() if output is not None else path.with_suffix(".wasm")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dataflare-build-") as tmp:
         stage = Path(tmp) / "stage"

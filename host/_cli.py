@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 
-from sdk import PluginError, Record
+from sdk import BatchResult, ConfigurationError, PluginError, PluginKind, Record
 
 from ._build import build_component
 from ._loader import load_plugin
 from ._pipeline import Pipeline
+from ._scaffold import new_plugin
 from ._wasm import Sandbox
 
 __all__ = ["main"]
@@ -103,6 +104,26 @@ def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="A plugin parameter. Repeatable.",
 )
 @_sandbox_options
+@click.option(
+    "--wasm", is_flag=True, help="Also run PLUGIN.py as a WASM component and show any difference."
+)
+@click.option(
+    "--lookback-last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Warm the plugin up with the last N look-back lines first.",
+)
+@click.option(
+    "--lookback-text",
+    "lookback_texts",
+    multiple=True,
+    help="Look-back input text; each line is a record. Repeatable.",
+)
+@click.option(
+    "--lookback-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read look-back records from this file, one per line.",
+)
 def test(
     plugin: Path,
     texts: tuple[str, ...],
@@ -111,8 +132,17 @@ def test(
     params: tuple[str, ...],
     time_limit: float,
     memory_limit: int,
+    wasm: bool,
+    lookback_last: int | None,
+    lookback_texts: tuple[str, ...],
+    lookback_file: Path | None,
 ) -> None:
     """Run PLUGIN (.py or .wasm) over lines of input and print its outputs.
+
+    With --wasm, PLUGIN.py also runs as a WASM component (built and cached) on
+    the same input, and any difference between the two is shown. With
+    --lookback-last N, the plugin's @look_back hook first sees the last N lines
+    of --lookback-file / --lookback-text.
 
     \b
     Example:
@@ -120,22 +150,61 @@ def test(
     """
     if not texts and file is None and not stdin:
         raise click.UsageError("give input with --text, --file or --stdin")
+    if wasm and plugin.suffix != ".py":
+        raise click.UsageError("--wasm compares a .py plugin with its component: give a .py file")
+    warm_lines = list(_input_lines(lookback_texts, lookback_file, False))
+    if (lookback_texts or lookback_file) and lookback_last is None:
+        raise click.UsageError("--lookback-text/--lookback-file need --lookback-last N")
+    if lookback_last is not None and not warm_lines:
+        raise click.UsageError("--lookback-last needs --lookback-text or --lookback-file")
+    warm_up = [Record(line.encode(), offset=i) for i, line in enumerate(warm_lines)]
+    warm_up = warm_up[-lookback_last:] if lookback_last else []
     parsed = _parse_params(params)
+    sandbox = Sandbox(time_limit_s=time_limit, memory_limit_bytes=memory_limit << 20)
     try:
         records = [
             Record(line.encode(), offset=offset)
             for offset, line in enumerate(_input_lines(texts, file, stdin))
         ]
-        sandbox = Sandbox(time_limit_s=time_limit, memory_limit_bytes=memory_limit << 20)
-        with load_plugin(plugin, parsed, sandbox=sandbox) as loaded:
-            result = loaded.process(records)
+        result = _run_once(plugin, parsed, sandbox, warm_up, records)
+        if wasm:
+            from ._autobuild import component_for
+
+            other = _run_once(component_for(plugin), parsed, sandbox, warm_up, records)
     except PluginError as error:
         _fail(error)
         return
     for record in result.outputs:
         click.echo(_show(record))
+    if wasm:
+        from sdk.testing import describe_difference
+
+        difference = describe_difference(result, other)
+        if difference is not None:
+            click.echo(f"error: native and WASM results differ:\n{difference}", err=True)
+            sys.exit(1)
+        click.echo(f"native and WASM agree on {len(records)} record(s)", err=True)
     if result.error is not None:
         _fail(result.error)
+
+
+def _run_once(
+    plugin: Path,
+    params: dict[str, str],
+    sandbox: Sandbox,
+    warm_up: list[Record],
+    records: list[Record],
+) -> BatchResult:
+    with load_plugin(plugin, params, sandbox=sandbox) as loaded:
+        if warm_up:
+            if not loaded.has_look_back:
+                raise ConfigurationError(
+                    f"{plugin} has no @look_back hook, so --lookback-last has nothing to warm up"
+                )
+            warmed = loaded.look_back(warm_up)
+            if warmed.error is not None:
+                raise warmed.error
+        return loaded.process(records)
 
 
 @main.command()
@@ -219,3 +288,36 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
         if summary.error:
             click.echo(f"error: {' '.join(summary.error.split())}", err=True)
     sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in PluginKind]),
+    required=True,
+    help="The plugin kind to start from.",
+)
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the NAME/ folder.",
+)
+def new(name: str, kind: str, directory: Path) -> None:
+    """Create NAME/ with a KIND plugin, its property tests and a README.
+
+    \b
+    Then:
+        dataflare build NAME/NAME.py && pytest NAME/
+    """
+    try:
+        written = new_plugin(name, kind, directory)
+    except PluginError as error:
+        _fail(error)
+        return
+    for path in written:
+        click.echo(f"created {path}")
+    plugin = written[0]
+    click.echo(f"next: dataflare build {plugin} && pytest {plugin.parent}")

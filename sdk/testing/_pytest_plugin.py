@@ -14,20 +14,22 @@ from ._running import run_plugin as _run_plugin
 __all__ = ["assert_parity", "plugin_path", "run_plugin"]
 
 
-@pytest.fixture
+# Module scope: Hypothesis refuses function-scoped fixtures in @given tests,
+# and none of these hold per-test state.
+@pytest.fixture(scope="module")
 def run_plugin() -> Callable[..., Any]:
     """``run_plugin(plugin, records, params=None)``: run a plugin exactly as the host does."""
     return _run_plugin
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def plugin_path(request: pytest.FixtureRequest) -> Path:
     """The plugin a ``test_NAME.py`` file tests: ``NAME.py`` beside it."""
     test_file = Path(str(request.path))
     return test_file.with_name(test_file.name.removeprefix("test_"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def assert_parity(plugin_path: Path) -> Callable[..., None]:
     """``assert_parity(plugin=None, batches=None, params=None, ...)``: native == WASM.
 
