@@ -159,5 +159,8 @@ def build_connector(
     settings = structure_at(doc, connection, cls.Config, (*where, "connection"))
     try:
         return cls(settings, entry.config.params)  # type: ignore[no-any-return]
+    except ConfigurationError as exc:
+        at = (*where, "connection", exc.setting) if exc.setting else where
+        raise doc.error(at, str(exc)) from exc
     except PluginError as exc:
         raise doc.error(where, str(exc)) from exc

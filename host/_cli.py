@@ -37,12 +37,12 @@ def _input_lines(texts: Sequence[str], file: Path | None, stdin: bool) -> Iterat
     for text in texts:
         yield from text.splitlines() or [""]
     if file is not None:
-        with file.open(encoding="utf-8") as handle:
+        with file.open(encoding="utf-8", errors="surrogateescape") as handle:
             for line in handle:
                 yield line.rstrip("\n").rstrip("\r")
     if stdin:
-        for line in sys.stdin:
-            yield line.rstrip("\n").rstrip("\r")
+        for raw in sys.stdin.buffer:
+            yield raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
 
 
 def _show(record: Record) -> str:
@@ -157,13 +157,16 @@ def test(
         raise click.UsageError("--lookback-text/--lookback-file need --lookback-last N")
     if lookback_last is not None and not warm_lines:
         raise click.UsageError("--lookback-last needs --lookback-text or --lookback-file")
-    warm_up = [Record(line.encode(), offset=i) for i, line in enumerate(warm_lines)]
+    warm_up = [
+        Record(line.encode("utf-8", "surrogateescape"), offset=i)
+        for i, line in enumerate(warm_lines)
+    ]
     warm_up = warm_up[-lookback_last:] if lookback_last else []
     parsed = _parse_params(params)
     sandbox = Sandbox(time_limit_s=time_limit, memory_limit_bytes=memory_limit << 20)
     try:
         records = [
-            Record(line.encode(), offset=offset)
+            Record(line.encode("utf-8", "surrogateescape"), offset=offset)
             for offset, line in enumerate(_input_lines(texts, file, stdin))
         ]
         result = _run_once(plugin, parsed, sandbox, warm_up, records)

@@ -226,6 +226,12 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
                     f"{doc.line_of(seen[entry.id])}; ids must be unique",
                 )
             seen[entry.id] = path
+    if config.dead_letter is not None and config.dead_letter.id in seen:
+        raise doc.error(
+            ("dead_letter", "id"),
+            f"id {config.dead_letter.id!r} is already used at line "
+            f"{doc.line_of(seen[config.dead_letter.id])}; ids must be unique",
+        )
     for field, value in (
         ("size", config.batch.size),
         ("queue_batches", config.batch.queue_batches),

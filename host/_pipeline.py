@@ -393,6 +393,7 @@ class Pipeline:
                     break
                 failed = remaining[result.consumed] if result.consumed < len(remaining) else None
                 if stage.config.on_error == "fail":
+                    stats.add(records_in=len(batch), records_out=len(outputs), errored=1)
                     raise PipelineError(
                         f"processor {stage.id!r} failed: {result.error}{_describe(failed)}; "
                         f"set on_error: skip or dead_letter to go on past such records"

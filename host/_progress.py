@@ -74,4 +74,6 @@ class RichProgress:
             )
         )
         if summary.error:
-            self.console.print(f"[red]error:[/red] {summary.error}", markup=True, highlight=False)
+            # One unwrapped line, like every other error the CLI prints.
+            self.console.file.write(f"error: {' '.join(summary.error.split())}\n")
+            self.console.file.flush()

@@ -11,7 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
+
+from sdk._definition import _did_you_mean
 
 from ._yaml import LocatedYaml, YamlPath
 
@@ -66,6 +69,8 @@ def _describe(exc: BaseException, _type: Any) -> str:
     """cattrs' message for one leaf error, made to say what was expected."""
     if isinstance(exc, KeyError):
         return "required key missing"
+    if isinstance(exc, AttributeError) and "attribute 'keys'" in str(exc):
+        return "expected a mapping of settings (key: value lines), got a single value"
     text = str(exc)
     literal = _LITERAL.match(text)
     if literal is not None and _type is not None:
@@ -73,8 +78,7 @@ def _describe(exc: BaseException, _type: Any) -> str:
 
         choices = [str(c) for c in typing.get_args(_type)]
         value = literal["value"]
-        close = [c for c in choices if c.replace("_", "").startswith(value[:3].replace("_", ""))]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = _did_you_mean(value.replace("-", "_"), dict.fromkeys(choices))
         return f"{value!r} is not one of: {', '.join(choices)}{hint}"
     if isinstance(exc, (TypeError, ValueError)) and text:
         return text
@@ -97,6 +101,9 @@ def _parse_path(text: str) -> YamlPath:
 
 def structure_at(doc: LocatedYaml, data: Any, cls: type[T], base: Sequence[str | int]) -> T:
     """Structure ``data`` (found at YAML path ``base``) into ``cls``, or raise one error."""
+    if attrs.has(cls) and not isinstance(data, dict):
+        shown = "nothing" if data is None else f"{type(data).__name__} {data!r:.60}"
+        raise doc.error(base, f"expected a mapping of settings, got {shown}")
     try:
         return _CONVERTER.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:

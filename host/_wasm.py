@@ -201,6 +201,7 @@ class WasmPlugin(Plugin):
         self._shared = shared_engine()
         self._component = self._shared.load(self.path)
         self._params = dict(params or {})
+        self._warm_up: list[Record] = []
         self._lock = threading.Lock()
         self._idle: list[_Instance] = []
         first = self._new_instance(init=False)
@@ -224,6 +225,10 @@ class WasmPlugin(Plugin):
         instance = _Instance(self._shared, self._component, self.sandbox, str(self.path))
         if init:
             self._init(instance)
+            if self._warm_up:
+                # A replacement instance must know what look-back taught the one
+                # it replaces (a non-aggregate keeps that in its guest context).
+                self._call_look_back(instance, self._warm_up)
         return instance
 
     def _describe(self, instance: _Instance) -> _PluginInfo:
@@ -286,10 +291,14 @@ class WasmPlugin(Plugin):
         except PluginError:
             instance.close()
             raise
-        if result.error is not None and result.error.error_type == "MemoryError":
-            # The guest hit the memory cap and survived as a MemoryError; its heap
-            # may be in any state, so it is replaced like after a trap.
+        if result.error is not None:
+            # After any failure the next batch gets a fresh instance: whatever the
+            # plugin left half-done in its guest state is thrown away with it.
             instance.close()
+        else:
+            self._release(instance)
+        if result.error is not None and result.error.error_type == "MemoryError":
+            # The guest hit the memory cap and survived as a MemoryError.
             error = result.error
             limit = LimitExceededError(
                 plugin=error.plugin,
@@ -301,7 +310,6 @@ class WasmPlugin(Plugin):
                 f"reached ({error.error_message or 'allocation failed'})",
             )
             return attrs.evolve(result, error=limit)
-        self._release(instance)
         return result
 
     def _trap_result(
@@ -386,7 +394,7 @@ class WasmPlugin(Plugin):
     def _look_back(self, records: Sequence[Record]) -> LookBackResult:
         instance = self._acquire()
         try:
-            out = instance.call("look-back", encode_request(records))
+            result = self._call_look_back(instance, records)
         except _Trap as trap:
             instance.close()
             first = records[0].offset if records else -1
@@ -399,10 +407,23 @@ class WasmPlugin(Plugin):
                 error_message=f"the component trapped in look_back ({trap})",
             )
             return LookBackResult(None, 0, error)
-        if not isinstance(out, wc.Record):
+        except PluginError:
             instance.close()
+            raise
+        if result.error is not None:
+            instance.close()
+            return result
+        self._warm_up = list(records)
+        with self._lock:
+            stale, self._idle = self._idle, [instance]
+        for other in stale:  # they missed the warm-up: replaced on demand
+            other.close()
+        return result
+
+    def _call_look_back(self, instance: _Instance, records: Sequence[Record]) -> LookBackResult:
+        out = instance.call("look-back", encode_request(records))
+        if not isinstance(out, wc.Record):
             raise _call_error(out, self.path)
-        self._release(instance)
         consumed = _field(out, "consumed", int)
         if not 0 <= consumed <= len(records):
             raise SerializationError(

@@ -44,9 +44,15 @@ class ConfigurationError(PluginError, ValueError):
     """The plugin, its parameters or a pipeline definition are wrong.
 
     Raised before any record is processed, including when an ``@init`` hook raises.
+    ``setting`` names the configuration key at fault, when one is (a pipeline
+    file then points at that key's line).
     """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class PluginIOError(PluginError, OSError):

@@ -138,6 +138,9 @@ def decode_records(
         keys = body["k"] if body["k"] is not None else [None] * count
         timestamps = body["t"] if body["t"] is not None else [None] * count
         metadata = body["m"] if body["m"] is not None else [None] * count
+        columns = (sources, values, keys, timestamps, metadata)
+        if not all(type(column) is list for column in columns):
+            raise ValueError("columns must be JSON arrays")
         if not (len(sources) == len(keys) == len(timestamps) == len(metadata) == count):
             raise ValueError("columns differ in length")
         outputs: list[Record] = []

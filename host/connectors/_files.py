@@ -64,6 +64,7 @@ class FileSource(Source):
         self._rows: Iterator[tuple[int, bytes]] | None = None
         self._exhausted = False
         self._format: Format = config.format or _infer_format(config.path)
+        self._resolve()  # a path that matches nothing fails validation, not the run
 
     def _resolve(self) -> list[Path]:
         base = Path(self.config.base_dir)
@@ -76,7 +77,7 @@ class FileSource(Source):
         else:
             files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
         if not files:
-            raise ConfigurationError(f"file source: no file matches {path}")
+            raise ConfigurationError(f"file source: no file matches {path}", setting="path")
         return files
 
     def connect(self, position: Position | None) -> None:
@@ -116,19 +117,27 @@ class FileSource(Source):
     def _numbered_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         if self._format == "csv":
             text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-            reader = csv.DictReader(text)
-            for number, row in enumerate(reader, start=1):
-                if None in row:
-                    raise SerializationError(
-                        f"{self._files[self._index]}:{reader.line_num}: row has more fields "
-                        "than the header"
+            try:
+                reader = csv.DictReader(text)
+                for number, row in enumerate(reader, start=1):
+                    if None in row:
+                        raise SerializationError(
+                            f"{self._files[self._index]}:{reader.line_num}: row has more "
+                            "fields than the header"
+                        )
+                    yield (
+                        number,
+                        json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode(),
                     )
-                yield number, json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+            finally:
+                text.detach()  # the binary handle is closed by _close_handle
             return
         for number, line in enumerate(handle, start=1):
             yield number, line.rstrip(b"\r\n")
 
     def _close_handle(self) -> None:
+        if self._rows is not None:
+            self._rows.close()  # type: ignore[attr-defined]  # a generator
         if self._handle is not None:
             self._handle.close()
             self._handle = None

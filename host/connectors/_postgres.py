@@ -85,8 +85,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _to_json(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default).encode()
+    return json.dumps(
+        document, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode()
 
 
 def _jsonable(value: Any) -> Any:
@@ -261,8 +262,11 @@ class PostgresSource(Source):
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                records = (self._read_changes(max_records) if self.config.cdc
-                           else self._read_page(max_records))
+                records = (
+                    self._read_changes(max_records)
+                    if self.config.cdc
+                    else self._read_page(max_records)
+                )
             except psycopg.Error as exc:
                 raise PluginIOError(f"{self._what}: read failed: {exc}") from exc
             if records:
@@ -293,8 +297,7 @@ class PostgresSource(Source):
             if value is None:
                 raise PluginIOError(f"{self._what}: key column {key!r} is NULL in a row")
             document = {name: row[name] for name in columns} if columns else row
-            records.append(Record(_to_json(document), _key_text(value), None, None,
-                                  self._offset))
+            records.append(Record(_to_json(document), _key_text(value), None, None, self._offset))
             self._offset += 1
             self._last = _jsonable(value)
         return records
@@ -311,7 +314,8 @@ class PostgresSource(Source):
             row = self._conn.execute(
                 "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
                 "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.oid = %s::regclass", (config.table,),
+                "WHERE c.oid = %s::regclass",
+                (config.table,),
             ).fetchone()
             assert row is not None
             self._table_prefix = f"table {row[0]}: "
@@ -322,7 +326,8 @@ class PostgresSource(Source):
                     self._key = None  # changes then have no record key
         slot = self._conn.execute(
             "SELECT plugin, database = current_database() FROM pg_replication_slots "
-            "WHERE slot_name = %s", (config.slot,),
+            "WHERE slot_name = %s",
+            (config.slot,),
         ).fetchone()
         if slot is None:
             self._conn.execute(
@@ -338,7 +343,8 @@ class PostgresSource(Source):
         assert self._conn is not None
         rows = self._conn.execute(
             "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, "
-            "'skip-empty-xacts', '1')", (self.config.slot, limit),
+            "'skip-empty-xacts', '1')",
+            (self.config.slot, limit),
         ).fetchall()
         return [(str(lsn), str(data)) for lsn, data in rows]
 
@@ -383,9 +389,12 @@ class PostgresSource(Source):
                 continue
             start = partial[1] if partial and partial[0] == commit else 0
             if self._table_prefix is not None:
-                transaction = [(change_lsn, text) for change_lsn, text in transaction
-                               if text.startswith(self._table_prefix)]
-            taken = transaction[start:start + max_records - len(selected)]
+                transaction = [
+                    (change_lsn, text)
+                    for change_lsn, text in transaction
+                    if text.startswith(self._table_prefix)
+                ]
+            taken = transaction[start : start + max_records - len(selected)]
             selected.extend(taken)
             if start + len(taken) < len(transaction):
                 partial = (commit, start + len(taken))
@@ -404,8 +413,7 @@ class PostgresSource(Source):
         if self._key is not None:
             key_value = row.get(self._key, (old or {}).get(self._key))
             key = None if key_value is None else _key_text(key_value)
-        record = Record(_to_json(document), key, None, {"lsn": lsn, "op": operation},
-                        self._offset)
+        record = Record(_to_json(document), key, None, {"lsn": lsn, "op": operation}, self._offset)
         self._offset += 1
         return record
 
@@ -424,11 +432,14 @@ class PostgresSource(Source):
         if _lsn(position["lsn"]) == 0:
             return
         try:
-            self._conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
-                               (self.config.slot, position["lsn"]))
+            self._conn.execute(
+                "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                (self.config.slot, position["lsn"]),
+            )
         except psycopg.Error as exc:
-            raise PluginIOError(f"{self._what}: cannot advance slot {self.config.slot!r}: "
-                                f"{exc}") from exc
+            raise PluginIOError(
+                f"{self._what}: cannot advance slot {self.config.slot!r}: {exc}"
+            ) from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -438,8 +449,9 @@ class PostgresSource(Source):
 
 # test_decoding prints a change as
 #   table public.items: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 name[text]:'x'
-_CHANGE = re.compile(r"table (?P<table>.+?): (?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?P<rest>.*)$",
-                     re.DOTALL)
+_CHANGE = re.compile(
+    r"table (?P<table>.+?): (?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?P<rest>.*)$", re.DOTALL
+)
 _COLUMN = re.compile(
     r"""\s*(?P<name>"(?:[^"]|"")*"|[^\s\[]+)\[(?P<type>.*?)\]:(?P<value>'(?:[^']|'')*'|\S+)""",
     re.DOTALL,
@@ -596,18 +608,21 @@ class PostgresSink(Sink):
                         "create_table: true"
                     )
                 if config.mode == "json":
-                    self._create_table({config.key_columns[0]: "text",
-                                        config.value_column: "jsonb"})
+                    self._create_table(
+                        {config.key_columns[0]: "text", config.value_column: "jsonb"}
+                    )
                 else:
                     return  # created at the first flush, from the first rows' types
             described = self._conn.execute(
                 "SELECT attname, atttypid::regtype::text FROM pg_attribute "
                 "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-                "ORDER BY attnum", (config.table,),
+                "ORDER BY attnum",
+                (config.table,),
             ).fetchall()
             self._table_columns = [str(name) for name, _ in described]
-            self._json_columns = {str(name) for name, kind in described
-                                  if kind in ("json", "jsonb")}
+            self._json_columns = {
+                str(name) for name, kind in described if kind in ("json", "jsonb")
+            }
             wanted = (config.columns or []) + config.key_columns
             if config.mode == "json":
                 wanted.append(config.value_column)
@@ -636,10 +651,13 @@ class PostgresSink(Sink):
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
             for name, kind in types.items()
         )
-        self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-            _qualified(self.config.table), definition,
-            sql.SQL(", ").join(map(sql.Identifier, self.config.key_columns)),
-        ))
+        self._conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                _qualified(self.config.table),
+                definition,
+                sql.SQL(", ").join(map(sql.Identifier, self.config.key_columns)),
+            )
+        )
 
     def write(self, records: Sequence[Record]) -> None:
         if self._conn is None:
@@ -731,38 +749,50 @@ class PostgresSink(Sink):
         target = _qualified(config.table)
         column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
         stage = sql.Identifier("dataflare_stage")
-        self._conn.execute(sql.SQL(
-            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
-        ).format(stage, column_list, target))
+        self._conn.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                stage, column_list, target
+            )
+        )
         # JSON columns take every value as JSON text (a string too); the others take
         # the value's text, which PostgreSQL parses as the column's type. In json
         # mode the value column already holds the record's JSON text.
-        as_json = [name in self._json_columns and self.config.mode == "columns"
-                   for name in columns]
+        as_json = [name in self._json_columns and self.config.mode == "columns" for name in columns]
         with self._conn.cursor().copy(
             sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)
         ) as copy:
             for _, row in staged:
-                copy.write_row([
-                    _json_text(row.get(name)) if json_column else _copy_text(row.get(name))
-                    for name, json_column in zip(columns, as_json, strict=True)
-                ])
+                copy.write_row(
+                    [
+                        _json_text(row.get(name)) if json_column else _copy_text(row.get(name))
+                        for name, json_column in zip(columns, as_json, strict=True)
+                    ]
+                )
         updates = [name for name in columns if name not in config.key_columns]
         action: sql.Composable
         if updates:
-            action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-                for n in updates
-            ))
+            action = sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                    for n in updates
+                )
+            )
         else:
             action = sql.SQL("DO NOTHING")
-        self._conn.execute(sql.SQL(
-            "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}"
-        ).format(target, column_list, column_list, stage,
-                 sql.SQL(", ").join(map(sql.Identifier, config.key_columns)), action))
+        self._conn.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                target,
+                column_list,
+                column_list,
+                stage,
+                sql.SQL(", ").join(map(sql.Identifier, config.key_columns)),
+                action,
+            )
+        )
 
-    def _flush_error(self, exc: psycopg.Error,
-                     staged: list[tuple[int, dict[str, Any]]]) -> PluginIOError:
+    def _flush_error(
+        self, exc: psycopg.Error, staged: list[tuple[int, dict[str, Any]]]
+    ) -> PluginIOError:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = ""
         context = exc.diag.context or ""

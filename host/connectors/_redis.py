@@ -111,8 +111,9 @@ class RedisSource(Source):
         self._delivered.clear()
         self._unacked.clear()
         try:
-            self._client.xgroup_create(config.stream, config.group, id=config.start_id,
-                                       mkstream=True)
+            self._client.xgroup_create(
+                config.stream, config.group, id=config.start_id, mkstream=True
+            )
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise PluginIOError(f"{self._what}: cannot create the group: {exc}") from exc
@@ -171,9 +172,14 @@ class RedisSource(Source):
         config = self.config
         idle = config.claim_idle_ms
         assert idle is not None
-        reply: Any = self._client.xautoclaim(config.stream, config.group, config.consumer,
-                                             min_idle_time=idle, start_id=self._claim_cursor,
-                                             count=max_records)
+        reply: Any = self._client.xautoclaim(
+            config.stream,
+            config.group,
+            config.consumer,
+            min_idle_time=idle,
+            start_id=self._claim_cursor,
+            count=max_records,
+        )
         cursor, entries = reply[0], reply[1]
         self._claim_cursor = cursor
         if cursor in (b"0-0", "0-0"):
@@ -205,11 +211,17 @@ class RedisSource(Source):
         if value is None:
             value = json.dumps(
                 {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()},
-                separators=(",", ":"), ensure_ascii=False,
+                separators=(",", ":"),
+                ensure_ascii=False,
             ).encode()
         milliseconds = entry_id.split(b"-", 1)[0]
-        record = Record(value, fields.get(b"key"), int(milliseconds),
-                        {"stream": self.config.stream, "id": entry_id.decode()}, self._offset)
+        record = Record(
+            value,
+            fields.get(b"key"),
+            int(milliseconds),
+            {"stream": self.config.stream, "id": entry_id.decode()},
+            self._offset,
+        )
         self._offset += 1
         return record
 
@@ -291,8 +303,12 @@ class RedisSink(Sink):
         # when it fails, so flushing again retries it.
         pipeline = self._client.pipeline(transaction=True)
         for fields in self._buffer:
-            pipeline.xadd(config.stream, fields,  # type: ignore[arg-type]
-                          maxlen=config.maxlen, approximate=True)
+            pipeline.xadd(
+                config.stream,
+                fields,  # type: ignore[arg-type]
+                maxlen=config.maxlen,
+                approximate=True,
+            )
         try:
             pipeline.execute()
         except redis.RedisError as exc:
