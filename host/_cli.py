@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -105,6 +106,11 @@ def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @_sandbox_options
 @click.option(
+    "--timestamp-field",
+    metavar="FIELD",
+    help="Input lines are JSON; FIELD holds each record's timestamp (ms).",
+)
+@click.option(
     "--wasm", is_flag=True, help="Also run PLUGIN.py as a WASM component and show any difference."
 )
 @click.option(
@@ -132,6 +138,7 @@ def test(
     params: tuple[str, ...],
     time_limit: float,
     memory_limit: int,
+    timestamp_field: str | None,
     wasm: bool,
     lookback_last: int | None,
     lookback_texts: tuple[str, ...],
@@ -166,7 +173,7 @@ def test(
     sandbox = Sandbox(time_limit_s=time_limit, memory_limit_bytes=memory_limit << 20)
     try:
         records = [
-            Record(line.encode("utf-8", "surrogateescape"), offset=offset)
+            _input_record(line, offset, timestamp_field)
             for offset, line in enumerate(_input_lines(texts, file, stdin))
         ]
         result = _run_once(plugin, parsed, sandbox, warm_up, records)
@@ -189,6 +196,22 @@ def test(
         click.echo(f"native and WASM agree on {len(records)} record(s)", err=True)
     if result.error is not None:
         _fail(result.error)
+
+
+def _input_record(line: str, offset: int, timestamp_field: str | None) -> Record:
+    value = line.encode("utf-8", "surrogateescape")
+    if timestamp_field is None:
+        return Record(value, offset=offset)
+    try:
+        timestamp = json.loads(value)[timestamp_field]
+        if type(timestamp) is not int:
+            raise TypeError(f"{timestamp!r} is not an integer")
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ConfigurationError(
+            f"input line {offset + 1}: no integer timestamp in field {timestamp_field!r} "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    return Record(value, timestamp=timestamp, offset=offset)
 
 
 def _run_once(

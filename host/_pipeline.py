@@ -303,6 +303,9 @@ class Pipeline:
                 if progress is not None and now - last_progress >= 0.25:
                     progress.update(self.stats)
                     last_progress = now
+        except BaseException:
+            self._failed.set()  # readers blocked on a full queue give up at once
+            raise
         finally:
             self._stop.set()
             for reader in readers:

@@ -24,7 +24,6 @@ import wasmtime
 from wasmtime import component as wc
 
 from sdk import (
-    AggregateEmit,
     BatchResult,
     ConfigurationError,
     LimitExceededError,
@@ -208,7 +207,6 @@ class WasmPlugin(Plugin):
         info = self._describe(first)
         kind = PluginKind(info.kind.replace("-", "_"))
         self.info = info
-        self._emit = AggregateEmit(info.emit)
         super().__init__(
             name=info.name,
             kind=kind,

@@ -105,6 +105,8 @@ def test_chain_failure_matches_running_steps_by_hand(
 ) -> None:
     """The chain's outputs and error equal running each step by hand on the earlier outputs."""
     index = data.draw(st.integers(0, len(batch) - 1))
+    # Only the planted record may hold the byte the middle step fails on.
+    batch = [r.evolve(value=r.value.replace(b"\x00", b"")) for r in batch]
     batch[index] = batch[index].evolve(value=b"\x00boom")
     steps = [suffix(b"x"), failing_on(b"\x00"), suffix(b"y")]
     result = Chain(steps).process(batch)

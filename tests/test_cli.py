@@ -104,6 +104,12 @@ EXAMPLE_RUNS = [
         ["2", "5.5", "5.5"],
     ),
     ("sum_aggregate.py", ['{"qty": 1}', '{"qty": 10}'], ["-e", "field=qty"], ["1", "11"]),
+    (
+        "windowed_count_aggregate.py",
+        ['{"t": 1000}', '{"t": 59999}', '{"t": 70000}', '{"t": 200000}'],
+        ["--timestamp-field", "t"],
+        ["2", "1"],  # [0, 60 s) holds two, [60 s, 120 s) one; [180 s, 240 s) is still open
+    ),
 ]
 
 

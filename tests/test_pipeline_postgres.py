@@ -22,7 +22,7 @@ from host import Pipeline
 
 pytestmark = pytest.mark.server
 
-DOUBLE_AMOUNT = '''"""Double a JSON event's amount (and slow down a little, so a run can be killed mid-way)."""
+DOUBLE_AMOUNT = '''"""Double a JSON event's amount (slowly, so that a run can be killed mid-way)."""
 import json
 import time
 
@@ -38,14 +38,19 @@ def double_amount(record: sdk.Record, params: dict[str, str]) -> sdk.Record:
 '''
 
 
-def _pipeline_yaml(source_dsn: str, sink_dsn: str, *, delay_ms: int, batch: int,
-                   filter_source: str, jsonl: bool) -> str:
+def _pipeline_yaml(
+    source_dsn: str, sink_dsn: str, *, delay_ms: int, batch: int, filter_source: str, jsonl: bool
+) -> str:
     filter_path = EXAMPLES / "json_field_filter.py"
     plugin_path = filter_path.with_suffix(".wasm") if filter_source == "wasm" else filter_path
-    copy_sink = """
+    copy_sink = (
+        """
   - id: copy
     type: plugin
-    config: {plugin_type: file, connection: {path: delivered.jsonl}}""" if jsonl else ""
+    config: {plugin_type: file, connection: {path: delivered.jsonl}}"""
+        if jsonl
+        else ""
+    )
     return f"""
 name: pg-to-pg
 batch: {{size: {batch}, linger_ms: 20}}
@@ -103,14 +108,17 @@ def _table(server: PostgresServer, dsn: str) -> set[tuple[int, str, int]]:
 
 @pytest.mark.parametrize("filter_source", ["native", "wasm"])
 def test_postgres_to_plugins_to_postgres(
-    postgres_server: PostgresServer, tmp_path: Path, filter_source: str,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+    filter_source: str,
     request: pytest.FixtureRequest,
 ) -> None:
     """Rows flow from a table through a filter (native or WASM) and a map into another table."""
     source, sink, expected = _setup(postgres_server, 600)
     (tmp_path / "double_amount.py").write_text(DOUBLE_AMOUNT)
-    yaml_text = _pipeline_yaml(source, sink, delay_ms=0, batch=100, filter_source=filter_source,
-                               jsonl=False)
+    yaml_text = _pipeline_yaml(
+        source, sink, delay_ms=0, batch=100, filter_source=filter_source, jsonl=False
+    )
     if filter_source == "wasm":
         built = request.getfixturevalue("example_components")["json_field_filter"]
         yaml_text = yaml_text.replace(str(EXAMPLES / "json_field_filter.wasm"), str(built))
@@ -145,8 +153,9 @@ def test_sigkill_at_random_points_loses_nothing_and_upserts_exactly(
     kills = 0
     progress: list[int] = []
     while kills < 12:
-        child = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.6, 1.8))  # start-up takes ~0.6 s of it
         if child.poll() is not None:
             break  # finished before we could kill it: the data is all through
@@ -155,11 +164,14 @@ def test_sigkill_at_random_points_loses_nothing_and_upserts_exactly(
         kills += 1
         progress.append(len(_table(postgres_server, sink)))
     assert kills >= 10, f"the pipeline finished after only {kills} kills: make it slower"
-    final = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                           check=False)
+    final = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
     assert final.returncode == 0, final.stderr
 
-    delivered = [json.loads(line) for line in (tmp_path / "delivered.jsonl").read_text().splitlines()]
+    delivered = [
+        json.loads(line) for line in (tmp_path / "delivered.jsonl").read_text().splitlines()
+    ]
     delivered_ids = {event["id"] for event in delivered}
     assert delivered_ids == {row[0] for row in expected}  # at least once, nothing lost
     assert _table(postgres_server, sink) == expected  # upserts: exactly the expected set

@@ -1,0 +1,146 @@
+"""The authoring kit: dataflare new -> build -> pytest for every kind; the parity helper.
+
+Builds components: marked wasm and slow; each is built once (in parallel, two at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ComponentBuilder
+
+from host._cli import main
+from sdk import PluginKind, Record
+from sdk.testing import ParityError, assert_parity
+
+pytestmark = [pytest.mark.wasm, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+KINDS = [kind.value for kind in PluginKind]
+
+PLANTED = '''"""A filter that differs when built: in the guest it drops values holding x."""
+
+import sys
+
+import sdk
+
+
+@sdk.filter
+def planted(record: sdk.Record) -> bool:
+    return not (sys.platform == "wasi" and b"x" in record.value)
+'''
+
+
+@pytest.fixture(scope="module")
+def scaffolded(
+    tmp_path_factory: pytest.TempPathFactory, component_builder: ComponentBuilder
+) -> Path:
+    """One folder per kind from `dataflare new`, each built with `dataflare build`."""
+    root = tmp_path_factory.mktemp("authoring")
+    for kind in KINDS:
+        done = subprocess.run(
+            [str(BIN / "dataflare"), "new", f"my_{kind}", "--kind", kind],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def build(kind: str) -> subprocess.CompletedProcess[str]:
+        plugin = root / f"my_{kind}" / f"my_{kind}.py"
+        return subprocess.run(
+            [str(BIN / "dataflare"), "build", str(plugin)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for kind, done in zip(KINDS, pool.map(build, KINDS), strict=True):
+            assert done.returncode == 0, (kind, done.stderr)
+            assert done.stdout.startswith(f"built {root / f'my_{kind}' / f'my_{kind}.wasm'}")
+    return root
+
+
+def test_new_writes_a_plugin_its_tests_and_a_readme(tmp_path: Path) -> None:
+    """`dataflare new` creates NAME/NAME.py, NAME/test_NAME.py and NAME/README.md."""
+    result = CliRunner().invoke(
+        main, ["new", "shout", "--kind", "map", "--directory", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "shout"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "shout.py", "test_shout.py"]
+    assert "def shout(record" in (folder / "shout.py").read_text()
+    assert "dataflare build shout.py" in (folder / "README.md").read_text()
+
+
+def test_new_refuses_bad_names_and_existing_files(tmp_path: Path) -> None:
+    """A name that is not an identifier, or a folder already there, exits 2 with one line."""
+    runner = CliRunner()
+    bad = runner.invoke(main, ["new", "my-plugin", "--kind", "map", "--directory", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert bad.stderr.count("\n") == 1
+    assert "must be a Python identifier" in bad.stderr
+    assert (
+        runner.invoke(main, ["new", "p", "--kind", "map", "--directory", str(tmp_path)]).exit_code
+        == 0
+    )
+    again = runner.invoke(main, ["new", "p", "--kind", "filter", "--directory", str(tmp_path)])
+    assert again.exit_code == 2
+    assert "not overwriting" in again.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_then_build_then_pytest_passes(scaffolded: Path, kind: str) -> None:
+    """The generated property tests (the kind's law and native == WASM) pass as generated."""
+    folder = scaffolded / f"my_{kind}"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
+
+
+def test_parity_helper_finds_and_shrinks_a_planted_difference(tmp_path: Path) -> None:
+    """assert_parity reports the minimal batch on which the built plugin differs: one b"x"."""
+    plugin = tmp_path / "planted.py"
+    plugin.write_text(PLANTED)
+    with pytest.raises(ParityError) as caught:
+        assert_parity(plugin, max_examples=200)
+    assert caught.value.batch == [Record(b"x")]
+    assert "outputs: native [(b'x', None, None, {}, 0)]" in str(caught.value)
+
+
+def test_dataflare_test_wasm_shows_the_difference(tmp_path: Path) -> None:
+    """`dataflare test --wasm` exits 1 and names what differs; an honest plugin agrees."""
+    plugin = tmp_path / "planted.py"
+    plugin.write_text(PLANTED)
+    runner = CliRunner()
+    differs = runner.invoke(main, ["test", str(plugin), "--wasm", "--text", "abc", "--text", "x"])
+    assert differs.exit_code == 1
+    assert differs.stdout.splitlines() == ["abc", "x"]  # the native outputs
+    assert "native and WASM results differ" in differs.stderr
+    assert "wasm   [(b'abc', None, None, {}, 0)]" in differs.stderr
+    same = runner.invoke(main, ["test", str(plugin), "--wasm", "--text", "abc"])
+    assert same.exit_code == 0, same.stderr
+    assert same.stderr.strip() == "native and WASM agree on 1 record(s)"
+
+
+def test_dataflare_test_wasm_needs_a_py_file(tmp_path: Path) -> None:
+    """--wasm compares a .py with its component: a .wasm argument is a usage error."""
+    done = CliRunner().invoke(main, ["test", str(tmp_path / "x.wasm"), "--wasm", "--text", "a"])
+    assert done.exit_code == 2
+    assert "--wasm compares a .py plugin" in done.stderr
