@@ -26,6 +26,7 @@ import attrs
 from sdk import PluginError, PluginKind, ProcessingError, Record
 
 from ._assemble import ProcessorStage, build_connector, fingerprint, load_processor
+from ._chain import Chain
 from ._checkpoint import Checkpoint, CheckpointStore
 from ._config import ConnectorConfig, ConnectorEntry, PipelineConfig, load_pipeline_config
 from ._stats import StageStats
@@ -353,6 +354,17 @@ class Pipeline:
         return len(self._exhausted) == len(self.sources)
 
     def _handle(self, item: _Item, positions: dict[str, Any]) -> None:
+        # Aggregate state must match the checkpointed positions: if this batch
+        # fails anywhere, its effect on the accumulators is undone.
+        before = [stage.plugin.accumulator for stage in self.processors]
+        try:
+            self._write(item, positions)
+        except PluginError:
+            for stage, accumulator in zip(self.processors, before, strict=True):
+                stage.plugin.accumulator = accumulator
+            raise
+
+    def _write(self, item: _Item, positions: dict[str, Any]) -> None:
         records = list(item.batch.records)
         outputs, dead = self._process(records)
         for entry, sink, stats in zip(
@@ -382,40 +394,34 @@ class Pipeline:
         return self.stats[first : first + len(self.sinks)]
 
     def _process(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
-        batch: Sequence[Record] = records
+        chain = Chain(
+            [stage.plugin for stage in self.processors],
+            [
+                "stop" if stage.config.on_error == "fail" else "continue"
+                for stage in self.processors
+            ],
+        )
+        result = chain.process(records)
         dead: list[Record] = []
-        for position, stage in enumerate(self.processors):
-            stats = self.stats[len(self.sources) + position]
-            outputs: list[Record] = []
-            remaining = batch
-            errored = 0
-            while remaining:
-                result = stage.plugin.process(remaining)
-                outputs.extend(result.outputs)
-                if result.error is None:
-                    break
-                failed = remaining[result.consumed] if result.consumed < len(remaining) else None
-                if stage.config.on_error == "fail":
-                    stats.add(records_in=len(batch), records_out=len(outputs), errored=1)
-                    raise PipelineError(
-                        f"processor {stage.id!r} failed: {result.error}{_describe(failed)}; "
-                        f"set on_error: skip or dead_letter to go on past such records"
-                    )
-                errored += 1
-                log.warning(
-                    "processor %r skipped a record: %s%s", stage.id, result.error, _describe(failed)
-                )
-                if stage.config.on_error == "dead_letter" and failed is not None:
-                    dead.append(_dead_letter_record(stage, result.error, failed))
-                remaining = remaining[result.consumed + 1 :]
-            dropped = 0
-            if stage.plugin.kind in (PluginKind.FILTER, PluginKind.FILTER_MAP):
-                dropped = len(batch) - errored - len(outputs)
-            stats.add(
-                records_in=len(batch), records_out=len(outputs), filtered=dropped, errored=errored
+        for position, (stage, report) in enumerate(zip(self.processors, result.steps, strict=True)):
+            self.stats[len(self.sources) + position].add(
+                records_in=report.records_in,
+                records_out=report.records_out,
+                filtered=Chain.filtered(stage.plugin, report),
+                errored=report.errored,
             )
-            batch = outputs
-        return list(batch), dead
+            for error, failed in report.failures:
+                if stage.config.on_error == "fail":
+                    raise PipelineError(
+                        f"processor {stage.id!r} failed: {error}{_describe(failed)}; "
+                        "set on_error: skip or dead_letter to go on past such records"
+                    )
+                log.warning(
+                    "processor %r skipped a record: %s%s", stage.id, error, _describe(failed)
+                )
+                if stage.config.on_error == "dead_letter":
+                    dead.append(_dead_letter_record(stage, error, failed))
+        return result.outputs, dead
 
     def _commit(self, positions: dict[str, Any]) -> None:
         # Order is the guarantee: sinks durable first, then the positions saying so.

@@ -504,3 +504,44 @@ def test_readme_demo_writes_the_active_events_tagged_by_tier(
                                         f"{len(events) - len(active):,}", "0"]
     assert rows["tag-high-value"][1:5] == ["processor", "map", kept, kept]
     assert rows["active-events"][1:5] == ["sink", "file", kept, kept]
+
+
+def test_failed_batch_leaves_no_trace_in_checkpointed_aggregate_state(tmp_path: Path) -> None:
+    """A batch that fails after an aggregate ran on it is undone in the checkpointed state:
+    once the bad record is fixed, the rerun counts that batch once, not twice."""
+    documents = [{"id": i, "amount": i} for i in range(10)]
+    write_jsonl(tmp_path / "records.jsonl", documents)
+    file = write_pipeline(
+        tmp_path,
+        sources=[connector("in", "file", path="records.jsonl")],
+        processors=[processor("sum", "aggregate", EXAMPLES / "sum_aggregate.py")],
+        sinks=[connector("out", "file", path="out.jsonl", format="lines")],
+        batch={"size": 3, "linger_ms": 0},
+    )
+    # The guard sees running totals (0, 1, 3 | 6, 10, 15 | ...): failing on 10 fails
+    # the second batch after the aggregate already folded all of it.
+    guard = tmp_path / "fail_on_total.py"
+    guard.write_text(
+        '"""Fail on the running total given as param ``bad``."""\n'
+        "import sdk\n\n\n"
+        '@sdk.map(params={"bad": None})\n'
+        "def fail_on_total(record: sdk.Record, params: dict[str, str]) -> sdk.Record:\n"
+        '    if record.value == params["bad"].encode():\n'
+        '        raise ValueError(f"total {record.value!r} refused")\n'
+        "    return record\n"
+    )
+    document = yaml.safe_load(file.read_text())
+    document["processors"].append(processor("guard", "map", guard, {"bad": "10"}))
+    file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    failed = run(file)
+    assert failed.status == "failed"
+    assert [int(v) for v in (tmp_path / "out.jsonl").read_text().split()] == [0, 1, 3]
+    checkpoint = json.loads((tmp_path / ".dataflare" / "test.checkpoint.json").read_text())
+    assert checkpoint["accumulators"]["sum"] == "3"  # not 15: the failed batch is undone
+
+    document["processors"][1] = processor("guard", "map", guard, {"bad": "-1"})
+    file.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert run(file).status == "completed"
+    totals = [int(v) for v in (tmp_path / "out.jsonl").read_text().split()]
+    assert totals == [0, 1, 3, 6, 10, 15, 21, 28, 36, 45]
