@@ -6,19 +6,28 @@ import csv
 import io
 import json
 import os
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import attrs
 
-from sdk import ConfigurationError, PluginIOError, Record, SerializationError
+from sdk import (
+    ConfigurationError,
+    PluginIOError,
+    Record,
+    SerializationError,
+    decode_batch,
+    encode_batch,
+)
 
 from ._base import Position, Sink, Source, SourceBatch
 
 __all__ = ["FileSink", "FileSource"]
 
-Format = Literal["jsonl", "csv", "lines"]
+Format = Literal["jsonl", "csv", "lines", "records"]
+_FRAME_HEADER = struct.Struct(">I")
 
 
 def _infer_format(path: str) -> Format:
@@ -27,6 +36,8 @@ def _infer_format(path: str) -> Format:
         return "jsonl"
     if lowered.endswith(".csv"):
         return "csv"
+    if lowered.endswith((".records", ".msgpack")):
+        return "records"
     return "lines"
 
 
@@ -35,7 +46,9 @@ class FileSourceConfig:
     """``connection:`` of a file source.
 
     ``path`` is a file, a directory (its files are read in name order) or a glob.
-    ``format`` defaults from the suffix (.jsonl/.ndjson/.json, .csv, else lines).
+    ``format`` defaults from the suffix (.jsonl/.ndjson/.json, .csv,
+    .records/.msgpack, else lines). ``records`` is the lossless format a file sink
+    writes: length-prefixed msgpack batches keeping keys, timestamps and metadata.
     For JSONL and CSV, ``key_field`` and ``timestamp_field`` name the fields that
     become the record's key and timestamp (ms). JSONL lines are checked to be
     JSON unless ``validate`` is false. Blank lines are skipped.
@@ -61,7 +74,7 @@ class FileSource(Source):
         self._line = 0
         self._offset = 0
         self._handle: IO[bytes] | None = None
-        self._rows: Iterator[tuple[int, bytes]] | None = None
+        self._rows: Iterator[tuple[int, bytes | Record]] | None = None
         self._exhausted = False
         self._format: Format = config.format or _infer_format(config.path)
         self._resolve()  # a path that matches nothing fails validation, not the run
@@ -114,7 +127,10 @@ class FileSource(Source):
                 break
         self._line = skip
 
-    def _numbered_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    def _numbered_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes | Record]]:
+        if self._format == "records":
+            yield from enumerate(self._framed_records(handle), start=1)
+            return
         if self._format == "csv":
             text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
             try:
@@ -134,6 +150,22 @@ class FileSource(Source):
             return
         for number, line in enumerate(handle, start=1):
             yield number, line.rstrip(b"\r\n")
+
+    def _framed_records(self, handle: IO[bytes]) -> Iterator[Record]:
+        path = self._files[self._index]
+        while header := handle.read(_FRAME_HEADER.size):
+            start = handle.tell() - len(header)
+            size = _FRAME_HEADER.unpack(header)[0] if len(header) == _FRAME_HEADER.size else -1
+            frame = handle.read(size) if size >= 0 else b""
+            if size < 0 or len(frame) != size:
+                raise SerializationError(
+                    f"{path}: truncated record frame at byte {start} (was its writer killed "
+                    "before flushing?); cut the file there to go on"
+                )
+            try:
+                yield from decode_batch(frame)
+            except SerializationError as exc:
+                raise SerializationError(f"{path}: frame at byte {start}: {exc}") from exc
 
     def _close_handle(self) -> None:
         if self._rows is not None:
@@ -156,6 +188,10 @@ class FileSource(Source):
                 self._open_current(skip=0)
                 continue
             self._line, value = item
+            if isinstance(value, Record):  # lossless format: keep key, timestamp, metadata
+                records.append(value.evolve(offset=self._offset))
+                self._offset += 1
+                continue
             if not value.strip():
                 continue
             records.append(self._record(value))
@@ -209,7 +245,9 @@ class FileSinkConfig:
 
     JSONL and lines write each value on its own line (a value holding a newline
     is an error: it would split the record). CSV writes a JSON-object value as a
-    row under ``fields`` (default: the first record's keys).
+    row under ``fields`` (default: the first record's keys). ``records`` writes
+    each batch as a length-prefixed msgpack frame (``sdk.encode_batch``): keys,
+    timestamps and metadata survive, and a file source reads them back.
     """
 
     path: str
@@ -246,6 +284,10 @@ class FileSink(Sink):
             raise PluginIOError(f"file sink {self.path} is not connected")
         if self._format == "csv":
             self._write_csv(records)
+            return
+        if self._format == "records":
+            frame = encode_batch(records)
+            self._handle.write(_FRAME_HEADER.pack(len(frame)) + frame)
             return
         lines = []
         for record in records:
