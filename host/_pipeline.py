@@ -152,6 +152,7 @@ class Pipeline:
         self._failed = threading.Event()
         self._exhausted: set[int] = set()
         self._sinks_healthy = False
+        self._warmed: dict[str, list[Record]] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, registry: ConnectorRegistry | None = None) -> Pipeline:
@@ -241,6 +242,7 @@ class Pipeline:
                 raise PipelineError(
                     f"processor {stage.id!r}: look_back failed: {result.error}{_describe(failed)}"
                 )
+            self._warmed[stage.id] = records  # a hot-reloaded version learns them too
             log.info(
                 "processor %r (#%d) warmed up on %d look-back record(s)",
                 stage.id,
@@ -455,6 +457,18 @@ class Pipeline:
                     exc,
                 )
                 continue
+            if stage.id in self._warmed:
+                warmed = fresh.plugin.look_back(self._warmed[stage.id])
+                if warmed.error is not None:
+                    fresh.plugin.close()
+                    log.error(
+                        "hot reload of processor %r failed in look_back; the previous version "
+                        "keeps running: %s",
+                        stage.id,
+                        warmed.error,
+                    )
+                    continue
+            # After the replay: the running state (an aggregate's) is newer than it.
             fresh.plugin.accumulator = stage.plugin.accumulator
             old = stage.plugin
             stage.plugin = fresh.plugin

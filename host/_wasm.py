@@ -226,7 +226,20 @@ class WasmPlugin(Plugin):
             if self._warm_up:
                 # A replacement instance must know what look-back taught the one
                 # it replaces (a non-aggregate keeps that in its guest context).
-                self._call_look_back(instance, self._warm_up)
+                try:
+                    replay = self._call_look_back(instance, self._warm_up)
+                except _Trap as trap:
+                    instance.close()
+                    raise PluginError(
+                        f"plugin {self.name!r} ({self.path}): replaying look-back on a fresh "
+                        f"instance trapped: {trap}"
+                    ) from trap
+                if replay.error is not None:
+                    instance.close()
+                    raise PluginError(
+                        f"plugin {self.name!r} ({self.path}): replaying look-back on a fresh "
+                        f"instance failed: {replay.error}"
+                    )
         return instance
 
     def _describe(self, instance: _Instance) -> _PluginInfo:
