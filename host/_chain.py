@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Literal
 
 import attrs
 
 from sdk import PluginKind, ProcessingError, Record
 
+from ._closing import Closing
 from ._plugin import Plugin
 
 __all__ = ["Chain", "ChainResult", "OnError", "StepReport"]
@@ -53,7 +53,7 @@ class ChainResult:
         return self.error is None
 
 
-class Chain:
+class Chain(Closing):
     """Plugins applied in order, each to the previous one's outputs.
 
     By default a step that fails stops at that record: the later steps still run
@@ -113,14 +113,3 @@ class Chain:
         """Close every plugin in the chain."""
         for plugin in self.plugins:
             plugin.close()
-
-    def __enter__(self) -> Chain:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

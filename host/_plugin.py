@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from types import TracebackType
 
 from sdk import BatchResult, LookBackResult, PluginError, PluginKind, Record
+
+from ._closing import Closing
 
 __all__ = ["Plugin"]
 
 
-class Plugin(abc.ABC):
+class Plugin(Closing, abc.ABC):
     """A loaded plugin: process batches, report its name and kind, close.
 
     Backends (native, WASM) implement :meth:`_run`; everything else, including
@@ -83,24 +84,13 @@ class Plugin(abc.ABC):
             self._closed = True
             self._close()
 
-    def _close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+    def _close(self) -> None:
         """Backend hook for :meth:`close`."""
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
-
-    def __enter__(self) -> Plugin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.kind}) from {self.origin}>"

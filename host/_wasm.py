@@ -327,25 +327,21 @@ class WasmPlugin(Plugin):
         self, records: Sequence[Record], accumulator: bytes | None, trap: _Trap
     ) -> BatchResult:
         first = records[0].offset if records else -1
+        where = f"a batch of {len(records)} records starting at offset {first}"
+        error: ProcessingError
         if trap.timed_out:
-            error: ProcessingError = LimitExceededError(
-                plugin=self.name,
-                kind=self.kind.value,
-                offset=first,
-                index=0,
-                error_type="TimeLimitExceeded",
-                error_message=f"batch of {len(records)} records starting at offset {first} "
-                f"ran past the {self.sandbox.time_limit_s:g} s time limit",
+            error = self._batch_error(
+                LimitExceededError,
+                first,
+                "TimeLimitExceeded",
+                f"{where} ran past the {self.sandbox.time_limit_s:g} s time limit",
             )
         else:
-            error = ProcessingError(
-                plugin=self.name,
-                kind=self.kind.value,
-                offset=first,
-                index=0,
-                error_type="Trap",
-                error_message=f"the component trapped ({trap}) on a batch of {len(records)} "
-                f"records starting at offset {first}; see the dataflare.guest log",
+            error = self._batch_error(
+                ProcessingError,
+                first,
+                "Trap",
+                f"the component trapped ({trap}) on {where}; see the dataflare.guest log",
             )
         acc = (
             accumulator
@@ -353,6 +349,19 @@ class WasmPlugin(Plugin):
             else (self._initial if self.kind is PluginKind.AGGREGATE else None)
         )
         return BatchResult([], [], 0, error, acc)
+
+    def _batch_error(
+        self, cls: type[ProcessingError], offset: int, error_type: str, message: str
+    ) -> ProcessingError:
+        """An error about a whole batch (a trap or a limit): it names the first record."""
+        return cls(
+            plugin=self.name,
+            kind=self.kind.value,
+            offset=offset,
+            index=0,
+            error_type=error_type,
+            error_message=message,
+        )
 
     def _call_kind(
         self, instance: _Instance, records: Sequence[Record], accumulator: bytes | None
@@ -409,13 +418,8 @@ class WasmPlugin(Plugin):
         except _Trap as trap:
             instance.close()
             first = records[0].offset if records else -1
-            error = ProcessingError(
-                plugin=self.name,
-                kind=self.kind.value,
-                offset=first,
-                index=0,
-                error_type="Trap",
-                error_message=f"the component trapped in look_back ({trap})",
+            error = self._batch_error(
+                ProcessingError, first, "Trap", f"the component trapped in look_back ({trap})"
             )
             return LookBackResult(None, 0, error)
         except PluginError:

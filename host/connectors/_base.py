@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, ClassVar
 
 import attrs
 
+from host._closing import Closing
 from sdk import Record
 
 __all__ = ["Position", "Sink", "Source", "SourceBatch"]
@@ -29,7 +29,7 @@ class SourceBatch:
     position: Position
 
 
-class Source(abc.ABC):
+class Source(Closing, abc.ABC):
     """Reads batches of records from somewhere, resumably.
 
     Lifecycle: ``connect(position)`` once (None: from the start), ``read()``
@@ -57,25 +57,14 @@ class Source(abc.ABC):
         have more later) and None when the source is exhausted for good.
         """
 
-    def ack(self, position: Position) -> None:  # noqa: B027 - optional hook
+    def ack(self, position: Position) -> None:
         """Everything up to ``position`` reached every sink (Redis XACKs here)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and files; safe to call twice."""
 
-    def __enter__(self) -> Source:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Sink(abc.ABC):
+class Sink(Closing, abc.ABC):
     """Writes batches of records somewhere.
 
     ``write`` may buffer; after ``flush`` returns, everything written is durable
@@ -102,16 +91,5 @@ class Sink(abc.ABC):
     def flush(self) -> None:
         """Make everything written so far durable."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Flush what is buffered and release resources; safe to call twice."""
-
-    def __enter__(self) -> Sink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
