@@ -17,6 +17,7 @@ from ._build import build_component
 from ._loader import load_plugin
 from ._pipeline import Pipeline
 from ._scaffold import new_plugin
+from ._text import one_line
 from ._wasm import Sandbox
 
 __all__ = ["main"]
@@ -53,8 +54,7 @@ def _show(record: Record) -> str:
 def _fail(error: PluginError) -> None:
     """One readable line on stderr and the error's exit code; never a traceback."""
     # One line even when a plugin's exception message spans several.
-    message = " ".join(str(error).split())
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 
@@ -291,7 +291,7 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     runs, and a summary at the end. Ctrl-C (or SIGTERM) stops reading, drains,
     flushes and checkpoints; the next run resumes where this one stopped.
     """
-    from ._progress import RichProgress, summary_table
+    from ._progress import RichProgress, summary_table  # rich loads only for runs
 
     try:
         loaded = Pipeline.from_file(pipeline)
@@ -312,7 +312,7 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
             summary_table(summary.stats, f"{summary.name}: {summary.status}")
         )
         if summary.error:
-            click.echo(f"error: {' '.join(summary.error.split())}", err=True)
+            click.echo(f"error: {one_line(summary.error)}", err=True)
     sys.exit(summary.exit_code)
 
 

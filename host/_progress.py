@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ._pipeline import RunSummary
 from ._stats import StageStats
+from ._text import one_line
 
 __all__ = ["RichProgress", "summary_table"]
 
@@ -75,5 +76,5 @@ class RichProgress:
         )
         if summary.error:
             # One unwrapped line, like every other error the CLI prints.
-            self.console.file.write(f"error: {' '.join(summary.error.split())}\n")
+            self.console.file.write(f"error: {one_line(summary.error)}\n")
             self.console.file.flush()
