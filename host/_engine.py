@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import os
 import threading
+from importlib.metadata import version
 from pathlib import Path
 
 import wasmtime
@@ -24,8 +25,8 @@ __all__ = ["EPOCH_TICK_S", "SharedEngine", "cache_dir", "shared_engine"]
 EPOCH_TICK_S = 0.01
 """How often the engine's epoch advances: the resolution of time limits."""
 
-_WASMTIME_VERSION = "50.0.1"
-_ENGINE_CONFIG = "epoch_interruption=1;cranelift_opt=speed"
+_WASMTIME_VERSION = version("wasmtime")  # the installed one: artifacts are only valid for it
+_ENGINE_CONFIG = "epoch_interruption=1;cranelift_opt=speed"  # must match SharedEngine's Config
 
 
 def cache_dir() -> Path:
