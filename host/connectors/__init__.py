@@ -8,7 +8,8 @@ their own through the ``dataflare.sources`` / ``dataflare.sinks`` entry points.
 from ._base import Position, Sink, Source, SourceBatch
 from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
-from ._postgres import PostgresSink, PostgresSinkConfig, PostgresSource, PostgresSourceConfig
+from ._postgres_sink import PostgresSink, PostgresSinkConfig
+from ._postgres_source import PostgresSource, PostgresSourceConfig
 from ._redis import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
 from ._registry import SINK_GROUP, SOURCE_GROUP, ConnectorRegistry
 from ._std import StdinConfig, StdinSource, StdoutConfig, StdoutSink
