@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -291,10 +292,23 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     runs, and a summary at the end. Ctrl-C (or SIGTERM) stops reading, drains,
     flushes and checkpoints; the next run resumes where this one stopped.
     """
+    from rich.console import Console
+
     from ._progress import RichProgress, summary_table  # rich loads only for runs
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 110)  # a log file: keep stage names whole
+    # Loading can take seconds the first time a WASM plugin is used (build and
+    # compile, then cached): say so on a terminal instead of sitting silent.
+    waiting = (
+        console.status(f"loading {pipeline} (a WASM plugin's first use builds and compiles it)")
+        if console.is_terminal and not quiet
+        else contextlib.nullcontext()
+    )
     try:
-        loaded = Pipeline.from_file(pipeline)
+        with waiting:
+            loaded = Pipeline.from_file(pipeline)
     except PluginError as error:
         _fail(error)
         return
@@ -306,11 +320,7 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     finally:
         loaded.close()
     if quiet:
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            summary_table(summary.stats, f"{summary.name}: {summary.status}")
-        )
+        console.print(summary_table(summary.stats, f"{summary.name}: {summary.status}"))
         if summary.error:
             click.echo(f"error: {one_line(summary.error)}", err=True)
     sys.exit(summary.exit_code)
