@@ -49,7 +49,6 @@ __all__ = [
     "ConnectorEntry",
     "ErrorPolicy",
     "LookBackConfig",
-    "LookBackSource",
     "PipelineConfig",
     "ProcessorConfig",
     "ProcessorEntry",
@@ -104,8 +103,8 @@ class WindowConfig:
 
 
 @attrs.frozen
-class LookBackSource:
-    """Where a look-back reads its warm-up records from: a source connector."""
+class ConnectorConfig:
+    """``config:`` of a source or sink: the connector's name and its settings."""
 
     plugin_type: str
     connection: dict[str, Any] = attrs.Factory(dict)
@@ -122,7 +121,8 @@ class LookBackConfig:
     processor (checkpointed state is exact; look-back rebuilds it).
     """
 
-    source: LookBackSource
+    source: ConnectorConfig
+    """A source connector, as under ``sources:`` (``plugin_type``, ``connection``)."""
     last: int | None = None
     age_ms: int | None = None
 
@@ -150,15 +150,6 @@ class ProcessorConfig:
     hot_reload: bool = True
     window: WindowConfig | None = None
     look_back: LookBackConfig | None = None
-
-
-@attrs.frozen
-class ConnectorConfig:
-    """``config:`` of a source or sink: the connector's name and its settings."""
-
-    plugin_type: str
-    connection: dict[str, Any] = attrs.Factory(dict)
-    params: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ from sdk import PluginError, PluginKind, ProcessingError, Record
 from ._assemble import ProcessorStage, build_connector, fingerprint, load_processor
 from ._chain import Chain
 from ._checkpoint import Checkpoint, CheckpointStore
-from ._config import ConnectorConfig, ConnectorEntry, PipelineConfig, load_pipeline_config
+from ._config import ConnectorEntry, PipelineConfig, load_pipeline_config
 from ._stats import StageStats
 from ._yaml import LocatedYaml
 from .connectors import ConnectorRegistry, Sink, Source, SourceBatch
@@ -119,15 +119,7 @@ class Pipeline:
                 look_back = processor.config.look_back
                 if look_back is None:
                     continue
-                entry = ConnectorEntry(
-                    f"{processor.id}.look_back",
-                    "plugin",
-                    ConnectorConfig(
-                        look_back.source.plugin_type,
-                        look_back.source.connection,
-                        look_back.source.params,
-                    ),
-                )
+                entry = ConnectorEntry(f"{processor.id}.look_back", "plugin", look_back.source)
                 where = ("processors", index, "config", "look_back", "source")
                 built = build_connector(entry, doc, where, registry, "source", nested=False)
                 assert isinstance(built, Source)
