@@ -17,6 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -204,11 +205,7 @@ def test_look_back_for_a_plugin_without_a_hook_is_a_located_config_error(tmp_pat
     write_amounts(tmp_path / "in.jsonl", [1])
     plugin = EXAMPLES / "windowed_count_aggregate.py"
     file = write_pipeline(tmp_path, "p", plugin, look_back=look_back_from("old.jsonl", last=1))
-    line = next(
-        number
-        for number, text in enumerate(file.read_text().splitlines(), start=1)
-        if text.strip() == "look_back:"
-    )
+    line = line_of(file.read_text(), "look_back:")
     with pytest.raises(ConfigurationError) as caught:
         Pipeline.from_file(file)
     assert str(caught.value) == (

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import summary_rows
 
 from host._cli import main
 
@@ -41,16 +42,6 @@ def invoke(*args: str) -> tuple[int, str, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
-
-
-def summary_rows(text: str) -> dict[str, list[str]]:
-    """The rows of a printed summary table, by stage name."""
-    rows = {}
-    for line in text.splitlines():
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if len(cells) == 8:
-            rows[cells[0]] = cells
-    return rows
 
 
 @pytest.fixture

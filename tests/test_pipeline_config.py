@@ -20,6 +20,7 @@ import attrs
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import line_of
 
 from host._cli import main
 from host._config import PipelineConfig, ProcessorConfig
@@ -81,13 +82,6 @@ def edit(old: str, new: str, text: str = VALID) -> str:
 def known_keys(cls: type) -> str:
     """The keys a section accepts (its attrs fields), sorted, as the error lists them."""
     return ", ".join(sorted(attrs.fields_dict(cls)))
-
-
-def line_of(text: str, needle: str) -> int:
-    """1-based line number of the one line of ``text`` holding ``needle``."""
-    numbers = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
-    assert len(numbers) == 1, (needle, numbers)
-    return numbers[0]
 
 
 PROCESSOR_PARAMS = "      params: {field: status, value: active}\n"

@@ -23,6 +23,7 @@ import attrs
 import pytest
 import yaml
 from conftest import EXAMPLES, REPO
+from helpers import summary_rows
 
 from host._pipeline import Pipeline, RunSummary
 from host.connectors import ConnectorRegistry, Sink
@@ -466,16 +467,6 @@ def test_slow_sink_keeps_the_source_at_most_queue_batches_plus_two_ahead(tmp_pat
 
 
 # -- the bundled demo -----------------------------------------------------------
-
-
-def summary_rows(text: str) -> dict[str, list[str]]:
-    """The rows of a printed summary table, by stage name."""
-    rows = {}
-    for line in text.splitlines():
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if len(cells) == 8:
-            rows[cells[0]] = cells
-    return rows
 
 
 @pytest.mark.wasm

@@ -194,16 +194,27 @@ CLI_CASES = [
 ]
 
 
+def run_both(
+    components: dict[str, Path], example: str, lines: list[str], params: list[str]
+) -> tuple[Path, Path, Run, Run]:
+    """`dataflare test` on the example's .py and on its .wasm, with the same input."""
+    source = EXAMPLES / f"{example}.py"
+    wasm = components[example]
+    texts = [arg for line in lines for arg in ("--text", line)]
+    return (
+        source,
+        wasm,
+        dataflare("test", source, *texts, *params),
+        dataflare("test", wasm, *texts, *params),
+    )
+
+
 @pytest.mark.parametrize(("example", "lines", "params"), CLI_CASES)
 def test_wasm_prints_what_the_source_prints(
     example_components: dict[str, Path], example: str, lines: list[str], params: list[str]
 ) -> None:
     """Same stdout bytes, same stderr line (file names aside), same exit code."""
-    source = EXAMPLES / f"{example}.py"
-    wasm = example_components[example]
-    texts = [arg for line in lines for arg in ("--text", line)]
-    native = dataflare("test", source, *texts, *params)
-    component = dataflare("test", wasm, *texts, *params)
+    source, wasm, native, component = run_both(example_components, example, lines, params)
     assert component.stdout == native.stdout
     assert component.exit_code == native.exit_code
     assert without_names(component.stderr, wasm, source) == without_names(
@@ -234,11 +245,7 @@ def test_interpreter_version_divergence(
     example_components: dict[str, Path], example: str, lines: list[str], params: list[str]
 ) -> None:
     """Known: errors whose wording depends on the CPython version differ between backends."""
-    source = EXAMPLES / f"{example}.py"
-    wasm = example_components[example]
-    texts = [arg for line in lines for arg in ("--text", line)]
-    native = dataflare("test", source, *texts, *params)
-    component = dataflare("test", wasm, *texts, *params)
+    source, wasm, native, component = run_both(example_components, example, lines, params)
     assert without_names(component.stderr, wasm, source) == without_names(
         native.stderr, wasm, source
     )

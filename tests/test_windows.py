@@ -23,6 +23,7 @@ import attrs
 import pytest
 import yaml
 from conftest import EXAMPLES
+from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -614,11 +615,7 @@ def test_yaml_window_on_a_non_aggregate_processor_is_a_located_config_error(
             "window": {"type": "tumbling", "size_ms": 1_000},
         },
     )
-    line = next(
-        number
-        for number, text in enumerate(file.read_text().splitlines(), start=1)
-        if text.strip() == "window:"
-    )
+    line = line_of(file.read_text(), "window:")
     with pytest.raises(ConfigurationError) as caught:
         Pipeline.from_file(file)
     assert str(caught.value) == (
@@ -637,11 +634,7 @@ def test_yaml_sliding_window_without_step_is_a_located_config_error(tmp_path: Pa
             "window": {"type": "sliding", "size_ms": 1_000},
         },
     )
-    line = next(
-        number
-        for number, text in enumerate(file.read_text().splitlines(), start=1)
-        if text.strip() == "window:"
-    )
+    line = line_of(file.read_text(), "window:")
     with pytest.raises(ConfigurationError) as caught:
         Pipeline.from_file(file)
     assert str(caught.value) == (

@@ -1,0 +1,20 @@
+"""Small helpers several test modules share (strategies live in strategies.py)."""
+
+from __future__ import annotations
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line number of the one line of ``text`` holding ``needle``."""
+    numbers = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(numbers) == 1, (needle, numbers)
+    return numbers[0]
+
+
+def summary_rows(text: str) -> dict[str, list[str]]:
+    """The rows of a printed summary table, by stage name."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 8:
+            rows[cells[0]] = cells
+    return rows
