@@ -1,6 +1,6 @@
 """Records/s of every example: a plain Python loop, the native backend, the WASM backend.
 
-One run builds each example (cached by source hash under .dataflare/bench), then
+One run builds each example (through the shared build cache), then
 times batches of 10,000 records of ~100-byte JSON (shaped for each example) and
 prints a table with ratios, and the cached cold start of each component.
 
@@ -10,11 +10,9 @@ prints a table with ratios, and the cached cold start of each component.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -22,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from host import load_plugin  # noqa: E402
-from host._build import build_component  # noqa: E402
-from host._native import import_plugin_module  # noqa: E402
-from host._wasm import Sandbox  # noqa: E402
-from sdk import Dispatcher, PluginKind, Record  # noqa: E402
+from dataflare import PluginKind, Record  # noqa: E402
+from dataflare.runtime import Dispatcher  # noqa: E402
+from dataflare_host import load_plugin  # noqa: E402
+from dataflare_host.plugins._native import import_plugin_module  # noqa: E402
+from dataflare_host.wasm import Sandbox, component_for  # noqa: E402
 
 BATCH = 10_000
 STATUSES = ("active", "paused", "deleted")
@@ -111,16 +108,6 @@ def best_rate(run: Callable[[], Any], repeat: int) -> float:
     return BATCH / best
 
 
-def build_cached(source: Path, out_dir: Path) -> Path:
-    digest = hashlib.sha256(source.read_bytes() + (ROOT / "wit" / "plugin.wit").read_bytes())
-    for sdk_file in sorted((ROOT / "sdk").glob("*.py")):
-        digest.update(sdk_file.read_bytes())
-    target = out_dir / f"{source.stem}-{digest.hexdigest()[:16]}.wasm"
-    if not target.exists():
-        build_component(source, target)
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -150,11 +137,11 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         source = ROOT / "guest_examples" / f"{name}.py"
-        wasm = build_cached(source, out_dir)
+        wasm = component_for(source)
         records = make()
         load_plugin(wasm, params).close()  # compile once into the disk cache
         # Cached cold start: a new engine-level load (deserialize) + instance + first record.
-        from host import _engine
+        from dataflare_host import _engine
 
         _engine._shared = None
         start = time.perf_counter()

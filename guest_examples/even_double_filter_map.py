@@ -1,10 +1,10 @@
 """Keep even integers, doubled; drop odd ones. A value that is not an integer is an error."""
 
-import sdk
+import dataflare
 
 
-@sdk.filter_map
-def even_doubled(record: sdk.Record) -> sdk.Record | None:
+@dataflare.filter_map
+def even_doubled(record: dataflare.Record) -> dataflare.Record | None:
     number = int(record.value)
     if number % 2:
         return None

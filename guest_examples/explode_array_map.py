@@ -2,11 +2,11 @@
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.array_map
-def explode(record: sdk.Record) -> list[sdk.Record]:
+@dataflare.array_map
+def explode(record: dataflare.Record) -> list[dataflare.Record]:
     items = json.loads(record.value)
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON array, got {type(items).__name__}")

@@ -2,10 +2,10 @@
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.filter(params={"field": "status", "value": "active"})
-def field_equals(record: sdk.Record, params: dict[str, str]) -> bool:
+@dataflare.filter(params={"field": "status", "value": "active"})
+def field_equals(record: dataflare.Record, params: dict[str, str]) -> bool:
     document = json.loads(record.value)
     return isinstance(document, dict) and document.get(params["field"]) == params["value"]

@@ -2,14 +2,14 @@
 
 import re
 
-import sdk
+import dataflare
 
 
-@sdk.init(params={"pattern": None})
+@dataflare.init(params={"pattern": None})
 def compile_pattern(params: dict[str, str]) -> re.Pattern[str]:
     return re.compile(params["pattern"])
 
 
-@sdk.filter
-def matches(record: sdk.Record, pattern: re.Pattern[str]) -> bool:
+@dataflare.filter
+def matches(record: dataflare.Record, pattern: re.Pattern[str]) -> bool:
     return pattern.search(record.value.decode("utf-8", errors="replace")) is not None

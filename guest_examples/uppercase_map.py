@@ -1,8 +1,8 @@
 """Upper-case every record's value."""
 
-import sdk
+import dataflare
 
 
-@sdk.map
-def uppercase(record: sdk.Record) -> sdk.Record:
+@dataflare.map
+def uppercase(record: dataflare.Record) -> dataflare.Record:
     return record.evolve(value=record.value.upper())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +33,12 @@ settings.load_profile(
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "guest_examples"
 
+# Tests never write the user's cache: builds and compiled artifacts go to a
+# persistent folder under the project (reused across runs, keyed by content).
+# Subprocesses (the CLI tests) inherit it.
+TEST_CACHE = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".dataflare" / "test-cache")
+os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
+
 
 @pytest.fixture
 def examples_dir() -> Path:
@@ -50,39 +55,31 @@ def dataflare_exe() -> Path:
 
 
 class ComponentBuilder:
-    """Builds plugin files into components once per test session, two at a time."""
+    """Components from plugin files, through the product's own build cache, two builds at a time.
 
-    def __init__(self, out_dir: Path) -> None:
-        self._out_dir = out_dir
-        self._built: dict[Path, Path] = {}
-        self._lock = threading.Lock()
+    The cache lives under the project (``.dataflare/test-cache``, or
+    ``$DATAFLARE_TEST_CACHE_DIR``) and is keyed by the build's inputs, so a
+    component is built once and reused by every later test run until the
+    plugin, the SDK or the WIT contract changes.
+    """
 
     def __call__(self, source: Path) -> Path:
-        """The component built from ``source`` (built on first request)."""
-        from host._build import build_component
+        """The component built from ``source`` (built only on a cache miss)."""
+        from dataflare_host.wasm import component_for
 
-        source = source.resolve()
-        with self._lock:
-            if source in self._built:
-                return self._built[source]
-        target = self._out_dir / f"{source.parent.name}-{source.stem}.wasm"
-        build_component(source, target)
-        with self._lock:
-            self._built[source] = target
-        return target
+        return component_for(source.resolve())
 
     def many(self, sources: list[Path]) -> dict[Path, Path]:
-        """Build several at once (componentize-py is a subprocess: two run in parallel)."""
+        """Several at once (componentize-py is a subprocess: two run in parallel)."""
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = list(pool.map(self, sources))
         return dict(zip(sources, built, strict=True))
 
 
 @pytest.fixture(scope="session")
-def component_builder(tmp_path_factory: pytest.TempPathFactory) -> ComponentBuilder:
-    """Session-wide builder; compiled artifacts are cached in a session directory too."""
-    os.environ["DATAFLARE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cwasm-cache"))
-    return ComponentBuilder(tmp_path_factory.mktemp("components"))
+def component_builder() -> ComponentBuilder:
+    """Session-wide builder over the persistent test cache."""
+    return ComponentBuilder()
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from dataflare import Record
 from hypothesis import strategies as st
-
-from sdk import Record
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import ComponentBuilder
-
-from host._cli import main
-from sdk import PluginKind, Record
-from sdk.testing import ParityError, assert_parity
+from dataflare import PluginKind, Record
+from dataflare_host.cli._main import main
+from dataflare_host.testing import ParityError, assert_parity
 
 pytestmark = [pytest.mark.wasm, pytest.mark.slow]
 
@@ -28,11 +27,11 @@ PLANTED = '''"""A filter that differs when built: in the guest it drops values h
 
 import sys
 
-import sdk
+import dataflare
 
 
-@sdk.filter
-def planted(record: sdk.Record) -> bool:
+@dataflare.filter
+def planted(record: dataflare.Record) -> bool:
     return not (sys.platform == "wasi" and b"x" in record.value)
 '''
 

@@ -5,31 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import dataflare
 import pytest
 from conftest import EXAMPLES
+from dataflare import ProcessingError, Record
+from dataflare_host import Chain, ChainResult, Plugin, load_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import batches
 
-import sdk
-from host import Chain, ChainResult, NativePlugin, Plugin, load_plugin
-from sdk import ProcessingError, Record, find_plugin
+
+def native(func: Callable[..., Any], params: dict[str, str] | None = None) -> Plugin:
+    return load_plugin(func, params)
 
 
-def native(func: Callable[..., Any], params: dict[str, str] | None = None) -> NativePlugin:
-    return NativePlugin(find_plugin({"f": func}, "test"), params)
-
-
-def suffix(tag: bytes) -> NativePlugin:
-    @sdk.map(name=f"add_{tag.decode()}")
+def suffix(tag: bytes) -> Plugin:
+    @dataflare.map(name=f"add_{tag.decode()}")
     def add(record: Record) -> Record:
         return record.evolve(value=record.value + tag)
 
     return native(add)
 
 
-def failing_on(value: bytes, name: str = "picky") -> NativePlugin:
-    @sdk.map(name=name)
+def failing_on(value: bytes, name: str = "picky") -> Plugin:
+    @dataflare.map(name=name)
     def picky(record: Record) -> Record:
         if record.value.startswith(value):
             raise ValueError(f"refused {record.value!r}")
@@ -152,13 +151,13 @@ def test_close_closes_every_step() -> None:
         assert not any(p.closed for p in chain.plugins)
     assert all(p.closed for p in plugins)
     chain.close()
-    with pytest.raises(sdk.PluginError, match="closed"):
+    with pytest.raises(dataflare.PluginError, match="closed"):
         plugins[0].process([])
 
 
 def test_plugin_reports_name_kind_and_origin() -> None:
     """A loaded plugin knows its name, kind and where it came from."""
     plugin: Plugin = load_plugin(EXAMPLES / "regex_filter.py", {"pattern": "x"})
-    assert (plugin.name, plugin.kind) == ("matches", sdk.PluginKind.FILTER)
+    assert (plugin.name, plugin.kind) == ("matches", dataflare.PluginKind.FILTER)
     assert plugin.origin.endswith("regex_filter.py")
     assert "matches" in repr(plugin)

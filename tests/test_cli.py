@@ -6,6 +6,7 @@ installed ``dataflare`` console script in a subprocess.
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -15,8 +16,7 @@ from typing import NamedTuple
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
-
-from host._cli import main
+from dataflare_host.cli._main import main
 
 
 class Run(NamedTuple):
@@ -171,9 +171,7 @@ def test_missing_input_file_is_a_usage_error(run: Runner, tmp_path: Path) -> Non
 
 def test_raising_plugin_prints_earlier_outputs_and_one_error_line(run: Runner) -> None:
     """A plugin raising at record 2: outputs 0-1 printed, one error line, exit 1, no traceback."""
-    done = run(
-        ["test", example("even_double_filter_map.py"), "--text", "2\n4\nseven\n8"]
-    )
+    done = run(["test", example("even_double_filter_map.py"), "--text", "2\n4\nseven\n8"])
     assert done.stdout.splitlines() == ["4", "8"]
     line = assert_one_error_line(done, 1)
     assert line == (
@@ -188,7 +186,7 @@ def test_raising_plugin_with_a_multiline_message_prints_one_line(
     """An exception message spanning lines is still reported on one line."""
     plugin = tmp_path / "multiline.py"
     plugin.write_text(
-        "import sdk\n\n\n@sdk.map\ndef shout(record):\n"
+        "import dataflare\n\n\n@dataflare.map\ndef shout(record):\n"
         "    raise ValueError('first line\\nsecond line')\n"
     )
     done = run(["test", str(plugin), "--text", "x"])
@@ -229,18 +227,24 @@ def test_param_without_equals_is_a_usage_error(run: Runner, bad: str) -> None:
 
 
 PLUGIN_FILES = {
-    "no_plugin": ("import sdk\n\n\ndef helper(record):\n    return record\n", "defines no plugin"),
+    "no_plugin": (
+        "import dataflare\n\n\ndef helper(record):\n    return record\n",
+        "defines no plugin",
+    ),
     "two_plugins": (
-        "import sdk\n\n\n@sdk.filter\ndef first(record):\n    return True\n\n\n"
-        "@sdk.map\ndef second(record):\n    return record\n",
+        "import dataflare\n\n\n@dataflare.filter\ndef first(record):\n    return True\n\n\n"
+        "@dataflare.map\ndef second(record):\n    return record\n",
         "first, second",
     ),
     "syntax_error": (
-        "import sdk\n\n@sdk.map\ndef broken(record:\n    return record\n",
+        "import dataflare\n\n@dataflare.map\ndef broken(record:\n    return record\n",
         "syntax error",
     ),
     "import_error": ("import no_such_module_dataflare\n", "ModuleNotFoundError"),
-    "bad_decoration": ("import sdk\n\n\n@sdk.map\ndef wrong(a, b, c):\n    pass\n", "wrong"),
+    "bad_decoration": (
+        "import dataflare\n\n\n@dataflare.map\ndef wrong(a, b, c):\n    pass\n",
+        "wrong",
+    ),
 }
 
 
@@ -263,7 +267,10 @@ def test_missing_plugin_file(run: Runner, tmp_path: Path) -> None:
 
 
 def test_version(run: Runner) -> None:
-    """--version prints the distribution version."""
+    """--version prints the distribution version, which is the SDK's too."""
+    import dataflare
+
     done = run(["--version"])
     assert done.exit_code == 0
-    assert "0.1.0" in done.stdout
+    assert importlib.metadata.version("dataflare-plugins") in done.stdout.split()
+    assert dataflare.__version__ == importlib.metadata.version("dataflare-plugins")

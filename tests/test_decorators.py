@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import dataflare
 import pytest
-
-import sdk
-from sdk import ConfigurationError, Dispatcher, PluginKind, Record, find_plugin
+from dataflare import ConfigurationError, PluginKind, Record
+from dataflare.runtime import Dispatcher, find_plugin
 
 KIND_DECORATORS: dict[str, Callable[..., Any]] = {
-    "filter": sdk.filter,
-    "map": sdk.map,
-    "filter_map": sdk.filter_map,
-    "array_map": sdk.array_map,
-    "aggregate": sdk.aggregate,
+    "filter": dataflare.filter,
+    "map": dataflare.map,
+    "filter_map": dataflare.filter_map,
+    "array_map": dataflare.array_map,
+    "aggregate": dataflare.aggregate,
 }
 ONE_RECORD_KINDS = ["filter", "map", "filter_map", "array_map"]
 
@@ -24,21 +24,26 @@ def _plugin_function(kind: str, *, context: bool = False) -> Callable[..., Any]:
     """A fresh function with the right shape for ``kind``."""
     if kind == "aggregate":
         if context:
+
             def plugin_fn(acc: bytes, record: Record, ctx: object) -> bytes:
                 return acc
         else:
+
             def plugin_fn(acc: bytes, record: Record) -> bytes:  # type: ignore[misc]
                 return acc
     elif context:
+
         def plugin_fn(record: Record, ctx: object) -> Any:  # type: ignore[misc]
             return record
     else:
+
         def plugin_fn(record: Record) -> Any:  # type: ignore[misc]
             return record
+
     return plugin_fn
 
 
-def _definition(func: Callable[..., Any]) -> sdk.PluginDefinition:
+def _definition(func: Callable[..., Any]) -> dataflare.runtime.PluginDefinition:
     return find_plugin({"f": func}, "test").definition
 
 
@@ -74,38 +79,47 @@ def test_parameterised_decorator_returns_the_same_function(kind: str) -> None:
 
 def test_parameterised_aggregate_records_initial_and_emit() -> None:
     """@aggregate(initial=..., emit="batch") records both; the defaults are b"" and each."""
+
     def total(acc: bytes, record: Record) -> bytes:
         return acc
 
     def other(acc: bytes, record: Record) -> bytes:
         return acc
 
-    assert sdk.aggregate(initial=b"0", emit="batch")(total) is total
-    assert (_definition(total).initial, _definition(total).emit) == (b"0", sdk.AggregateEmit.BATCH)
-    sdk.aggregate(other)
-    assert (_definition(other).initial, _definition(other).emit) == (b"", sdk.AggregateEmit.EACH)
+    assert dataflare.aggregate(initial=b"0", emit="batch")(total) is total
+    assert (_definition(total).initial, _definition(total).emit) == (
+        b"0",
+        dataflare.AggregateEmit.BATCH,
+    )
+    dataflare.aggregate(other)
+    assert (_definition(other).initial, _definition(other).emit) == (
+        b"",
+        dataflare.AggregateEmit.EACH,
+    )
 
 
 def test_init_bare_and_parameterised_return_the_same_function() -> None:
     """@init and @init(params=...) return the function unchanged and still callable."""
+
     def setup(params: Mapping[str, str]) -> str:
         return "ctx"
 
     def setup2(params: Mapping[str, str]) -> str:
         return "ctx2"
 
-    assert sdk.init(setup) is setup
-    assert sdk.init(params={"p": None})(setup2) is setup2
+    assert dataflare.init(setup) is setup
+    assert dataflare.init(params={"p": None})(setup2) is setup2
     assert setup({}) == "ctx"
     assert setup2({}) == "ctx2"
 
 
 def test_keyword_only_argument_with_default_is_allowed() -> None:
     """A keyword-only argument with a default does not count as a positional one."""
+
     def tagged(record: Record, *, tag: str = "x") -> Record:
         return record
 
-    assert sdk.map(tagged) is tagged
+    assert dataflare.map(tagged) is tagged
 
 
 # --- misuse fails when the decorator is applied ----------------------------------------
@@ -122,6 +136,7 @@ def _assert_type_error_names(func_name: str, apply: Callable[[], object]) -> str
 @pytest.mark.parametrize("kind", ONE_RECORD_KINDS)
 def test_too_many_arguments(kind: str) -> None:
     """A one-record kind taking three positional arguments is rejected, naming the function."""
+
     def three(a: object, b: object, c: object) -> None: ...
 
     message = _assert_type_error_names("three", lambda: KIND_DECORATORS[kind](three))
@@ -131,6 +146,7 @@ def test_too_many_arguments(kind: str) -> None:
 @pytest.mark.parametrize("kind", sorted(KIND_DECORATORS))
 def test_too_few_arguments(kind: str) -> None:
     """A function taking no arguments is rejected, naming the function."""
+
     def nothing() -> None: ...
 
     message = _assert_type_error_names("nothing", lambda: KIND_DECORATORS[kind](nothing))
@@ -139,24 +155,27 @@ def test_too_few_arguments(kind: str) -> None:
 
 def test_aggregate_with_one_argument() -> None:
     """An aggregate must take the accumulator too."""
+
     def only_record(record: Record) -> bytes:
         return b""
 
-    message = _assert_type_error_names("only_record", lambda: sdk.aggregate(only_record))
+    message = _assert_type_error_names("only_record", lambda: dataflare.aggregate(only_record))
     assert "accumulator, record" in message
 
 
 def test_aggregate_with_four_arguments() -> None:
     """An aggregate takes at most (accumulator, record, context)."""
+
     def four(a: bytes, b: Record, c: object, d: object) -> bytes:
         return a
 
-    _assert_type_error_names("four", lambda: sdk.aggregate(initial=b"0")(four))
+    _assert_type_error_names("four", lambda: dataflare.aggregate(initial=b"0")(four))
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_DECORATORS))
 def test_var_positional(kind: str) -> None:
     """*args is rejected: the host passes arguments by position and needs to know how many."""
+
     def star(*records: Record) -> None: ...
 
     message = _assert_type_error_names("star", lambda: KIND_DECORATORS[kind](star))
@@ -165,10 +184,11 @@ def test_var_positional(kind: str) -> None:
 
 def test_required_keyword_only() -> None:
     """A keyword-only argument without a default is rejected: the host never passes it."""
+
     def needs_kw(record: Record, *, extra: str) -> Record:
         return record
 
-    message = _assert_type_error_names("needs_kw", lambda: sdk.map(needs_kw))
+    message = _assert_type_error_names("needs_kw", lambda: dataflare.map(needs_kw))
     assert "'extra'" in message
 
 
@@ -176,9 +196,11 @@ def test_required_keyword_only() -> None:
 def test_generator_only_for_array_map(kind: str) -> None:
     """A generator is rejected for every kind but array_map."""
     if kind == "aggregate":
+
         def gen(acc: bytes, record: Record) -> Any:
             yield acc
     else:
+
         def gen(record: Record) -> Any:  # type: ignore[misc]
             yield record
 
@@ -188,19 +210,22 @@ def test_generator_only_for_array_map(kind: str) -> None:
 
 def test_generator_array_map_is_accepted() -> None:
     """An array_map may yield its outputs."""
+
     def gen(record: Record) -> Any:
         yield record
 
-    assert sdk.array_map(gen) is gen
+    assert dataflare.array_map(gen) is gen
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_DECORATORS))
 def test_async_function(kind: str) -> None:
     """async def is rejected, naming the function."""
     if kind == "aggregate":
+
         async def coro(acc: bytes, record: Record) -> bytes:
             return acc
     else:
+
         async def coro(record: Record) -> Record:  # type: ignore[misc]
             return record
 
@@ -210,15 +235,17 @@ def test_async_function(kind: str) -> None:
 
 def test_async_generator() -> None:
     """An async generator is rejected even for array_map."""
+
     async def agen(record: Record) -> Any:
         yield record
 
-    _assert_type_error_names("agen", lambda: sdk.array_map(agen))
+    _assert_type_error_names("agen", lambda: dataflare.array_map(agen))
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_DECORATORS))
 def test_class(kind: str) -> None:
     """A class is not a plugin function."""
+
     class Upper:
         def __init__(self, record: Record) -> None: ...
 
@@ -227,21 +254,23 @@ def test_class(kind: str) -> None:
 
 def test_init_on_a_class() -> None:
     """@init rejects a class too."""
+
     class Setup:
         pass
 
-    _assert_type_error_names("Setup", lambda: sdk.init(Setup))
+    _assert_type_error_names("Setup", lambda: dataflare.init(Setup))
 
 
 @pytest.mark.parametrize("count", [0, 2])
 def test_init_takes_exactly_one_argument(count: int) -> None:
     """@init must take (params)."""
+
     def none() -> None: ...
 
     def two(a: object, b: object) -> None: ...
 
     func = none if count == 0 else two
-    _assert_type_error_names(func.__name__, lambda: sdk.init(func))
+    _assert_type_error_names(func.__name__, lambda: dataflare.init(func))
 
 
 @pytest.mark.parametrize(
@@ -250,6 +279,7 @@ def test_init_takes_exactly_one_argument(count: int) -> None:
 )
 def test_two_decorators(first: str, second: str) -> None:
     """Applying a second plugin decorator is rejected, naming the function."""
+
     def twice(record: Record) -> Any:
         return record
 
@@ -260,20 +290,22 @@ def test_two_decorators(first: str, second: str) -> None:
 
 def test_init_and_plugin_decorator_on_one_function() -> None:
     """A function cannot be both the init hook and the plugin."""
+
     def both(record: Record) -> Any:
         return record
 
-    sdk.filter(both)
-    _assert_type_error_names("both", lambda: sdk.init(both))
+    dataflare.filter(both)
+    _assert_type_error_names("both", lambda: dataflare.init(both))
 
 
 def test_failed_decoration_does_not_mark() -> None:
     """A rejected decoration leaves the function unmarked, so a fixed decorator applies."""
+
     def later(record: Record, a: object, b: object) -> Any:
         return record
 
     with pytest.raises(TypeError):
-        sdk.map(later)
+        dataflare.map(later)
     with pytest.raises(ConfigurationError, match="no plugin"):
         find_plugin({"later": later}, "mod")
 
@@ -300,9 +332,10 @@ def test_bad_params_spec_names_the_function(kind: str, params: object) -> None:
 @pytest.mark.parametrize("params", BAD_PARAMS, ids=BAD_PARAM_IDS)
 def test_bad_init_params_spec_names_the_function(params: object) -> None:
     """@init(params=...) is checked the same way."""
+
     def hook(params: Mapping[str, str]) -> None: ...
 
-    message = _assert_type_error_names("hook", lambda: sdk.init(params=params)(hook))
+    message = _assert_type_error_names("hook", lambda: dataflare.init(params=params)(hook))
     assert "params=" in message
 
 
@@ -311,10 +344,11 @@ def test_bad_init_params_spec_names_the_function(params: object) -> None:
 )
 def test_bad_aggregate_initial_names_the_function(initial: object) -> None:
     """initial= must be bytes; the error names the function, initial= and the bad value."""
+
     def total(acc: bytes, record: Record) -> bytes:
         return acc
 
-    message = _assert_type_error_names("total", lambda: sdk.aggregate(initial=initial)(total))
+    message = _assert_type_error_names("total", lambda: dataflare.aggregate(initial=initial)(total))
     assert "initial=" in message
     assert repr(initial) in message
 
@@ -322,10 +356,11 @@ def test_bad_aggregate_initial_names_the_function(initial: object) -> None:
 @pytest.mark.parametrize("emit", ["every", None, 1])
 def test_bad_aggregate_emit_names_the_function(emit: object) -> None:
     """emit= must be "each" or "batch"; the error names the function and the choices."""
+
     def total(acc: bytes, record: Record) -> bytes:
         return acc
 
-    message = _assert_type_error_names("total", lambda: sdk.aggregate(emit=emit)(total))
+    message = _assert_type_error_names("total", lambda: dataflare.aggregate(emit=emit)(total))
     assert "'each'" in message
     assert "'batch'" in message
 
@@ -335,21 +370,23 @@ def test_bad_aggregate_emit_names_the_function(emit: object) -> None:
 
 def test_find_plugin_without_plugin() -> None:
     """A namespace with no decorated function is a ConfigurationError naming the origin."""
+
     def helper(record: Record) -> Record:
         return record
 
     with pytest.raises(ConfigurationError, match="no plugin") as info:
-        find_plugin({"helper": helper, "x": 1, "sdk": sdk}, "plugins/empty.py")
+        find_plugin({"helper": helper, "x": 1, "dataflare": dataflare}, "plugins/empty.py")
     assert "plugins/empty.py" in str(info.value)
 
 
 def test_find_plugin_with_two_plugins() -> None:
     """Two plugins are a ConfigurationError naming both and the origin."""
-    @sdk.filter
+
+    @dataflare.filter
     def first_plugin(record: Record) -> bool:
         return True
 
-    @sdk.map(name="second_plugin")
+    @dataflare.map(name="second_plugin")
     def renamed(record: Record) -> Record:
         return record
 
@@ -363,14 +400,15 @@ def test_find_plugin_with_two_plugins() -> None:
 
 def test_find_plugin_with_two_init_hooks() -> None:
     """Two @init hooks are a ConfigurationError naming both."""
-    @sdk.filter
+
+    @dataflare.filter
     def keep(record: Record, ctx: object) -> bool:
         return True
 
-    @sdk.init
+    @dataflare.init
     def setup_one(params: Mapping[str, str]) -> None: ...
 
-    @sdk.init
+    @dataflare.init
     def setup_two(params: Mapping[str, str]) -> None: ...
 
     with pytest.raises(ConfigurationError) as info:
@@ -383,24 +421,29 @@ def test_find_plugin_with_two_init_hooks() -> None:
 
 def test_find_plugin_counts_an_alias_once() -> None:
     """The same plugin under two names in a module is one plugin."""
-    @sdk.filter
+
+    @dataflare.filter
     def keep(record: Record) -> bool:
         return True
 
     found = find_plugin({"keep": keep, "alias": keep}, "mod")
     assert found.definition.function is keep
     assert (found.name, found.kind, found.init, found.origin) == (
-        "keep", PluginKind.FILTER, None, "mod",
+        "keep",
+        PluginKind.FILTER,
+        None,
+        "mod",
     )
 
 
 def test_find_plugin_conflicting_param_defaults() -> None:
     """A parameter declared by both the plugin and @init with different defaults is an error."""
-    @sdk.filter(params={"p": "1"})
+
+    @dataflare.filter(params={"p": "1"})
     def keep(record: Record, ctx: object) -> bool:
         return True
 
-    @sdk.init(params={"p": "2"})
+    @dataflare.init(params={"p": "2"})
     def setup(params: Mapping[str, str]) -> None: ...
 
     with pytest.raises(ConfigurationError, match="'p'"):
@@ -412,14 +455,15 @@ def test_find_plugin_conflicting_param_defaults() -> None:
 
 def _declaring(
     params: Mapping[str, str | None] | None, init_params: Any = None
-) -> sdk.PluginModule:
-    @sdk.filter(params=params)
+) -> dataflare.runtime.PluginModule:
+    @dataflare.filter(params=params)
     def needle_filter(record: Record, ctx: object) -> bool:
         return True
 
     namespace: dict[str, object] = {"f": needle_filter}
     if init_params is not None:
-        @sdk.init(params=init_params)
+
+        @dataflare.init(params=init_params)
         def setup(params: Mapping[str, str]) -> Mapping[str, str]:
             return params
 
@@ -483,7 +527,8 @@ def test_undeclared_plugin_accepts_any_params() -> None:
     module = _declaring(None)
     assert module.params is None
     assert dict(module.resolve_params({"anything": "1", "else": ""})) == {
-        "anything": "1", "else": "",
+        "anything": "1",
+        "else": "",
     }
 
 
@@ -508,11 +553,12 @@ def test_resolved_params_are_read_only() -> None:
 
 def test_init_hook_raising_is_a_configuration_error() -> None:
     """An @init that raises is a ConfigurationError naming the plugin, the hook and the cause."""
-    @sdk.map
+
+    @dataflare.map
     def upper_plugin(record: Record, ctx: object) -> Record:
         return record
 
-    @sdk.init
+    @dataflare.init
     def broken_setup(params: Mapping[str, str]) -> None:
         raise KeyError("no such thing")
 
@@ -532,14 +578,14 @@ def test_init_return_value_is_the_context() -> None:
     calls: list[dict[str, str]] = []
     sentinel = object()
 
-    @sdk.init(params={"tag": "t"})
+    @dataflare.init(params={"tag": "t"})
     def setup(params: Mapping[str, str]) -> object:
         calls.append(dict(params))
         return sentinel
 
     seen: list[object] = []
 
-    @sdk.map
+    @dataflare.map
     def tag(record: Record, ctx: object) -> Record:
         seen.append(ctx)
         return record
@@ -555,7 +601,7 @@ def test_without_init_the_context_is_the_resolved_params() -> None:
     """A plugin taking a context but with no @init receives its params, defaults filled."""
     seen: list[dict[str, str]] = []
 
-    @sdk.filter(params={"needle": "error", "other": "o"})
+    @dataflare.filter(params={"needle": "error", "other": "o"})
     def keep(record: Record, ctx: Mapping[str, str]) -> bool:
         seen.append(dict(ctx))
         return True

@@ -6,21 +6,13 @@ import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import dataflare
 import pytest
+from dataflare import LimitExceededError, PluginError, ProcessingError, Record
+from dataflare.runtime import BatchResult, Dispatcher, find_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import batches
-
-import sdk
-from sdk import (
-    BatchResult,
-    Dispatcher,
-    LimitExceededError,
-    PluginError,
-    ProcessingError,
-    Record,
-    find_plugin,
-)
 
 
 def dispatcher(func: Callable[..., Any], params: dict[str, str] | None = None) -> Dispatcher:
@@ -40,7 +32,7 @@ def _aggregate(emit: str = "each", initial: bytes = b"") -> Dispatcher:
     def concat(acc: bytes, record: Record) -> bytes:
         return _counting_fold(acc, record)
 
-    return dispatcher(sdk.aggregate(initial=initial, emit=emit)(concat))
+    return dispatcher(dataflare.aggregate(initial=initial, emit=emit)(concat))
 
 
 # --- per-kind semantics ----------------------------------------------------------------
@@ -49,7 +41,7 @@ def _aggregate(emit: str = "each", initial: bytes = b"") -> Dispatcher:
 @given(batches())
 def test_filter_keeps_accepted_records_unchanged_in_order(batch: list[Record]) -> None:
     """A filter's outputs are exactly the records it accepted, untouched, in order."""
-    @sdk.filter
+    @dataflare.filter
     def even_length(record: Record) -> bool:
         return len(record.value) % 2 == 0
 
@@ -63,7 +55,7 @@ def test_filter_keeps_accepted_records_unchanged_in_order(batch: list[Record]) -
 @given(batches())
 def test_filter_indices_are_positions_of_kept_records(batch: list[Record]) -> None:
     """filter_indices returns the indices of accepted records and the consumed count."""
-    @sdk.filter
+    @dataflare.filter
     def even_length(record: Record) -> bool:
         return len(record.value) % 2 == 0
 
@@ -75,7 +67,7 @@ def test_filter_indices_are_positions_of_kept_records(batch: list[Record]) -> No
 @given(batches())
 def test_map_replaces_each_record_keeping_the_input_offset(batch: list[Record]) -> None:
     """A map emits one output per input, in order, at the input's offset."""
-    @sdk.map
+    @dataflare.map
     def reverse(record: Record) -> Record:
         return Record(record.value[::-1], offset=-1)  # offset deliberately wrong
 
@@ -87,7 +79,7 @@ def test_map_replaces_each_record_keeping_the_input_offset(batch: list[Record]) 
 @given(batches())
 def test_filter_map_drops_none_and_keeps_transformed(batch: list[Record]) -> None:
     """A filter_map drops records it maps to None and emits the others at the input offset."""
-    @sdk.filter_map
+    @dataflare.filter_map
     def short_doubled(record: Record) -> Record | None:
         if len(record.value) > 5:
             return None
@@ -118,7 +110,7 @@ def test_array_map_concatenates_outputs_at_the_input_offset(
         def plugin(record: Record) -> Any:  # type: ignore[misc]
             return convert(split(record))
 
-    sdk.array_map(plugin)
+    dataflare.array_map(plugin)
     result = dispatcher(plugin).process(batch)
     assert result.outputs == [
         Record(bytes([b]), key=r.key, offset=r.offset) for r in batch for b in r.value[:3]
@@ -128,7 +120,7 @@ def test_array_map_concatenates_outputs_at_the_input_offset(
 
 def test_array_map_may_return_nothing() -> None:
     """An empty iterable drops the record."""
-    @sdk.array_map
+    @dataflare.array_map
     def nothing(record: Record) -> list[Record]:
         return []
 
@@ -138,7 +130,7 @@ def test_array_map_may_return_nothing() -> None:
 
 def test_output_at_same_offset_is_the_returned_record() -> None:
     """A map returning a record already at the input's offset emits that very record."""
-    @sdk.map
+    @dataflare.map
     def same(record: Record) -> Record:
         return record
 
@@ -196,7 +188,7 @@ def test_aggregate_starts_from_initial_when_no_accumulator() -> None:
 
 def test_aggregate_with_context() -> None:
     """An aggregate taking a context receives it third."""
-    @sdk.aggregate(initial=b"", params={"sep": ","})
+    @dataflare.aggregate(initial=b"", params={"sep": ","})
     def join(acc: bytes, record: Record, params: dict[str, str]) -> bytes:
         return acc + params["sep"].encode() + record.value if acc else record.value
 
@@ -243,7 +235,7 @@ def test_wrong_return_type_is_a_processing_type_error(kind: str, returned: objec
                 return returned
             return {"filter": True, "array_map": [record]}.get(kind, record)
 
-    getattr(sdk, kind)(bad)
+    getattr(dataflare, kind)(bad)
     batch = [Record(b"ok", offset=10), Record(b"bad", offset=11), Record(b"never", offset=12)]
     result = dispatcher(bad).process(batch)
     assert result.error is not None
@@ -273,7 +265,7 @@ def _raising(kind: str, fail_on: bytes) -> Callable[..., Any]:
                 raise Boom(f"cannot take {record.value!r}")
             return {"filter": True, "array_map": [record, record]}.get(kind, record)
 
-    return getattr(sdk, kind)(name="exploding_plugin")(exploding)
+    return getattr(dataflare, kind)(name="exploding_plugin")(exploding)
 
 
 KINDS = ["filter", "map", "filter_map", "array_map", "aggregate"]
@@ -319,7 +311,7 @@ def test_error_offset_is_the_record_offset_not_its_index() -> None:
 @pytest.mark.parametrize("emit", ["each", "batch"])
 def test_aggregate_accumulator_after_an_error_is_after_the_last_consumed_record(emit: str) -> None:
     """A failing aggregate reports the accumulator of the records before the failure."""
-    @sdk.aggregate(initial=b"<", emit=emit)
+    @dataflare.aggregate(initial=b"<", emit=emit)
     def concat_until_bang(acc: bytes, record: Record) -> bytes:
         if record.value == b"!":
             raise Boom("bang")
@@ -335,7 +327,7 @@ def test_aggregate_accumulator_after_an_error_is_after_the_last_consumed_record(
 
 def test_array_map_failing_mid_iterable_keeps_none_of_that_records_outputs() -> None:
     """A generator raising half-way: outputs of earlier records kept, none of the failing one."""
-    @sdk.array_map
+    @dataflare.array_map
     def halves(record: Record) -> Iterator[Record]:
         yield record.evolve(value=record.value + b"-1")
         if record.value == b"bad":
@@ -352,7 +344,7 @@ def test_array_map_failing_mid_iterable_keeps_none_of_that_records_outputs() -> 
 
 def test_array_map_wrong_item_mid_list_keeps_none_of_that_records_outputs() -> None:
     """A list with a non-Record item drops that record's valid outputs too."""
-    @sdk.array_map
+    @dataflare.array_map
     def mixed(record: Record) -> list[Any]:
         return [record, b"oops"] if record.value == b"bad" else [record]
 
@@ -364,7 +356,7 @@ def test_array_map_wrong_item_mid_list_keeps_none_of_that_records_outputs() -> N
 
 def test_exception_without_message() -> None:
     """An exception with no message reports just its type."""
-    @sdk.map
+    @dataflare.map
     def silent(record: Record) -> Record:
         raise KeyError
 
@@ -383,7 +375,7 @@ def test_empty_batch_is_ok_for_every_kind() -> None:
 
 def test_base_exception_is_not_swallowed() -> None:
     """KeyboardInterrupt and SystemExit from a plugin propagate; only Exceptions are reported."""
-    @sdk.map
+    @dataflare.map
     def interrupted(record: Record) -> Record:
         raise KeyboardInterrupt
 
@@ -439,7 +431,7 @@ def test_processing_error_hierarchy() -> None:
 
 def test_batch_result_from_a_sequence_that_is_not_a_list() -> None:
     """process accepts any sequence of records."""
-    @sdk.filter
+    @dataflare.filter
     def keep(record: Record) -> bool:
         return True
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import EXAMPLES
-
-from host._pipeline import Pipeline, RunSummary
+from dataflare_host.pipeline._runner import Pipeline, RunSummary
 
 COUNT = 2000
 
@@ -30,11 +29,11 @@ TAGGER = '''\
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.map
-def tagger(record: sdk.Record) -> sdk.Record:
+@dataflare.map
+def tagger(record: dataflare.Record) -> dataflare.Record:
     document = record.json()
     document["v"] = "{version}"
     return record.evolve(value=json.dumps(document, separators=(",", ":")))
@@ -45,11 +44,11 @@ FIELD_DIFFERS_FILTER = '''\
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.filter(params={"field": "status", "value": "active"})
-def field_differs(record: sdk.Record, params: dict[str, str]) -> bool:
+@dataflare.filter(params={"field": "status", "value": "active"})
+def field_differs(record: dataflare.Record, params: dict[str, str]) -> bool:
     return json.loads(record.value).get(params["field"]) != params["value"]
 '''
 
@@ -135,8 +134,8 @@ def test_plugin_that_fails_to_load_keeps_the_old_one_running(
     plugin = tmp_path / "tagger.py"
     plugin.write_text(TAGGER.format(version="v1"))
     file = write_pipeline(tmp_path, "map", plugin)
-    broken = TAGGER.format(version="v2").replace("def tagger(record: sdk.Record)",
-                                                  "def tagger(record: sdk.Record")
+    broken = TAGGER.format(version="v2").replace("def tagger(record: dataflare.Record)",
+                                                  "def tagger(record: dataflare.Record")
     with caplog.at_level(logging.ERROR, logger="dataflare.pipeline"):
         summary, mid_run = run_and_change(file, lambda: replace_atomically(plugin, broken.encode()))
     assert mid_run
@@ -159,7 +158,7 @@ def test_changed_wasm_component_is_swapped_in_between_batches(
     tmp_path: Path, component_builder: Any,
 ) -> None:
     """Copying a new .wasm over the running one: active records before, the others after."""
-    from host._autobuild import component_for
+    from dataflare_host.wasm._build_cache import component_for
 
     # v1 is the content-cached json_field_filter component other tests use too, so
     # this test builds (and compiles) only v2.

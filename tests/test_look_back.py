@@ -17,16 +17,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from dataflare import ConfigurationError, Record
+from dataflare_host import Sandbox, load_plugin
+from dataflare_host.cli._main import main
+from dataflare_host.pipeline._checkpoint import Checkpoint
+from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
-
-from host._checkpoint import Checkpoint
-from host._cli import main
-from host._native import NativePlugin
-from host._pipeline import Pipeline, RunSummary
-from host._wasm import Sandbox, WasmPlugin
-from sdk import ConfigurationError, Record
 
 SUM = EXAMPLES / "sum_aggregate.py"
 FIXTURES = Path(__file__).parent / "window_fixtures"
@@ -272,7 +270,7 @@ def test_wasm_look_back_gives_the_same_accumulator_as_native(
     batch = [
         Record(json.dumps({"amount": a}).encode(), offset=100 + i) for i, a in enumerate(amounts)
     ]
-    with NativePlugin.load(SUM) as native, WasmPlugin(sum_wasm) as wasm:
+    with load_plugin(SUM) as native, load_plugin(sum_wasm) as wasm:
         native_warm, wasm_warm = native.look_back(records), wasm.look_back(records)
         assert wasm_warm == native_warm
         assert wasm.accumulator == native.accumulator
@@ -285,7 +283,7 @@ def test_wasm_look_back_state_survives_errors_and_traps_on_fresh_instances(
     remember_wasm: Path,
 ) -> None:
     """A non-aggregate's look-back knowledge (its init context) is replayed into replacements."""
-    with WasmPlugin(remember_wasm) as plugin:
+    with load_plugin(remember_wasm) as plugin:
         assert plugin.look_back([Record(b"a"), Record(b"b")]).error is None
         assert values(plugin.process(batch(b"a", b"c"))) == [b"old:1", b"new:2"]
 
@@ -305,7 +303,7 @@ def test_wasm_look_back_state_survives_errors_and_traps_on_fresh_instances(
 def test_wasm_look_back_state_reaches_every_parallel_instance(remember_wasm: Path) -> None:
     """Shards run on extra instances: each was warmed up with the same records."""
     sandbox = Sandbox(instances=2, min_shard=2)
-    with WasmPlugin(remember_wasm, sandbox=sandbox) as plugin:
+    with load_plugin(remember_wasm, sandbox=sandbox) as plugin:
         assert plugin.look_back([Record(b"a")]).error is None
         result = plugin.process(batch(b"a", b"b", b"a", b"a", b"b", b"a"))
         assert result.error is None

@@ -19,9 +19,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from dataflare_host.cli._main import main
 from helpers import summary_rows
-
-from host._cli import main
 
 PLUGINS = Path(__file__).parent / "pipeline_fixtures" / "plugins"
 DATAFLARE = Path(sys.executable).parent / "dataflare"

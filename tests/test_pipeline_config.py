@@ -20,13 +20,12 @@ import attrs
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from dataflare import ConfigurationError
+from dataflare_host.cli._main import main
+from dataflare_host.connectors import FileSourceConfig
+from dataflare_host.pipeline._config import PipelineConfig, ProcessorConfig
+from dataflare_host.pipeline._runner import Pipeline
 from helpers import line_of
-
-from host._cli import main
-from host._config import PipelineConfig, ProcessorConfig
-from host._pipeline import Pipeline
-from host.connectors import FileSourceConfig
-from sdk import ConfigurationError
 
 VALID = """\
 name: demo
@@ -255,7 +254,7 @@ def project(tmp_path: Path) -> Path:
     for name in ("json_field_filter.py", "regex_filter.py"):
         shutil.copy(EXAMPLES / name, tmp_path / "plugins" / name)
     (tmp_path / "plugins" / "broken.py").write_text(
-        "import sdk\n@sdk.map\ndef broken(record)\n    return record\n"
+        "import dataflare\n@dataflare.map\ndef broken(record)\n    return record\n"
     )
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "events.jsonl").write_text('{"status":"active"}\n')

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
+from dataflare_host import Pipeline
 from servers import PostgresServer
-
-from host import Pipeline
 
 pytestmark = pytest.mark.server
 
@@ -26,11 +25,11 @@ DOUBLE_AMOUNT = '''"""Double a JSON event's amount (slowly, so that a run can be
 import json
 import time
 
-import sdk
+import dataflare
 
 
-@sdk.map(params={"delay_ms": "0"})
-def double_amount(record: sdk.Record, params: dict[str, str]) -> sdk.Record:
+@dataflare.map(params={"delay_ms": "0"})
+def double_amount(record: dataflare.Record, params: dict[str, str]) -> dataflare.Record:
     time.sleep(float(params["delay_ms"]) / 1000)
     event = json.loads(record.value)
     event["amount"] *= 2

@@ -23,11 +23,10 @@ import attrs
 import pytest
 import yaml
 from conftest import EXAMPLES, REPO
+from dataflare import Record
+from dataflare_host.connectors import ConnectorRegistry, Sink
+from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from helpers import summary_rows
-
-from host._pipeline import Pipeline, RunSummary
-from host.connectors import ConnectorRegistry, Sink
-from sdk import Record
 
 PLUGINS = Path(__file__).parent / "pipeline_fixtures" / "plugins"
 STATUSES = ("active", "paused", "deleted")
@@ -123,7 +122,7 @@ def json_filter_wasm(component_builder: Any) -> Path:
     session directory), so the README demo below reuses this build and its
     compiled artifact instead of paying for a second one.
     """
-    from host._autobuild import component_for
+    from dataflare_host.wasm._build_cache import component_for
 
     return component_for(EXAMPLES / "json_field_filter.py")
 
@@ -514,9 +513,9 @@ def test_failed_batch_leaves_no_trace_in_checkpointed_aggregate_state(tmp_path: 
     guard = tmp_path / "fail_on_total.py"
     guard.write_text(
         '"""Fail on the running total given as param ``bad``."""\n'
-        "import sdk\n\n\n"
-        '@sdk.map(params={"bad": None})\n'
-        "def fail_on_total(record: sdk.Record, params: dict[str, str]) -> sdk.Record:\n"
+        "import dataflare\n\n\n"
+        '@dataflare.map(params={"bad": None})\n'
+        "def fail_on_total(record: dataflare.Record, params: dict[str, str]) -> dataflare.Record:\n"
         '    if record.value == params["bad"].encode():\n'
         '        raise ValueError(f"total {record.value!r} refused")\n'
         "    return record\n"

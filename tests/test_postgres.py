@@ -9,18 +9,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from servers import PostgresServer
-
-from host.connectors import (
+from dataflare import ConfigurationError, PluginIOError, Record
+from dataflare_host.connectors import (
     PostgresSink,
     PostgresSinkConfig,
     PostgresSource,
     PostgresSourceConfig,
     SourceBatch,
 )
-from sdk import ConfigurationError, PluginIOError, Record
+from hypothesis import given
+from hypothesis import strategies as st
+from servers import PostgresServer
 
 pytestmark = pytest.mark.server
 

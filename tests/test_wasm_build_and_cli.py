@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import dataflare_host.cli._main as cli_main
+import dataflare_host.wasm._engine as engine_module
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
-
-import host._cli
-import host._engine
-from host._wasm import WasmPlugin
-from sdk import Record
+from dataflare import Record
+from dataflare_host import load_plugin
 
 pytestmark = pytest.mark.wasm
 
@@ -81,25 +80,24 @@ def test_every_example_builds(example_components: dict[str, Path]) -> None:
 def test_build_command_reports_the_component(
     example_components: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`dataflare build X -o Y` prints where it wrote the component and its size, exit 0.
+    """`dataflare build X -o Y` reuses the shared build cache, says where and how big, exit 0.
 
-    build_component is swapped for a copy of the session's build: the real build
-    of every example is the example_components fixture.
+    The session already built every example through that cache: building one
+    again would fail the test.
     """
 
-    def already_built(source: Path, output: Path | None) -> Path:
-        target = output or source.with_suffix(".wasm")
-        shutil.copyfile(example_components[source.stem], target)
-        return target
+    def no_rebuild(source: Path, output: Path | None = None, **_: object) -> Path:
+        raise AssertionError(f"{source} was built again: the build cache should have it")
 
-    monkeypatch.setattr(host._cli, "build_component", already_built)
+    monkeypatch.setattr("dataflare_host.wasm._build_cache.build_component", no_rebuild)
     out = tmp_path / "upper.wasm"
     result = CliRunner().invoke(
-        host._cli.main, ["build", str(EXAMPLES / "uppercase_map.py"), "-o", str(out)]
+        cli_main.main, ["build", str(EXAMPLES / "uppercase_map.py"), "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"built {out} (")
     assert result.stdout.rstrip().endswith(" MB)")
+    assert out.read_bytes() == example_components["uppercase_map"].read_bytes()
 
 
 def write_plugin(tmp_path: Path, name: str, source: str) -> Path:
@@ -113,7 +111,7 @@ def test_build_syntax_error_is_one_line_naming_the_line(tmp_path: Path) -> None:
     plugin = write_plugin(
         tmp_path,
         "broken.py",
-        '"""Broken."""\nimport sdk\n\n\n@sdk.filter\ndef f(record)\n    return 1\n',
+        '"""Broken."""\nimport dataflare\n\n\n@dataflare.filter\ndef f(record)\n    return 1\n',
     )
     run = dataflare("build", plugin, "-o", tmp_path / "broken.wasm")
     assert run.exit_code == 2
@@ -126,7 +124,9 @@ def test_build_syntax_error_is_one_line_naming_the_line(tmp_path: Path) -> None:
 def test_build_without_a_plugin_is_one_line(tmp_path: Path) -> None:
     """A file with no decorated function fails the build with one line saying so."""
     plugin = write_plugin(
-        tmp_path, "empty.py", '"""Nothing."""\nimport sdk\n\n\ndef helper(record):\n    return 1\n'
+        tmp_path,
+        "empty.py",
+        '"""Nothing."""\nimport dataflare\n\n\ndef helper(record):\n    return 1\n',
     )
     run = dataflare("build", plugin)
     assert run.exit_code == 2
@@ -142,8 +142,8 @@ def test_build_with_a_module_the_guest_lacks_names_it(tmp_path: Path) -> None:
     plugin = write_plugin(
         tmp_path,
         "needs_yaml.py",
-        '"""Parses YAML."""\nimport yaml\n\nimport sdk\n\n\n'
-        "@sdk.filter\ndef is_mapping(record: sdk.Record) -> bool:\n"
+        '"""Parses YAML."""\nimport yaml\n\nimport dataflare\n\n\n'
+        "@dataflare.filter\ndef is_mapping(record: dataflare.Record) -> bool:\n"
         "    return isinstance(yaml.safe_load(record.value), dict)\n",
     )
     run = dataflare("build", plugin, "-o", tmp_path / "needs_yaml.wasm")
@@ -309,11 +309,11 @@ def test_broken_component_is_one_line_naming_the_file(
 @pytest.fixture
 def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
     """Call the yielded function to start a new process-wide engine (as a new process would)."""
-    started: list[host._engine.SharedEngine] = []
+    started: list[engine_module.SharedEngine] = []
 
     def fresh() -> None:
-        monkeypatch.setattr(host._engine, "_shared", None)
-        started.append(host._engine.shared_engine())
+        monkeypatch.setattr(engine_module, "_shared", None)
+        started.append(engine_module.shared_engine())
 
     yield fresh
     for engine in started:
@@ -330,7 +330,7 @@ def first_record(
     """Seconds from a new engine to the first batch's outputs, and those outputs."""
     started = time.perf_counter()
     new_engine()
-    with WasmPlugin(path) as plugin:
+    with load_plugin(path) as plugin:
         values = [r.value for r in plugin.process(records).outputs]
         elapsed = time.perf_counter() - started
     return elapsed, values
@@ -345,10 +345,10 @@ def test_compiled_components_are_cached_on_disk_per_component(
 
     Uses the session's cache directory, so no component is compiled twice in a session.
     """
-    cache = host._engine.cache_dir()
+    cache = engine_module.compiled_dir()
     for wasm in example_components.values():
         fresh_engines()
-        host._engine.shared_engine().load(wasm)  # compiles, or reads the artifact
+        engine_module.shared_engine().load(wasm)  # compiles, or reads the artifact
     assert len(artifacts(cache)) >= len(example_components)  # one each, not one shared
     before = artifacts(cache)
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-from host import Plugin, load_plugin
-from host._wasm import Sandbox
-from sdk import LimitExceededError, PluginError, ProcessingError, Record
+from dataflare import LimitExceededError, PluginError, ProcessingError, Record
+from dataflare_host import Plugin, load_plugin
+from dataflare_host.wasm._plugin import Sandbox
 
 pytestmark = pytest.mark.wasm
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLES
+from dataflare import Record
+from dataflare.runtime import BatchResult
+from dataflare_host import Plugin, load_plugin
+from dataflare_host.wasm._plugin import Sandbox
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import INT64, as_dict, json_documents, json_scalars, metadata, to_json
-
-from host import Plugin, load_plugin
-from host._wasm import Sandbox
-from sdk import BatchResult, Record
 
 pytestmark = pytest.mark.wasm
 

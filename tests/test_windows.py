@@ -1,7 +1,7 @@
 """Windowed aggregates: membership, watermark and lateness, late policies, splits, parity, YAML.
 
 Expected results come from models written here, independently of
-``sdk._windows``: window membership by brute force over every candidate start,
+``dataflare._windows``: window membership by brute force over every candidate start,
 and a record-by-record simulation in which the watermark is the highest
 timestamp seen minus the allowed lateness and a window ``[start, end)`` closes,
 and is emitted once, when the watermark reaches ``end``.
@@ -20,19 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import dataflare
 import pytest
 import yaml
 from conftest import EXAMPLES
+from dataflare import ConfigurationError, ProcessingError, Record, Window
+from dataflare.runtime import BatchResult, Dispatcher
+from dataflare_host import load_plugin
+from dataflare_host.pipeline._runner import Pipeline, RunSummary
+from dataflare_host.plugins._interface import Plugin
 from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
-
-import sdk
-from host._native import NativePlugin
-from host._pipeline import Pipeline, RunSummary
-from host._plugin import Plugin
-from host._wasm import WasmPlugin
-from sdk import BatchResult, ConfigurationError, Dispatcher, ProcessingError, Record, Window
 
 WINDOWED_COUNT = EXAMPLES / "windowed_count_aggregate.py"
 
@@ -121,11 +120,13 @@ def count_fold(accumulator: bytes, record: Record) -> bytes:
 def collecting(window: Window) -> Dispatcher:
     """A windowed aggregate whose value lists the offsets it folded, in order."""
 
-    @sdk.aggregate(window=window)
+    @dataflare.aggregate(window=window)
     def collect(accumulator: bytes, record: Record) -> bytes:
         return collect_fold(accumulator, record)
 
-    return Dispatcher(sdk.find_plugin({"collect": collect}, "test_windows.collect"), {})
+    return Dispatcher(
+        dataflare.runtime.find_plugin({"collect": collect}, "test_windows.collect"), {}
+    )
 
 
 Step = Callable[[Sequence[Record], "bytes | None"], BatchResult]
@@ -207,7 +208,7 @@ def windows(draw: st.DrawFn, late: st.SearchStrategy[str] = LATE_POLICIES) -> Wi
     lateness = draw(
         st.just(0) | st.sampled_from([10, 50, 100]) | st.integers(min_value=0, max_value=400)
     )
-    return sdk.sliding(size, step, lateness_ms=lateness, late=draw(late))  # type: ignore[arg-type]
+    return dataflare.sliding(size, step, lateness_ms=lateness, late=draw(late))  # type: ignore[arg-type]
 
 
 @st.composite
@@ -257,7 +258,7 @@ def test_tumbling_membership_is_the_one_window_holding_the_timestamp(
     size: int, timestamp: int
 ) -> None:
     """A tumbling window's starts are exactly the brute-force ones: always one."""
-    starts = sdk.tumbling(size).starts(timestamp)
+    starts = dataflare.tumbling(size).starts(timestamp)
     assert starts == brute_force_starts(timestamp, size, size)
     assert len(starts) == 1
 
@@ -267,7 +268,9 @@ def test_sliding_membership_matches_brute_force(data: st.DataObject, timestamp: 
     """A sliding window's starts are every step multiple whose window holds it, oldest first."""
     size = data.draw(st.integers(min_value=1, max_value=1_000))
     step = data.draw(st.integers(min_value=1, max_value=size))
-    assert sdk.sliding(size, step).starts(timestamp) == brute_force_starts(timestamp, size, step)
+    assert dataflare.sliding(size, step).starts(timestamp) == brute_force_starts(
+        timestamp, size, step
+    )
 
 
 # -- out of order, inside the lateness bound ------------------------------------
@@ -275,7 +278,7 @@ def test_sliding_membership_matches_brute_force(data: st.DataObject, timestamp: 
 
 def test_out_of_order_records_inside_the_lateness_bound_land_in_their_window() -> None:
     """Records up to `lateness_ms` behind the newest still join their (still open) window."""
-    dispatcher = collecting(sdk.tumbling(10_000, lateness_ms=5_000))
+    dispatcher = collecting(dataflare.tumbling(10_000, lateness_ms=5_000))
     records = stream(
         (1_000, 0),
         (12_000, 1),  # watermark 7 000: [0, 10 000) stays open
@@ -296,7 +299,7 @@ def test_out_of_order_records_inside_the_lateness_bound_land_in_their_window() -
 
 def test_a_window_closes_when_the_watermark_reaches_its_end_exactly() -> None:
     """Watermark == end closes the window: it is emitted then, and a record for it is late."""
-    dispatcher = collecting(sdk.tumbling(1_000, lateness_ms=100, late="drop"))
+    dispatcher = collecting(dataflare.tumbling(1_000, lateness_ms=100, late="drop"))
     records = stream((500, 0), (1_099, 1), (1_100, 2), (999, 3), (2_100, 4))
     result = dispatcher.process(records)
     assert result.error is None
@@ -366,7 +369,7 @@ def test_windowed_aggregate_matches_the_watermark_model(data: st.DataObject) -> 
 
 def test_late_record_under_error_fails_at_its_offset_and_leaves_the_state_alone() -> None:
     """late="error": LateRecordError at the late record; what follows goes on as without it."""
-    dispatcher = collecting(sdk.tumbling(10_000, lateness_ms=5_000))
+    dispatcher = collecting(dataflare.tumbling(10_000, lateness_ms=5_000))
     before = stream((1_000, 0), (12_000, 1), (16_000, 2))  # watermark 11 000
     late = stream((9_000, 3))  # its window [0, 10 000) closed
     after = stream((26_000, 4))
@@ -389,7 +392,7 @@ def test_late_record_under_error_fails_at_its_offset_and_leaves_the_state_alone(
 
 def test_late_record_under_drop_counts_in_its_open_windows_and_is_reported() -> None:
     """late="drop" (sliding): it joins its open windows; the next window says late_dropped."""
-    dispatcher = collecting(sdk.sliding(10_000, 5_000, late="drop"))
+    dispatcher = collecting(dataflare.sliding(10_000, 5_000, late="drop"))
     records = stream(
         (101_000, 0),  # windows [95 000, 105 000) and [100 000, 110 000)
         (112_000, 1),  # watermark 112 000 closes both
@@ -408,7 +411,7 @@ def test_late_record_under_drop_counts_in_its_open_windows_and_is_reported() -> 
 
 def test_late_record_under_drop_in_no_open_window_is_only_counted() -> None:
     """late="drop" (tumbling): a record whose only window closed is folded nowhere, but reported."""
-    dispatcher = collecting(sdk.tumbling(1_000, late="drop"))
+    dispatcher = collecting(dataflare.tumbling(1_000, late="drop"))
     records = stream((500, 0), (1_500, 1), (700, 2), (800, 3), (2_100, 4))
     result = dispatcher.process(records)
     assert result.error is None
@@ -420,7 +423,7 @@ def test_late_record_under_drop_in_no_open_window_is_only_counted() -> None:
 
 def test_record_without_timestamp_is_a_processing_error_that_changes_nothing() -> None:
     """A windowed aggregate cannot place a record with no timestamp: ProcessingError at it."""
-    dispatcher = collecting(sdk.tumbling(1_000))
+    dispatcher = collecting(dataflare.tumbling(1_000))
     first = dispatcher.process(stream((100, 7)))
     failed = dispatcher.process(stream((None, 8), (1_200, 9)), first.accumulator)
     assert isinstance(failed.error, ProcessingError)
@@ -434,13 +437,13 @@ def test_record_without_timestamp_is_a_processing_error_that_changes_nothing() -
 def test_a_failing_fold_leaves_every_window_of_the_record_unchanged() -> None:
     """A plugin raising on a record in two sliding windows changes neither of them."""
 
-    @sdk.aggregate(window=sdk.sliding(1_000, 500))
+    @dataflare.aggregate(window=dataflare.sliding(1_000, 500))
     def picky(accumulator: bytes, record: Record) -> bytes:
         if record.value == b"bad" and not accumulator:
             raise ValueError("no")
         return accumulator + f"{record.offset},".encode()
 
-    dispatcher = Dispatcher(sdk.find_plugin({"picky": picky}, "picky"), {})
+    dispatcher = Dispatcher(dataflare.runtime.find_plugin({"picky": picky}, "picky"), {})
     # Offset 1 folds into [0, 1000) first (not empty: fine), then into [500, 1500)
     # (empty: it raises), so the first fold must be thrown away.
     records = [Record(b"x", timestamp=100, offset=0), Record(b"bad", timestamp=600, offset=1)]
@@ -475,8 +478,8 @@ def windowed_count_wasm(component_builder: Any) -> Path:
     return component_builder(WINDOWED_COUNT)  # type: ignore[no-any-return]
 
 
-SLIDING_DROP = sdk.sliding(45_000, 15_000, lateness_ms=5_000, late="drop")
-PLUGIN_WINDOW = sdk.tumbling(60_000, lateness_ms=10_000)
+SLIDING_DROP = dataflare.sliding(45_000, 15_000, lateness_ms=5_000, late="drop")
+PLUGIN_WINDOW = dataflare.tumbling(60_000, lateness_ms=10_000)
 
 
 @pytest.fixture(scope="module", params=["plugin window", "sliding drop via dataflare.window"])
@@ -489,8 +492,8 @@ def count_pair(
     else:
         window, params = SLIDING_DROP, {"dataflare.window": SLIDING_DROP.to_json()}
     with (
-        NativePlugin.load(WINDOWED_COUNT, params) as native,
-        WasmPlugin(windowed_count_wasm, params) as wasm,
+        load_plugin(WINDOWED_COUNT, params) as native,
+        load_plugin(windowed_count_wasm, params) as wasm,
     ):
         yield window, native, wasm
 
@@ -521,8 +524,8 @@ def spread(records: list[Record]) -> list[Record]:
 @pytest.mark.wasm
 def test_dataflare_window_param_reaches_the_component(windowed_count_wasm: Path) -> None:
     """The reserved param swaps the component's 60 s tumbling window for a 1 s one."""
-    params = {"dataflare.window": sdk.tumbling(1_000).to_json()}
-    with WasmPlugin(windowed_count_wasm, params) as wasm:
+    params = {"dataflare.window": dataflare.tumbling(1_000).to_json()}
+    with load_plugin(windowed_count_wasm, params) as wasm:
         result = wasm.process(stream((100, 0), (900, 1), (1_000, 2)))
     assert result.outputs == [window_record(0, 1_000, b"2", offset=2)]
 

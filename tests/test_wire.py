@@ -1,4 +1,4 @@
-"""The WASM boundary's encodings (``sdk._wire``): lossless both ways, strict on guest output.
+"""The WASM boundary's encodings (``dataflare._wire``): lossless both ways, strict on guest output.
 
 Host -> guest (marshal as Latin-1 text) must carry every record field exactly,
 bytes 0x80-0xff and NUL included. Guest -> host (JSON) is untrusted: anything
@@ -13,12 +13,8 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from strategies import INT64, as_dict, batches, metadata, records
-
-from sdk import Record, SerializationError
-from sdk._wire import (
+from dataflare import Record, SerializationError
+from dataflare.runtime import (
     decode_accumulator,
     decode_kept,
     decode_records,
@@ -28,6 +24,9 @@ from sdk._wire import (
     encode_records,
     encode_request,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import INT64, as_dict, batches, metadata, records
 
 # Every byte, NUL and the Latin-1 upper half weighted in: the wire's risky part.
 wire_bytes = st.binary(max_size=40) | st.lists(
@@ -237,8 +236,8 @@ def test_records_reject_malformed(text: str) -> None:
 
 
 # A column must be a JSON array. A string or an object is iterable in Python, so
-# these decode today: "v": "xy" gives two records b"x" and b"y". BUG (sdk/_wire.py,
-# decode_records): the columns' types are never checked.
+# these decode today: "v": "xy" gives two records b"x" and b"y". BUG (decode_records in
+# sdk/dataflare/runtime/_wire.py): the columns' types are never checked.
 COLUMNS_OF_THE_WRONG_TYPE = [
     pytest.param(body(src=[0, 0], v="xy", k=None, t=None, m=None), id="v-string"),
     pytest.param(body(v={"x": 1}, k=None, t=None, m=None), id="v-object"),

@@ -2,16 +2,16 @@
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.init(params={"threshold": "100"})
+@dataflare.init(params={"threshold": "100"})
 def parse_threshold(params: dict[str, str]) -> float:
     return float(params["threshold"])
 
 
-@sdk.map
-def tag_high_value(record: sdk.Record, threshold: float) -> sdk.Record:
+@dataflare.map
+def tag_high_value(record: dataflare.Record, threshold: float) -> dataflare.Record:
     event = record.json()
     event["tier"] = "high" if event["amount"] >= threshold else "standard"
     return record.evolve(value=json.dumps(event, separators=(",", ":")))

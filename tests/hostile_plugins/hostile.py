@@ -10,32 +10,32 @@ import os
 import sys
 from collections.abc import Callable
 
-import sdk
+import dataflare
 
 _calls = 0
 
 
-def spin(record: sdk.Record) -> sdk.Record:
+def spin(record: dataflare.Record) -> dataflare.Record:
     while True:
         pass
 
 
-def hoard(record: sdk.Record) -> sdk.Record:
+def hoard(record: dataflare.Record) -> dataflare.Record:
     chunks = []
     while True:
         chunks.append(bytearray(1 << 20))
 
 
-def read_passwd(record: sdk.Record) -> sdk.Record:
+def read_passwd(record: dataflare.Record) -> dataflare.Record:
     with open("/etc/passwd", "rb") as handle:
         return record.evolve(value=handle.read())
 
 
-def read_env(record: sdk.Record) -> sdk.Record:
+def read_env(record: dataflare.Record) -> dataflare.Record:
     return record.evolve(value=os.environ["DATAFLARE_SECRET"])
 
 
-def phone_home(record: sdk.Record) -> sdk.Record:
+def phone_home(record: dataflare.Record) -> dataflare.Record:
     import socket
 
     with socket.create_connection(("127.0.0.1", 9), timeout=1) as conn:
@@ -43,17 +43,17 @@ def phone_home(record: sdk.Record) -> sdk.Record:
     return record.evolve(value=b"sent")
 
 
-def refuse(record: sdk.Record) -> sdk.Record:
+def refuse(record: dataflare.Record) -> dataflare.Record:
     raise ValueError("attack refused at the gate")
 
 
-def shout(record: sdk.Record) -> sdk.Record:
+def shout(record: dataflare.Record) -> dataflare.Record:
     print("guest says hello on stdout")
     print("guest says hello on stderr", file=sys.stderr)
     return record
 
 
-def bail(record: sdk.Record) -> sdk.Record:
+def bail(record: dataflare.Record) -> dataflare.Record:
     raise SystemExit(3)  # not an Exception: nothing in the guest catches it, it traps
 
 
@@ -69,13 +69,15 @@ ATTACKS = {
 }
 
 
-@sdk.init(params={"attack": None})
-def choose(params: dict[str, str]) -> Callable[[sdk.Record], sdk.Record]:
+@dataflare.init(params={"attack": None})
+def choose(params: dict[str, str]) -> Callable[[dataflare.Record], dataflare.Record]:
     return ATTACKS[params["attack"]]
 
 
-@sdk.map
-def hostile(record: sdk.Record, attack: Callable[[sdk.Record], sdk.Record]) -> sdk.Record:
+@dataflare.map
+def hostile(
+    record: dataflare.Record, attack: Callable[[dataflare.Record], dataflare.Record]
+) -> dataflare.Record:
     global _calls
     _calls += 1
     if record.value == b"attack":

@@ -8,23 +8,23 @@ mapped (a fresh instance starts again from 1). On ``boom`` it raises; on
 instance traps.
 """
 
-import sdk
+import dataflare
 
 _calls = 0
 
 
-@sdk.init
+@dataflare.init
 def remember(params: dict[str, str]) -> set[bytes]:
     return set()
 
 
-@sdk.look_back
-def learn(record: sdk.Record, seen: set[bytes]) -> None:
+@dataflare.look_back
+def learn(record: dataflare.Record, seen: set[bytes]) -> None:
     seen.add(record.value)
 
 
-@sdk.map
-def mark(record: sdk.Record, seen: set[bytes]) -> sdk.Record:
+@dataflare.map
+def mark(record: dataflare.Record, seen: set[bytes]) -> dataflare.Record:
     global _calls
     if record.value == b"boom":
         raise ValueError("boom refused")

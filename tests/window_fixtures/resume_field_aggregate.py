@@ -2,14 +2,14 @@
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.aggregate(initial=b"0")
-def running_total(total: bytes, record: sdk.Record) -> bytes:
+@dataflare.aggregate(initial=b"0")
+def running_total(total: bytes, record: dataflare.Record) -> bytes:
     return json.dumps(json.loads(total) + record.json()["amount"]).encode()
 
 
-@sdk.look_back
-def resume(record: sdk.Record) -> bytes:
+@dataflare.look_back
+def resume(record: dataflare.Record) -> bytes:
     return json.dumps(record.json()["total"]).encode()

@@ -1,8 +1,8 @@
 """Keep JSON records whose ``id`` is even."""
 
-import sdk
+import dataflare
 
 
-@sdk.filter
-def keep_even(record: sdk.Record) -> bool:
+@dataflare.filter
+def keep_even(record: dataflare.Record) -> bool:
     return record.json()["id"] % 2 == 0

@@ -2,11 +2,11 @@
 
 import json
 
-import sdk
+import dataflare
 
 
-@sdk.map(params={"tag": "tagged"})
-def tag(record: sdk.Record, params: dict[str, str]) -> sdk.Record:
+@dataflare.map(params={"tag": "tagged"})
+def tag(record: dataflare.Record, params: dict[str, str]) -> dataflare.Record:
     document = record.json()
     document["tag"] = params["tag"]
     return record.evolve(value=json.dumps(document, separators=(",", ":")))

@@ -1,0 +1,368 @@
+"""The ``dataflare`` command line (click: composable commands, tested with CliRunner)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind, Record
+from dataflare.runtime import BatchResult
+
+from dataflare_host._text import one_line
+from dataflare_host.cli._scaffold import new_plugin
+from dataflare_host.pipeline import Pipeline
+from dataflare_host.plugins import Runtime, load_plugin
+from dataflare_host.wasm import Sandbox, component_for
+
+__all__ = ["main"]
+
+
+def _parse_params(values: Sequence[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE (e.g. -e needle=error)", param_hint="'-e'"
+            )
+        params[name] = value
+    return params
+
+
+def _input_lines(texts: Sequence[str], file: Path | None, stdin: bool) -> Iterator[str]:
+    for text in texts:
+        yield from text.splitlines() or [""]
+    if file is not None:
+        with file.open(encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                yield line.rstrip("\n").rstrip("\r")
+    if stdin:
+        for raw in sys.stdin.buffer:
+            yield raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+
+
+def _show(record: Record) -> str:
+    return record.value.decode("utf-8", errors="backslashreplace")
+
+
+def _fail(error: PluginError) -> None:
+    """One readable line on stderr and the error's exit code; never a traceback."""
+    # One line even when a plugin's exception message spans several.
+    click.echo(f"error: {one_line(str(error))}", err=True)
+    sys.exit(error.exit_code)
+
+
+@click.group()
+@click.version_option(package_name="dataflare-plugins")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+def main(verbose: int) -> None:
+    """DataFlare plugins: write, test, build and run data-pipeline plugins."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--time-limit",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="WASM only: seconds each batch may run.",
+    )(func)
+    return click.option(
+        "--memory-limit",
+        type=int,
+        default=512,
+        show_default=True,
+        help="WASM only: MiB of guest memory.",
+    )(func)
+
+
+@main.command()
+@click.argument("plugin", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--text", "texts", multiple=True, help="Input text; each line is a record. Repeatable."
+)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read records from this file, one per line.",
+)
+@click.option("--stdin", is_flag=True, help="Read records from standard input, one per line.")
+@click.option(
+    "-e",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plugin parameter. Repeatable.",
+)
+@_sandbox_options
+@click.option(
+    "--timestamp-field",
+    metavar="FIELD",
+    help="Input lines are JSON; FIELD holds each record's timestamp (ms).",
+)
+@click.option(
+    "--wasm", is_flag=True, help="Also run PLUGIN.py as a WASM component and show any difference."
+)
+@click.option(
+    "--lookback-last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Warm the plugin up with the last N look-back lines first.",
+)
+@click.option(
+    "--lookback-text",
+    "lookback_texts",
+    multiple=True,
+    help="Look-back input text; each line is a record. Repeatable.",
+)
+@click.option(
+    "--lookback-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read look-back records from this file, one per line.",
+)
+def test(
+    plugin: Path,
+    texts: tuple[str, ...],
+    file: Path | None,
+    stdin: bool,
+    params: tuple[str, ...],
+    time_limit: float,
+    memory_limit: int,
+    timestamp_field: str | None,
+    wasm: bool,
+    lookback_last: int | None,
+    lookback_texts: tuple[str, ...],
+    lookback_file: Path | None,
+) -> None:
+    """Run PLUGIN (.py or .wasm) over lines of input and print its outputs.
+
+    With --wasm, PLUGIN.py also runs as a WASM component (built and cached) on
+    the same input, and any difference between the two is shown. With
+    --lookback-last N, the plugin's @look_back hook first sees the last N lines
+    of --lookback-file / --lookback-text.
+
+    \b
+    Example:
+        dataflare test guest_examples/contains_filter.py --text 'an error' -e needle=error
+    """
+    if not texts and file is None and not stdin:
+        raise click.UsageError("give input with --text, --file or --stdin")
+    if wasm and plugin.suffix != ".py":
+        raise click.UsageError("--wasm compares a .py plugin with its component: give a .py file")
+    warm_lines = list(_input_lines(lookback_texts, lookback_file, False))
+    if (lookback_texts or lookback_file) and lookback_last is None:
+        raise click.UsageError("--lookback-text/--lookback-file need --lookback-last N")
+    if lookback_last is not None and not warm_lines:
+        raise click.UsageError("--lookback-last needs --lookback-text or --lookback-file")
+    warm_up = [
+        Record(line.encode("utf-8", "surrogateescape"), offset=i)
+        for i, line in enumerate(warm_lines)
+    ]
+    warm_up = warm_up[-lookback_last:] if lookback_last else []
+    parsed = _parse_params(params)
+    try:
+        sandbox = Sandbox(time_limit_s=time_limit, memory_limit_mb=memory_limit)
+        records = [
+            _input_record(line, offset, timestamp_field)
+            for offset, line in enumerate(_input_lines(texts, file, stdin))
+        ]
+        result = _run_once(plugin, None, parsed, sandbox, warm_up, records)
+        if wasm:
+            other = _run_once(plugin, "wasm", parsed, sandbox, warm_up, records)
+    except PluginError as error:
+        _fail(error)
+        return
+    for record in result.outputs:
+        click.echo(_show(record))
+    if wasm:
+        from dataflare_host.testing import describe_difference
+
+        difference = describe_difference(result, other)
+        if difference is not None:
+            click.echo(f"error: native and WASM results differ:\n{difference}", err=True)
+            sys.exit(1)
+        click.echo(f"native and WASM agree on {len(records)} record(s)", err=True)
+    if result.error is not None:
+        _fail(result.error)
+
+
+def _input_record(line: str, offset: int, timestamp_field: str | None) -> Record:
+    value = line.encode("utf-8", "surrogateescape")
+    if timestamp_field is None:
+        return Record(value, offset=offset)
+    try:
+        timestamp = json.loads(value)[timestamp_field]
+        if type(timestamp) is not int:
+            raise TypeError(f"{timestamp!r} is not an integer")
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ConfigurationError(
+            f"input line {offset + 1}: no integer timestamp in field {timestamp_field!r} "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    return Record(value, timestamp=timestamp, offset=offset)
+
+
+def _run_once(
+    plugin: Path,
+    runtime: Runtime | None,
+    params: dict[str, str],
+    sandbox: Sandbox,
+    warm_up: list[Record],
+    records: list[Record],
+) -> BatchResult:
+    with load_plugin(plugin, params, runtime=runtime, sandbox=sandbox) as loaded:
+        if warm_up:
+            if not loaded.has_look_back:
+                raise ConfigurationError(
+                    f"{plugin} has no @look_back hook, so --lookback-last has nothing to warm up"
+                )
+            warmed = loaded.look_back(warm_up)
+            if warmed.error is not None:
+                raise warmed.error
+        return loaded.process(records)
+
+
+@main.command()
+@click.argument("plugin", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the component (default: PLUGIN with .wasm).",
+)
+def build(plugin: Path, output: Path | None) -> None:
+    """Compile PLUGIN (a .py file) into a sandboxed WASM component.
+
+    \b
+    Example:
+        dataflare build guest_examples/uppercase_map.py -o uppercase.wasm
+    """
+    target = output if output is not None else plugin.with_suffix(".wasm")
+    try:
+        # Through the shared build cache: pipelines, test --wasm and the test
+        # kit then reuse this build instead of making their own.
+        built = component_for(plugin)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(built, partial)
+        partial.replace(target)
+    except PluginError as error:
+        _fail(error)
+        return
+    except OSError as exc:
+        _fail(PluginIOError(f"cannot write {target}: {exc.strerror}"))
+        return
+    click.echo(f"built {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+def validate(pipeline: Path) -> None:
+    """Check PIPELINE (YAML): structure, plugins, kinds, parameters, connectors.
+
+    Loads every plugin and connector without reading a record; exits 2 with one
+    line naming the file, line and YAML path of the first problem.
+    """
+    try:
+        loaded = Pipeline.from_file(pipeline)
+    except PluginError as error:
+        _fail(error)
+        return
+    loaded.close()
+    click.echo(
+        f"{pipeline}: ok ({len(loaded.sources)} source(s), {len(loaded.processors)} "
+        f"processor(s), {len(loaded.sinks)} sink(s))"
+    )
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Forget the checkpoint and start from the beginning of every source.",
+)
+@click.option("--quiet", is_flag=True, help="No progress display; the summary only.")
+def run(pipeline: Path, reset: bool, quiet: bool) -> None:
+    """Run PIPELINE (YAML) until its sources are exhausted or it is interrupted.
+
+    Shows records in/out/filtered/errored and the rate of every stage while it
+    runs, and a summary at the end. Ctrl-C (or SIGTERM) stops reading, drains,
+    flushes and checkpoints; the next run resumes where this one stopped.
+    """
+    from rich.console import Console
+
+    from dataflare_host.cli._progress import RichProgress, summary_table  # rich loads only for runs
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 110)  # a log file: keep stage names whole
+    # Loading can take seconds the first time a WASM plugin is used (build and
+    # compile, then cached): say so on a terminal instead of sitting silent.
+    waiting = (
+        console.status(f"loading {pipeline} (a WASM plugin's first use builds and compiles it)")
+        if console.is_terminal and not quiet
+        else contextlib.nullcontext()
+    )
+    try:
+        with waiting:
+            loaded = Pipeline.from_file(pipeline)
+    except PluginError as error:
+        _fail(error)
+        return
+    try:
+        if reset:
+            loaded.checkpoints.reset()
+        progress = None if quiet else RichProgress(loaded.config.name)
+        summary = loaded.run(progress)
+    finally:
+        loaded.close()
+    if quiet:
+        console.print(summary_table(summary.stats, f"{summary.name}: {summary.status}"))
+        if summary.error:
+            click.echo(f"error: {one_line(summary.error)}", err=True)
+    sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in PluginKind]),
+    required=True,
+    help="The plugin kind to start from.",
+)
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the NAME/ folder.",
+)
+def new(name: str, kind: str, directory: Path) -> None:
+    """Create NAME/ with a KIND plugin, its property tests and a README.
+
+    \b
+    Then:
+        dataflare build NAME/NAME.py && pytest NAME/
+    """
+    try:
+        written = new_plugin(name, kind, directory)
+    except PluginError as error:
+        _fail(error)
+        return
+    for path in written:
+        click.echo(f"created {path}")
+    plugin = written[0]
+    click.echo(f"next: dataflare build {plugin} && pytest {plugin.parent}")

@@ -1,0 +1,75 @@
+"""Connectors: where pipelines read records from (sources) and write them to (sinks).
+
+Built in: ``file`` (JSONL, CSV, lines, lossless ``records``; a file, directory or
+glob), ``stdin`` / ``stdout``, ``generator``, ``postgres`` and ``redis`` (streams).
+Third parties add their own through the ``dataflare.sources`` /
+``dataflare.sinks`` entry points.
+
+The PostgreSQL and Redis connectors import their client libraries, so they are
+loaded only when first named: ``import dataflare_host.connectors`` imports
+neither psycopg nor redis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataflare_host._lazy import lazy_attributes as _lazy_attributes
+
+from ._base import Position, Sink, Source, SourceBatch
+from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
+from ._generator import GeneratorConfig, GeneratorSource, generated_value
+from ._records_codec import FORMAT_VERSION, decode_batch, encode_batch
+from ._registry import SINK_GROUP, SOURCE_GROUP, ConnectorRegistry
+from ._std import StdinConfig, StdinSource, StdoutConfig, StdoutSink
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SINK_GROUP",
+    "SOURCE_GROUP",
+    "ConnectorRegistry",
+    "FileSink",
+    "FileSinkConfig",
+    "FileSource",
+    "FileSourceConfig",
+    "GeneratorConfig",
+    "GeneratorSource",
+    "Position",
+    "PostgresSink",
+    "PostgresSinkConfig",
+    "PostgresSource",
+    "PostgresSourceConfig",
+    "RedisSink",
+    "RedisSinkConfig",
+    "RedisSource",
+    "RedisSourceConfig",
+    "Sink",
+    "Source",
+    "SourceBatch",
+    "StdinConfig",
+    "StdinSource",
+    "StdoutConfig",
+    "StdoutSink",
+    "decode_batch",
+    "encode_batch",
+    "generated_value",
+]
+
+if TYPE_CHECKING:
+    from ._postgres_sink import PostgresSink, PostgresSinkConfig
+    from ._postgres_source import PostgresSource, PostgresSourceConfig
+    from ._redis import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
+
+__getattr__ = _lazy_attributes(
+    __name__,
+    {
+        "PostgresSink": "_postgres_sink",
+        "PostgresSinkConfig": "_postgres_sink",
+        "PostgresSource": "_postgres_source",
+        "PostgresSourceConfig": "_postgres_source",
+        "RedisSink": "_redis",
+        "RedisSinkConfig": "_redis",
+        "RedisSource": "_redis",
+        "RedisSourceConfig": "_redis",
+    },
+)

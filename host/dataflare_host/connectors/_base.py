@@ -1,0 +1,95 @@
+"""The small interfaces every connector implements, and the batch a source returns."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from dataflare import Record
+
+from dataflare_host._closing import Closing
+
+__all__ = ["Position", "Sink", "Source", "SourceBatch"]
+
+Position = Any
+"""Where a source resumes: any JSON-serialisable value the source itself defines."""
+
+
+@attrs.frozen
+class SourceBatch:
+    """Records read from a source, and the position just after the last of them.
+
+    Checkpointing ``position`` (after every sink flushed these records) makes a
+    restarted source resume with the record after them.
+    """
+
+    records: Sequence[Record]
+    position: Position
+
+
+class Source(Closing, abc.ABC):
+    """Reads batches of records from somewhere, resumably.
+
+    Lifecycle: ``connect(position)`` once (None: from the start), ``read()``
+    until it returns None (a finite source is exhausted) or the pipeline stops,
+    ``ack(position)`` after everything up to ``position`` reached every sink,
+    ``close()``. ``Config`` is the attrs class the ``connection:`` mapping of
+    the pipeline YAML is structured into (unknown keys are errors).
+    """
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, params: Mapping[str, str]) -> None:
+        self.config = config
+        self.params = params
+
+    @abc.abstractmethod
+    def connect(self, position: Position | None) -> None:
+        """Open the source, resuming after ``position`` when it is not None."""
+
+    @abc.abstractmethod
+    def read(self, max_records: int, timeout_s: float) -> SourceBatch | None:
+        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first.
+
+        Returns an empty batch when nothing arrived in time (the source may
+        have more later) and None when the source is exhausted for good.
+        """
+
+    def ack(self, position: Position) -> None:
+        """Everything up to ``position`` reached every sink (Redis XACKs here)."""
+
+    def close(self) -> None:
+        """Release connections and files; safe to call twice."""
+
+
+class Sink(Closing, abc.ABC):
+    """Writes batches of records somewhere.
+
+    ``write`` may buffer; after ``flush`` returns, everything written is durable
+    (the pipeline checkpoints source positions only then). Writes of the same
+    records twice (after a crash) should be harmless where the target allows
+    it (an upsert key), since delivery is at least once.
+    """
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, params: Mapping[str, str]) -> None:
+        self.config = config
+        self.params = params
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the sink."""
+
+    @abc.abstractmethod
+    def write(self, records: Sequence[Record]) -> None:
+        """Write (or buffer) records, in order."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make everything written so far durable."""
+
+    def close(self) -> None:
+        """Flush what is buffered and release resources; safe to call twice."""

@@ -1,0 +1,429 @@
+"""PostgreSQL source: a table or query read by key, or CDC from a replication slot.
+
+Source, incremental mode: pages of ``WHERE key > last ORDER BY key LIMIT n``;
+the position is the last key read, so a restart resumes right after it. The key
+column must be unique and new rows must get larger keys (a serial, an identity,
+a timestamp with a tie-breaking unique key is *not* enough).
+
+Source, CDC mode: changes decoded by ``test_decoding`` from a logical replication
+slot, read with ``pg_logical_slot_peek_changes`` and released with
+``pg_replication_slot_advance`` only in ``ack()``, after every sink flushed them:
+a crash before that re-delivers them (at least once). Transactions are delivered
+in commit order; the position is the commit LSN of the last whole transaction
+delivered (plus how far into a transaction larger than one batch). Records are
+``{"op": "insert"|"update"|"delete"|"truncate", "table": ..., "row": {...}}``
+(plus ``"old"``, the old key, when an update changed it); a delete's row holds
+only the replica identity (the primary key, unless ``REPLICA IDENTITY FULL``).
+Changes made before the slot was created are not delivered: CDC has no snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import psycopg
+from dataflare import ConfigurationError, PluginIOError, Record
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ._base import Position, Source, SourceBatch
+from ._postgres_common import (
+    _connect,
+    _jsonable,
+    _key_text,
+    _lsn,
+    _lsn_text,
+    _qualified,
+    _to_json,
+)
+
+__all__ = ["PostgresSource", "PostgresSourceConfig"]
+
+
+@attrs.frozen
+class PostgresSourceConfig:
+    """``connection:`` of the PostgreSQL source.
+
+    ``dsn``: a libpq connection string or URL. Either ``table`` (``name`` or
+    ``schema.name``) or ``query`` (any SELECT; read as a subquery). ``key_column``
+    orders and resumes the read (default: the table's one-column primary key);
+    ``columns`` limits the row to those columns (default: all). Rows become
+    compact JSON objects (dates, decimals, UUIDs as strings); the key column's
+    value, as text, is the record key.
+
+    The source keeps polling for new rows every ``poll_interval_ms`` unless
+    ``stop_when_caught_up`` is true, in which case it ends once no rows remain.
+
+    ``cdc: true`` streams inserts, updates and deletes of ``table`` (or of every
+    table when none is given) from the logical replication slot ``slot``
+    (created with ``test_decoding`` when missing; needs ``wal_level=logical``).
+    """
+
+    dsn: str
+    table: str | None = None
+    query: str | None = None
+    key_column: str | None = None
+    columns: list[str] | None = None
+    cdc: bool = False
+    slot: str | None = None
+    poll_interval_ms: int = 500
+    stop_when_caught_up: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.cdc:
+            if not self.slot:
+                raise ConfigurationError("postgres source: cdc: true needs a slot name (slot:)")
+            if not re.fullmatch(r"[a-z0-9_]{1,63}", self.slot):
+                raise ConfigurationError(
+                    f"postgres source: slot {self.slot!r} must be 1-63 lowercase letters, "
+                    "digits or underscores (a replication slot name)"
+                )
+            if self.query is not None:
+                raise ConfigurationError("postgres source: cdc reads a table, not a query")
+        elif (self.table is None) == (self.query is None):
+            raise ConfigurationError("postgres source: give exactly one of table or query")
+        elif self.query is not None and self.key_column is None:
+            raise ConfigurationError(
+                "postgres source: a query needs key_column (a unique, increasing column "
+                "the read is ordered and resumed by)"
+            )
+        if self.poll_interval_ms < 1:
+            raise ConfigurationError("postgres source: poll_interval_ms must be at least 1")
+
+
+class PostgresSource(Source):
+    """Rows of a table or query by increasing key, or a table's changes (CDC)."""
+
+    Config = PostgresSourceConfig
+    config: PostgresSourceConfig
+
+    def __init__(self, config: PostgresSourceConfig, params: Mapping[str, str]) -> None:
+        super().__init__(config, params)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._offset = 0
+        self._last: Any = None
+        self._key: str | None = config.key_column
+        self._page: sql.Composed | None = None
+        self._first_page: sql.Composed | None = None
+        # CDC state: the commit LSN of the last whole transaction delivered, and a
+        # transaction larger than a batch that is only partly delivered.
+        self._done_lsn = 0
+        self._partial: tuple[int, int] | None = None
+        self._table_prefix: str | None = None
+        self._peek_hint = 0
+
+    @property
+    def _what(self) -> str:
+        config = self.config
+        target = f"table {config.table}" if config.table else "query"
+        return f"postgres source ({target})"
+
+    def connect(self, position: Position | None) -> None:
+        config = self.config
+        # Autocommit: an idle source must not hold a transaction open (it would
+        # block VACUUM, and replication slot creation waits for open transactions).
+        self._conn = _connect(config.dsn, self._what, autocommit=True)
+        position = position or {}
+        self._offset = int(position.get("offset", 0))
+        try:
+            if config.cdc:
+                self._connect_cdc(position)
+            else:
+                self._connect_incremental(position)
+        except psycopg.Error as exc:
+            self.close()
+            raise PluginIOError(f"{self._what}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # incremental ---------------------------------------------------------------------------
+
+    def _connect_incremental(self, position: Mapping[str, Any]) -> None:
+        assert self._conn is not None
+        config = self.config
+        self._last = position.get("last")
+        if self._key is None:
+            self._key = self._primary_key(str(config.table))
+        key = sql.Identifier(self._key)
+        if config.table is not None:
+            origin: sql.Composable = _qualified(config.table)
+        else:
+            # The query is the user's SQL, run as written: a % in it is not a placeholder.
+            query = str(config.query).replace("%", "%%")
+            origin = sql.SQL("({}) AS dataflare_query").format(sql.SQL(query))
+        if config.columns:
+            wanted = list(config.columns)
+            if self._key not in wanted:
+                wanted.append(self._key)
+            selected: sql.Composable = sql.SQL(", ").join(map(sql.Identifier, wanted))
+        else:
+            selected = sql.SQL("*")
+        base = sql.SQL("SELECT {} FROM {}").format(selected, origin)
+        self._first_page = sql.SQL("{} ORDER BY {} LIMIT %s").format(base, key)
+        self._page = sql.SQL("{} WHERE {} > %s ORDER BY {} LIMIT %s").format(base, key, key)
+        # Fail now, not on the first read, when the table, columns or key are wrong.
+        self._conn.execute(sql.SQL("{} LIMIT %s").format(base), (0,))
+
+    def _primary_key(self, table: str) -> str:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = %s::regclass AND i.indisprimary",
+            (table,),
+        ).fetchall()
+        if len(rows) != 1:
+            raise ConfigurationError(
+                f"{self._what}: set key_column (the table has "
+                f"{'no primary key' if not rows else 'a primary key of several columns'})"
+            )
+        return str(rows[0][0])
+
+    def read(self, max_records: int, timeout_s: float) -> SourceBatch | None:
+        if self._conn is None:
+            raise PluginIOError(f"{self._what} is not connected")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                records = (
+                    self._read_changes(max_records)
+                    if self.config.cdc
+                    else self._read_page(max_records)
+                )
+            except psycopg.Error as exc:
+                raise PluginIOError(f"{self._what}: read failed: {exc}") from exc
+            if records:
+                return SourceBatch(records, self._position())
+            if self.config.stop_when_caught_up:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return SourceBatch([], self._position())
+            time.sleep(min(remaining, self.config.poll_interval_ms / 1000))
+
+    def _read_page(self, max_records: int) -> list[Record]:
+        assert self._conn is not None
+        assert self._page is not None
+        assert self._first_page is not None
+        with self._conn.cursor(row_factory=dict_row) as cursor:
+            if self._last is None:
+                cursor.execute(self._first_page, (max_records,))
+            else:
+                cursor.execute(self._page, (self._last, max_records))
+            rows = cursor.fetchall()
+        key = self._key
+        assert key is not None
+        columns = self.config.columns
+        records = []
+        for row in rows:
+            value = row[key]
+            if value is None:
+                raise PluginIOError(f"{self._what}: key column {key!r} is NULL in a row")
+            document = {name: row[name] for name in columns} if columns else row
+            records.append(Record(_to_json(document), _key_text(value), None, None, self._offset))
+            self._offset += 1
+            self._last = _jsonable(value)
+        return records
+
+    # CDC -----------------------------------------------------------------------------------
+
+    def _connect_cdc(self, position: Mapping[str, Any]) -> None:
+        assert self._conn is not None
+        config = self.config
+        self._done_lsn = _lsn(position["lsn"]) if position.get("lsn") else 0
+        partial = position.get("partial")
+        self._partial = (_lsn(partial[0]), int(partial[1])) if partial else None
+        if config.table is not None:
+            row = self._conn.execute(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = %s::regclass",
+                (config.table,),
+            ).fetchone()
+            assert row is not None
+            self._table_prefix = f"table {row[0]}: "
+            if self._key is None:
+                try:
+                    self._key = self._primary_key(config.table)
+                except ConfigurationError:
+                    self._key = None  # changes then have no record key
+        slot = self._conn.execute(
+            "SELECT plugin, database = current_database() FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (config.slot,),
+        ).fetchone()
+        if slot is None:
+            self._conn.execute(
+                "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (config.slot,)
+            )
+        elif slot[0] != "test_decoding" or not slot[1]:
+            raise ConfigurationError(
+                f"{self._what}: replication slot {config.slot!r} exists but is not a "
+                "test_decoding slot of this database"
+            )
+
+    def _peek(self, limit: int) -> list[tuple[str, str]]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, "
+            "'skip-empty-xacts', '1')",
+            (self.config.slot, limit),
+        ).fetchall()
+        return [(str(lsn), str(data)) for lsn, data in rows]
+
+    def _read_changes(self, max_records: int) -> list[Record]:
+        # Peeking starts at the slot's acknowledged position every time: fetch
+        # enough to get past what was delivered but not acknowledged yet, and more
+        # when that was not enough.
+        limit = self._peek_hint + max_records + 2
+        while True:
+            rows = self._peek(limit)
+            changes, skipped, done_lsn, partial = self._select_changes(rows, max_records)
+            if len(changes) >= max_records or len(rows) < limit:
+                break
+            limit *= 2
+        self._peek_hint = skipped + len(changes)
+        self._done_lsn, self._partial = done_lsn, partial
+        return [self._change_record(lsn, text) for lsn, text in changes]
+
+    def _select_changes(
+        self, rows: list[tuple[str, str]], max_records: int
+    ) -> tuple[list[tuple[str, str]], int, int, tuple[int, int] | None]:
+        """The next changes to deliver, in whole transactions where they fit.
+
+        Returns them, how many peeked rows came before them, and the position
+        after them (the last whole transaction's commit LSN, and the partly
+        delivered transaction if any). Changes the source's state not at all.
+        """
+        selected: list[tuple[str, str]] = []
+        skipped = 0
+        done_lsn, partial = self._done_lsn, self._partial
+        transaction: list[tuple[str, str]] = []
+        for lsn, data in rows:
+            if data.startswith("BEGIN"):
+                transaction = []
+                continue
+            if not data.startswith("COMMIT"):
+                transaction.append((lsn, data))
+                continue
+            commit = _lsn(lsn)
+            if commit <= done_lsn:
+                skipped += len(transaction) + 2
+                continue
+            start = partial[1] if partial and partial[0] == commit else 0
+            if self._table_prefix is not None:
+                transaction = [
+                    (change_lsn, text)
+                    for change_lsn, text in transaction
+                    if text.startswith(self._table_prefix)
+                ]
+            taken = transaction[start : start + max_records - len(selected)]
+            selected.extend(taken)
+            if start + len(taken) < len(transaction):
+                partial = (commit, start + len(taken))
+                break
+            done_lsn, partial = commit, None
+            if len(selected) >= max_records:
+                break
+        return selected, skipped, done_lsn, partial
+
+    def _change_record(self, lsn: str, text: str) -> Record:
+        table, operation, row, old = _parse_change(text)
+        document: dict[str, Any] = {"op": operation, "table": table, "row": row}
+        if old is not None:
+            document["old"] = old
+        key = None
+        if self._key is not None:
+            key_value = row.get(self._key, (old or {}).get(self._key))
+            key = None if key_value is None else _key_text(key_value)
+        record = Record(_to_json(document), key, None, {"lsn": lsn, "op": operation}, self._offset)
+        self._offset += 1
+        return record
+
+    def _position(self) -> Position:
+        if not self.config.cdc:
+            return {"last": self._last, "offset": self._offset}
+        partial = [_lsn_text(self._partial[0]), self._partial[1]] if self._partial else None
+        return {"lsn": _lsn_text(self._done_lsn), "partial": partial, "offset": self._offset}
+
+    def ack(self, position: Position) -> None:
+        """CDC: let the slot release the changes of transactions up to ``position``."""
+        if not self.config.cdc or not position or not position.get("lsn"):
+            return
+        if self._conn is None:
+            raise PluginIOError(f"{self._what} is not connected")
+        if _lsn(position["lsn"]) == 0:
+            return
+        try:
+            self._conn.execute(
+                "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                (self.config.slot, position["lsn"]),
+            )
+        except psycopg.Error as exc:
+            raise PluginIOError(
+                f"{self._what}: cannot advance slot {self.config.slot!r}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+# test_decoding prints a change as
+#   table public.items: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 name[text]:'x'
+_CHANGE = re.compile(
+    r"table (?P<table>.+?): (?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?P<rest>.*)$", re.DOTALL
+)
+_COLUMN = re.compile(
+    r"""\s*(?P<name>"(?:[^"]|"")*"|[^\s\[]+)\[(?P<type>.*?)\]:(?P<value>'(?:[^']|'')*'|\S+)""",
+    re.DOTALL,
+)
+_INT_TYPES = {"smallint", "integer", "bigint", "oid"}
+_FLOAT_TYPES = {"real", "double precision"}
+
+
+def _parse_columns(text: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for match in _COLUMN.finditer(text):
+        name = match["name"]
+        if name.startswith('"'):
+            name = name[1:-1].replace('""', '"')
+        kind, raw = match["type"], match["value"]
+        value: Any
+        if raw == "null":
+            value = None
+        elif raw.startswith("'"):
+            value = raw[1:-1].replace("''", "'")
+        elif kind in _INT_TYPES:
+            value = int(raw)
+        elif kind in _FLOAT_TYPES:
+            number = float(raw)
+            value = number if math.isfinite(number) else raw
+        elif kind == "boolean":
+            value = raw == "true"
+        else:  # numeric (kept exact, as text), bit strings, unchanged-toast-datum
+            value = raw
+        row[name] = value
+    return row
+
+
+def _parse_change(text: str) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+    match = _CHANGE.match(text)
+    if match is None:
+        raise PluginIOError(f"postgres source: cannot parse a decoded change: {text[:200]!r}")
+    rest = match["rest"]
+    old = None
+    if "old-key:" in rest and " new-tuple:" in rest:
+        old_text, _, rest = rest.partition(" new-tuple:")
+        old = _parse_columns(old_text.replace("old-key:", "", 1))
+    return match["table"], match["op"].lower(), _parse_columns(rest), old
+
+
+# -- sink --------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Connectors by name: the built-ins and whatever third parties register.
+
+A third-party package adds a connector with an entry point in its pyproject:
+
+.. code-block:: toml
+
+    [project.entry-points."dataflare.sources"]
+    kafka = "dataflare_kafka:KafkaSource"
+
+Registries are objects, not module globals, so two hosts in one process (or
+two tests) never see each other's registrations.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from dataflare import ConfigurationError
+
+from ._base import Sink, Source
+
+__all__ = ["SINK_GROUP", "SOURCE_GROUP", "ConnectorRegistry"]
+
+SOURCE_GROUP = "dataflare.sources"
+"""Entry point group where packages register source connectors."""
+SINK_GROUP = "dataflare.sinks"
+"""Entry point group where packages register sink connectors."""
+
+
+class ConnectorRegistry:
+    """Source and sink classes by the name pipelines give in ``plugin_type``.
+
+    Entry points are loaded only when a pipeline names them, so one broken
+    third-party connector does not break pipelines that do not use it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, EntryPoint | type[Source] | type[Sink]]] = {
+            SOURCE_GROUP: {},
+            SINK_GROUP: {},
+        }
+
+    @classmethod
+    def from_entry_points(cls) -> ConnectorRegistry:
+        """A registry of every connector installed in this environment."""
+        registry = cls()
+        for group, table in registry._entries.items():
+            for point in entry_points(group=group):
+                table[point.name] = point
+        return registry
+
+    def register_source(self, name: str, source: type[Source]) -> None:
+        """Make ``source`` available as ``plugin_type: name`` under ``sources:``."""
+        self._entries[SOURCE_GROUP][name] = source
+
+    def register_sink(self, name: str, sink: type[Sink]) -> None:
+        """Make ``sink`` available as ``plugin_type: name`` under ``sinks:``."""
+        self._entries[SINK_GROUP][name] = sink
+
+    def source_names(self) -> list[str]:
+        """Names of every registered source."""
+        return sorted(self._entries[SOURCE_GROUP])
+
+    def sink_names(self) -> list[str]:
+        """Names of every registered sink."""
+        return sorted(self._entries[SINK_GROUP])
+
+    def source(self, name: str) -> type[Source] | None:
+        """The source class registered as ``name`` (None if there is none)."""
+        return self._lookup(SOURCE_GROUP, name)  # type: ignore[return-value]
+
+    def sink(self, name: str) -> type[Sink] | None:
+        """The sink class registered as ``name`` (None if there is none)."""
+        return self._lookup(SINK_GROUP, name)  # type: ignore[return-value]
+
+    def _lookup(self, group: str, name: str) -> type[Source] | type[Sink] | None:
+        entry = self._entries[group].get(name)
+        if not isinstance(entry, EntryPoint):
+            return entry
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # whatever a broken package raises, name the package
+            raise ConfigurationError(
+                f"connector {name!r} ({entry.value}, entry point group {group}) failed to "
+                f"load: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._entries[group][name] = loaded
+        return loaded  # type: ignore[no-any-return]

@@ -1,0 +1,135 @@
+"""Turning a checked pipeline config into live plugins and connectors.
+
+Everything that can be wrong with a file, a kind, a parameter or a connector
+setting is reported here, before any record moves, with the YAML location.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+from dataflare import ConfigurationError, PluginError
+from dataflare.runtime import window_from_mapping
+
+from dataflare_host.connectors import ConnectorRegistry, Sink, Source
+from dataflare_host.pipeline._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
+from dataflare_host.pipeline._structure import structure_at
+from dataflare_host.pipeline._yaml import LocatedYaml
+from dataflare_host.plugins import Plugin, load_plugin
+
+__all__ = ["ProcessorStage", "build_connector", "fingerprint", "load_processor"]
+
+
+@attrs.define
+class ProcessorStage:
+    """A processor of a running pipeline: its plugin and what hot reload watches."""
+
+    id: str
+    config: ProcessorConfig
+    plugin: Plugin
+    path: tuple[str | int, ...]
+    file: Path | None = None
+    fingerprint: str | None = None
+
+
+def fingerprint(file: Path) -> str | None:
+    """The content hash hot reload compares (None when the file cannot be read)."""
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _setting_path(setting: str) -> tuple[str, ...]:
+    # "params.needle" -> ("params", "needle"): settings name nested keys with dots.
+    return tuple(setting.split(".", 1)) if setting.startswith("params.") else (setting,)
+
+
+def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> ProcessorStage:
+    """Load a processor's plugin, checking its kind and parameters against the YAML."""
+    path: tuple[str | int, ...] = ("processors", index, "config")
+    config = entry.config
+    base = doc.file.parent
+    file = base / config.plugin_path if config.plugin_path is not None else None
+    params = dict(config.params)
+    if config.window is not None:
+        params["dataflare.window"] = window_from_mapping(config.window).to_json()
+    reference = file if file is not None else config.plugin_name
+    assert reference is not None  # the config check requires one of the two
+    try:
+        plugin = load_plugin(
+            reference,
+            params,
+            runtime=config.plugin_source,
+            sandbox=config.sandbox(),
+            base_dir=base,
+        )
+    except ConfigurationError as exc:
+        # The error says which setting is at fault (a parameter, a window...).
+        where = (*path, *_setting_path(exc.setting)) if exc.setting else path
+        raise doc.error(where, str(exc)) from exc
+    except PluginError as exc:
+        raise doc.error(path, str(exc)) from exc
+    if plugin.kind.value != config.plugin_type:
+        plugin.close()
+        raise doc.error(
+            (*path, "plugin_type"),
+            f"is {config.plugin_type} but {plugin.origin} holds a {plugin.kind} plugin "
+            f"({plugin.name!r}); set plugin_type: {plugin.kind}",
+        )
+    if config.look_back is not None and not plugin.has_look_back:
+        plugin.close()
+        raise doc.error(
+            (*path, "look_back"),
+            f"{plugin.origin} has no @look_back hook, so look_back: would do nothing",
+        )
+    return ProcessorStage(
+        entry.id,
+        config,
+        plugin,
+        path,
+        file,
+        fingerprint(file) if file is not None else None,
+    )
+
+
+def build_connector(
+    entry: ConnectorEntry,
+    doc: LocatedYaml,
+    path: tuple[str | int, ...],
+    registry: ConnectorRegistry,
+    role: str,
+    *,
+    nested: bool = True,
+) -> Source | Sink:
+    """Instantiate a source or sink (not yet connected) from its YAML entry.
+
+    ``nested`` says the settings sit under ``config:`` at ``path`` (pipelines'
+    sources and sinks) rather than directly at ``path`` (a look-back source).
+    """
+    where: tuple[str | int, ...] = (*path, "config") if nested else path
+    name = entry.config.plugin_type
+    try:
+        cls: Any = registry.source(name) if role == "source" else registry.sink(name)
+    except ConfigurationError as exc:
+        raise doc.error((*where, "plugin_type"), str(exc)) from exc
+    if cls is None:
+        names = registry.source_names() if role == "source" else registry.sink_names()
+        raise doc.error(
+            (*where, "plugin_type"),
+            f"no {role} connector named {name!r}; installed: {', '.join(names) or 'none'}",
+        )
+    connection = dict(entry.config.connection)
+    if "base_dir" in attrs.fields_dict(cls.Config) and "base_dir" not in connection:
+        connection["base_dir"] = str(doc.file.parent)
+    settings = structure_at(doc, connection, cls.Config, (*where, "connection"))
+    try:
+        return cls(settings, entry.config.params)  # type: ignore[no-any-return]
+    except ConfigurationError as exc:
+        at = (*where, "connection", exc.setting) if exc.setting else where
+        raise doc.error(at, str(exc)) from exc
+    except PluginError as exc:
+        raise doc.error(where, str(exc)) from exc

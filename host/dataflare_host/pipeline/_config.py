@@ -1,0 +1,288 @@
+"""The pipeline YAML: attrs classes, structured by cattrs, validated before anything runs.
+
+.. code-block:: yaml
+
+    name: demo
+    batch: {size: 500, linger_ms: 200}
+    checkpoint: {path: .dataflare/demo.checkpoint.json}
+    sources:
+      - id: events
+        type: plugin
+        config:
+          plugin_type: file            # a registered source connector
+          connection: {path: data/events.jsonl}
+    processors:
+      - id: active
+        type: plugin
+        config:
+          plugin_type: filter          # the kind the plugin must be
+          plugin_source: wasm
+          plugin_path: build/json_field_filter.wasm
+          params: {field: status, value: active}
+          on_error: skip               # fail | skip | dead_letter
+    sinks:
+      - id: out
+        type: plugin
+        config:
+          plugin_type: file
+          connection: {path: out/active.jsonl}
+
+Every error names the file, the line and the YAML path of what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+from dataflare import ConfigurationError
+from dataflare.runtime import window_from_mapping
+
+from dataflare_host.pipeline._structure import structure_at
+from dataflare_host.pipeline._yaml import LocatedYaml, load_located
+from dataflare_host.wasm._sandbox import Sandbox
+
+__all__ = [
+    "BatchSettings",
+    "CheckpointSettings",
+    "ConnectorConfig",
+    "ConnectorEntry",
+    "ErrorPolicy",
+    "LookBackConfig",
+    "PipelineConfig",
+    "ProcessorConfig",
+    "ProcessorEntry",
+    "load_pipeline_config",
+]
+
+ErrorPolicy = Literal["fail", "skip", "dead_letter"]
+PluginKindName = Literal["filter", "map", "filter_map", "array_map", "aggregate"]
+
+
+@attrs.frozen
+class BatchSettings:
+    """How records are grouped: at most ``size`` per batch, waiting at most ``linger_ms``.
+
+    ``queue_batches`` bounds how many read batches wait for processing: the
+    backpressure that keeps memory flat when a sink is slow.
+    """
+
+    size: int = 500
+    linger_ms: int = 200
+    queue_batches: int = 4
+
+
+@attrs.frozen
+class CheckpointSettings:
+    """Where source positions and aggregate state are saved, and how often.
+
+    ``path`` is relative to the pipeline file (default
+    ``.dataflare/<name>.checkpoint.json`` beside it).
+    """
+
+    path: str | None = None
+    interval_ms: int = 1000
+
+
+@attrs.frozen
+class ConnectorConfig:
+    """``config:`` of a source or sink: the connector's name and its settings."""
+
+    plugin_type: str
+    connection: dict[str, Any] = attrs.Factory(dict)
+    params: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LookBackConfig:
+    """``look_back:`` of a processor: warm its ``@look_back`` hook up before the run.
+
+    Reads ``source`` from its beginning up to where it is caught up, and gives
+    the hook the ``last`` N records, or those whose timestamp is at most
+    ``age_ms`` old. Runs only when the checkpoint holds no state for the
+    processor (checkpointed state is exact; look-back rebuilds it).
+    """
+
+    source: ConnectorConfig
+    """A source connector, as under ``sources:`` (``plugin_type``, ``connection``)."""
+    last: int | None = None
+    age_ms: int | None = None
+
+
+@attrs.frozen
+class ProcessorConfig:
+    """``config:`` of a processor: which plugin, its parameters, its error policy.
+
+    Give either ``plugin_name`` (a native plugin: an entry point in
+    ``dataflare.plugins``, a ``NAME.py`` beside the pipeline file or in its
+    ``plugins/`` directory, or an importable module) or ``plugin_path`` (a ``.py`` file, or with
+    ``plugin_source: wasm`` a ``.wasm`` component or a ``.py`` file that is
+    built into one on first use and cached by content).
+    """
+
+    plugin_type: PluginKindName
+    plugin_name: str | None = None
+    plugin_source: Literal["native", "wasm"] = "native"
+    plugin_path: str | None = None
+    params: dict[str, str] = attrs.Factory(dict)
+    on_error: ErrorPolicy = "fail"
+    time_limit_s: float = 10.0
+    memory_limit_mb: int = 512
+    instances: int = 1
+    hot_reload: bool = True
+    window: dict[str, Any] | None = None
+    """Overrides an aggregate's window: ``type`` tumbling or sliding, ``size_ms``,
+    ``step_ms`` (sliding), ``lateness_ms``, ``late`` (error or drop); see
+    :func:`dataflare.runtime.window_from_mapping`."""
+    look_back: LookBackConfig | None = None
+
+    def sandbox(self) -> Sandbox:
+        """The processor's WASM limits (raises ConfigurationError naming the setting)."""
+        return Sandbox(
+            time_limit_s=self.time_limit_s,
+            memory_limit_mb=self.memory_limit_mb,
+            instances=self.instances,
+        )
+
+
+@attrs.frozen
+class ConnectorEntry:
+    """One entry of ``sources:``, ``sinks:`` or ``dead_letter:``."""
+
+    id: str
+    type: Literal["plugin"]
+    config: ConnectorConfig
+
+
+@attrs.frozen
+class ProcessorEntry:
+    """One entry of ``processors:``."""
+
+    id: str
+    type: Literal["plugin"]
+    config: ProcessorConfig
+
+
+@attrs.frozen
+class PipelineConfig:
+    """A whole pipeline file."""
+
+    sources: list[ConnectorEntry]
+    sinks: list[ConnectorEntry]
+    processors: list[ProcessorEntry] = attrs.Factory(list)
+    name: str = "pipeline"
+    batch: BatchSettings = BatchSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+    dead_letter: ConnectorEntry | None = None
+
+
+def load_pipeline_config(path: str | Path) -> tuple[PipelineConfig, LocatedYaml]:
+    """Parse and check the shape of a pipeline file (plugins are checked when loaded)."""
+    doc = load_located(Path(path))
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "a pipeline file must be a mapping with sources:, processors:, sinks:")
+    for required in ("sources", "sinks"):
+        if required not in doc.data:
+            raise doc.error((), f"missing {required}: (at least one entry)")
+    config = structure_at(doc, doc.data, PipelineConfig, ())
+    _check(config, doc)
+    return config, doc
+
+
+def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
+    seen: dict[str, tuple[str | int, ...]] = {}
+    groups: list[tuple[str, list[Any]]] = [
+        ("sources", config.sources),
+        ("processors", config.processors),
+        ("sinks", config.sinks),
+    ]
+    if not config.sources:
+        raise doc.error(("sources",), "needs at least one source")
+    if not config.sinks:
+        raise doc.error(("sinks",), "needs at least one sink")
+    for group, entries in groups:
+        for index, entry in enumerate(entries):
+            path = (group, index, "id")
+            if entry.id in seen:
+                raise doc.error(
+                    path,
+                    f"id {entry.id!r} is already used at line "
+                    f"{doc.line_of(seen[entry.id])}; ids must be unique",
+                )
+            seen[entry.id] = path
+    if config.dead_letter is not None and config.dead_letter.id in seen:
+        raise doc.error(
+            ("dead_letter", "id"),
+            f"id {config.dead_letter.id!r} is already used at line "
+            f"{doc.line_of(seen[config.dead_letter.id])}; ids must be unique",
+        )
+    for field, value in (
+        ("size", config.batch.size),
+        ("queue_batches", config.batch.queue_batches),
+    ):
+        if value < 1:
+            raise doc.error(("batch", field), f"must be at least 1, got {value}")
+    if config.batch.linger_ms < 0:
+        raise doc.error(("batch", "linger_ms"), "must not be negative")
+    needs_dead_letter = False
+    for index, processor in enumerate(config.processors):
+        _check_processor(processor.config, doc, ("processors", index, "config"))
+        needs_dead_letter |= processor.config.on_error == "dead_letter"
+    if needs_dead_letter and config.dead_letter is None:
+        index = next(
+            i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter"
+        )
+        raise doc.error(
+            ("processors", index, "config", "on_error"),
+            "is dead_letter but the pipeline has no dead_letter: sink; add one",
+        )
+
+
+def _check_processor(
+    config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]
+) -> None:
+    given = [k for k in ("plugin_name", "plugin_path") if getattr(config, k) is not None]
+    if len(given) != 1:
+        raise doc.error(
+            path,
+            "give exactly one of plugin_name or plugin_path"
+            + (" (got both)" if len(given) == 2 else ""),
+        )
+    if config.plugin_source == "wasm":
+        if config.plugin_path is None or not config.plugin_path.endswith((".wasm", ".py")):
+            raise doc.error(
+                (*path, "plugin_path"),
+                "plugin_source: wasm needs plugin_path: a .wasm component, or a "
+                ".py plugin to build into one",
+            )
+    elif config.plugin_path is not None and not config.plugin_path.endswith(".py"):
+        raise doc.error(
+            (*path, "plugin_path"),
+            f"{config.plugin_path!r} is not a .py file; for a component set plugin_source: wasm",
+        )
+    if config.plugin_path is not None:
+        resolved = doc.file.parent / config.plugin_path
+        if not resolved.is_file():
+            raise doc.error((*path, "plugin_path"), f"file {resolved} does not exist")
+    try:
+        config.sandbox()
+    except ConfigurationError as exc:
+        raise doc.error((*path, exc.setting or "time_limit_s"), str(exc)) from exc
+    if config.window is not None:
+        if config.plugin_type != "aggregate":
+            raise doc.error((*path, "window"), "only aggregate processors take a window")
+        try:
+            window_from_mapping(config.window)
+        except ConfigurationError as exc:
+            # Point at the key at fault when the file has it, else at window: itself.
+            at_key = exc.setting is not None and exc.setting in config.window
+            where = (*path, "window", exc.setting) if at_key else (*path, "window")
+            raise doc.error(where, str(exc)) from exc
+    if config.look_back is not None:
+        given = [k for k in ("last", "age_ms") if getattr(config.look_back, k) is not None]
+        if len(given) != 1:
+            raise doc.error((*path, "look_back"), "give exactly one of last: N or age_ms: MS")
+        value = getattr(config.look_back, given[0])
+        if value < 1:
+            raise doc.error((*path, "look_back", given[0]), "must be at least 1")

@@ -1,0 +1,61 @@
+"""The one build cache: components by the inputs of their build.
+
+``dataflare build``, pipelines (``plugin_source: wasm`` with a ``.py``),
+``dataflare test --wasm`` and the test kit all get their component here, so a
+plugin is built once per content. The key is a hash of everything that goes
+into the component: the plugin file's bytes, the guest SDK's sources, the WIT
+contract and the componentize-py version. Content, never file times: a touched
+but unchanged file is not rebuilt, and a changed one always is (componentize-py
+output is not reproducible, so rebuilding the same inputs would also force a new
+compile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from importlib.metadata import version
+from pathlib import Path
+
+from dataflare import ConfigurationError
+
+from dataflare_host._cache import cache_root
+from dataflare_host.wasm._build import build_component, guest_sources
+from dataflare_host.wasm._wit import wit_dir
+
+__all__ = ["build_key", "component_for"]
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def build_key(source: Path) -> str:
+    """The hash of every input of ``source``'s build (its cache key)."""
+    try:
+        digest = hashlib.sha256(source.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"plugin file {source} cannot be read: {exc.strerror}") from exc
+    digest.update(f"componentize-py={version('componentize-py')}".encode())
+    digest.update((wit_dir() / "plugin.wit").read_bytes())
+    for module in guest_sources():
+        digest.update(module.name.encode())
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def component_for(source: str | os.PathLike[str]) -> Path:
+    """The component built from the plugin file ``source``, building it on a miss.
+
+    >>> component_for("guest_examples/uppercase_map.py")  # doctest: +SKIP
+    PosixPath('/root/.cache/dataflare/builds/uppercase_map-3f2a....wasm')
+    """
+    path = Path(source)
+    key = build_key(path)
+    target = cache_root() / "builds" / f"{path.stem}-{key}.wasm"
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:  # two threads asking for one build wait for one componentize-py
+        if not target.is_file():
+            build_component(path, target)
+    return target

@@ -1,0 +1,342 @@
+"""The WASM backend: a plugin component run by wasmtime, sandboxed, behind ``Plugin``.
+
+Sandbox: WASI with no preopened directory, no environment, no arguments and no
+network (the world imports only WASI); a time limit per batch (epoch
+interruption) and a memory cap (store limits). Guest stdout/stderr go to
+per-instance files that are forwarded to the ``dataflare.guest`` logger after
+every call. After a trap or a limit hit the instance is thrown away and the
+next batch gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import attrs
+from dataflare import (
+    ConfigurationError,
+    LimitExceededError,
+    PluginError,
+    PluginKind,
+    ProcessingError,
+    Record,
+    SerializationError,
+)
+from dataflare.runtime import (
+    BatchResult,
+    LookBackResult,
+    decode_accumulator,
+    decode_kept,
+    decode_records,
+    encode_accumulator,
+    encode_request,
+    resolve_params,
+)
+from wasmtime import component as wc
+
+from dataflare_host.plugins._interface import Plugin
+from dataflare_host.wasm._engine import shared_engine
+from dataflare_host.wasm._guest_values import PluginInfo, call_error, guest_field
+from dataflare_host.wasm._instance import Instance, Trap
+from dataflare_host.wasm._sandbox import Sandbox
+
+__all__ = ["WasmPlugin"]
+
+
+class WasmPlugin(Plugin):
+    """A plugin compiled to a WASM component, run sandboxed by wasmtime."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        params: Mapping[str, str] | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.sandbox = sandbox or Sandbox()
+        self._shared = shared_engine()
+        self._component = self._shared.load(self.path)
+        self._params = dict(params or {})
+        self._warm_up: list[Record] = []
+        self._lock = threading.Lock()
+        self._idle: list[Instance] = []
+        first = self._new_instance(init=False)
+        info = self._describe(first)
+        kind = PluginKind(info.kind.replace("-", "_"))
+        self.info = info
+        super().__init__(
+            name=info.name,
+            kind=kind,
+            origin=str(self.path),
+            initial=info.initial.encode("latin-1"),
+        )
+        # Checked here, with the SDK's own rule, before the guest sees them: the
+        # error then carries its setting (a pipeline points at the params line).
+        try:
+            resolve_params(f"plugin {info.name!r} ({self.path})", info.params, self._params)
+        except ConfigurationError:
+            first.close()
+            raise
+        self._init(first)
+        self._idle.append(first)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- instances ----------------------------------------------------------
+
+    def _new_instance(self, *, init: bool = True) -> Instance:
+        instance = Instance(self._shared, self._component, self.sandbox, str(self.path))
+        if init:
+            self._init(instance)
+            if self._warm_up:
+                # A replacement instance must know what look-back taught the one
+                # it replaces (a non-aggregate keeps that in its guest context).
+                try:
+                    replay = self._call_look_back(instance, self._warm_up)
+                except Trap as trap:
+                    instance.close()
+                    raise PluginError(
+                        f"plugin {self.name!r} ({self.path}): replaying look-back on a fresh "
+                        f"instance trapped: {trap}"
+                    ) from trap
+                if replay.error is not None:
+                    instance.close()
+                    raise PluginError(
+                        f"plugin {self.name!r} ({self.path}): replaying look-back on a fresh "
+                        f"instance failed: {replay.error}"
+                    )
+        return instance
+
+    def _describe(self, instance: Instance) -> PluginInfo:
+        try:
+            info = instance.call("describe")
+        except Trap as trap:
+            instance.close()
+            raise ConfigurationError(f"{self.path}: describe trapped: {trap}") from trap
+        return PluginInfo.from_wit(info)
+
+    def _init(self, instance: Instance) -> None:
+        try:
+            outcome = instance.call("init", list(self._params.items()))
+        except Trap as trap:
+            instance.close()
+            raise ConfigurationError(
+                f"plugin {self.info.name!r} ({self.path}): init trapped: {trap}"
+            ) from trap
+        if outcome is not None:
+            instance.close()
+            raise call_error(outcome, self.path)
+
+    def _acquire(self) -> Instance:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new_instance()
+
+    def _release(self, instance: Instance) -> None:
+        with self._lock:
+            self._idle.append(instance)
+
+    # -- processing ---------------------------------------------------------
+
+    def _run(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
+        shards = self._shard_count(len(records))
+        if shards == 1:
+            return self._run_on_instance(records, accumulator)
+        size = math.ceil(len(records) / shards)
+        pieces = [records[start : start + size] for start in range(0, len(records), size)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.sandbox.instances, thread_name_prefix="dataflare-wasm"
+            )
+        results = list(self._pool.map(lambda piece: self._run_on_instance(piece, None), pieces))
+        return _merge(results, [len(p) for p in pieces])
+
+    def _shard_count(self, count: int) -> int:
+        if self.kind is PluginKind.AGGREGATE or self.sandbox.instances == 1:
+            return 1
+        return max(1, min(self.sandbox.instances, count // self.sandbox.min_shard))
+
+    def _run_on_instance(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
+        instance = self._acquire()
+        try:
+            result = self._call_kind(instance, records, accumulator)
+        except Trap as trap:
+            instance.close()  # never reuse an instance that trapped
+            return self._trap_result(records, accumulator, trap)
+        except PluginError:
+            instance.close()
+            raise
+        if result.error is not None:
+            # After any failure the next batch gets a fresh instance: whatever the
+            # plugin left half-done in its guest state is thrown away with it.
+            instance.close()
+        else:
+            self._release(instance)
+        if result.error is not None and result.error.error_type == "MemoryError":
+            # The guest hit the memory cap and survived as a MemoryError.
+            error = result.error
+            limit = LimitExceededError(
+                plugin=error.plugin,
+                kind=error.kind,
+                offset=error.offset,
+                index=error.index,
+                error_type="MemoryError",
+                error_message=f"memory cap of {self.sandbox.memory_limit_mb} MiB "
+                f"reached ({error.error_message or 'allocation failed'})",
+            )
+            return attrs.evolve(result, error=limit)
+        return result
+
+    def _trap_result(
+        self, records: Sequence[Record], accumulator: bytes | None, trap: Trap
+    ) -> BatchResult:
+        first = records[0].offset if records else -1
+        where = f"a batch of {len(records)} records starting at offset {first}"
+        error: ProcessingError
+        if trap.timed_out:
+            error = self._batch_error(
+                LimitExceededError,
+                first,
+                "TimeLimitExceeded",
+                f"{where} ran past the {self.sandbox.time_limit_s:g} s time limit",
+            )
+        else:
+            error = self._batch_error(
+                ProcessingError,
+                first,
+                "Trap",
+                f"the component trapped ({trap}) on {where}; see the dataflare.guest log",
+            )
+        acc = (
+            accumulator
+            if accumulator is not None
+            else (self._initial if self.kind is PluginKind.AGGREGATE else None)
+        )
+        return BatchResult([], [], 0, error, acc)
+
+    def _batch_error(
+        self, cls: type[ProcessingError], offset: int, error_type: str, message: str
+    ) -> ProcessingError:
+        """An error about a whole batch (a trap or a limit): it names the first record."""
+        return cls(
+            plugin=self.name,
+            kind=self.kind.value,
+            offset=offset,
+            index=0,
+            error_type=error_type,
+            error_message=message,
+        )
+
+    def _call_kind(
+        self, instance: Instance, records: Sequence[Record], accumulator: bytes | None
+    ) -> BatchResult:
+        batch = encode_request(records)
+        kind = self.kind
+        if kind is PluginKind.AGGREGATE:
+            out = instance.call("aggregate", batch, encode_accumulator(accumulator))
+        else:
+            out = instance.call(kind.value.replace("_", "-"), batch)
+        if not isinstance(out, wc.Record):
+            raise call_error(out, self.path)
+        consumed = guest_field(out, "consumed", int)
+        if not 0 <= consumed <= len(records):
+            raise SerializationError(
+                f"{self.path}: guest reported {consumed} consumed of {len(records)}"
+            )
+        error = self._processing_error(getattr(out, "error", None), records, consumed)
+        if kind is PluginKind.FILTER:
+            kept = decode_kept(guest_field(out, "kept", str), consumed)
+            return BatchResult([records[i] for i in kept], kept, consumed, error)
+        outputs, sources = decode_records(guest_field(out, "records", str), records, consumed)
+        acc: bytes | None = None
+        if kind is PluginKind.AGGREGATE:
+            acc = decode_accumulator(guest_field(out, "accumulator", str))
+        return BatchResult(outputs, sources, consumed, error, acc)
+
+    def _processing_error(
+        self, raw: Any, records: Sequence[Record], consumed: int
+    ) -> ProcessingError | None:
+        if raw is None:
+            return None
+        if consumed >= len(records):
+            raise SerializationError(f"{self.path}: guest reported an error past the batch's end")
+        # Name, kind and offset come from what the host knows, not from the guest.
+        return ProcessingError(
+            plugin=self.name,
+            kind=self.kind.value,
+            offset=records[consumed].offset,
+            index=consumed,
+            error_type=guest_field(raw, "error-type", str),
+            error_message=guest_field(raw, "message", str),
+        )
+
+    @property
+    def has_look_back(self) -> bool:
+        """Whether the plugin defines a ``@look_back`` hook."""
+        return self.info.has_look_back
+
+    def _look_back(self, records: Sequence[Record]) -> LookBackResult:
+        instance = self._acquire()
+        try:
+            result = self._call_look_back(instance, records)
+        except Trap as trap:
+            instance.close()
+            first = records[0].offset if records else -1
+            error = self._batch_error(
+                ProcessingError, first, "Trap", f"the component trapped in look_back ({trap})"
+            )
+            return LookBackResult(None, 0, error)
+        except PluginError:
+            instance.close()
+            raise
+        if result.error is not None:
+            instance.close()
+            return result
+        self._warm_up = list(records)
+        with self._lock:
+            stale, self._idle = self._idle, [instance]
+        for other in stale:  # they missed the warm-up: replaced on demand
+            other.close()
+        return result
+
+    def _call_look_back(self, instance: Instance, records: Sequence[Record]) -> LookBackResult:
+        out = instance.call("look-back", encode_request(records))
+        if not isinstance(out, wc.Record):
+            raise call_error(out, self.path)
+        consumed = guest_field(out, "consumed", int)
+        if not 0 <= consumed <= len(records):
+            raise SerializationError(
+                f"{self.path}: look-back reported {consumed} of {len(records)}"
+            )
+        raw_acc = getattr(out, "accumulator", None)
+        accumulator = None if raw_acc is None else decode_accumulator(raw_acc)
+        failure = self._processing_error(getattr(out, "error", None), records, consumed)
+        return LookBackResult(accumulator, consumed, failure)
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for instance in idle:
+            instance.close()
+
+
+def _merge(results: list[BatchResult], sizes: list[int]) -> BatchResult:
+    outputs: list[Record] = []
+    sources: list[int] = []
+    start = 0
+    for result, size in zip(results, sizes, strict=True):
+        outputs.extend(result.outputs)
+        sources.extend(s + start for s in result.sources)
+        if result.error is not None:
+            error = result.error
+            shifted = type(error)(**{**error.fields(), "index": error.index + start})  # type: ignore[arg-type]
+            return BatchResult(outputs, sources, start + result.consumed, shifted)
+        start += size
+    return BatchResult(outputs, sources, start)
