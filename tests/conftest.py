@@ -1,4 +1,8 @@
-"""Shared test configuration: Hypothesis profiles and paths to the project's files.
+"""Shared test configuration: Hypothesis profiles, test folders, paths, built components.
+
+Folders: ``unit/`` needs nothing (the fast loop: ``pytest tests/unit``),
+``pipelines/`` runs whole pipelines (some on WASM components), ``wasm/`` builds
+and runs components, ``server/`` starts PostgreSQL and Redis.
 
 Profiles: ``dev`` (the default) runs 50 examples per property; ``ci`` (chosen when
 the ``CI`` environment variable is set, or with ``HYPOTHESIS_PROFILE=ci``) runs
@@ -38,6 +42,23 @@ EXAMPLES = REPO / "guest_examples"
 # Subprocesses (the CLI tests) inherit it.
 TEST_CACHE = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".dataflare" / "test-cache")
 os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
+
+
+_FOLDER_MARKS = {"wasm": "wasm", "server": "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's folder says what it needs: tests/wasm builds components, tests/server
+    starts servers; the folder's marker lets ``-m`` select across folders."""
+    for item in items:
+        folder = (
+            item.path.relative_to(REPO / "tests").parts[0]
+            if item.path.is_relative_to(REPO / "tests")
+            else None
+        )
+        mark = _FOLDER_MARKS.get(folder or "")
+        if mark is not None:
+            item.add_marker(mark)
 
 
 @pytest.fixture

@@ -276,8 +276,9 @@ def _check_processor(
             window_from_mapping(config.window)
         except ConfigurationError as exc:
             # Point at the key at fault when the file has it, else at window: itself.
-            at_key = exc.setting is not None and exc.setting in config.window
-            where = (*path, "window", exc.setting) if at_key else (*path, "window")
+            where: tuple[str | int, ...] = (*path, "window")
+            if exc.setting is not None and exc.setting in config.window:
+                where = (*where, exc.setting)
             raise doc.error(where, str(exc)) from exc
     if config.look_back is not None:
         given = [k for k in ("last", "age_ms") if getattr(config.look_back, k) is not None]

@@ -67,7 +67,7 @@ def run_plugin(
     try:
         if accumulator is not None:
             loaded.accumulator = accumulator
-        return loaded.process(list(records))  # type: ignore[no-any-return]
+        return loaded.process(list(records))
     finally:
         loaded.close()
 

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflare._errors import SerializationError
-from dataflare._record import Record, build_trusted_records
+from dataflare._record import Record
+
+from ._trusted_records import build_trusted_records
 
 __all__ = [
     "WIRE_VERSION",

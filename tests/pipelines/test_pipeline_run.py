@@ -28,7 +28,7 @@ from dataflare_host.connectors import ConnectorRegistry, Sink
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from helpers import summary_rows
 
-PLUGINS = Path(__file__).parent / "pipeline_fixtures" / "plugins"
+PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 STATUSES = ("active", "paused", "deleted")
 
 

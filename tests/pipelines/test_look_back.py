@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 SUM = EXAMPLES / "sum_aggregate.py"
-FIXTURES = Path(__file__).parent / "window_fixtures"
+FIXTURES = Path(__file__).parent.parent / "window_fixtures"
 REMEMBER = FIXTURES / "remember_seen_map.py"
 RESUME_FIELD = FIXTURES / "resume_field_aggregate.py"
 

@@ -22,7 +22,7 @@ from conftest import EXAMPLES
 from dataflare_host.cli._main import main
 from helpers import summary_rows
 
-PLUGINS = Path(__file__).parent / "pipeline_fixtures" / "plugins"
+PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 DATAFLARE = Path(sys.executable).parent / "dataflare"
 
 
