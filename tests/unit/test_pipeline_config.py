@@ -214,7 +214,7 @@ CASES: dict[str, Case] = {
     ),
     "batch_size_zero": Case(
         VALID + "batch:\n  size: 0  # HERE\n",
-        "batch.size", "must be at least 1, got 0",
+        "batch.size", "must be from 1 to 1,000,000, got 0",
     ),
     "bool_where_an_integer_belongs": Case(
         VALID + "batch:\n  linger_ms: true  # HERE\n",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Literal
 
 import attrs
-from dataflare import Record
+from dataflare import ConfigurationError, Record
 
 from ._base import Position, Source, SourceBatch
 
@@ -52,6 +53,16 @@ class GeneratorSource(Source):
     Config = GeneratorConfig
 
     def __init__(self, config: GeneratorConfig, params: Mapping[str, str]) -> None:
+        if config.count is not None and config.count < 0:
+            raise ConfigurationError(
+                f"count must be 0 or more (or null for endless), got {config.count}",
+                setting="count",
+            )
+        if config.rate is not None and not (math.isfinite(config.rate) and config.rate > 0):
+            raise ConfigurationError(
+                f"rate must be a positive number of records per second, got {config.rate}",
+                setting="rate",
+            )
         super().__init__(config, params)
         self._next = 0
         self._started = time.monotonic()

@@ -56,6 +56,9 @@ __all__ = [
     "load_pipeline_config",
 ]
 
+MAX_BATCH_SIZE = 1_000_000
+"""Largest ``batch.size`` a pipeline accepts."""
+
 ErrorPolicy = Literal["fail", "skip", "dead_letter"]
 PluginKindName = Literal["filter", "map", "filter_map", "array_map", "aggregate"]
 
@@ -217,14 +220,16 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
             f"id {config.dead_letter.id!r} is already used at line "
             f"{doc.line_of(seen[config.dead_letter.id])}; ids must be unique",
         )
-    for field, value in (
-        ("size", config.batch.size),
-        ("queue_batches", config.batch.queue_batches),
+    # Bounds, not just signs: a batch of a billion records is a memory bomb that
+    # fails minutes later; say so before anything runs.
+    for where, value, low, high in (
+        (("batch", "size"), config.batch.size, 1, MAX_BATCH_SIZE),
+        (("batch", "queue_batches"), config.batch.queue_batches, 1, 1_000),
+        (("batch", "linger_ms"), config.batch.linger_ms, 0, 3_600_000),
+        (("checkpoint", "interval_ms"), config.checkpoint.interval_ms, 1, 86_400_000),
     ):
-        if value < 1:
-            raise doc.error(("batch", field), f"must be at least 1, got {value}")
-    if config.batch.linger_ms < 0:
-        raise doc.error(("batch", "linger_ms"), "must not be negative")
+        if not low <= value <= high:
+            raise doc.error(where, f"must be from {low:,} to {high:,}, got {value:,}")
     needs_dead_letter = False
     for index, processor in enumerate(config.processors):
         _check_processor(processor.config, doc, ("processors", index, "config"))

@@ -5,14 +5,15 @@ fills it and the readers block: backpressure, flat memory); the main loop runs
 the processors and writes every sink, then, at most every checkpoint interval,
 flushes the sinks and only then saves the source positions and aggregate state.
 Between batches it also swaps in processors whose file changed (hot reload).
+
+The steps live beside this module: reader threads in ``_readers``, look-back
+warm-up in ``_look_back``, hot reload in ``_hot_reload``, the write-up of
+failed records in ``_dead_letter`` and the counters in ``_stats``.
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
-import queue
 import signal
 import threading
 import time
@@ -22,18 +23,18 @@ from types import FrameType
 from typing import Any, Literal, Protocol
 
 import attrs
-from dataflare import PluginError, PluginKind, ProcessingError, Record
+from dataflare import PluginError, PluginKind, Record
 
-from dataflare_host.connectors import ConnectorRegistry, Sink, Source, SourceBatch
-from dataflare_host.pipeline._assemble import (
-    ProcessorStage,
-    build_connector,
-    fingerprint,
-    load_processor,
-)
+from dataflare_host.connectors import ConnectorRegistry, Sink, Source
+from dataflare_host.pipeline._assemble import ProcessorStage, build_connector, load_processor
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
-from dataflare_host.pipeline._stats import StageStats
+from dataflare_host.pipeline._dead_letter import dead_letter_record, describe
+from dataflare_host.pipeline._errors import PipelineError
+from dataflare_host.pipeline._hot_reload import HotReloader
+from dataflare_host.pipeline._look_back import warm_up
+from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
+from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins._chain import Chain
 
@@ -42,10 +43,6 @@ __all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunSummary"]
 log = logging.getLogger("dataflare.pipeline")
 
 _RELOAD_CHECK_S = 0.2
-
-
-class PipelineError(PluginError):
-    """A pipeline stopped on a failure: which stage, and why."""
 
 
 class ProgressReporter(Protocol):
@@ -73,18 +70,6 @@ class RunSummary:
     def exit_code(self) -> int:
         """0 when the run completed or was stopped cleanly, 1 when it failed."""
         return 1 if self.status == "failed" else 0
-
-
-@attrs.frozen
-class _Item:
-    source: int
-    batch: SourceBatch
-
-
-@attrs.frozen
-class _Done:
-    source: int
-    error: BaseException | None = None
 
 
 class Pipeline:
@@ -133,28 +118,35 @@ class Pipeline:
             raise
         checkpoint = config.checkpoint.path or f".dataflare/{config.name}.checkpoint.json"
         self.checkpoints = CheckpointStore(doc.file.parent / checkpoint)
-        self.stats = (
+        stages = (
             [StageStats(e.id, "source", e.config.plugin_type) for e in config.sources]
             + [StageStats(p.id, "processor", p.plugin.kind.value) for p in self.processors]
             + [StageStats(e.id, "sink", e.config.plugin_type) for e in config.sinks]
         )
         if config.dead_letter is not None:
-            self.stats.append(
+            stages.append(
                 StageStats(
                     config.dead_letter.id, "dead_letter", config.dead_letter.config.plugin_type
                 )
             )
+        self._stats = PipelineStats(stages)
+        # Built once: only a hot-reload swap changes the plugins it runs.
+        self._chain = _chain_of(self.processors)
+        self._reloader = HotReloader(self.processors, config.processors, doc, self._stats)
         self._stop = threading.Event()
         self._failed = threading.Event()
-        self._exhausted: set[int] = set()
         self._sinks_healthy = False
-        self._warmed: dict[str, list[Record]] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, registry: ConnectorRegistry | None = None) -> Pipeline:
         """Parse, check and load the pipeline in ``path`` (raises ConfigurationError)."""
         config, doc = load_pipeline_config(path)
         return cls(config, doc, registry)
+
+    @property
+    def stats(self) -> list[StageStats]:
+        """Every stage's counters in stage order: sources, processors, sinks, dead letter."""
+        return self._stats.ordered
 
     # -- running ------------------------------------------------------------
 
@@ -224,27 +216,10 @@ class Pipeline:
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:
         """Run look-back for processors the checkpoint holds no state for."""
-        for index, stage in enumerate(self.processors):
-            source = self.look_back_sources.get(stage.id)
-            look_back = stage.config.look_back
-            if source is None or look_back is None or stage.id in checkpoint.accumulators:
-                continue
-            records = _look_back_records(
-                source, look_back.last, look_back.age_ms, self.config.batch.size
-            )
-            result = stage.plugin.look_back(records)
-            if result.error is not None:
-                failed = records[result.consumed] if result.consumed < len(records) else None
-                raise PipelineError(
-                    f"processor {stage.id!r}: look_back failed: {result.error}{_describe(failed)}"
-                )
-            self._warmed[stage.id] = records  # a hot-reloaded version learns them too
-            log.info(
-                "processor %r (#%d) warmed up on %d look-back record(s)",
-                stage.id,
-                index,
-                len(records),
-            )
+        learned = warm_up(
+            self.processors, self.look_back_sources, checkpoint, self.config.batch.size
+        )
+        self._reloader.warmed.update(learned)  # a hot-reloaded version learns them too
 
     def _connect(self, checkpoint: Checkpoint) -> None:
         self._sinks_healthy = False
@@ -262,36 +237,28 @@ class Pipeline:
     def _main_loop(
         self, positions: dict[str, Any], progress: ProgressReporter | None
     ) -> Literal["completed", "stopped"]:
-        batches: queue.Queue[_Item | _Done] = queue.Queue(maxsize=self.config.batch.queue_batches)
-        readers = [
-            threading.Thread(
-                target=self._read,
-                args=(index, batches),
-                daemon=True,
-                name=f"dataflare-source-{entry.id}",
-            )
-            for index, entry in enumerate(self.config.sources)
-        ]
-        for reader in readers:
-            reader.start()
+        readers = SourceReaders(
+            [(e.id, source) for e, source in zip(self.config.sources, self.sources, strict=True)],
+            self._stats,
+            self.config.batch,
+            self._stop,
+            self._failed,
+        )
+        readers.start()
         live = len(readers)
         interval = self.config.checkpoint.interval_ms / 1000
         last_commit = last_reload = last_progress = time.monotonic()
         try:
             while live:
-                try:
-                    item = batches.get(timeout=0.05)
-                except queue.Empty:
-                    item = None
+                item = readers.get(timeout=0.05)
                 now = time.monotonic()
-                if isinstance(item, _Done):
+                if isinstance(item, ReaderDone):
                     live -= 1
                     if item.error is not None:
-                        entry = self.config.sources[item.source]
                         raise PipelineError(
-                            f"source {entry.id!r} failed: {item.error}"
+                            f"source {item.source!r} failed: {item.error}"
                         ) from item.error
-                elif isinstance(item, _Item):
+                elif isinstance(item, ReadBatch):
                     self._handle(item, positions)
                 if now - last_reload >= _RELOAD_CHECK_S:
                     self._hot_reload()
@@ -307,51 +274,11 @@ class Pipeline:
             raise
         finally:
             self._stop.set()
-            for reader in readers:
-                reader.join(timeout=5)
-        return "stopped" if self._stop_requested_early else "completed"
+            readers.join(timeout=5)
+        # A stop with sources still holding records is a stop; one after they all ran dry is not.
+        return "stopped" if self._stop.is_set() and not readers.all_exhausted else "completed"
 
-    @property
-    def _stop_requested_early(self) -> bool:
-        return self._stop.is_set() and not self._all_exhausted
-
-    def _read(self, index: int, batches: queue.Queue[_Item | _Done]) -> None:
-        source = self.sources[index]
-        stats = self.stats[index]
-        size = self.config.batch.size
-        linger = self.config.batch.linger_ms / 1000
-        try:
-            while not self._stop.is_set():
-                batch = source.read(size, linger)
-                if batch is None:
-                    self._exhausted.add(index)
-                    break
-                if not batch.records:
-                    continue
-                stats.add(records_out=len(batch.records))
-                while not self._failed.is_set():
-                    try:
-                        batches.put(_Item(index, batch), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-            self._put_done(batches, _Done(index))
-        except Exception as exc:  # noqa: BLE001 - any connector failure must reach the main loop
-            self._put_done(batches, _Done(index, exc))
-
-    def _put_done(self, batches: queue.Queue[_Item | _Done], done: _Done) -> None:
-        while not self._failed.is_set():
-            try:
-                batches.put(done, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    @property
-    def _all_exhausted(self) -> bool:
-        return len(self._exhausted) == len(self.sources)
-
-    def _handle(self, item: _Item, positions: dict[str, Any]) -> None:
+    def _handle(self, item: ReadBatch, positions: dict[str, Any]) -> None:
         # Aggregate state must match the checkpointed positions: if this batch
         # fails anywhere, its effect on the accumulators is undone.
         before = [stage.plugin.accumulator for stage in self.processors]
@@ -362,18 +289,16 @@ class Pipeline:
                 stage.plugin.accumulator = accumulator
             raise
 
-    def _write(self, item: _Item, positions: dict[str, Any]) -> None:
+    def _write(self, item: ReadBatch, positions: dict[str, Any]) -> None:
         records = list(item.batch.records)
         outputs, dead = self._process(records)
-        for entry, sink, stats in zip(
-            self.config.sinks, self.sinks, self._sink_stats(), strict=True
-        ):
+        for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
             try:
                 sink.write(outputs)
             except PluginError as exc:
                 self._sinks_healthy = False
                 raise PipelineError(f"sink {entry.id!r} failed: {exc}") from exc
-            stats.add(records_in=len(outputs), records_out=len(outputs))
+            self._stats[entry.id].add(records_in=len(outputs), records_out=len(outputs))
         if dead:
             assert self.dead_letter is not None
             assert self.config.dead_letter is not None
@@ -384,25 +309,14 @@ class Pipeline:
                 raise PipelineError(
                     f"dead_letter sink {self.config.dead_letter.id!r} failed: {exc}"
                 ) from exc
-            self.stats[-1].add(records_in=len(dead), records_out=len(dead))
-        positions[self.config.sources[item.source].id] = item.batch.position
-
-    def _sink_stats(self) -> list[StageStats]:
-        first = len(self.sources) + len(self.processors)
-        return self.stats[first : first + len(self.sinks)]
+            self._stats[self.config.dead_letter.id].add(records_in=len(dead), records_out=len(dead))
+        positions[item.source] = item.batch.position
 
     def _process(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
-        chain = Chain(
-            [stage.plugin for stage in self.processors],
-            [
-                "stop" if stage.config.on_error == "fail" else "continue"
-                for stage in self.processors
-            ],
-        )
-        result = chain.process(records)
+        result = self._chain.process(records)
         dead: list[Record] = []
-        for position, (stage, report) in enumerate(zip(self.processors, result.steps, strict=True)):
-            self.stats[len(self.sources) + position].add(
+        for stage, report in zip(self.processors, result.steps, strict=True):
+            self._stats[stage.id].add(
                 records_in=report.records_in,
                 records_out=report.records_out,
                 filtered=Chain.filtered(stage.plugin, report),
@@ -411,14 +325,14 @@ class Pipeline:
             for error, failed in report.failures:
                 if stage.config.on_error == "fail":
                     raise PipelineError(
-                        f"processor {stage.id!r} failed: {error}{_describe(failed)}; "
+                        f"processor {stage.id!r} failed: {error}{describe(failed)}; "
                         "set on_error: skip or dead_letter to go on past such records"
                     )
                 log.warning(
-                    "processor %r skipped a record: %s%s", stage.id, error, _describe(failed)
+                    "processor %r skipped a record: %s%s", stage.id, error, describe(failed)
                 )
                 if stage.config.on_error == "dead_letter":
-                    dead.append(_dead_letter_record(stage, error, failed))
+                    dead.append(dead_letter_record(stage, error, failed))
         return result.outputs, dead
 
     def _commit(self, positions: dict[str, Any]) -> None:
@@ -436,41 +350,8 @@ class Pipeline:
                 source.ack(positions[entry.id])
 
     def _hot_reload(self) -> None:
-        for index, stage in enumerate(self.processors):
-            if stage.file is None or not stage.config.hot_reload:
-                continue
-            current = fingerprint(stage.file)
-            if current is None or current == stage.fingerprint:
-                continue
-            stage.fingerprint = current  # a broken version is tried once, not every tick
-            entry = self.config.processors[index]
-            try:
-                fresh = load_processor(entry, self.doc, index)
-            except PluginError as exc:
-                log.error(
-                    "hot reload of processor %r failed; the previous version keeps running: %s",
-                    stage.id,
-                    exc,
-                )
-                continue
-            if stage.id in self._warmed:
-                warmed = fresh.plugin.look_back(self._warmed[stage.id])
-                if warmed.error is not None:
-                    fresh.plugin.close()
-                    log.error(
-                        "hot reload of processor %r failed in look_back; the previous version "
-                        "keeps running: %s",
-                        stage.id,
-                        warmed.error,
-                    )
-                    continue
-            # After the replay: the running state (an aggregate's) is newer than it.
-            fresh.plugin.accumulator = stage.plugin.accumulator
-            old = stage.plugin
-            stage.plugin = fresh.plugin
-            old.close()
-            self.stats[len(self.sources) + index].reloads += 1
-            log.warning("hot reload: processor %r now runs the new %s", stage.id, stage.file)
+        if self._reloader.check():
+            self._chain = _chain_of(self.processors)
 
     def close(self) -> None:
         """Close every plugin and connector (safe to call twice)."""
@@ -490,51 +371,13 @@ class Pipeline:
                 log.error("closing a connector failed: %s", exc)
 
 
-def _look_back_records(
-    source: Source, last: int | None, age_ms: int | None, batch_size: int
-) -> list[Record]:
-    """The warm-up records: the last N, or those at most ``age_ms`` old, oldest first."""
-    kept: collections.deque[Record] = collections.deque(maxlen=last)
-    cutoff = int(time.time() * 1000) - age_ms if age_ms is not None else None
-    source.connect(None)
-    try:
-        while True:
-            batch = source.read(batch_size, 0.05)
-            if batch is None or not batch.records:  # exhausted, or caught up for now
-                break
-            for record in batch.records:
-                if cutoff is None or (record.timestamp is not None and record.timestamp >= cutoff):
-                    kept.append(record)
-    finally:
-        source.close()
-    return list(kept)
+def _chain_of(processors: Sequence[ProcessorStage]) -> Chain:
+    """The processors' plugins as one chain, over the plugins running now.
 
-
-def _describe(record: Record | None) -> str:
-    """Where a record came from, for error messages."""
-    if record is None:
-        return ""
-    where = []
-    if "file" in record.metadata:
-        where.append(f"{record.metadata['file']} line {record.metadata.get('line', '?')}")
-    if record.key is not None:
-        where.append(f"key {record.key.decode('utf-8', 'backslashreplace')!r}")
-    preview = record.value[:60].decode("utf-8", "backslashreplace")
-    where.append(f"value {preview!r}{'...' if len(record.value) > 60 else ''}")
-    return f" (record {', '.join(where)})"
-
-
-def _dead_letter_record(stage: ProcessorStage, error: ProcessingError, record: Record) -> Record:
-    body = {
-        "stage": stage.id,
-        "error": error.fields(),
-        "record": {
-            "offset": record.offset,
-            "key": None if record.key is None else record.key.decode("utf-8", "backslashreplace"),
-            "value": record.value.decode("utf-8", "backslashreplace"),
-            "timestamp": record.timestamp,
-            "metadata": dict(record.metadata),
-        },
-    }
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Record(text.encode(), record.key, record.timestamp, record.metadata, record.offset)
+    ``fail`` stops the chain at a failed record; ``skip`` and ``dead_letter``
+    go on past it, and :meth:`Pipeline._process` routes what failed.
+    """
+    return Chain(
+        [stage.plugin for stage in processors],
+        ["stop" if stage.config.on_error == "fail" else "continue" for stage in processors],
+    )

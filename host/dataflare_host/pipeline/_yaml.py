@@ -48,11 +48,23 @@ class LocatedYaml:
 def load_located(file: Path) -> LocatedYaml:
     """Parse ``file``; raise ConfigurationError with file and line for bad YAML."""
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"{file}: cannot read the pipeline file: {exc.strerror}") from exc
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigurationError(
+            f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the pipeline "
+            "file as UTF-8"
+        ) from exc
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Before constructing anything: a document whose aliases expand to a huge
+        # tree (a "billion laughs") is refused here, in linear time.
+        if node is not None:
+            _check_size(node, file)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -65,6 +77,38 @@ def load_located(file: Path) -> LocatedYaml:
     if node is not None:
         _walk(node, (), lines, file)
     return LocatedYaml(data, file, lines)
+
+
+MAX_NODES = 100_000
+"""Most nodes a pipeline document may expand to, aliases included."""
+
+
+def _check_size(root: yaml.Node, file: Path) -> None:
+    # Count each node's expanded size once (aliases share node objects), so the
+    # check itself stays linear however deeply aliases nest.
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        size = 1 + sum(sizes.get(id(child), 1) for child in children)
+        if size > MAX_NODES:
+            raise ConfigurationError(
+                f"{file}:{node.start_mark.line + 1}: the document expands to more than "
+                f"{MAX_NODES:,} nodes (through YAML aliases?); a pipeline file is far smaller, "
+                "refusing it"
+            )
+        sizes[id(node)] = size
 
 
 def _walk(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], file: Path) -> None:

@@ -34,7 +34,9 @@ __all__ = ["BUILD_TIMEOUT_S", "build_component", "guest_sources"]
 _APP_MODULE = "dataflare_app"
 _USER_MODULE = "dataflare_user_plugin"
 BUILD_TIMEOUT_S = 120.0
-"""How long componentize-py may take (a plugin that loops at import hangs it)."""
+"""How long componentize-py may take by default (``$DATAFLARE_BUILD_TIMEOUT_S`` overrides):
+module-level plugin code runs during the build, so a plugin that loops at import
+would otherwise hang it."""
 
 
 def _componentize_command() -> list[str]:
@@ -100,6 +102,16 @@ def guest_sources() -> list[Path]:
     )
 
 
+def _default_timeout() -> float:
+    configured = os.environ.get("DATAFLARE_BUILD_TIMEOUT_S")
+    try:
+        return float(configured) if configured else BUILD_TIMEOUT_S
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"DATAFLARE_BUILD_TIMEOUT_S={configured!r} is not a number of seconds"
+        ) from exc
+
+
 def _check_syntax(path: Path) -> None:
     # compile() parses without executing: a syntax error gets its line here, and
     # nothing of the plugin runs in this process.
@@ -135,7 +147,7 @@ def _explain_failure(output: str) -> str:
 
 
 def build_component(
-    source: str | Path, output: str | Path | None = None, *, timeout_s: float = BUILD_TIMEOUT_S
+    source: str | Path, output: str | Path | None = None, *, timeout_s: float | None = None
 ) -> Path:
     """Compile the plugin in ``source`` (a .py file) into a WASM component.
 
@@ -153,6 +165,8 @@ def build_component(
     if not path.is_file():
         raise ConfigurationError(f"plugin file {path} does not exist")
     _check_syntax(path)
+    if timeout_s is None:
+        timeout_s = _default_timeout()
     target = Path(output).resolve() if output is not None else path.with_suffix(".wasm")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dataflare-build-") as tmp:

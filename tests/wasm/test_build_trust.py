@@ -1,0 +1,109 @@
+"""Building a plugin never runs it on the host, and a build that hangs stops with one line.
+
+Issue 9, item 3: a ``.py`` destined for the sandbox used to be imported natively
+(its top-level code ran as the host user) by ``dataflare build`` and by pipelines
+with ``plugin_source: wasm``, and a plugin looping at import hung the build.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+MARKER_PLUGIN = """
+import dataflare
+
+try:  # inside the sandbox this fails (no directory is mounted); natively it writes
+    with open({marker!r}, "w") as handle:
+        handle.write("ran on the host")
+except OSError:
+    pass
+
+
+@dataflare.filter
+def keep(record):
+    return True
+"""
+
+
+def dataflare(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dataflare", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_item03_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Path) -> None:
+    """Top-level plugin code does not run in the host process when it is built for WASM."""
+    marker = tmp_path / "host-was-touched"
+    plugin = tmp_path / "sneaky.py"
+    plugin.write_text(MARKER_PLUGIN.format(marker=str(marker)), encoding="utf-8")
+
+    built = dataflare("build", str(plugin), "-o", str(tmp_path / "sneaky.wasm"))
+    assert built.returncode == 0, built.stderr
+    assert not marker.exists(), "dataflare build ran the plugin's code on the host"
+
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {
+                        "id": "in",
+                        "type": "plugin",
+                        "config": {"plugin_type": "generator", "connection": {"count": 1}},
+                    }
+                ],
+                "processors": [
+                    {
+                        "id": "p",
+                        "type": "plugin",
+                        "config": {
+                            "plugin_type": "filter",
+                            "plugin_source": "wasm",
+                            "plugin_path": "sneaky.py",
+                        },
+                    }
+                ],
+                "sinks": [{"id": "out", "type": "plugin", "config": {"plugin_type": "stdout"}}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    validated = dataflare("validate", str(pipeline))
+    assert validated.returncode == 0, validated.stderr
+    assert not marker.exists(), "dataflare validate ran the plugin's code on the host"
+
+
+@pytest.mark.slow
+def test_item03_a_plugin_that_loops_at_import_fails_the_build_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """The build runs under a time limit; hanging there is one error line, exit 2."""
+    plugin = tmp_path / "spin.py"
+    plugin.write_text(
+        "import dataflare\n\nwhile True:\n    pass\n\n\n@dataflare.map\ndef m(r):\n    return r\n",
+        encoding="utf-8",
+    )
+    done = dataflare(
+        "build",
+        str(plugin),
+        "-o",
+        str(tmp_path / "spin.wasm"),
+        env={"DATAFLARE_BUILD_TIMEOUT_S": "15"},
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: building ")
+    assert "took longer than 15 s" in lines[0]
+    assert "Traceback" not in done.stderr
