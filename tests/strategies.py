@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dataflare import Record
 from hypothesis import strategies as st
+
+from dataflare import Record
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 

@@ -13,6 +13,9 @@ Each kind also inherits the builtin it resembles, so callers can catch either::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Self
+
 __all__ = [
     "ConfigurationError",
     "LimitExceededError",
@@ -99,6 +102,35 @@ class ProcessingError(PluginError, RuntimeError):
         detail = f"{error_type}: {error_message}" if error_message else error_type
         super().__init__(f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}")
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str | int]) -> Self:
+        """The error whose :meth:`fields` are ``fields`` (the inverse of :meth:`fields`).
+
+        >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
+        ...                       error_type="ValueError", error_message="bad digit")
+        >>> ProcessingError.from_fields(err.fields()) == err
+        True
+        """
+        return cls(**fields)  # type: ignore[arg-type]
+
+    def replace(
+        self, cls: type[ProcessingError] | None = None, **changes: str | int
+    ) -> ProcessingError:
+        """A copy with the fields in ``changes`` changed, as a ``cls`` when given.
+
+        Whoever re-frames an error (shifts its index into a larger batch, turns it
+        into a :class:`LimitExceededError`) keeps every other field as it was.
+
+        >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
+        ...                       error_type="ValueError", error_message="bad digit")
+        >>> err.replace(index=12).fields()["index"]
+        12
+        >>> limit = err.replace(LimitExceededError, error_message="too big")
+        >>> type(limit).__name__, limit.index, limit.error_message
+        ('LimitExceededError', 2, 'too big')
+        """
+        return (cls or type(self)).from_fields({**self.fields(), **changes})
+
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only __init__ defeats the default pickling used by
         # multiprocessing and by pytest-xdist; rebuild from the fields.
@@ -129,6 +161,8 @@ class LimitExceededError(ProcessingError):
 
 
 def _rebuild_processing_error(
-    cls: type[ProcessingError], fields: dict[str, object]
+    cls: type[ProcessingError], fields: dict[str, str | int]
 ) -> ProcessingError:
-    return cls(**fields)  # type: ignore[arg-type]
+    # A module-level function, not ``cls.from_fields``, so errors pickled by an
+    # earlier version still unpickle.
+    return cls.from_fields(fields)

@@ -12,6 +12,7 @@ import attrs
 __all__ = ["Record"]
 
 _EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
+_MIN_I64, _MAX_I64 = -(1 << 63), (1 << 63) - 1
 
 
 def _freeze_metadata(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -79,10 +80,13 @@ class Record:
             raise _type_error("value", "bytes", self.value)
         if self.key is not None and type(self.key) is not bytes:
             raise _type_error("key", "bytes or None", self.key)
-        if self.timestamp is not None and type(self.timestamp) is not int:
-            raise _type_error("timestamp", "int or None", self.timestamp)
-        if type(self.offset) is not int:
-            raise _type_error("offset", "int", self.offset)
+        if self.timestamp is not None and (
+            type(self.timestamp) is not int or not _MIN_I64 <= self.timestamp <= _MAX_I64
+        ):
+            # Every sink and checkpoint stores a 64-bit integer: refuse more here.
+            raise _type_error("timestamp", "a 64-bit int (ms) or None", self.timestamp)
+        if type(self.offset) is not int or not _MIN_I64 <= self.offset <= _MAX_I64:
+            raise _type_error("offset", "a 64-bit int", self.offset)
 
     @classmethod
     def from_text(

@@ -8,6 +8,7 @@ One file, so the hostile suite builds and compiles one component, not eight.
 
 import os
 import sys
+import time
 from collections.abc import Callable
 
 import dataflare
@@ -57,6 +58,42 @@ def bail(record: dataflare.Record) -> dataflare.Record:
     raise SystemExit(3)  # not an Exception: nothing in the guest catches it, it traps
 
 
+def nap(record: dataflare.Record) -> dataflare.Record:
+    time.sleep(30)  # a blocking WASI call: the epoch deadline cannot interrupt it
+    return record
+
+
+def flood(record: dataflare.Record) -> dataflare.Record:
+    line = "x" * 1023 + "\n"
+    for _ in range(20 * 1024):  # 20 MB on stdout in one call
+        sys.stdout.write(line)
+    return record
+
+
+def bloat(record: dataflare.Record) -> dataflare.Record:
+    # Fits the cap as bytes; the shim's text encoding of it does not.
+    return record.evolve(value=b"\xff" * (24 << 20))
+
+
+def escape(record: dataflare.Record) -> dataflare.Record:
+    raise ValueError("\x1b]0;pwned\x07\x1b[2Jscreen cleared")
+
+
+def far_future(record: dataflare.Record) -> dataflare.Record:
+    return record.evolve(timestamp=10**30)
+
+
+def forge_outputs() -> None:
+    """Inside the guest only: make the shim's dispatcher return 100,000 forged records."""
+    from dataflare.runtime import _dispatch
+
+    def forged(self: object, records: list[dataflare.Record], accumulator: object = None) -> object:
+        outputs = [dataflare.Record(b"forged", offset=0)] * 100_000
+        return _dispatch.BatchResult(outputs, [0] * len(outputs), len(records))
+
+    _dispatch.Dispatcher.process = forged  # type: ignore[method-assign,assignment]
+
+
 ATTACKS = {
     "loop": spin,
     "memory": hoard,
@@ -66,11 +103,19 @@ ATTACKS = {
     "raise": refuse,
     "print": shout,
     "exit": bail,
+    "sleep": nap,
+    "flood": flood,
+    "bloat": bloat,
+    "escape": escape,
+    "far_future": far_future,
+    "forge": refuse,  # the forgery happens in the shim, see choose()
 }
 
 
 @dataflare.init(params={"attack": None})
 def choose(params: dict[str, str]) -> Callable[[dataflare.Record], dataflare.Record]:
+    if params["attack"] == "forge" and sys.platform == "wasi":
+        forge_outputs()
     return ATTACKS[params["attack"]]
 
 

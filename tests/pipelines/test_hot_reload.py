@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import EXAMPLES
+
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 
 COUNT = 2000

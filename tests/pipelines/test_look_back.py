@@ -17,14 +17,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import line_of
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host.cli._main import main
 from dataflare_host.pipeline._checkpoint import Checkpoint
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
-from helpers import line_of
-from hypothesis import given
-from hypothesis import strategies as st
 
 SUM = EXAMPLES / "sum_aggregate.py"
 FIXTURES = Path(__file__).parent.parent / "window_fixtures"
@@ -279,10 +280,11 @@ def test_wasm_look_back_gives_the_same_accumulator_as_native(
 
 
 @pytest.mark.wasm
-def test_wasm_look_back_state_survives_errors_and_traps_on_fresh_instances(
+def test_wasm_look_back_state_survives_errors_and_is_replayed_after_traps(
     remember_wasm: Path,
 ) -> None:
-    """A non-aggregate's look-back knowledge (its init context) is replayed into replacements."""
+    """A non-aggregate's look-back knowledge (its init context) survives a raise in the same
+    instance, as natively, and is replayed into the fresh instance that replaces a trapped one."""
     with load_plugin(remember_wasm) as plugin:
         assert plugin.look_back([Record(b"a"), Record(b"b")]).error is None
         assert values(plugin.process(batch(b"a", b"c"))) == [b"old:1", b"new:2"]
@@ -290,8 +292,8 @@ def test_wasm_look_back_state_survives_errors_and_traps_on_fresh_instances(
         failed = plugin.process(batch(b"boom"))
         assert failed.error is not None
         assert failed.error.error_type == "ValueError"
-        # calls restart at 1: a fresh instance, which still knows a and b
-        assert values(plugin.process(batch(b"b", b"z", b"a"))) == [b"old:1", b"new:2", b"old:3"]
+        # calls go on: a Python exception keeps the instance (and its state), as natively
+        assert values(plugin.process(batch(b"b", b"z", b"a"))) == [b"old:3", b"new:4", b"old:5"]
 
         trapped = plugin.process(batch(b"trap"))
         assert trapped.error is not None

@@ -23,10 +23,11 @@ import attrs
 import pytest
 import yaml
 from conftest import EXAMPLES, REPO
+from helpers import summary_rows
+
 from dataflare import Record
 from dataflare_host.connectors import ConnectorRegistry, Sink
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
-from helpers import summary_rows
 
 PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 STATUSES = ("active", "paused", "deleted")

@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import dataflare
 import pytest
 import yaml
 from conftest import EXAMPLES
+from helpers import line_of
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dataflare
 from dataflare import ConfigurationError, ProcessingError, Record, Window
 from dataflare.runtime import BatchResult, Dispatcher
 from dataflare_host import load_plugin
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from dataflare_host.plugins._interface import Plugin
-from helpers import line_of
-from hypothesis import given
-from hypothesis import strategies as st
 
 WINDOWED_COUNT = EXAMPLES / "windowed_count_aggregate.py"
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+
 from dataflare_host.cli._main import main
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 from click.testing import CliRunner
+
 from dataflare_host.cli._main import main
 
 VALID = {

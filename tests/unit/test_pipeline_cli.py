@@ -19,8 +19,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import EXAMPLES
-from dataflare_host.cli._main import main
 from helpers import summary_rows
+
+from dataflare_host.cli._main import main
 
 PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 DATAFLARE = Path(sys.executable).parent / "dataflare"
@@ -184,7 +185,7 @@ def run_until_signalled(file: Path, out: Path, at_least: int,
 def test_signal_stops_an_endless_run_cleanly_and_the_restart_continues_exactly(
     tmp_path: Path, signum: signal.Signals,
 ) -> None:
-    """SIGTERM/SIGINT: exit 0 after draining; output and checkpoint agree; restart has no gap."""
+    """SIGTERM/SIGINT: exit 0 after the batch in flight; output and checkpoint agree; no gap."""
     file = write_pipeline(
         tmp_path,
         sources=[entry("gen", "generator", connection={"count": None, "rate": 2000})],

@@ -20,12 +20,13 @@ import attrs
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import line_of
+
 from dataflare import ConfigurationError
 from dataflare_host.cli._main import main
 from dataflare_host.connectors import FileSourceConfig
 from dataflare_host.pipeline._config import PipelineConfig, ProcessorConfig
 from dataflare_host.pipeline._runner import Pipeline
-from helpers import line_of
 
 VALID = """\
 name: demo

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import ComponentBuilder
+
 from dataflare import PluginKind, Record
 from dataflare_host.cli._main import main
 from dataflare_host.testing import ParityError, assert_parity

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import dataflare_host.cli._main as cli_main
-import dataflare_host.wasm._engine as engine_module
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+
+import dataflare_host.cli._main as cli_main
+import dataflare_host.wasm._engine as engine_module
 from dataflare import Record
 from dataflare_host import load_plugin
 

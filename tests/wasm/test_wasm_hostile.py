@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
 from dataflare import LimitExceededError, PluginError, ProcessingError, Record
 from dataflare_host import Plugin, load_plugin
 from dataflare_host.wasm._plugin import Sandbox
@@ -86,7 +87,7 @@ def test_time_limit_applies_to_every_batch(hostile_wasm: Path) -> None:
 
 def test_memory_bomb_is_stopped_at_the_cap(hostile_wasm: Path) -> None:
     """Allocating without bound stops at the memory cap with an error saying so."""
-    with load(hostile_wasm, "memory", memory_limit_bytes=64 * MiB) as plugin:
+    with load(hostile_wasm, "memory", memory_limit_mb=64) as plugin:
         started = time.monotonic()
         result = plugin.process(ATTACK)
         assert time.monotonic() - started < 5.0
@@ -227,7 +228,7 @@ def pass_through(plugin: Plugin, records: Sequence[Record]) -> list[bytes]:
 @pytest.mark.parametrize("attack", ["loop", "memory", "passwd", "env", "socket", "raise", "exit"])
 def test_harmless_records_pass_through(hostile_wasm: Path, attack: str) -> None:
     """Without an attack record every hostile variant is a plain pass-through."""
-    with load(hostile_wasm, attack, time_limit_s=2.0, memory_limit_bytes=64 * MiB) as plugin:
+    with load(hostile_wasm, attack, time_limit_s=2.0, memory_limit_mb=64) as plugin:
         assert pass_through(plugin, batch(b"x", b"attac", b"attack!")) == [
             b"x",
             b"attac",

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import INT64, as_dict, json_documents, json_scalars, metadata, to_json
+
 from dataflare import Record
 from dataflare.runtime import BatchResult
 from dataflare_host import Plugin, load_plugin
 from dataflare_host.wasm._plugin import Sandbox
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from strategies import INT64, as_dict, json_documents, json_scalars, metadata, to_json
 
 pytestmark = pytest.mark.wasm
 

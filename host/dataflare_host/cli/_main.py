@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind, Record
 from dataflare.runtime import BatchResult
-
 from dataflare_host._text import one_line
 from dataflare_host.cli._scaffold import new_plugin
 from dataflare_host.pipeline import Pipeline

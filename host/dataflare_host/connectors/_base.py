@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-from dataflare import Record
 
+from dataflare import Record
 from dataflare_host._closing import Closing
 
 __all__ = ["Position", "Sink", "Source", "SourceBatch"]
@@ -44,6 +44,19 @@ class Source(Closing, abc.ABC):
     def __init__(self, config: Any, params: Mapping[str, str]) -> None:
         self.config = config
         self.params = params
+
+    def check_position(self, position: Position) -> None:
+        """Refuse a checkpointed ``position`` this source cannot resume from.
+
+        Called before anything connects, with the position the checkpoint
+        holds for this source. Raise a :class:`dataflare.PluginError` saying
+        what does not fit (another connector's position, a file that is not
+        the one the position was taken in...); the pipeline adds the
+        checkpoint file and ``--reset``. The default accepts every position:
+        the pipeline also turns a KeyError, TypeError, AttributeError or
+        ValueError that ``connect`` raises on a foreign position into that
+        same one-line error.
+        """
 
     @abc.abstractmethod
     def connect(self, position: Position | None) -> None:

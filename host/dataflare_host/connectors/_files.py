@@ -1,26 +1,44 @@
-"""Files: JSONL, CSV and plain lines; one file, a directory of files, or a glob."""
+"""Files: JSONL, CSV and plain lines; one file, a directory of files, or a glob.
+
+Two guarantees beyond reading and writing:
+
+- A source's checkpointed position names the file it was taken in and a
+  fingerprint of that file (see :meth:`FileSource.check_position`), so a
+  pipeline pointed at another file refuses to resume instead of skipping it.
+- A sink never appends after a torn write: on connect it cuts the file back to
+  its last whole line (CSV row, ``records`` frame), see :class:`FileSink`.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import io
 import json
+import logging
 import os
+import stat
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import attrs
-from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
 
-from ._base import Position, Sink, Source, SourceBatch
-from ._records_codec import decode_batch, encode_batch
+from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
+from dataflare_host.connectors._base import Position, Sink, Source, SourceBatch
+from dataflare_host.connectors._records_codec import decode_batch, encode_batch
 
 __all__ = ["FileSink", "FileSource"]
 
+log = logging.getLogger("dataflare.connectors.file")
+
 Format = Literal["jsonl", "csv", "lines", "records"]
 _FRAME_HEADER = struct.Struct(">I")
+_BOM = b"\xef\xbb\xbf"
+_HEAD_BYTES = 4096  # how much of a source file its fingerprint covers
+_SCAN_CHUNK = 1 << 20
 
 
 def _infer_format(path: str) -> Format:
@@ -44,7 +62,9 @@ class FileSourceConfig:
     writes: length-prefixed msgpack batches keeping keys, timestamps and metadata.
     For JSONL and CSV, ``key_field`` and ``timestamp_field`` name the fields that
     become the record's key and timestamp (ms). JSONL lines are checked to be
-    JSON unless ``validate`` is false. Blank lines are skipped.
+    JSON unless ``validate`` is false. Blank lines are skipped. Files are UTF-8;
+    a byte-order mark at the start of a CSV or JSONL file is dropped. A CSV row
+    with fewer or more fields than the header is an error naming file and line.
     """
 
     path: str
@@ -55,8 +75,30 @@ class FileSourceConfig:
     base_dir: str = "."
 
 
+@attrs.frozen
+class _Fingerprint:
+    """What tells one source file from another: its first bytes, by length and hash."""
+
+    head_bytes: int
+    head_sha256: str
+
+    @classmethod
+    def of(cls, fd: int, length: int = _HEAD_BYTES) -> _Fingerprint:
+        head = os.pread(fd, length, 0)
+        return cls(len(head), hashlib.sha256(head).hexdigest())
+
+
 class FileSource(Source):
-    """Records from files; resumes at the file and line after the last checkpoint."""
+    """Records from files; resumes at the file and line after the last checkpoint.
+
+    A position is ``{"file", "line", "offset"}`` plus what identifies the file
+    it was taken in: ``path`` (the configured path, resolved), ``size`` (the
+    file's size then) and ``head_bytes``/``head_sha256`` (a hash of its first
+    4 KiB at most). Content rather than device and inode: the identity must
+    survive what keeps a file the same (appending, ``mv``, restoring data with
+    its checkpoint on another machine) and catch what makes it another one
+    (a different file under the name, a file rewritten or truncated).
+    """
 
     Config = FileSourceConfig
 
@@ -67,15 +109,19 @@ class FileSource(Source):
         self._line = 0
         self._offset = 0
         self._handle: IO[bytes] | None = None
+        self._fingerprint = _Fingerprint(0, hashlib.sha256(b"").hexdigest())
         self._rows: Iterator[tuple[int, bytes | Record]] | None = None
         self._exhausted = False
         self._format: Format = config.format or _infer_format(config.path)
         self._resolve()  # a path that matches nothing fails validation, not the run
 
-    def _resolve(self) -> list[Path]:
-        base = Path(self.config.base_dir)
+    def _pattern(self) -> Path:
         raw = Path(self.config.path)
-        path = raw if raw.is_absolute() else base / raw
+        path = raw if raw.is_absolute() else Path(self.config.base_dir) / raw
+        return Path(os.path.abspath(path))
+
+    def _resolve(self) -> list[Path]:
+        path = self._pattern()
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         elif path.is_file():
@@ -86,7 +132,79 @@ class FileSource(Source):
             raise ConfigurationError(f"file source: no file matches {path}", setting="path")
         return files
 
+    def check_position(self, position: Position) -> None:
+        """Refuse a position that is not a file source's, or not about these files.
+
+        The file the position names must be the same file now (same first
+        bytes, not shorter). A position in a file no longer among ``path``'s
+        files is accepted when ``path`` is the directory or glob it was taken
+        under (the file was cleaned away: reading goes on with the files after
+        it), and refused when ``path`` now points elsewhere.
+        """
+        if not isinstance(position, Mapping) or not isinstance(position.get("file"), str):
+            raise SerializationError(
+                f"file source {self.config.path}: the position {_shown(position)} is not a "
+                "file source's (no 'file' name)"
+            )
+        line, offset = position.get("line", 0), position.get("offset", 0)
+        if not _count(line) or not _count(offset):
+            raise SerializationError(
+                f"file source {self.config.path}: the position {_shown(position)} has no "
+                "whole 'line' and 'offset' counts"
+            )
+        files = self._resolve()
+        name = position["file"]
+        where = f"line {line} of {name}"
+        matching = [p for p in files if p.name == name]
+        if matching:
+            self._check_same_file(matching[0], position, where)
+            return
+        pattern = self._pattern()
+        taken_under = position.get("path")
+        single_file = pattern.is_file()
+        if single_file or (taken_under is not None and taken_under != str(pattern)):
+            raise ConfigurationError(
+                f"file source: the checkpoint's position is at {where}"
+                + (f" under {taken_under}" if taken_under is not None else "")
+                + f", but path is now {pattern}, which does not hold that file"
+            )
+
+    def _check_same_file(self, path: Path, position: Mapping[str, Any], where: str) -> None:
+        head_bytes, head_sha256 = position.get("head_bytes"), position.get("head_sha256")
+        size = position.get("size")
+        if head_bytes is None and head_sha256 is None and size is None:
+            return  # a checkpoint saved before positions kept an identity
+        if (
+            not isinstance(head_bytes, int)
+            or not isinstance(size, int)
+            or not _count(head_bytes)
+            or not _count(size)
+            or not isinstance(head_sha256, str)
+        ):
+            raise SerializationError(
+                f"file source {path}: the position {_shown(position)} has a malformed file "
+                "identity (head_bytes, head_sha256, size)"
+            )
+        try:
+            with path.open("rb") as handle:
+                now = _Fingerprint.of(handle.fileno(), head_bytes)
+                current_size = os.fstat(handle.fileno()).st_size
+        except OSError as exc:
+            raise PluginIOError(f"file source: cannot open {path}: {exc.strerror}") from exc
+        if current_size < size:
+            why = f"it has {current_size} bytes, {size} when the position was saved"
+        elif now != _Fingerprint(head_bytes, head_sha256):
+            why = f"its first {head_bytes} bytes are not the same as when the position was saved"
+        else:
+            return
+        raise ConfigurationError(
+            f"file source: {path} is not the file the checkpoint's position ({where}) was "
+            f"taken in: {why}"
+        )
+
     def connect(self, position: Position | None) -> None:
+        if position:
+            self.check_position(position)
         self._files = self._resolve()
         self._exhausted = False
         skip = 0
@@ -111,6 +229,7 @@ class FileSource(Source):
         path = self._files[self._index]
         try:
             self._handle = path.open("rb")
+            self._fingerprint = _Fingerprint.of(self._handle.fileno())
         except OSError as exc:
             raise PluginIOError(f"file source: cannot open {path}: {exc.strerror}") from exc
         self._rows = self._numbered_rows(self._handle)
@@ -125,24 +244,29 @@ class FileSource(Source):
             yield from enumerate(self._framed_records(handle), start=1)
             return
         if self._format == "csv":
-            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-            try:
-                reader = csv.DictReader(text)
-                for number, row in enumerate(reader, start=1):
-                    if None in row:
-                        raise SerializationError(
-                            f"{self._files[self._index]}:{reader.line_num}: row has more "
-                            "fields than the header"
-                        )
-                    yield (
-                        number,
-                        json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode(),
-                    )
-            finally:
-                text.detach()  # the binary handle is closed by _close_handle
+            yield from self._csv_rows(handle)
             return
         for number, line in enumerate(handle, start=1):
+            if number == 1 and self._format == "jsonl":
+                line = line.removeprefix(_BOM)  # never part of JSON; json.loads refuses it
             yield number, line.rstrip(b"\r\n")
+
+    def _csv_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+        path = self._files[self._index]
+        reader = csv.DictReader(_utf8_lines(handle, path))
+        for number, row in enumerate(reader, start=1):
+            if None in row:
+                raise SerializationError(
+                    f"{path}:{reader.line_num}: row has more fields than the header"
+                )
+            if None in row.values():
+                # DictReader pads a short row with None: a silent null per missing field.
+                given = sum(value is not None for value in row.values())
+                raise SerializationError(
+                    f"{path}:{reader.line_num}: row has {given} field(s), the header has "
+                    f"{len(row)}; add the missing fields (an empty one still needs its comma)"
+                )
+            yield number, json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _framed_records(self, handle: IO[bytes]) -> Iterator[Record]:
         path = self._files[self._index]
@@ -193,8 +317,18 @@ class FileSource(Source):
         return SourceBatch(records, self._position())
 
     def _position(self) -> Position:
-        name = self._files[self._index].name if self._files else ""
-        return {"file": name, "line": self._line, "offset": self._offset}
+        if not self._files:
+            return {"file": "", "line": self._line, "offset": self._offset}
+        size = os.fstat(self._handle.fileno()).st_size if self._handle is not None else 0
+        return {
+            "file": self._files[self._index].name,
+            "line": self._line,
+            "offset": self._offset,
+            "path": str(self._pattern()),
+            "size": size,
+            "head_bytes": self._fingerprint.head_bytes,
+            "head_sha256": self._fingerprint.head_sha256,
+        }
 
     def _record(self, value: bytes) -> Record:
         path = self._files[self._index]
@@ -232,6 +366,33 @@ class FileSource(Source):
         self._close_handle()
 
 
+def _count(value: object) -> bool:
+    """Whether ``value`` is a whole, non-negative count (bool is not one)."""
+    return type(value) is int and value >= 0
+
+
+def _shown(value: object) -> str:
+    """A position as shown in an error: one line, and short."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
+    """The file's lines decoded one by one: a bad byte is reported with its line.
+
+    (A text wrapper decodes in chunks, so its error cannot name the line.) The
+    line ends stay, so the csv module still sees newlines inside quoted fields.
+    """
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise SerializationError(
+                f"{path}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line, "
+                f"{exc.reason}); save the file as UTF-8"
+            ) from exc
+
+
 @attrs.frozen
 class FileSinkConfig:
     """``connection:`` of a file sink: appends to ``path`` (created with its directory).
@@ -252,7 +413,26 @@ class FileSinkConfig:
 
 
 class FileSink(Sink):
-    """Appends records to a file; ``flush`` makes them durable (fsync)."""
+    """Appends records to a file; ``flush`` makes them durable (fsync).
+
+    Every line, CSV row or ``records`` frame in the file stays whole, whatever
+    stops a write half-way (SIGKILL, a full disk, a power cut after fsync):
+
+    - ``connect`` cuts the file back to the end of its last whole line (row,
+      frame) and logs how many bytes it cut. Each :meth:`write` appends whole
+      lines only, so bytes after the last one can only come from a write that
+      never finished; and since the pipeline saves positions only after
+      ``flush`` returned, no checkpoint covers them: the records in them are
+      delivered again after the restart (at least once).
+    - A write that fails (ENOSPC...) cuts the file back to where that write
+      began at once and raises a one-line :class:`dataflare.PluginIOError`.
+
+    This was chosen over keeping the sink's size in the checkpoint and cutting
+    back to it: cutting only what no whole line covers needs nothing from the
+    checkpoint, so it also holds after ``--reset``, without a checkpoint, and
+    for a file other writers (or another pipeline) append to, whose whole
+    lines after our last checkpoint would otherwise be lost.
+    """
 
     Config = FileSinkConfig
 
@@ -261,27 +441,69 @@ class FileSink(Sink):
         raw = Path(config.path)
         self.path = raw if raw.is_absolute() else Path(config.base_dir) / raw
         self._format: Format = config.format or _infer_format(config.path)
-        self._handle: IO[bytes] | None = None
+        # Unbuffered: each write is whole or cut back, and nothing half-written
+        # waits in a buffer for a later flush to append after a failure.
+        self._handle: io.FileIO | None = None
+        self._size = 0  # where the file's last whole line ends
+        self._regular = False
+        self._syncable = False
         self._fields = list(config.fields) if config.fields else None
+        self._header_written = False
 
     def connect(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            existed = self.path.exists() and self.path.stat().st_size > 0
-            self._handle = self.path.open("ab")
+            self._handle = self.path.open("ab", buffering=0)
         except OSError as exc:
-            raise PluginIOError(f"file sink: cannot open {self.path}: {exc.strerror}") from exc
-        self._header_written = existed
+            raise self._error("opening it", exc) from exc
+        try:
+            info = os.fstat(self._handle.fileno())
+            self._regular = stat.S_ISREG(info.st_mode)
+            self._syncable = self._regular or stat.S_ISBLK(info.st_mode)
+            self._size = info.st_size if self._regular else 0
+            if self._regular:
+                self._cut_torn_tail()
+        except OSError as exc:
+            self._handle.close()
+            self._handle = None
+            raise self._error("cutting off its torn last line", exc) from exc
+        self._header_written = self._size > 0
+
+    def _cut_torn_tail(self) -> None:
+        assert self._handle is not None
+        with self.path.open("rb", buffering=0) as reader:  # the append handle cannot read
+            fd = reader.fileno()
+            if self._format == "records":
+                whole = _whole_frames_end(fd, self._size)
+            elif self._format == "csv":
+                whole = _whole_csv_end(fd, self._size)
+            else:
+                whole = _whole_lines_end(fd, self._size)
+        if whole == self._size:
+            return
+        log.warning(
+            "file sink %s: cut off %d byte(s) after its last whole %s (a write that never "
+            "finished: its records are delivered again)",
+            self.path,
+            self._size - whole,
+            "frame" if self._format == "records" else "line",
+        )
+        os.ftruncate(self._handle.fileno(), whole)
+        os.fsync(self._handle.fileno())
+        self._size = whole
 
     def write(self, records: Sequence[Record]) -> None:
         if self._handle is None:
             raise PluginIOError(f"file sink {self.path} is not connected")
         if self._format == "csv":
-            self._write_csv(records)
+            data = self._csv_rows(records)
+            self._append(data)
+            # Only now: a write that failed was cut back, header and all.
+            self._header_written = self._header_written or bool(data)
             return
         if self._format == "records":
             frame = encode_batch(records)
-            self._handle.write(_FRAME_HEADER.pack(len(frame)) + frame)
+            self._append(_FRAME_HEADER.pack(len(frame)) + frame)
             return
         lines = []
         for record in records:
@@ -292,10 +514,30 @@ class FileSink(Sink):
                 )
             lines.append(record.value)
         if lines:
-            self._handle.write(b"\n".join(lines) + b"\n")
+            self._append(b"\n".join(lines) + b"\n")
 
-    def _write_csv(self, records: Sequence[Record]) -> None:
+    def _append(self, data: bytes) -> None:
         assert self._handle is not None
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._handle.write(view)
+                view = view[written:]
+        except OSError as exc:
+            self._cut_back()
+            raise self._error(f"writing {len(data):,} bytes", exc) from exc
+        self._size += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop what a failed write left half-done, so the file ends on a whole line."""
+        if self._handle is None or not self._regular:
+            return
+        try:
+            os.ftruncate(self._handle.fileno(), self._size)
+        except OSError as exc:  # connect cuts it next time
+            log.warning("file sink %s: could not cut off a failed write: %s", self.path, exc)
+
+    def _csv_rows(self, records: Sequence[Record]) -> bytes:
         buffer = io.StringIO()
         writer: csv.DictWriter[str] | None = None
         for record in records:
@@ -314,23 +556,92 @@ class FileSink(Sink):
                 writer = csv.DictWriter(buffer, fieldnames=self._fields, extrasaction="raise")
                 if not self._header_written:
                     writer.writeheader()
-                    self._header_written = True
             try:
                 writer.writerow(row)
             except ValueError as exc:
                 raise PluginIOError(
                     f"file sink {self.path}: record at offset {record.offset}: {exc}"
                 ) from exc
-        self._handle.write(buffer.getvalue().encode())
+        return buffer.getvalue().encode()
 
     def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-            if self.config.fsync:
+        # A pipe or terminal (/dev/stdout) has nothing to make durable: fsync refuses it.
+        if self._handle is not None and self.config.fsync and self._syncable:
+            try:
                 os.fsync(self._handle.fileno())
+            except OSError as exc:
+                raise self._error("making it durable (fsync)", exc) from exc
 
     def close(self) -> None:
         if self._handle is not None:
-            self.flush()
-            self._handle.close()
-            self._handle = None
+            try:
+                self.flush()
+            finally:
+                self._handle.close()
+                self._handle = None
+
+    def _error(self, doing: str, exc: OSError) -> PluginIOError:
+        """One line: which file, what failed, why, and what to do about it."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            advice = (
+                "free space on its file system (or set path to one with room) and run again: "
+                "the run resumes from its last checkpoint"
+            )
+        else:
+            advice = "fix that and run again: the run resumes from its last checkpoint"
+        return PluginIOError(f"file sink {self.path}: {doing} failed: {reason}; {advice}")
+
+
+def _whole_lines_end(fd: int, size: int) -> int:
+    """Where the last newline-terminated line of a file of ``size`` bytes ends."""
+    end = size
+    while end > 0:
+        start = max(0, end - _SCAN_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline != -1:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+def _whole_csv_end(fd: int, size: int) -> int:
+    """Where the last whole CSV row ends: the last newline outside quotes.
+
+    Quotes pair up (an escaped quote is two), so a newline ends a row exactly
+    when an even number of quotes precede it in the file. The quotes are
+    counted per chunk first (fast), then only the tail is searched. Exact for
+    CSV as the csv module writes it (it quotes every field holding a quote); a
+    stray quote inside an unquoted field, which it never writes, would misplace
+    the cut.
+    """
+    starts: list[tuple[int, int]] = []  # (chunk start, quotes before it)
+    quotes = 0
+    for start in range(0, size, _SCAN_CHUNK):
+        starts.append((start, quotes))
+        quotes += os.pread(fd, _SCAN_CHUNK, start).count(b'"')
+    for start, before in reversed(starts):
+        chunk = os.pread(fd, _SCAN_CHUNK, start)
+        # Piece i of the split lies after ``before + i`` quotes.
+        pieces = chunk.split(b'"')
+        position = len(chunk)
+        for index in range(len(pieces) - 1, -1, -1):
+            position -= len(pieces[index])
+            if (before + index) % 2 == 0:
+                newline = pieces[index].rfind(b"\n")
+                if newline != -1:
+                    return start + position + newline + 1
+            position -= 1  # the quote before this piece
+    return 0
+
+
+def _whole_frames_end(fd: int, size: int) -> int:
+    """Where the last whole ``records`` frame ends, walking the frame headers."""
+    end = 0
+    while end + _FRAME_HEADER.size <= size:
+        length = _FRAME_HEADER.unpack(os.pread(fd, _FRAME_HEADER.size, end))[0]
+        if end + _FRAME_HEADER.size + length > size:
+            break
+        end += _FRAME_HEADER.size + length
+    return end

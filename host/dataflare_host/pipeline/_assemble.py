@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
 from dataflare import ConfigurationError, PluginError
 from dataflare.runtime import window_from_mapping
-
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
 from dataflare_host.pipeline._structure import structure_at

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
 from dataflare import PluginIOError, SerializationError
 
 __all__ = ["Checkpoint", "CheckpointStore"]
@@ -38,27 +39,37 @@ class CheckpointStore:
         self.path = path
 
     def load(self) -> Checkpoint:
-        """The saved checkpoint, or an empty one when there is none yet."""
+        """The saved checkpoint, or an empty one when there is none yet.
+
+        Raises :class:`SerializationError` (one line naming the file and
+        ``--reset``) when the file is empty, truncated, binary or not shaped
+        like a checkpoint; :class:`PluginIOError` when it cannot be read.
+        Whether each position suits its source is checked by the source
+        (:meth:`Source.check_position`) when the run connects.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return Checkpoint()
         except OSError as exc:
-            raise PluginIOError(f"cannot read checkpoint {self.path}: {exc.strerror}") from exc
-        try:
-            data = json.loads(text)
-            if data.get("version") != _VERSION:
-                raise ValueError(f"version {data.get('version')!r}, expected {_VERSION}")
-            accumulators = {
-                key: None if value is None else value.encode("latin-1")
-                for key, value in data["accumulators"].items()
-            }
-            return Checkpoint(dict(data["positions"]), accumulators)
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise SerializationError(
-                f"checkpoint {self.path} is unreadable ({exc}); move it away to start over "
-                "(records already delivered would then be delivered again)"
+            raise PluginIOError(
+                f"cannot read checkpoint {self.path}: {exc.strerror}; make it a readable file, "
+                "or run with --reset to start over"
             ) from exc
+        try:
+            return _parse(raw)
+        except _Malformed as exc:
+            raise self.unusable(str(exc)) from exc
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            # UnicodeDecodeError (a binary file) and JSONDecodeError are ValueErrors.
+            raise self.unusable(f"{type(exc).__name__}: {exc}") from exc
+
+    def unusable(self, why: str) -> SerializationError:
+        """The error for a checkpoint this pipeline cannot resume from, and what to do."""
+        return SerializationError(
+            f"checkpoint {self.path} cannot be used ({why}); run with --reset to start over "
+            "(records already delivered are then delivered again)"
+        )
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Replace the checkpoint atomically (a crash leaves the old or the new one)."""
@@ -90,3 +101,32 @@ class CheckpointStore:
     def reset(self) -> None:
         """Forget the checkpoint: the next run starts from the beginning."""
         self.path.unlink(missing_ok=True)
+
+
+class _Malformed(ValueError):
+    """Valid JSON, but not a checkpoint: the message says what is wrong."""
+
+
+def _parse(raw: bytes) -> Checkpoint:
+    """A checkpoint from the file's bytes; raises ValueError saying what is wrong."""
+    if not raw.strip():
+        raise _Malformed("the file is empty")
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict):
+        raise _Malformed(f"expected a JSON object, found {type(data).__name__}")
+    if data.get("version") != _VERSION:
+        raise _Malformed(f"version {data.get('version')!r}, expected {_VERSION}")
+    positions = data.get("positions")
+    accumulators = data.get("accumulators")
+    if not isinstance(positions, dict) or not isinstance(accumulators, dict):
+        raise _Malformed("'positions' and 'accumulators' must both be JSON objects")
+    for key, value in accumulators.items():
+        if value is not None and not isinstance(value, str):
+            raise _Malformed(f"the state of processor {key!r} is not a string")
+    return Checkpoint(
+        dict(positions),
+        {
+            key: None if value is None else value.encode("latin-1")
+            for key, value in accumulators.items()
+        },
+    )

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+
 from dataflare import ConfigurationError
 from dataflare.runtime import window_from_mapping
-
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml, load_located
 from dataflare_host.wasm._sandbox import Sandbox

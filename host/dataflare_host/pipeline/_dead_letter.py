@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from dataflare import ProcessingError, Record
-
 from dataflare_host.pipeline._assemble import ProcessorStage
 
 __all__ = ["dead_letter_record", "describe"]

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 
 from dataflare import PluginError, Record
-
 from dataflare_host.pipeline._assemble import ProcessorStage, fingerprint, load_processor
 from dataflare_host.pipeline._config import ProcessorEntry
 from dataflare_host.pipeline._stats import PipelineStats

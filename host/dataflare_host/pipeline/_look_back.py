@@ -8,7 +8,6 @@ import time
 from collections.abc import Mapping, Sequence
 
 from dataflare import Record
-
 from dataflare_host.connectors import Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._checkpoint import Checkpoint

@@ -23,8 +23,8 @@ from types import FrameType
 from typing import Any, Literal, Protocol
 
 import attrs
-from dataflare import PluginError, PluginKind, Record
 
+from dataflare import PluginError, PluginKind, Record
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._assemble import ProcessorStage, build_connector, load_processor
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
@@ -151,7 +151,8 @@ class Pipeline:
     # -- running ------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the run to stop: no more reading; what was read is drained and committed."""
+        """Ask the run to stop: no more reading; the batch in flight finishes and is committed;
+        batches read but not yet processed are read again by the next run."""
         self._stop.set()
 
     def run(
@@ -162,15 +163,16 @@ class Pipeline:
         for stage_stats in self.stats:
             stage_stats.started = started
         restore = self._install_signal_handlers() if handle_signals else None
-        checkpoint = self.checkpoints.load()
-        resumed = bool(checkpoint.positions)
-        for stage in self.processors:
-            if stage.id in checkpoint.accumulators:
-                stage.plugin.accumulator = checkpoint.accumulators[stage.id]
         status: Literal["completed", "stopped", "failed"] = "completed"
         error: str | None = None
-        positions = dict(checkpoint.positions)
+        positions: dict[str, Any] = {}
+        resumed = False
         try:
+            # Inside the error handling: a checkpoint this pipeline cannot resume
+            # from is one line naming the file and --reset, never a traceback.
+            checkpoint = self._load_checkpoint()
+            resumed = bool(checkpoint.positions)
+            positions = dict(checkpoint.positions)
             self._warm_up(checkpoint)
             self._connect(checkpoint)
             status = self._main_loop(positions, progress)
@@ -201,7 +203,7 @@ class Pipeline:
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             log.warning(
-                "received %s: stopping (draining, flushing, checkpointing)",
+                "received %s: stopping (finishing the batch in flight, flushing, checkpointing)",
                 signal.Signals(signum).name,
             )
             self.stop()
@@ -213,6 +215,47 @@ class Pipeline:
                 signal.signal(sig, old)
 
         return restore
+
+    def _load_checkpoint(self) -> Checkpoint:
+        """The checkpoint, checked against this pipeline before anything connects.
+
+        Each source checks its own position (:meth:`Source.check_position`) and
+        each aggregate's state is tried on an empty batch, so a checkpoint from
+        another pipeline, connector or plugin version (say an aggregate that
+        gained a window) fails here, in one line naming the file and --reset.
+        """
+        checkpoint = self.checkpoints.load()
+        for entry, source in zip(self.config.sources, self.sources, strict=True):
+            if entry.id not in checkpoint.positions:
+                continue
+            try:
+                source.check_position(checkpoint.positions[entry.id])
+            except PluginError as exc:
+                raise self.checkpoints.unusable(f"source {entry.id!r}: {exc}") from exc
+        for stage in self.processors:
+            # Only an aggregate carries state; a stage that no longer is one drops it.
+            if stage.id not in checkpoint.accumulators:
+                continue
+            if stage.plugin.kind is not PluginKind.AGGREGATE:
+                log.warning(
+                    "processor %r is not an aggregate: ignoring its state in %s",
+                    stage.id,
+                    self.checkpoints.path,
+                )
+                continue
+            saved = checkpoint.accumulators[stage.id]
+            stage.plugin.accumulator = saved
+            try:
+                failure: BaseException | None = stage.plugin.process([]).error
+            except Exception as exc:  # noqa: BLE001 - whatever the state breaks is reported
+                failure = exc
+            stage.plugin.accumulator = saved  # exactly as saved, not as the probe re-encoded it
+            if failure is not None:
+                raise self.checkpoints.unusable(
+                    f"processor {stage.id!r} cannot continue from its saved state: "
+                    f"{type(failure).__name__}: {failure}"
+                ) from failure
+        return checkpoint
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:
         """Run look-back for processors the checkpoint holds no state for."""
@@ -229,10 +272,20 @@ class Pipeline:
             self.dead_letter.connect()
         self._sinks_healthy = True
         for entry, source in zip(self.config.sources, self.sources, strict=True):
+            position = checkpoint.positions.get(entry.id)
             try:
-                source.connect(checkpoint.positions.get(entry.id))
+                source.connect(position)
             except PluginError as exc:
                 raise PipelineError(f"source {entry.id!r}: {exc}") from exc
+            except (KeyError, AttributeError, TypeError, ValueError) as exc:
+                if position is None:
+                    raise
+                # A connector without its own check_position trips over a
+                # foreign position (another connector's, a hand-edited one).
+                raise self.checkpoints.unusable(
+                    f"source {entry.id!r} cannot resume from {repr(position)[:120]}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
 
     def _main_loop(
         self, positions: dict[str, Any], progress: ProgressReporter | None
@@ -250,6 +303,11 @@ class Pipeline:
         last_commit = last_reload = last_progress = time.monotonic()
         try:
             while live:
+                if self._stop.is_set():
+                    # Stop now: batches read but not processed are not committed,
+                    # so the next run reads them again (at least once). Draining
+                    # them could take minutes behind a slow plugin.
+                    break
                 item = readers.get(timeout=0.05)
                 now = time.monotonic()
                 if isinstance(item, ReaderDone):

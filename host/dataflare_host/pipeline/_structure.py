@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from dataflare.runtime import did_you_mean
 
+from dataflare.runtime import did_you_mean
 from dataflare_host.pipeline._yaml import LocatedYaml, YamlPath
 
 __all__ = ["structure_at"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import yaml
+
 from dataflare import ConfigurationError
 
 __all__ = ["LocatedYaml", "YamlPath", "format_path", "load_located"]

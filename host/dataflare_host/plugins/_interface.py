@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from dataflare import PluginError, PluginKind, Record
 from dataflare.runtime import BatchResult, LookBackResult
-
 from dataflare_host._closing import Closing
 
 __all__ = ["Plugin"]

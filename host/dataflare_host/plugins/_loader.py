@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dataflare import ConfigurationError
 from dataflare.runtime import MARK, find_plugin
-
 from dataflare_host.plugins._interface import Plugin
 from dataflare_host.plugins._native import ModuleCache, NativePlugin, import_plugin_module
 

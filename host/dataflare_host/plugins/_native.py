@@ -14,7 +14,6 @@ from types import ModuleType
 
 from dataflare import ConfigurationError, Record
 from dataflare.runtime import BatchResult, Dispatcher, LookBackResult, PluginModule, find_plugin
-
 from dataflare_host.plugins._interface import Plugin
 
 __all__ = ["ModuleCache", "NativePlugin", "import_plugin_module"]

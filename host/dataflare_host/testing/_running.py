@@ -8,11 +8,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dataflare import Record
-from dataflare.runtime import BatchResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataflare import Record
+from dataflare.runtime import BatchResult
 from dataflare_host.plugins import Plugin, Runtime, load_plugin
 from dataflare_host.plugins._native import ModuleCache
 from dataflare_host.wasm import component_for

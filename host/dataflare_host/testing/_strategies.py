@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dataflare import Record
 from hypothesis import strategies as st
+
+from dataflare import Record
 
 __all__ = [
     "batches",

@@ -24,9 +24,9 @@ from types import ModuleType
 
 import attr
 import attrs
+
 import dataflare
 from dataflare import ConfigurationError, PluginIOError
-
 from dataflare_host.wasm._wit import WIT_WORLD, wit_dir
 
 __all__ = ["BUILD_TIMEOUT_S", "build_component", "guest_sources"]

@@ -19,7 +19,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 from dataflare import ConfigurationError
-
 from dataflare_host._cache import cache_root
 from dataflare_host.wasm._build import build_component, guest_sources
 from dataflare_host.wasm._wit import wit_dir

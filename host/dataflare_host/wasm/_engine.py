@@ -16,9 +16,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import wasmtime
-from dataflare import ConfigurationError
 from wasmtime import component as wc
 
+from dataflare import ConfigurationError
 from dataflare_host._cache import cache_root
 
 __all__ = ["EPOCH_TICK_S", "SharedEngine", "compiled_dir", "shared_engine"]

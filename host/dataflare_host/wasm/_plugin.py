@@ -1,16 +1,22 @@
 """The WASM backend: a plugin component run by wasmtime, sandboxed, behind ``Plugin``.
 
-Sandbox: WASI with no preopened directory, no environment, no arguments and no
-network (the world imports only WASI); a time limit per batch (epoch
-interruption) and a memory cap (store limits). Guest stdout/stderr go to
-per-instance files that are forwarded to the ``dataflare.guest`` logger after
-every call. After a trap or a limit hit the instance is thrown away and the
-next batch gets a fresh one.
+Sandbox: each instance lives in a sandbox process the host kills when a call
+outlives its time limit (so blocking WASI calls are bounded too), with WASI
+giving no preopened directory, no environment, no arguments and no network
+(the world imports only WASI); a time limit per call (epoch interruption, then
+the kill) and a memory cap (store limits). Guest stdout/stderr are forwarded,
+capped, to the ``dataflare.guest`` logger after every call.
+
+After a trap or a limit hit the instance is thrown away (its memory is
+suspect) and the next batch gets a fresh one; a Python exception the guest
+caught and reported keeps the instance, exactly as a native plugin keeps its
+state after a failed record.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from wasmtime import component as wc
+
 from dataflare import (
     ConfigurationError,
     LimitExceededError,
@@ -37,13 +45,18 @@ from dataflare.runtime import (
     encode_request,
     resolve_params,
 )
-from wasmtime import component as wc
-
 from dataflare_host.plugins._interface import Plugin
-from dataflare_host.wasm._engine import shared_engine
-from dataflare_host.wasm._guest_values import PluginInfo, call_error, guest_field
-from dataflare_host.wasm._instance import Instance, Trap
+from dataflare_host.wasm._guest_values import (
+    PluginInfo,
+    call_error,
+    check_sources,
+    guest_consumed,
+    guest_field,
+    shim_ran_out_of_memory,
+)
+from dataflare_host.wasm._instance import Trap
 from dataflare_host.wasm._sandbox import Sandbox
+from dataflare_host.wasm._sandbox_process import Instance
 
 __all__ = ["WasmPlugin"]
 
@@ -59,21 +72,19 @@ class WasmPlugin(Plugin):
     ) -> None:
         self.path = Path(path)
         self.sandbox = sandbox or Sandbox()
-        self._shared = shared_engine()
-        self._component = self._shared.load(self.path)
         self._params = dict(params or {})
         self._warm_up: list[Record] = []
         self._lock = threading.Lock()
         self._idle: list[Instance] = []
         first = self._new_instance(init=False)
         info = self._describe(first)
-        kind = PluginKind(info.kind.replace("-", "_"))
+        kind = info.kind
         self.info = info
         super().__init__(
             name=info.name,
             kind=kind,
             origin=str(self.path),
-            initial=info.initial.encode("latin-1"),
+            initial=info.initial,
         )
         # Checked here, with the SDK's own rule, before the guest sees them: the
         # error then carries its setting (a pipeline points at the params line).
@@ -89,7 +100,7 @@ class WasmPlugin(Plugin):
     # -- instances ----------------------------------------------------------
 
     def _new_instance(self, *, init: bool = True) -> Instance:
-        instance = Instance(self._shared, self._component, self.sandbox, str(self.path))
+        instance = Instance(self.path, self.sandbox, str(self.path))
         if init:
             self._init(instance)
             if self._warm_up:
@@ -113,11 +124,13 @@ class WasmPlugin(Plugin):
 
     def _describe(self, instance: Instance) -> PluginInfo:
         try:
-            info = instance.call("describe")
+            return PluginInfo.from_wit(instance.call("describe"), self.path)
         except Trap as trap:
-            instance.close()
             raise ConfigurationError(f"{self.path}: describe trapped: {trap}") from trap
-        return PluginInfo.from_wit(info)
+        finally:
+            # On success the instance is used again (init), so close only on failure.
+            if sys.exc_info()[0] is not None:
+                instance.close()
 
     def _init(self, instance: Instance) -> None:
         try:
@@ -146,15 +159,39 @@ class WasmPlugin(Plugin):
     def _run(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
         shards = self._shard_count(len(records))
         if shards == 1:
-            return self._run_on_instance(records, accumulator)
+            return self._run_narrowing(records, accumulator)
         size = math.ceil(len(records) / shards)
         pieces = [records[start : start + size] for start in range(0, len(records), size)]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
                 self.sandbox.instances, thread_name_prefix="dataflare-wasm"
             )
-        results = list(self._pool.map(lambda piece: self._run_on_instance(piece, None), pieces))
+        results = list(self._pool.map(lambda piece: self._run_narrowing(piece, None), pieces))
         return _merge(results, [len(p) for p in pieces])
+
+    def _run_narrowing(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
+        """Run a batch; when it runs out of time, find the record that does.
+
+        The time limit is per call, so records that are each fast enough can
+        exceed it together. Rather than blame the batch's first record, the batch
+        is then run again one record at a time (carrying an aggregate's state):
+        only a record that exceeds the limit alone is reported, and every record
+        before it keeps its outputs. A timed-out batch thus costs at most two
+        limits before its culprit is known.
+        """
+        result = self._run_on_instance(records, accumulator)
+        if len(records) < 2 or not _timed_out(result):
+            return result
+        results: list[BatchResult] = []
+        state = accumulator
+        for record in records:
+            single = self._run_on_instance([record], state)
+            results.append(single)
+            state = single.accumulator
+            if single.error is not None:
+                break
+        merged = _merge(results, [1] * len(results))
+        return attrs.evolve(merged, accumulator=state)
 
     def _shard_count(self, count: int) -> int:
         if self.kind is PluginKind.AGGREGATE or self.sandbox.instances == 1:
@@ -171,25 +208,21 @@ class WasmPlugin(Plugin):
         except PluginError:
             instance.close()
             raise
-        if result.error is not None:
-            # After any failure the next batch gets a fresh instance: whatever the
-            # plugin left half-done in its guest state is thrown away with it.
-            instance.close()
-        else:
-            self._release(instance)
         if result.error is not None and result.error.error_type == "MemoryError":
-            # The guest hit the memory cap and survived as a MemoryError.
+            # The guest hit the memory cap and survived as a MemoryError: its
+            # memory is suspect, so this instance goes; the batch fails at a limit.
+            instance.close()
             error = result.error
-            limit = LimitExceededError(
-                plugin=error.plugin,
-                kind=error.kind,
-                offset=error.offset,
-                index=error.index,
+            limit = error.replace(
+                LimitExceededError,
                 error_type="MemoryError",
                 error_message=f"memory cap of {self.sandbox.memory_limit_mb} MiB "
                 f"reached ({error.error_message or 'allocation failed'})",
             )
             return attrs.evolve(result, error=limit)
+        # A Python exception the guest caught (or success) leaves the instance as
+        # sound as a native plugin after a raise: keep it, with its state.
+        self._release(instance)
         return result
 
     def _trap_result(
@@ -198,17 +231,26 @@ class WasmPlugin(Plugin):
         first = records[0].offset if records else -1
         where = f"a batch of {len(records)} records starting at offset {first}"
         error: ProcessingError
-        if trap.timed_out:
-            error = self._batch_error(
-                LimitExceededError,
+        if trap.memory:
+            error = self._error(
                 first,
+                0,
+                "MemoryError",
+                f"{where} reached the memory cap of {self.sandbox.memory_limit_mb} MiB",
+                cls=LimitExceededError,
+            )
+        elif trap.timed_out:
+            error = self._error(
+                first,
+                0,
                 "TimeLimitExceeded",
                 f"{where} ran past the {self.sandbox.time_limit_s:g} s time limit",
+                cls=LimitExceededError,
             )
         else:
-            error = self._batch_error(
-                ProcessingError,
+            error = self._error(
                 first,
+                0,
                 "Trap",
                 f"the component trapped ({trap}) on {where}; see the dataflare.guest log",
             )
@@ -219,15 +261,24 @@ class WasmPlugin(Plugin):
         )
         return BatchResult([], [], 0, error, acc)
 
-    def _batch_error(
-        self, cls: type[ProcessingError], offset: int, error_type: str, message: str
+    def _error(
+        self,
+        offset: int,
+        index: int,
+        error_type: str,
+        message: str,
+        *,
+        cls: type[ProcessingError] = ProcessingError,
     ) -> ProcessingError:
-        """An error about a whole batch (a trap or a limit): it names the first record."""
+        """An error of this plugin at record ``offset``, ``index`` in its batch.
+
+        An error about a whole batch (a trap or a limit) names its first record.
+        """
         return cls(
             plugin=self.name,
             kind=self.kind.value,
             offset=offset,
-            index=0,
+            index=index,
             error_type=error_type,
             error_message=message,
         )
@@ -242,17 +293,18 @@ class WasmPlugin(Plugin):
         else:
             out = instance.call(kind.value.replace("_", "-"), batch)
         if not isinstance(out, wc.Record):
+            if shim_ran_out_of_memory(out):
+                # The cap was hit while the shim encoded the results: a limit on
+                # this batch (so on_error applies), not a broken component.
+                raise Trap("the memory cap was reached", timed_out=False, memory=True)
             raise call_error(out, self.path)
-        consumed = guest_field(out, "consumed", int)
-        if not 0 <= consumed <= len(records):
-            raise SerializationError(
-                f"{self.path}: guest reported {consumed} consumed of {len(records)}"
-            )
+        consumed = guest_consumed(out, len(records), self.path, "guest")
         error = self._processing_error(getattr(out, "error", None), records, consumed)
         if kind is PluginKind.FILTER:
             kept = decode_kept(guest_field(out, "kept", str), consumed)
             return BatchResult([records[i] for i in kept], kept, consumed, error)
         outputs, sources = decode_records(guest_field(out, "records", str), records, consumed)
+        check_sources(kind, sources, consumed, self.path)
         acc: bytes | None = None
         if kind is PluginKind.AGGREGATE:
             acc = decode_accumulator(guest_field(out, "accumulator", str))
@@ -266,13 +318,11 @@ class WasmPlugin(Plugin):
         if consumed >= len(records):
             raise SerializationError(f"{self.path}: guest reported an error past the batch's end")
         # Name, kind and offset come from what the host knows, not from the guest.
-        return ProcessingError(
-            plugin=self.name,
-            kind=self.kind.value,
-            offset=records[consumed].offset,
-            index=consumed,
-            error_type=guest_field(raw, "error-type", str),
-            error_message=guest_field(raw, "message", str),
+        return self._error(
+            records[consumed].offset,
+            consumed,
+            guest_field(raw, "error-type", str),
+            guest_field(raw, "message", str),
         )
 
     @property
@@ -287,15 +337,13 @@ class WasmPlugin(Plugin):
         except Trap as trap:
             instance.close()
             first = records[0].offset if records else -1
-            error = self._batch_error(
-                ProcessingError, first, "Trap", f"the component trapped in look_back ({trap})"
-            )
+            error = self._error(first, 0, "Trap", f"the component trapped in look_back ({trap})")
             return LookBackResult(None, 0, error)
         except PluginError:
             instance.close()
             raise
         if result.error is not None:
-            instance.close()
+            self._release(instance)
             return result
         self._warm_up = list(records)
         with self._lock:
@@ -308,11 +356,7 @@ class WasmPlugin(Plugin):
         out = instance.call("look-back", encode_request(records))
         if not isinstance(out, wc.Record):
             raise call_error(out, self.path)
-        consumed = guest_field(out, "consumed", int)
-        if not 0 <= consumed <= len(records):
-            raise SerializationError(
-                f"{self.path}: look-back reported {consumed} of {len(records)}"
-            )
+        consumed = guest_consumed(out, len(records), self.path, "look-back")
         raw_acc = getattr(out, "accumulator", None)
         accumulator = None if raw_acc is None else decode_accumulator(raw_acc)
         failure = self._processing_error(getattr(out, "error", None), records, consumed)
@@ -327,6 +371,11 @@ class WasmPlugin(Plugin):
             instance.close()
 
 
+def _timed_out(result: BatchResult) -> bool:
+    error = result.error
+    return isinstance(error, LimitExceededError) and error.error_type == "TimeLimitExceeded"
+
+
 def _merge(results: list[BatchResult], sizes: list[int]) -> BatchResult:
     outputs: list[Record] = []
     sources: list[int] = []
@@ -335,8 +384,7 @@ def _merge(results: list[BatchResult], sizes: list[int]) -> BatchResult:
         outputs.extend(result.outputs)
         sources.extend(s + start for s in result.sources)
         if result.error is not None:
-            error = result.error
-            shifted = type(error)(**{**error.fields(), "index": error.index + start})  # type: ignore[arg-type]
+            shifted = result.error.replace(index=result.error.index + start)
             return BatchResult(outputs, sources, start + result.consumed, shifted)
         start += size
     return BatchResult(outputs, sources, start)

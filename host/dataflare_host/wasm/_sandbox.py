@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import attrs
+
 from dataflare import ConfigurationError
 
 __all__ = ["Sandbox"]

@@ -6,7 +6,7 @@ very same code inside the guest. That is what makes both runtimes agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -98,9 +98,9 @@ class Dispatcher:
         self._emit_each = definition.emit is AggregateEmit.EACH
         self._run = {
             PluginKind.FILTER: self._filter,
-            PluginKind.MAP: self._map,
-            PluginKind.FILTER_MAP: self._filter_map,
-            PluginKind.ARRAY_MAP: self._array_map,
+            PluginKind.MAP: self._records,
+            PluginKind.FILTER_MAP: self._records,
+            PluginKind.ARRAY_MAP: self._records,
             PluginKind.AGGREGATE: self._aggregate,
         }[self._kind]
 
@@ -149,59 +149,20 @@ class Dispatcher:
         kept, consumed, error = self.filter_indices(records)
         return BatchResult([records[i] for i in kept], kept, consumed, error)
 
-    def _call(self, record: Record) -> Any:
-        if self._takes_context:
-            return self._func(record, self.context)
-        return self._func(record)
-
-    def _map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
-        outputs: list[Record] = []
-        index = 0
-        try:
-            for index, record in enumerate(records):  # noqa: B007 - read in the handler
-                result = self._call(record)
-                if type(result) is not Record:
-                    raise _wrong_return(self._kind, "a Record", result)
-                outputs.append(_at_offset(result, record.offset))
-        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
-            return BatchResult(outputs, list(range(index)), index, self._error(records, index, exc))
-        return BatchResult(outputs, list(range(len(records))), len(records))
-
-    def _filter_map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+    def _records(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
+        # map, filter_map and array_map differ only in what one return value
+        # yields: the per-kind emit checks it and adds that input's outputs.
+        emit = _EMIT[self._kind]
+        func = self._func
+        context = self.context
+        takes_context = self._takes_context
         outputs: list[Record] = []
         sources: list[int] = []
         index = 0
         try:
             for index, record in enumerate(records):
-                result = self._call(record)
-                if result is None:
-                    continue
-                if type(result) is not Record:
-                    raise _wrong_return(self._kind, "a Record or None", result)
-                outputs.append(_at_offset(result, record.offset))
-                sources.append(index)
-        except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
-            return BatchResult(outputs, sources, index, self._error(records, index, exc))
-        return BatchResult(outputs, sources, len(records))
-
-    def _array_map(self, records: Sequence[Record], _acc: bytes | None) -> BatchResult:
-        outputs: list[Record] = []
-        sources: list[int] = []
-        index = 0
-        try:
-            for index, record in enumerate(records):
-                result = self._call(record)
-                if isinstance(result, (Record, bytes, str)) or not hasattr(result, "__iter__"):
-                    raise _wrong_return(self._kind, "an iterable of Records", result)
-                produced = []
-                for item in result:
-                    if type(item) is not Record:
-                        raise _wrong_return(self._kind, "Records in its iterable", item)
-                    produced.append(_at_offset(item, record.offset))
-                # All of a record's outputs, or none: a failure half-way through
-                # must not leave part of one input's results behind.
-                outputs.extend(produced)
-                sources.extend([index] * len(produced))
+                result = func(record, context) if takes_context else func(record)
+                emit(result, record.offset, index, outputs, sources)
         except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             return BatchResult(outputs, sources, index, self._error(records, index, exc))
         return BatchResult(outputs, sources, len(records))
@@ -318,6 +279,50 @@ class Dispatcher:
             error_type=type(exc).__name__,
             error_message=str(exc),
         )
+
+
+# An emit appends to ``outputs`` what one plugin return value yields, and the
+# input's index to ``sources`` once per output. It appends in place rather than
+# returning a list: a list per record made a map about 20% slower (measured).
+_Emit = Callable[[Any, int, int, list[Record], list[int]], None]
+
+
+def _emit_one(kind: PluginKind, expected: str, *, none_allowed: bool) -> _Emit:
+    # map and filter_map: one Record per input, or (filter_map) None for no output.
+    def emit(
+        result: Any, offset: int, index: int, outputs: list[Record], sources: list[int]
+    ) -> None:
+        if type(result) is not Record:
+            if result is None and none_allowed:
+                return
+            raise _wrong_return(kind, expected, result)
+        outputs.append(_at_offset(result, offset))
+        sources.append(index)
+
+    return emit
+
+
+def _emit_array_map(
+    result: Any, offset: int, index: int, outputs: list[Record], sources: list[int]
+) -> None:
+    if isinstance(result, (Record, bytes, str)) or not hasattr(result, "__iter__"):
+        raise _wrong_return(PluginKind.ARRAY_MAP, "an iterable of Records", result)
+    produced = []
+    for item in result:
+        if type(item) is not Record:
+            raise _wrong_return(PluginKind.ARRAY_MAP, "Records in its iterable", item)
+        produced.append(_at_offset(item, offset))
+    # All of a record's outputs, or none: a failure half-way through
+    # must not leave part of one input's results behind.
+    outputs.extend(produced)
+    sources.extend([index] * len(produced))
+
+
+_EMIT: dict[PluginKind, _Emit] = {
+    PluginKind.MAP: _emit_one(PluginKind.MAP, "a Record", none_allowed=False),
+    PluginKind.FILTER_MAP: _emit_one(PluginKind.FILTER_MAP, "a Record or None", none_allowed=True),
+    PluginKind.ARRAY_MAP: _emit_array_map,
+}
 
 
 def _at_offset(record: Record, offset: int) -> Record:

@@ -1,0 +1,111 @@
+"""The sandbox process: runs component instances for the host, which can kill it at any time.
+
+Started by :mod:`dataflare_host.wasm._sandbox_process` as ``python -m
+dataflare_host.wasm._worker``. It reads requests from stdin and answers on
+stdout, one length-prefixed pickle each way (both ends are this package: the
+guest never writes to this channel, it only returns values that this process
+lifts and checks the shape of). Why a process: wasmtime's epoch deadline stops
+running wasm code but not a blocking WASI call (``time.sleep`` in the guest), so
+the only limit that holds whatever the guest does is a process the host kills.
+
+Requests (tuples): ``("load", path)``, ``("instantiate", memory_bytes,
+time_limit_s, label)``, ``("call", name, args, time_limit_s)``, ``("drop",)``.
+Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
+``("error", message)`` where ``output`` is what the guest printed during the
+request, capped.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["HEADER", "main", "read_frame", "write_frame"]
+
+HEADER = struct.Struct(">Q")
+"""Frame header: the payload's length."""
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """One pickled message from ``stream``; raises EOFError when the stream ends."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        raise EOFError("the channel closed")
+    (size,) = HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("the channel closed mid-message")
+    return pickle.loads(payload)
+
+
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    """Send one pickled message on ``stream``."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def main() -> None:
+    """Serve requests until the host closes stdin (or kills this process)."""
+    # The protocol owns the real stdout; anything else printed here (a library's
+    # warning) goes to stderr instead of corrupting a frame.
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+
+    from dataflare import ConfigurationError
+    from dataflare_host.wasm._engine import shared_engine
+    from dataflare_host.wasm._instance import GuestInstance, Trap
+
+    engine = shared_engine()
+    component: Any = None
+    instance: GuestInstance | None = None
+    while True:
+        try:
+            request = read_frame(requests)
+        except EOFError:
+            return
+        op = request[0]
+        try:
+            if op == "load":
+                component = engine.load(Path(request[1]))
+                reply: tuple[Any, ...] = ("ok", None, [])
+            elif op == "instantiate":
+                _, memory_bytes, time_limit_s, label = request
+                if instance is not None:
+                    instance.close()
+                instance = None
+                instance = GuestInstance(engine, component, memory_bytes, time_limit_s, label)
+                reply = ("ok", None, instance.drain_output())
+            elif op == "call":
+                _, name, args, time_limit_s = request
+                assert instance is not None, "call before instantiate"
+                value = instance.call(name, args, time_limit_s)
+                reply = ("ok", value, instance.drain_output())
+            elif op == "drop":
+                if instance is not None:
+                    instance.close()
+                instance = None
+                reply = ("ok", None, [])
+            else:
+                reply = ("error", f"unknown request {op!r}")
+        except Trap as trap:
+            output = instance.drain_output() if instance is not None else []
+            if instance is not None:
+                instance.close()
+            instance = None  # never reuse an instance that trapped
+            reply = ("trap", str(trap), trap.timed_out, output)
+        except ConfigurationError as exc:
+            reply = ("error", str(exc))
+        try:
+            write_frame(channel, reply)
+        except BrokenPipeError:
+            return
+
+
+if __name__ == "__main__":
+    main()
