@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from dataflare_host import Pipeline
 from servers import PostgresServer
+
+from dataflare_host import Pipeline
 
 pytestmark = pytest.mark.server
 

@@ -9,6 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from servers import PostgresServer
+
 from dataflare import ConfigurationError, PluginIOError, Record
 from dataflare_host.connectors import (
     PostgresSink,
@@ -17,9 +21,6 @@ from dataflare_host.connectors import (
     PostgresSourceConfig,
     SourceBatch,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from servers import PostgresServer
 
 pytestmark = pytest.mark.server
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import redis
-from dataflare import ConfigurationError, PluginIOError, Record
-from dataflare_host.connectors import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
 from hypothesis import given
 from hypothesis import strategies as st
 from servers import RedisServer
+
+from dataflare import ConfigurationError, PluginIOError, Record
+from dataflare_host.connectors import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
 
 pytestmark = pytest.mark.server
 

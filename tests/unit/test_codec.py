@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from dataflare import Record, SerializationError
-from dataflare_host.connectors import FORMAT_VERSION, decode_batch, encode_batch
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import INT64, batches, bytes_values, json_values, keys, metadata, text_values
+
+from dataflare import Record, SerializationError
+from dataflare_host.connectors import FORMAT_VERSION, decode_batch, encode_batch
 
 
 @st.composite

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import dataflare
 import pytest
+
+import dataflare
 from dataflare import ConfigurationError, PluginKind, Record
 from dataflare.runtime import Dispatcher, find_plugin
 

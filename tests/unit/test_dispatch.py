@@ -6,13 +6,14 @@ import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import dataflare
 import pytest
-from dataflare import LimitExceededError, PluginError, ProcessingError, Record
-from dataflare.runtime import BatchResult, Dispatcher, find_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import batches
+
+import dataflare
+from dataflare import LimitExceededError, PluginError, ProcessingError, Record
+from dataflare.runtime import BatchResult, Dispatcher, find_plugin
 
 
 def dispatcher(func: Callable[..., Any], params: dict[str, str] | None = None) -> Dispatcher:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from dataflare import PluginKind, Record
-from dataflare_host import Plugin, load_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import as_dict, batches, bytes_values, json_documents, json_scalars, to_json
+
+from dataflare import PluginKind, Record
+from dataflare_host import Plugin, load_plugin
 
 
 def load(name: str, **params: str) -> Plugin:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dataflare import Record, SerializationError
-from dataflare_host.connectors import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import batches
+
+from dataflare import Record, SerializationError
+from dataflare_host.connectors import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 
 
 def write(path: Path, groups: list[list[Record]]) -> None:

@@ -7,10 +7,11 @@ from types import MappingProxyType
 
 import attrs
 import pytest
-from dataflare import Record
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import json_documents, records
+
+from dataflare import Record
 
 
 def test_defaults() -> None:

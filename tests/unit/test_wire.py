@@ -13,6 +13,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import INT64, as_dict, batches, metadata, records
+
 from dataflare import Record, SerializationError
 from dataflare.runtime import (
     decode_accumulator,
@@ -24,9 +28,6 @@ from dataflare.runtime import (
     encode_records,
     encode_request,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from strategies import INT64, as_dict, batches, metadata, records
 
 # Every byte, NUL and the Latin-1 upper half weighted in: the wire's risky part.
 wire_bytes = st.binary(max_size=40) | st.lists(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import attrs
+
 from dataflare import ConfigurationError, Record
 
 from ._base import Position, Source, SourceBatch

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import attrs
 import psycopg
-from dataflare import ConfigurationError, PluginIOError, Record
 from psycopg import sql
+
+from dataflare import ConfigurationError, PluginIOError, Record
 
 from ._base import Sink
 from ._postgres_common import (

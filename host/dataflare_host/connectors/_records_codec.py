@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgpack
+
 from dataflare import Record, SerializationError
 
 __all__ = ["FORMAT_VERSION", "decode_batch", "encode_batch"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 import redis
+
 from dataflare import ConfigurationError, PluginIOError, Record
 
 from ._base import Position, Sink, Source, SourceBatch

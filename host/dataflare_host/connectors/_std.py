@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO
 
 import attrs
+
 from dataflare import PluginIOError, Record
 
 from ._base import Position, Sink, Source, SourceBatch
