@@ -73,9 +73,11 @@ class ProcessingError(PluginError, RuntimeError):
     """A plugin failed on one record: Fluvio's structured runtime error.
 
     Carries which plugin failed (``plugin``, ``kind``), on which record
-    (``offset`` in the stream, ``index`` in the batch) and what it raised
-    (``error_type``, ``error_message``). Outputs produced before the failing
-    record are kept by whoever ran the batch.
+    (``offset`` in the stream, ``index`` in the batch, and a truncated preview
+    of its ``record_key`` and ``record_value``) and what it raised
+    (``error_type``, ``error_message``; the message ends with the exception's
+    cause chain, ``...; caused by KeyError: 'x'``). Outputs produced before the
+    failing record are kept by whoever ran the batch.
 
     >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
     ...                       error_type="ValueError", error_message="bad digit")
@@ -92,6 +94,8 @@ class ProcessingError(PluginError, RuntimeError):
         index: int,
         error_type: str,
         error_message: str,
+        record_key: str | None = None,
+        record_value: str | None = None,
     ) -> None:
         self.plugin = plugin
         self.kind = kind
@@ -99,11 +103,13 @@ class ProcessingError(PluginError, RuntimeError):
         self.index = index
         self.error_type = error_type
         self.error_message = error_message
+        self.record_key = record_key
+        self.record_value = record_value
         detail = f"{error_type}: {error_message}" if error_message else error_type
         super().__init__(f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}")
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, str | int]) -> Self:
+    def from_fields(cls, fields: Mapping[str, str | int | None]) -> Self:
         """The error whose :meth:`fields` are ``fields`` (the inverse of :meth:`fields`).
 
         >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
@@ -114,7 +120,7 @@ class ProcessingError(PluginError, RuntimeError):
         return cls(**fields)  # type: ignore[arg-type]
 
     def replace(
-        self, cls: type[ProcessingError] | None = None, **changes: str | int
+        self, cls: type[ProcessingError] | None = None, **changes: str | int | None
     ) -> ProcessingError:
         """A copy with the fields in ``changes`` changed, as a ``cls`` when given.
 
@@ -136,7 +142,7 @@ class ProcessingError(PluginError, RuntimeError):
         # multiprocessing and by pytest-xdist; rebuild from the fields.
         return (_rebuild_processing_error, (type(self), self.fields()))
 
-    def fields(self) -> dict[str, str | int]:
+    def fields(self) -> dict[str, str | int | None]:
         """The error's structured fields, as a plain dict (for logs and the wire)."""
         return {
             "plugin": self.plugin,
@@ -145,6 +151,8 @@ class ProcessingError(PluginError, RuntimeError):
             "index": self.index,
             "error_type": self.error_type,
             "error_message": self.error_message,
+            "record_key": self.record_key,
+            "record_value": self.record_value,
         }
 
     def __eq__(self, other: object) -> bool:
@@ -161,7 +169,7 @@ class LimitExceededError(ProcessingError):
 
 
 def _rebuild_processing_error(
-    cls: type[ProcessingError], fields: dict[str, str | int]
+    cls: type[ProcessingError], fields: dict[str, str | int | None]
 ) -> ProcessingError:
     # A module-level function, not ``cls.from_fields``, so errors pickled by an
     # earlier version still unpickle.

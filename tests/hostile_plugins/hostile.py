@@ -79,6 +79,14 @@ def escape(record: dataflare.Record) -> dataflare.Record:
     raise ValueError("\x1b]0;pwned\x07\x1b[2Jscreen cleared")
 
 
+def chained(record: dataflare.Record) -> dataflare.Record:
+    try:
+        {}[record.value]
+    except KeyError as missing:
+        raise ValueError("no rule for this record") from missing
+    return record
+
+
 def far_future(record: dataflare.Record) -> dataflare.Record:
     return record.evolve(timestamp=10**30)
 
@@ -108,6 +116,7 @@ ATTACKS = {
     "bloat": bloat,
     "escape": escape,
     "far_future": far_future,
+    "chain": chained,
     "forge": refuse,  # the forgery happens in the shim, see choose()
 }
 

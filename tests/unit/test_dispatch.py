@@ -14,6 +14,8 @@ from strategies import batches
 import dataflare
 from dataflare import LimitExceededError, PluginError, ProcessingError, Record
 from dataflare.runtime import BatchResult, Dispatcher, find_plugin
+from dataflare.runtime._error_details import preview
+from dataflare_host import load_plugin
 
 
 def dispatcher(func: Callable[..., Any], params: dict[str, str] | None = None) -> Dispatcher:
@@ -289,6 +291,8 @@ def test_raising_plugin_keeps_earlier_outputs_and_reports_the_record(
         index=index,
         error_type="Boom",
         error_message="cannot take b''",
+        record_key=None if batch[index].key is None else preview(batch[index].key),
+        record_value="",  # the failing record's (empty) value, as the error carries it
     )
     assert result.error == expected_error
     assert not result.ok
@@ -393,6 +397,8 @@ FIELDS: dict[str, Any] = {
     "index": 2,
     "error_type": "ValueError",
     "error_message": "bad digit",
+    "record_key": "k\\xff",
+    "record_value": "12x",
 }
 
 
@@ -438,3 +444,18 @@ def test_batch_result_from_a_sequence_that_is_not_a_list() -> None:
 
     batch: Sequence[Record] = (Record(b"a"), Record(b"b"))
     assert dispatcher(keep).process(batch).outputs == list(batch)
+
+
+def test_item18_a_long_record_is_previewed_truncated_in_the_error() -> None:
+    """The failing record's value is in the error, cut at PREVIEW_CHARS with an ellipsis."""
+    from dataflare.runtime._error_details import PREVIEW_CHARS
+
+    @dataflare.map
+    def refuse(record: Record) -> Record:
+        raise ValueError("no")
+
+    long = Record(b"v" * 1000, key=b"k", offset=3)
+    error = load_plugin(refuse).process([long]).error
+    assert error is not None
+    assert error.record_value == "v" * PREVIEW_CHARS + "..."
+    assert error.record_key == "k"

@@ -173,6 +173,31 @@ LOOPING_START = """
 """
 
 
+# Not built from the SDK: its start function blocks in WASI (a 30 s monotonic-clock
+# sleep), which epoch interruption cannot stop.
+BLOCKING_START = """
+(component
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type))
+    (export "pollable" (type (eq 0)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
+  (core func $sub (canon lower (func $clock "subscribe-duration")))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core module $m
+    (import "clock" "sub" (func $sub (param i64) (result i32)))
+    (import "poll" "block" (func $block (param i32)))
+    (func $nap (call $block (call $sub (i64.const 30000000000))))
+    (start $nap))
+  (core instance (instantiate $m
+    (with "clock" (instance (export "sub" (func $sub))))
+    (with "poll" (instance (export "block" (func $block)))))))
+"""
+
+
 def component_file(tmp_path: Path, name: str, text: str) -> Path:
     """A component written in the text format, stored as a .wasm file (binary)."""
     import wasmtime
@@ -194,6 +219,21 @@ def test_item02_a_start_function_that_loops_is_a_load_error_at_the_limit(
     message = str(caught.value)
     assert str(wasm) in message
     assert "time limit" in message
+
+
+def test_item01_item02_a_component_blocking_in_wasi_at_start_is_killed_at_the_limit(
+    tmp_path: Path,
+) -> None:
+    """A non-SDK component that blocks (a 30 s WASI sleep) while instantiating: the
+    sandbox process is killed shortly after the limit and loading fails in one line."""
+    wasm = component_file(tmp_path, "nap.wasm", BLOCKING_START)
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as caught:
+        load_plugin(wasm, sandbox=Sandbox(time_limit_s=1.0))
+    elapsed = time.monotonic() - started
+    assert elapsed < 20, f"took {elapsed:.1f} s for a 1 s limit (the sleep is 30 s)"
+    assert "time limit" in str(caught.value)
+    assert str(wasm) in str(caught.value)
 
 
 def test_item02_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path) -> None:
@@ -382,3 +422,19 @@ def test_item15_terminal_escapes_in_guest_errors_are_escaped_on_the_cli(
     assert "\x1b" not in result.stderr
     assert "\x07" not in result.stderr
     assert "\\x1b]0;pwned\\x07\\x1b[2Jscreen cleared" in result.stderr
+
+
+# --- item 18: the cause chain and the record travel with the error -----------------------
+
+
+def test_item18_errors_carry_the_cause_chain_and_the_record_in_both_runtimes(
+    hostile_wasm: Path,
+) -> None:
+    batch = [Record(b"first", offset=1), Record(b"attack", key=b"user-\xff", offset=2)]
+    native = load_plugin(HOSTILE, {"attack": "chain"}).process(batch)
+    with attack(hostile_wasm, "chain") as plugin:
+        guest = plugin.process(batch)
+    assert native.error is not None
+    assert native.error == guest.error
+    assert native.error.error_message == ("no rule for this record; caused by KeyError: b'attack'")
+    assert (native.error.record_key, native.error.record_value) == ("user-\\xff", "attack")

@@ -45,6 +45,7 @@ from dataflare.runtime import (
     encode_request,
     resolve_params,
 )
+from dataflare.runtime._error_details import preview
 from dataflare_host.plugins._interface import Plugin
 from dataflare_host.wasm._guest_values import (
     PluginInfo,
@@ -229,7 +230,13 @@ class WasmPlugin(Plugin):
         self, records: Sequence[Record], accumulator: bytes | None, trap: Trap
     ) -> BatchResult:
         first = records[0].offset if records else -1
-        where = f"a batch of {len(records)} records starting at offset {first}"
+        # A batch narrowed down to one record (see _run_narrowing) names it.
+        culprit = records[0] if len(records) == 1 else None
+        where = (
+            f"the record at offset {first}"
+            if culprit is not None
+            else f"a batch of {len(records)} records starting at offset {first}"
+        )
         error: ProcessingError
         if trap.memory:
             error = self._error(
@@ -238,6 +245,7 @@ class WasmPlugin(Plugin):
                 "MemoryError",
                 f"{where} reached the memory cap of {self.sandbox.memory_limit_mb} MiB",
                 cls=LimitExceededError,
+                record=culprit,
             )
         elif trap.timed_out:
             error = self._error(
@@ -246,6 +254,7 @@ class WasmPlugin(Plugin):
                 "TimeLimitExceeded",
                 f"{where} ran past the {self.sandbox.time_limit_s:g} s time limit",
                 cls=LimitExceededError,
+                record=culprit,
             )
         else:
             error = self._error(
@@ -253,6 +262,7 @@ class WasmPlugin(Plugin):
                 0,
                 "Trap",
                 f"the component trapped ({trap}) on {where}; see the dataflare.guest log",
+                record=culprit,
             )
         acc = (
             accumulator
@@ -269,10 +279,13 @@ class WasmPlugin(Plugin):
         message: str,
         *,
         cls: type[ProcessingError] = ProcessingError,
+        record: Record | None = None,
     ) -> ProcessingError:
         """An error of this plugin at record ``offset``, ``index`` in its batch.
 
-        An error about a whole batch (a trap or a limit) names its first record.
+        An error about a whole batch (a trap or a limit) names its first record;
+        ``record``, when one record is at fault, gives the key and value previews
+        (built here from what the host sent, exactly as the SDK builds them).
         """
         return cls(
             plugin=self.name,
@@ -281,6 +294,8 @@ class WasmPlugin(Plugin):
             index=index,
             error_type=error_type,
             error_message=message,
+            record_key=preview(record.key) if record is not None else None,
+            record_value=preview(record.value) if record is not None else None,
         )
 
     def _call_kind(
@@ -323,6 +338,7 @@ class WasmPlugin(Plugin):
             consumed,
             guest_field(raw, "error-type", str),
             guest_field(raw, "message", str),
+            record=records[consumed],
         )
 
     @property

@@ -17,6 +17,7 @@ from dataflare._record import Record
 from dataflare._windows import Window
 
 from ._definition import PluginModule
+from ._error_details import exception_text, preview
 from ._window_state import LateRecordError, WindowState, window_from_json
 
 __all__ = ["BatchResult", "Dispatcher", "LookBackResult"]
@@ -270,14 +271,16 @@ class Dispatcher:
         return BatchResult(outputs, sources, len(records), None, state.encode())
 
     def _error(self, records: Sequence[Record], index: int, exc: Exception) -> ProcessingError:
-        offset = records[index].offset if index < len(records) else -1
+        record = records[index] if index < len(records) else None
         return ProcessingError(
             plugin=self._name,
             kind=self._kind.value,
-            offset=offset,
+            offset=record.offset if record is not None else -1,
             index=index,
             error_type=type(exc).__name__,
-            error_message=str(exc),
+            error_message=exception_text(exc),
+            record_key=preview(record.key) if record is not None else None,
+            record_value=preview(record.value) if record is not None else None,
         )
 
 
