@@ -117,6 +117,7 @@ ATTACKS = {
     "escape": escape,
     "far_future": far_future,
     "chain": chained,
+    "init_loop": refuse,  # never reached: choose() loops
     "forge": refuse,  # the forgery happens in the shim, see choose()
 }
 
@@ -125,6 +126,9 @@ ATTACKS = {
 def choose(params: dict[str, str]) -> Callable[[dataflare.Record], dataflare.Record]:
     if params["attack"] == "forge" and sys.platform == "wasi":
         forge_outputs()
+    if params["attack"] == "init_loop":
+        while True:  # the guest's init runs under the time limit too
+            pass
     return ATTACKS[params["attack"]]
 
 

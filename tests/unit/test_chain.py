@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import dataflare
 import pytest
 from conftest import EXAMPLES
-from dataflare import ProcessingError, Record
-from dataflare_host import Chain, ChainResult, Plugin, load_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import batches
+
+import dataflare
+from dataflare import ProcessingError, Record
+from dataflare_host import Chain, ChainResult, Plugin, load_plugin
 
 
 def native(func: Callable[..., Any], params: dict[str, str] | None = None) -> Plugin:
@@ -87,22 +88,24 @@ def test_failure_in_a_middle_step_reports_its_index_and_name() -> None:
         index=2,
         error_type="ValueError",
         error_message="refused b'bad1'",
+        record_value="bad1",  # the record as the failing step saw it
     )
     assert not result.ok
 
 
-def test_later_steps_process_the_outputs_before_the_failure() -> None:
-    """Steps after the failing one still run on what it produced before failing."""
+def test_a_failing_step_ends_the_chain_with_its_partial_output() -> None:
+    """Like Fluvio: the outputs are the failing step's partial output; no later step runs."""
     batch = BATCH_WITH_BAD
     result = Chain([suffix(b"1"), failing_on(b"bad"), suffix(b"3")]).process(batch)
-    assert [(r.value, r.offset) for r in result.outputs] == [(b"a13", 5), (b"b13", 6)]
+    assert [(r.value, r.offset) for r in result.outputs] == [(b"a1", 5), (b"b1", 6)]
+    assert len(result.steps) == 2
 
 
 @given(batch=batches(min_size=1), data=st.data())
 def test_chain_failure_matches_running_steps_by_hand(
     batch: list[Record], data: st.DataObject
 ) -> None:
-    """The chain's outputs and error equal running each step by hand on the earlier outputs."""
+    """The chain's outputs and error equal running the steps by hand up to the failing one."""
     index = data.draw(st.integers(0, len(batch) - 1))
     # Only the planted record may hold the byte the middle step fails on.
     batch = [r.evolve(value=r.value.replace(b"\x00", b"")) for r in batch]
@@ -110,7 +113,7 @@ def test_chain_failure_matches_running_steps_by_hand(
     steps = [suffix(b"x"), failing_on(b"\x00"), suffix(b"y")]
     result = Chain(steps).process(batch)
     by_hand: Sequence[Record] = batch
-    for plugin in [suffix(b"x"), failing_on(b"\x00"), suffix(b"y")]:
+    for plugin in [suffix(b"x"), failing_on(b"\x00")]:  # the step after the failing one never runs
         by_hand = plugin.process(by_hand).outputs
     assert result.outputs == list(by_hand)
     assert result.step == 1
@@ -126,14 +129,14 @@ def test_first_step_failure_is_reported_as_step_zero() -> None:
     assert result.error.plugin == "first"
 
 
-def test_later_failure_on_an_earlier_record_wins() -> None:
-    """When a later step fails on a record before the earlier failure, the later step is named."""
+def test_the_first_failing_step_ends_the_chain_before_a_later_one_runs() -> None:
+    """An earlier step failing on a later record is reported: the later step never runs."""
     batch = [Record(b"early", offset=1), Record(b"late", offset=2)]
     result = Chain([failing_on(b"late", "first"), failing_on(b"early", "second")]).process(batch)
-    assert result.step == 1
+    assert result.step == 0
     assert result.error is not None
-    assert (result.error.plugin, result.error.offset) == ("second", 1)
-    assert result.outputs == []
+    assert (result.error.plugin, result.error.offset) == ("first", 2)
+    assert result.outputs == [Record(b"early", offset=1)]
 
 
 def test_chain_carries_aggregate_state_across_batches() -> None:

@@ -236,6 +236,18 @@ def test_item01_item02_a_component_blocking_in_wasi_at_start_is_killed_at_the_li
     assert str(wasm) in str(caught.value)
 
 
+def test_item02_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
+    hostile_wasm: Path,
+) -> None:
+    """Loading runs init under the limit: a looping @init hook is one clear error."""
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as caught:
+        attack(hostile_wasm, "init_loop", time_limit_s=1.0)
+    assert time.monotonic() - started < 10
+    assert "init trapped" in str(caught.value)
+    assert "time limit" in str(caught.value)
+
+
 def test_item02_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path) -> None:
     """The CLI answers with one error line and exit code 2 instead of hanging."""
     wasm = component_file(tmp_path, "spin.wasm", LOOPING_START)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import logging
 import math
 import uuid
 from typing import Any
 
 import psycopg
-from dataflare import PluginIOError
 from psycopg import sql
 
+from dataflare import PluginIOError
+
 __all__: list[str] = []
+
+log = logging.getLogger("dataflare.connectors.postgres")
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -36,6 +40,28 @@ def _connect(dsn: str, what: str, *, autocommit: bool) -> psycopg.Connection[Any
         raise PluginIOError(
             f"{what}: cannot connect to PostgreSQL ({_describe_dsn(dsn)}): {exc}".rstrip()
         ) from exc
+
+
+def _set_lock_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
+    """Make every later statement on ``conn`` give up waiting for a lock after ``milliseconds``.
+
+    A statement waiting for a lock (a migration's ``ALTER TABLE``, a ``VACUUM
+    FULL``, a ``LOCK TABLE``) otherwise waits for as long as the lock is held,
+    and nothing can stop the process waiting for it until then.
+    """
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{milliseconds}ms",))
+
+
+def _cancel(conn: psycopg.Connection[Any], what: str, timeout_s: float) -> None:
+    """Ask the server to cancel the statement running on ``conn`` (callable from any thread).
+
+    Best effort: a cancel request that cannot be delivered within ``timeout_s``
+    (an unreachable server) is logged, since the caller is stopping anyway.
+    """
+    try:
+        conn.cancel_safe(timeout=timeout_s)
+    except psycopg.Error as exc:
+        log.warning("%s: could not cancel the running statement: %s", what, exc)
 
 
 def _qualified(name: str) -> sql.Identifier:

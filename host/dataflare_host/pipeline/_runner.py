@@ -34,6 +34,7 @@ from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
+from dataflare_host.pipeline._rejections import rejected_record
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins._chain import Chain
@@ -119,14 +120,14 @@ class Pipeline:
         checkpoint = config.checkpoint.path or f".dataflare/{config.name}.checkpoint.json"
         self.checkpoints = CheckpointStore(doc.file.parent / checkpoint)
         stages = (
-            [StageStats(e.id, "source", e.config.plugin_type) for e in config.sources]
+            [StageStats(e.id, "source", e.config.connector) for e in config.sources]
             + [StageStats(p.id, "processor", p.plugin.kind.value) for p in self.processors]
-            + [StageStats(e.id, "sink", e.config.plugin_type) for e in config.sinks]
+            + [StageStats(e.id, "sink", e.config.connector) for e in config.sinks]
         )
         if config.dead_letter is not None:
             stages.append(
                 StageStats(
-                    config.dead_letter.id, "dead_letter", config.dead_letter.config.plugin_type
+                    config.dead_letter.id, "dead_letter", config.dead_letter.config.connector
                 )
             )
         self._stats = PipelineStats(stages)
@@ -357,25 +358,51 @@ class Pipeline:
                 self._sinks_healthy = False
                 raise PipelineError(f"sink {entry.id!r} failed: {exc}") from exc
             self._stats[entry.id].add(records_in=len(outputs), records_out=len(outputs))
-        if dead:
-            assert self.dead_letter is not None
-            assert self.config.dead_letter is not None
-            try:
-                self.dead_letter.write(dead)
-            except PluginError as exc:
-                self._sinks_healthy = False
-                raise PipelineError(
-                    f"dead_letter sink {self.config.dead_letter.id!r} failed: {exc}"
-                ) from exc
-            self._stats[self.config.dead_letter.id].add(records_in=len(dead), records_out=len(dead))
+            dead.extend(self._rejections(entry.id, sink))
+        self._write_dead_letter(dead)
         positions[item.source] = item.batch.position
+
+    def _rejections(self, stage: str, sink: Sink) -> list[Record]:
+        """Dead-letter records for what ``sink`` refused; fails when there is no dead letter."""
+        rejected = sink.take_rejected()
+        if not rejected:
+            return []
+        self._stats[stage].add(records_out=-len(rejected), errored=len(rejected))
+        if self.dead_letter is None:
+            # Nothing of this batch may be checkpointed: the refused records would be lost.
+            self._sinks_healthy = False
+            raise PipelineError(
+                f"sink {stage!r} refused {len(rejected)} record(s), the first"
+                f"{describe(rejected[0].record)}: {rejected[0].reason}; add a dead_letter: "
+                "sink to keep refused records and go on"
+            )
+        for each in rejected:
+            log.warning("sink %r refused a record: %s%s", stage, each.reason, describe(each.record))
+        return [rejected_record(stage, each) for each in rejected]
+
+    def _write_dead_letter(self, dead: list[Record]) -> None:
+        if not dead:
+            return
+        assert self.dead_letter is not None
+        assert self.config.dead_letter is not None
+        try:
+            self.dead_letter.write(dead)
+        except PluginError as exc:
+            self._sinks_healthy = False
+            raise PipelineError(
+                f"dead_letter sink {self.config.dead_letter.id!r} failed: {exc}"
+            ) from exc
+        self._stats[self.config.dead_letter.id].add(records_in=len(dead), records_out=len(dead))
 
     def _process(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
         result = self._chain.process(records)
         dead: list[Record] = []
-        for stage, report in zip(self.processors, result.steps, strict=True):
+        # A stopping failure ends the chain (Fluvio's semantics): only the steps
+        # that ran have a report.
+        ran = self.processors[: len(result.steps)]
+        for stage, report in zip(ran, result.steps, strict=True):
             self._stats[stage.id].add(
-                records_in=report.records_in,
+                records_in=report.records_in - report.unprocessed,
                 records_out=report.records_out,
                 filtered=Chain.filtered(stage.plugin, report),
                 errored=report.errored,
@@ -386,8 +413,9 @@ class Pipeline:
                         f"processor {stage.id!r} failed: {error}{describe(failed)}; "
                         "set on_error: skip or dead_letter to go on past such records"
                     )
+                action = "dead-lettered" if stage.config.on_error == "dead_letter" else "skipped"
                 log.warning(
-                    "processor %r skipped a record: %s%s", stage.id, error, describe(failed)
+                    "processor %r %s a record: %s%s", stage.id, action, error, describe(failed)
                 )
                 if stage.config.on_error == "dead_letter":
                     dead.append(dead_letter_record(stage, error, failed))
@@ -395,8 +423,14 @@ class Pipeline:
 
     def _commit(self, positions: dict[str, Any]) -> None:
         # Order is the guarantee: sinks durable first, then the positions saying so.
-        for sink in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
+        # What a sink refuses while flushing goes to the dead letter, flushed last.
+        refused: list[Record] = []
+        for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
             sink.flush()
+            refused.extend(self._rejections(entry.id, sink))
+        self._write_dead_letter(refused)
+        if self.dead_letter is not None:
+            self.dead_letter.flush()
         accumulators = {
             stage.id: stage.plugin.accumulator
             for stage in self.processors

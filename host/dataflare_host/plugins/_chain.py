@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
-from dataflare import PluginKind, ProcessingError, Record
 
+from dataflare import PluginKind, ProcessingError, Record
 from dataflare_host._closing import Closing
 from dataflare_host.plugins._interface import Plugin
 
@@ -19,11 +19,16 @@ OnError = Literal["stop", "continue"]
 
 @attrs.frozen
 class StepReport:
-    """What one step did with a batch: counts, and each failure with its record."""
+    """What one step did with a batch: counts, and each failure with its record.
+
+    ``records_in`` counts every record the step was given; ``unprocessed`` those
+    of them it never ran on because it stopped the chain at an earlier failure.
+    """
 
     records_in: int
     records_out: int
     failures: list[tuple[ProcessingError, Record]] = attrs.Factory(list)
+    unprocessed: int = 0
 
     @property
     def errored(self) -> int:
@@ -35,10 +40,12 @@ class StepReport:
 class ChainResult:
     """What a chain made of a batch.
 
-    ``outputs`` went through every step. When a stopping step failed, ``error``
-    is its error and ``step`` its position (0-based) in the chain; the outputs
-    are then those of the input records before the failing one. ``steps`` has
-    one report per step that ran.
+    When every step ran (``ok``), ``outputs`` went through all of them. When a
+    stopping step failed, the chain ended there, as Fluvio's does: ``error`` is
+    that step's error, ``step`` its position (0-based) in the chain, and
+    ``outputs`` are *that step's* outputs for the input records before the
+    failing one (its partial output); no later step saw them. ``steps`` has one
+    report per step that ran: every step, or steps ``0..step`` after a failure.
     """
 
     outputs: list[Record]
@@ -55,10 +62,16 @@ class ChainResult:
 class Chain(Closing):
     """Plugins applied in order, each to the previous one's outputs.
 
-    By default a step that fails stops at that record: the later steps still run
-    on what it produced before the failure, and the error names the step. A step
-    whose ``on_error`` is ``"continue"`` instead records the failure and goes on
-    with the records after it (what pipelines' ``skip`` and ``dead_letter`` use).
+    Failures follow Fluvio's SmartModule chain. A step whose ``on_error`` is
+    ``"stop"`` (the default) that fails on a record ends the whole chain at
+    once: the result holds that step's outputs for the records before the
+    failing one and its error (naming the step); no later step runs, not even
+    on those outputs, so no later aggregate or side effect sees a batch the
+    chain failed on. A step whose ``on_error`` is ``"continue"`` records the
+    failure with its record and goes on with the records after it, and the later
+    steps run on everything it produced: what a pipeline's ``skip`` and
+    ``dead_letter`` policies use (the pipeline then drops the failed record or
+    writes it to the dead-letter sink; its ``fail`` policy is ``"stop"``).
     """
 
     def __init__(
@@ -74,10 +87,8 @@ class Chain(Closing):
             )
 
     def process(self, records: Sequence[Record]) -> ChainResult:
-        """Run every step over ``records``; report the first stopping failure."""
+        """Run the steps over ``records``, ending the chain at a stopping step's failure."""
         batch: Sequence[Record] = records
-        error: ProcessingError | None = None
-        failed_step: int | None = None
         reports: list[StepReport] = []
         for step, (plugin, on_error) in enumerate(zip(self.plugins, self.on_error, strict=True)):
             outputs: list[Record] = []
@@ -88,24 +99,25 @@ class Chain(Closing):
                 outputs.extend(result.outputs)
                 if result.error is None:
                     break
-                failed = remaining[min(result.consumed, len(remaining) - 1)]
+                failed_at = min(result.consumed, len(remaining) - 1)
+                failures.append((result.error, remaining[failed_at]))
                 if on_error == "stop":
-                    # A later step failing on these (earlier) records wins: its
-                    # record comes first in the stream.
-                    error, failed_step = result.error, step
-                    failures.append((result.error, failed))
-                    break
-                failures.append((result.error, failed))
+                    # Fluvio returns the failing step's partial output and runs
+                    # no later step: a later aggregate would otherwise fold, and
+                    # a later plugin act on, records of a batch that failed.
+                    unprocessed = len(remaining) - failed_at - 1
+                    reports.append(StepReport(len(batch), len(outputs), failures, unprocessed))
+                    return ChainResult(outputs, result.error, step, reports)
                 remaining = remaining[result.consumed + 1 :]
             reports.append(StepReport(len(batch), len(outputs), failures))
             batch = outputs
-        return ChainResult(list(batch), error, failed_step, reports)
+        return ChainResult(list(batch), None, None, reports)
 
     @staticmethod
     def filtered(plugin: Plugin, report: StepReport) -> int:
-        """Records a filter-like step dropped (not counting failures)."""
+        """Records a filter-like step dropped (not counting failures or unprocessed records)."""
         if plugin.kind in (PluginKind.FILTER, PluginKind.FILTER_MAP):
-            return report.records_in - report.errored - report.records_out
+            return report.records_in - report.unprocessed - report.errored - report.records_out
         return 0
 
     def close(self) -> None:

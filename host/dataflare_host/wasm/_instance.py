@@ -126,7 +126,9 @@ class GuestInstance:
                 )
         except wasmtime.WasmtimeError as exc:
             text = str(exc)
-            raise Trap(_trap_reason(text), timed_out="wasm trap: interrupt" in text) from exc
+            if "wasm trap: interrupt" in text:
+                raise Trap(f"ran past the {time_limit_s:g} s time limit", timed_out=True) from exc
+            raise Trap(_trap_reason(text), timed_out=False) from exc
         except (TypeError, ValueError, OverflowError) as exc:
             # Arguments the component's types refuse (a component of another contract).
             raise Trap(f"the {name!r} export refused its arguments: {exc}", timed_out=False) from (
