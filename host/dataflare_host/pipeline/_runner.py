@@ -402,7 +402,7 @@ class Pipeline:
         ran = self.processors[: len(result.steps)]
         for stage, report in zip(ran, result.steps, strict=True):
             self._stats[stage.id].add(
-                records_in=report.records_in - report.unprocessed,
+                records_in=report.records_in,
                 records_out=report.records_out,
                 filtered=Chain.filtered(stage.plugin, report),
                 errored=report.errored,
