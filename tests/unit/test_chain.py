@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from chain_plugins import failing_on, suffix
 from conftest import EXAMPLES
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,24 +19,6 @@ from dataflare_host import Chain, ChainResult, Plugin, load_plugin
 
 def native(func: Callable[..., Any], params: dict[str, str] | None = None) -> Plugin:
     return load_plugin(func, params)
-
-
-def suffix(tag: bytes) -> Plugin:
-    @dataflare.map(name=f"add_{tag.decode()}")
-    def add(record: Record) -> Record:
-        return record.evolve(value=record.value + tag)
-
-    return native(add)
-
-
-def failing_on(value: bytes, name: str = "picky") -> Plugin:
-    @dataflare.map(name=name)
-    def picky(record: Record) -> Record:
-        if record.value.startswith(value):
-            raise ValueError(f"refused {record.value!r}")
-        return record
-
-    return native(picky)
 
 
 BATCH_WITH_BAD = [

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from chain_plugins import failing_on, suffix
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import batches
@@ -22,24 +23,6 @@ import dataflare
 from dataflare import Record
 from dataflare_host import Chain, Plugin, load_plugin
 from dataflare_host.pipeline._runner import Pipeline
-
-
-def suffix(tag: bytes) -> Plugin:
-    @dataflare.map(name=f"add_{tag.decode()}")
-    def add(record: Record) -> Record:
-        return record.evolve(value=record.value + tag)
-
-    return load_plugin(add)
-
-
-def failing_on(value: bytes, name: str = "picky") -> Plugin:
-    @dataflare.map(name=name)
-    def picky(record: Record) -> Record:
-        if record.value.startswith(value):
-            raise ValueError(f"refused {record.value!r}")
-        return record
-
-    return load_plugin(picky)
 
 
 def spy(seen: list[bytes]) -> Plugin:
