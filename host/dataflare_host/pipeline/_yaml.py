@@ -10,6 +10,7 @@ import attrs
 import yaml
 
 from dataflare import ConfigurationError
+from dataflare_host.pipeline._interpolate import interpolate
 
 __all__ = ["LocatedYaml", "YamlPath", "format_path", "load_located"]
 
@@ -60,13 +61,15 @@ def load_located(file: Path) -> LocatedYaml:
             f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the pipeline "
             "file as UTF-8"
         ) from exc
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
         # Before constructing anything: a document whose aliases expand to a huge
         # tree (a "billion laughs") is refused here, in linear time.
         if node is not None:
             _check_size(node, file)
-        data = yaml.safe_load(text)
+            interpolate(node, loader, file)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -74,6 +77,8 @@ def load_located(file: Path) -> LocatedYaml:
         raise ConfigurationError(f"{file}:{line}: invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{file}: invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
     lines: dict[YamlPath, int] = {}
     if node is not None:
         _walk(node, (), lines, file)
