@@ -185,7 +185,9 @@ def run_until_signalled(file: Path, out: Path, at_least: int,
 def test_signal_stops_an_endless_run_cleanly_and_the_restart_continues_exactly(
     tmp_path: Path, signum: signal.Signals,
 ) -> None:
-    """SIGTERM/SIGINT: exit 0 after the batch in flight; output and checkpoint agree; no gap."""
+    """SIGTERM/SIGINT: exit 0 (130 for SIGINT, the shell's Ctrl-C convention) after the batch
+    in flight; output and checkpoint agree; no gap."""
+    expected_code = 130 if signum is signal.SIGINT else 0
     file = write_pipeline(
         tmp_path,
         sources=[entry("gen", "generator", connection={"count": None, "rate": 2000})],
@@ -196,14 +198,14 @@ def test_signal_stops_an_endless_run_cleanly_and_the_restart_continues_exactly(
     out = tmp_path / "out.jsonl"
     checkpoint = tmp_path / ".dataflare" / "cli.checkpoint.json"
     code, stderr = run_until_signalled(file, out, 200, signum)
-    assert code == 0, stderr
+    assert code == expected_code, stderr
     assert f"received {signum.name}: stopping" in stderr
     assert "cli: stopped" in stderr
     first = output_ids(tmp_path)
     assert first == list(range(len(first)))
     assert json.loads(checkpoint.read_text())["positions"] == {"gen": {"next": len(first)}}
     code, stderr = run_until_signalled(file, out, len(first) + 200, signum)
-    assert code == 0, stderr
+    assert code == expected_code, stderr
     both = output_ids(tmp_path)
     assert both == list(range(len(both)))
     assert len(both) >= len(first) + 200
@@ -225,3 +227,30 @@ def test_validate_loads_example_plugins_by_name_beside_the_pipeline(tmp_path: Pa
     assert invoke("run", "--quiet", str(file))[0] == 0
     assert (tmp_path / "out.txt").read_text().splitlines() == [
         "LINE 0 STATUS=ACTIVE", "LINE 1 STATUS=PAUSED", "LINE 2 STATUS=DELETED"]
+
+
+def test_a_failed_run_prints_its_error_once(tmp_path: Path) -> None:
+    """One error line per failure: the CLI's, not also a log record of the same error."""
+    (tmp_path / "bad.py").write_text(
+        "import dataflare\n\n@dataflare.map\ndef boom(record):\n    raise ValueError('nope')\n"
+    )
+    file = tmp_path / "p.yaml"
+    file.write_text(
+        "sources:\n  - {id: in, type: plugin, config: {plugin_type: generator,"
+        " connection: {count: 3}}}\n"
+        "processors:\n  - {id: b, type: plugin, config: {plugin_type: map, plugin_path: bad.py}}\n"
+        "sinks:\n  - {id: out, type: plugin, config: {plugin_type: stdout}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dataflare", "run", "--quiet", str(file)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("ValueError: nope") == 1, done.stderr
+    assert "error: processor 'b' failed" in done.stderr
+
+
+def test_dash_h_is_help() -> None:
+    result = CliRunner().invoke(main, ["-h"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output

@@ -59,7 +59,7 @@ def _fail(error: PluginError) -> None:
     sys.exit(error.exit_code)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dataflare-plugins")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
 def main(verbose: int) -> None:

@@ -66,11 +66,16 @@ class RunSummary:
     seconds: float
     error: str | None = None
     resumed: bool = False
+    signal: str | None = None
+    """The signal that stopped the run (``SIGINT``, ``SIGTERM``), if one did."""
 
     @property
     def exit_code(self) -> int:
-        """0 when the run completed or was stopped cleanly, 1 when it failed."""
-        return 1 if self.status == "failed" else 0
+        """1 when the run failed; 130 when SIGINT stopped it (the shell's convention for
+        Ctrl-C); 0 when it completed or SIGTERM/:meth:`Pipeline.stop` stopped it cleanly."""
+        if self.status == "failed":
+            return 1
+        return 130 if self.signal == "SIGINT" else 0
 
 
 class Pipeline:
@@ -135,6 +140,7 @@ class Pipeline:
         self._chain = _chain_of(self.processors)
         self._reloader = HotReloader(self.processors, config.processors, doc, self._stats)
         self._stop = threading.Event()
+        self._signal: str | None = None
         self._failed = threading.Event()
         self._sinks_healthy = False
 
@@ -179,7 +185,8 @@ class Pipeline:
             status = self._main_loop(positions, progress)
         except PluginError as exc:
             status, error = "failed", str(exc)
-            log.error("%s", error)
+            # The caller reports it (the CLI prints it once, as its error line).
+            log.debug("run failed: %s", error)
         finally:
             if status == "failed":
                 self._failed.set()
@@ -192,7 +199,13 @@ class Pipeline:
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
         summary = RunSummary(
-            self.config.name, status, self.stats, time.monotonic() - started, error, resumed
+            self.config.name,
+            status,
+            self.stats,
+            time.monotonic() - started,
+            error,
+            resumed,
+            self._signal,
         )
         if progress is not None:
             progress.finish(summary)
@@ -203,6 +216,7 @@ class Pipeline:
             return None
 
         def handler(signum: int, _frame: FrameType | None) -> None:
+            self._signal = signal.Signals(signum).name
             log.warning(
                 "received %s: stopping (finishing the batch in flight, flushing, checkpointing)",
                 signal.Signals(signum).name,
