@@ -111,4 +111,4 @@ def example_components(component_builder: ComponentBuilder) -> dict[str, Path]:
     return {source.stem: wasm for source, wasm in built.items()}
 
 
-from servers import postgres_server, redis_server  # noqa: E402,F401
+from servers import opensearch_server, postgres_server, redis_server  # noqa: E402,F401

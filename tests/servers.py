@@ -173,3 +173,103 @@ def _stop_redis(port: int, pidfile: Path) -> None:
         pid = int(pidfile.read_text().strip())
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+
+
+# -- OpenSearch ----------------------------------------------------------------------------------
+
+OPENSEARCH_SOURCE = Path(__file__).resolve().parent / "opensearch"
+OPENSEARCH_BUILD = Path(
+    os.environ.get("DATAFLARE_OPENSEARCH_DIR")
+    or Path(__file__).resolve().parent.parent / ".dataflare" / "opensearch"
+)
+OPENSEARCH_START_S = 120
+
+
+class OpenSearchServer:
+    """A running single-node OpenSearch 2.19 (the real server, from Maven Central jars)."""
+
+    def __init__(self, directory: Path, port: int, process: subprocess.Popen[bytes]) -> None:
+        self.directory = directory
+        self.port = port
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+
+    def request(self, method: str, path: str, body: object = None) -> object:
+        """One JSON request; the decoded answer (raises on an HTTP error status)."""
+        import httpx
+
+        response = httpx.request(method, self.url + path, json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def documents(self, index: str) -> dict[str, object]:
+        """Every document of ``index`` (refreshed first), by id."""
+        self.request("POST", f"/{index}/_refresh")
+        answer = self.request("GET", f"/{index}/_search?size=10000&sort=_doc")
+        assert isinstance(answer, dict)
+        return {hit["_id"]: hit["_source"] for hit in answer["hits"]["hits"]}
+
+    def count(self, index: str) -> int:
+        """How many documents ``index`` holds (refreshed first)."""
+        self.request("POST", f"/{index}/_refresh")
+        answer = self.request("GET", f"/{index}/_count")
+        assert isinstance(answer, dict)
+        return int(answer["count"])
+
+
+def _build_opensearch() -> None:
+    """Build the launcher (a no-op once built; scripts/setup does it ahead of the tests)."""
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        _missing("Java 17 and Maven (for the OpenSearch test node)")
+    done = subprocess.run(["bash", str(OPENSEARCH_SOURCE / "build")], capture_output=True,
+                          text=True, check=False, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the OpenSearch launcher failed: {done.stdout}{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def opensearch_server() -> Iterator[OpenSearchServer]:
+    """A real OpenSearch node for the whole session on a free 127.0.0.1 port, stopped at the end.
+
+    The JVM runs with a 512 MB heap and its data in a temporary directory.
+    """
+    _build_opensearch()
+    import httpx
+
+    directory = Path(tempfile.mkdtemp(prefix="dataflare-opensearch-"))
+    port, transport = free_port(), free_port()
+    log = (directory / "node.log").open("wb")
+    classpath = f"{OPENSEARCH_BUILD / 'target' / 'classes'}:{OPENSEARCH_BUILD / 'lib'}/*"
+    process = subprocess.Popen(
+        ["java", "-Xms512m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+         f"-Dos.http.port={port}", f"-Dos.transport.port={transport}",
+         f"-Dos.home={directory / 'home'}", "-cp", classpath, "dataflare.opensearch.OsNode"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + OPENSEARCH_START_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"OpenSearch exited with {process.returncode} while starting: "
+                    f"{(directory / 'node.log').read_text(errors='replace')[-3000:]}"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"OpenSearch did not answer within {OPENSEARCH_START_S} s")
+            time.sleep(0.2)
+        yield OpenSearchServer(directory, port, process)
+    finally:
+        # The launcher closes the node on SIGTERM (a shutdown hook); then force it.
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)

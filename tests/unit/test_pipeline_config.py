@@ -163,7 +163,8 @@ CASES: dict[str, Case] = {
     "unknown_sink_connector": Case(
         edit("      plugin_type: file\n      connection:\n        path: out/",
              "      plugin_type: fiel  # HERE\n      connection:\n        path: out/"),
-        "sinks[0].config.plugin_type", "no sink connector named 'fiel'; installed: file, ",
+        "sinks[0].config.plugin_type",
+        "no sink connector named 'fiel'; installed: elasticsearch, file, ",
     ),
     "sink_connector_used_as_source": Case(
         edit(SOURCE_ENTRY, "  - id: events\n    type: plugin\n    config:\n"

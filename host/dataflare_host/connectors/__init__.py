@@ -1,13 +1,14 @@
 """Connectors: where pipelines read records from (sources) and write them to (sinks).
 
 Built in: ``file`` (JSONL, CSV, lines, lossless ``records``; a file, directory or
-glob), ``stdin`` / ``stdout``, ``generator``, ``postgres`` and ``redis`` (streams).
+glob), ``stdin`` / ``stdout``, ``generator``, ``postgres``, ``redis`` (streams) and
+the ``elasticsearch`` sink (Elasticsearch 8/9 and OpenSearch 2, through ``_bulk``).
 Third parties add their own through the ``dataflare.sources`` /
 ``dataflare.sinks`` entry points.
 
-The PostgreSQL and Redis connectors import their client libraries, so they are
-loaded only when first named: ``import dataflare_host.connectors`` imports
-neither psycopg nor redis.
+The PostgreSQL, Redis and Elasticsearch connectors import their client
+libraries, so they are loaded only when first named: ``import
+dataflare_host.connectors`` imports none of psycopg, redis, httpx.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
-from ._base import Position, Sink, Source, SourceBatch
+from ._base import Position, Rejected, Sink, Source, SourceBatch
 from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
 from ._records_codec import FORMAT_VERSION, decode_batch, encode_batch
@@ -28,6 +29,8 @@ __all__ = [
     "SINK_GROUP",
     "SOURCE_GROUP",
     "ConnectorRegistry",
+    "ElasticsearchSink",
+    "ElasticsearchSinkConfig",
     "FileSink",
     "FileSinkConfig",
     "FileSource",
@@ -43,6 +46,7 @@ __all__ = [
     "RedisSinkConfig",
     "RedisSource",
     "RedisSourceConfig",
+    "Rejected",
     "Sink",
     "Source",
     "SourceBatch",
@@ -56,6 +60,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._elasticsearch import ElasticsearchSink, ElasticsearchSinkConfig
     from ._postgres_sink import PostgresSink, PostgresSinkConfig
     from ._postgres_source import PostgresSource, PostgresSourceConfig
     from ._redis import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
@@ -63,6 +68,8 @@ if TYPE_CHECKING:
 __getattr__ = _lazy_attributes(
     __name__,
     {
+        "ElasticsearchSink": "_elasticsearch",
+        "ElasticsearchSinkConfig": "_elasticsearch",
         "PostgresSink": "_postgres_sink",
         "PostgresSinkConfig": "_postgres_sink",
         "PostgresSource": "_postgres_source",

@@ -11,7 +11,7 @@ import attrs
 from dataflare import Record
 from dataflare_host._closing import Closing
 
-__all__ = ["Position", "Sink", "Source", "SourceBatch"]
+__all__ = ["Position", "Rejected", "Sink", "Source", "SourceBatch"]
 
 Position = Any
 """Where a source resumes: any JSON-serialisable value the source itself defines."""
@@ -27,6 +27,20 @@ class SourceBatch:
 
     records: Sequence[Record]
     position: Position
+
+
+@attrs.frozen
+class Rejected:
+    """A record a sink's target refused for good, with the target's reason.
+
+    Refused for good means retrying cannot help (a mapping conflict, a
+    malformed document): the pipeline writes it to its ``dead_letter`` sink, or
+    fails the run naming it when there is none. ``reason`` must not hold
+    credentials (sinks redact them).
+    """
+
+    record: Record
+    reason: str
 
 
 class Source(Closing, abc.ABC):
@@ -103,6 +117,15 @@ class Sink(Closing, abc.ABC):
     @abc.abstractmethod
     def flush(self) -> None:
         """Make everything written so far durable."""
+
+    def take_rejected(self) -> list[Rejected]:
+        """Records the target refused since the last call, and forget them.
+
+        The pipeline asks after every ``write`` and every ``flush``; a record
+        handed back here counts as delivered (to the dead letter) once the
+        ``flush`` that follows returns. The default refuses nothing.
+        """
+        return []
 
     def close(self) -> None:
         """Flush what is buffered and release resources; safe to call twice."""

@@ -13,9 +13,10 @@ from typing import Any
 import attrs
 
 from dataflare import ConfigurationError, PluginError
-from dataflare.runtime import window_from_mapping
+from dataflare.runtime import did_you_mean, window_from_mapping
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
+from dataflare_host.pipeline._design_names import processor_kind
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins import Plugin, load_plugin
@@ -73,11 +74,14 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
         raise doc.error(where, str(exc)) from exc
     except PluginError as exc:
         raise doc.error(path, str(exc)) from exc
-    if plugin.kind.value != config.plugin_type:
+    if plugin.kind.value != config.kind:
         plugin.close()
+        # Name the type as written (a design name says which kind it stands for).
+        written = config.plugin_type
+        shown = written if written == config.kind else f"{written} (= {config.kind})"
         raise doc.error(
             (*path, "plugin_type"),
-            f"is {config.plugin_type} but {plugin.origin} holds a {plugin.kind} plugin "
+            f"is {shown} but {plugin.origin} holds a {plugin.kind} plugin "
             f"({plugin.name!r}); set plugin_type: {plugin.kind}",
         )
     if config.look_back is not None and not plugin.has_look_back:
@@ -96,6 +100,16 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
     )
 
 
+def _unknown_connector(name: str, role: str, registry: ConnectorRegistry) -> str:
+    names = registry.source_names() if role == "source" else registry.sink_names()
+    message = f"no {role} connector named {name!r}"
+    if processor_kind(name) is not None:
+        message += f" ({name} is a processor type; this entry is a {role})"
+    else:
+        message += did_you_mean(name, dict.fromkeys(names))
+    return f"{message}; installed: {', '.join(names) or 'none'}"
+
+
 def build_connector(
     entry: ConnectorEntry,
     doc: LocatedYaml,
@@ -111,17 +125,14 @@ def build_connector(
     sources and sinks) rather than directly at ``path`` (a look-back source).
     """
     where: tuple[str | int, ...] = (*path, "config") if nested else path
-    name = entry.config.plugin_type
+    name = entry.config.connector
+    key = (*where, entry.config.name_key)
     try:
         cls: Any = registry.source(name) if role == "source" else registry.sink(name)
     except ConfigurationError as exc:
-        raise doc.error((*where, "plugin_type"), str(exc)) from exc
+        raise doc.error(key, str(exc)) from exc
     if cls is None:
-        names = registry.source_names() if role == "source" else registry.sink_names()
-        raise doc.error(
-            (*where, "plugin_type"),
-            f"no {role} connector named {name!r}; installed: {', '.join(names) or 'none'}",
-        )
+        raise doc.error(key, _unknown_connector(name, role, registry))
     connection = dict(entry.config.connection)
     if "base_dir" in attrs.fields_dict(cls.Config) and "base_dir" not in connection:
         connection["base_dir"] = str(doc.file.parent)

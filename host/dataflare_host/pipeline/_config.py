@@ -9,13 +9,14 @@
       - id: events
         type: plugin
         config:
-          plugin_type: file            # a registered source connector
+          plugin_type: source          # the design's form: family + connector name
+          plugin_name: file            # a registered source connector
           connection: {path: data/events.jsonl}
     processors:
       - id: active
         type: plugin
         config:
-          plugin_type: filter          # the kind the plugin must be
+          plugin_type: filter          # the kind the plugin must be (transform = map)
           plugin_source: wasm
           plugin_path: build/json_field_filter.wasm
           params: {field: status, value: active}
@@ -24,10 +25,12 @@
       - id: out
         type: plugin
         config:
-          plugin_type: file
+          plugin_type: file            # the short form: the connector name alone
           connection: {path: out/active.jsonl}
 
-Every error names the file, the line and the YAML path of what is wrong.
+The design's names and the engine's are translated in one place,
+:mod:`dataflare_host.pipeline._design_names`. Every error names the file, the
+line and the YAML path of what is wrong, with the key the user wrote.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ import attrs
 
 from dataflare import ConfigurationError
 from dataflare.runtime import window_from_mapping
+from dataflare_host.pipeline._design_names import (
+    CONNECTOR_FAMILIES,
+    ConnectorRole,
+    PluginKindName,
+    processor_kind,
+    unknown_processor_type,
+)
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml, load_located
 from dataflare_host.wasm._sandbox import Sandbox
@@ -53,6 +63,7 @@ __all__ = [
     "PipelineConfig",
     "ProcessorConfig",
     "ProcessorEntry",
+    "check_connector_form",
     "load_pipeline_config",
 ]
 
@@ -60,7 +71,6 @@ MAX_BATCH_SIZE = 1_000_000
 """Largest ``batch.size`` a pipeline accepts."""
 
 ErrorPolicy = Literal["fail", "skip", "dead_letter"]
-PluginKindName = Literal["filter", "map", "filter_map", "array_map", "aggregate"]
 
 
 @attrs.frozen
@@ -90,11 +100,35 @@ class CheckpointSettings:
 
 @attrs.frozen
 class ConnectorConfig:
-    """``config:`` of a source or sink: the connector's name and its settings."""
+    """``config:`` of a source or sink: the connector's name and its settings.
+
+    The design's form is ``plugin_type: source`` (or ``sink``) with
+    ``plugin_name: <connector>``; the short form ``plugin_type: <connector>``
+    means the same. :attr:`connector` is the connector's name either way, and
+    :attr:`name_key` the key that named it (so errors point at what was written).
+    """
 
     plugin_type: str
+    plugin_name: str | None = None
     connection: dict[str, Any] = attrs.Factory(dict)
     params: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def design_form(self) -> bool:
+        """True when written as ``plugin_type: source|sink`` + ``plugin_name:``."""
+        return self.plugin_type in CONNECTOR_FAMILIES
+
+    @property
+    def connector(self) -> str:
+        """The connector name: ``plugin_name``, or the short form's ``plugin_type``."""
+        if self.design_form and self.plugin_name is not None:
+            return self.plugin_name
+        return self.plugin_type
+
+    @property
+    def name_key(self) -> str:
+        """The YAML key that names the connector in this entry."""
+        return "plugin_name" if self.design_form else "plugin_type"
 
 
 @attrs.frozen
@@ -124,7 +158,8 @@ class ProcessorConfig:
     built into one on first use and cached by content).
     """
 
-    plugin_type: PluginKindName
+    plugin_type: str
+    """A plugin kind, or its design name (``transform`` = ``map``); see :attr:`kind`."""
     plugin_name: str | None = None
     plugin_source: Literal["native", "wasm"] = "native"
     plugin_path: str | None = None
@@ -139,6 +174,21 @@ class ProcessorConfig:
     ``step_ms`` (sliding), ``lateness_ms``, ``late`` (error or drop); see
     :func:`dataflare.runtime.window_from_mapping`."""
     look_back: LookBackConfig | None = None
+    # -- scaling out (see dataflare_host.pipeline.engines) --
+    workers: str | None = None
+    """This processor's worker count: ``1`` keeps it in one worker; more raises the pool."""
+    partition_by: Literal["key"] | None = None
+    """``key``: spread a stateful processor by record key (one accumulator per key)."""
+    stateful: bool | None = None
+    """True: the plugin keeps state across records, so it never spreads unless partitioned."""
+
+    @property
+    def kind(self) -> PluginKindName:
+        """The plugin kind ``plugin_type`` means (checked when the file is loaded)."""
+        kind = processor_kind(self.plugin_type)
+        if kind is None:
+            raise ConfigurationError(unknown_processor_type(self.plugin_type))
+        return kind
 
     def sandbox(self) -> Sandbox:
         """The processor's WASM limits (raises ConfigurationError naming the setting)."""
@@ -178,6 +228,13 @@ class PipelineConfig:
     batch: BatchSettings = BatchSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     dead_letter: ConnectorEntry | None = None
+    # -- scaling out (see dataflare_host.pipeline.engines) --
+    workers: str = "1"
+    """Worker processes running the processor chain: a count, or ``auto`` (the cores)."""
+    engine: Literal["local", "ray"] = "local"
+    """Where the workers run: processes on this machine, or Ray actors."""
+    address: str | None = None
+    """The Ray cluster to join (``engine: ray``); none starts a local one."""
 
 
 def load_pipeline_config(path: str | Path) -> tuple[PipelineConfig, LocatedYaml]:
@@ -234,6 +291,19 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
     for index, processor in enumerate(config.processors):
         _check_processor(processor.config, doc, ("processors", index, "config"))
         needs_dead_letter |= processor.config.on_error == "dead_letter"
+    roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = [
+        *((("sources", i, "config"), e.config, "source") for i, e in enumerate(config.sources)),
+        *((("sinks", i, "config"), e.config, "sink") for i, e in enumerate(config.sinks)),
+    ]
+    if config.dead_letter is not None:
+        roles.append((("dead_letter", "config"), config.dead_letter.config, "sink"))
+    for index, processor in enumerate(config.processors):
+        if processor.config.look_back is not None:
+            at: tuple[str | int, ...] = ("processors", index, "config", "look_back", "source")
+            roles.append((at, processor.config.look_back.source, "source"))
+    for at, connector, role in roles:
+        check_connector_form(connector, role, doc, at)
+    _check_scaling(config, doc)
     if needs_dead_letter and config.dead_letter is None:
         index = next(
             i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter"
@@ -244,9 +314,42 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
         )
 
 
+def check_connector_form(
+    config: ConnectorConfig, role: ConnectorRole, doc: LocatedYaml, path: tuple[str | int, ...]
+) -> None:
+    """Check ``plugin_type``/``plugin_name`` of a source or sink entry (either form)."""
+    family = CONNECTOR_FAMILIES.get(config.plugin_type)
+    group = "sources:" if role == "source" else "sinks: (or dead_letter:)"
+    if family is not None and family != role:
+        raise doc.error(
+            (*path, "plugin_type"),
+            f"is {config.plugin_type}, but this entry is a {role} (under {group}); "
+            f"set plugin_type: {role}",
+        )
+    if family is not None and config.plugin_name is None:
+        raise doc.error(
+            (*path, "plugin_type"),
+            f"is {role}, so plugin_name: must name the {role} connector (e.g. file, postgres)",
+        )
+    if family is None and config.plugin_name is not None:
+        if processor_kind(config.plugin_type) is not None:
+            raise doc.error(
+                (*path, "plugin_type"),
+                f"is {config.plugin_type}, a processor type, but this entry is a {role} "
+                f"(under {group}); set plugin_type: {role}",
+            )
+        raise doc.error(
+            (*path, "plugin_type"),
+            f"with plugin_name: {config.plugin_name}, plugin_type must be {role} (the design's "
+            f"form); or drop plugin_name and write plugin_type: <connector> alone",
+        )
+
+
 def _check_processor(
     config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]
 ) -> None:
+    if processor_kind(config.plugin_type) is None:
+        raise doc.error((*path, "plugin_type"), unknown_processor_type(config.plugin_type))
     given = [k for k in ("plugin_name", "plugin_path") if getattr(config, k) is not None]
     if len(given) != 1:
         raise doc.error(
@@ -275,7 +378,7 @@ def _check_processor(
     except ConfigurationError as exc:
         raise doc.error((*path, exc.setting or "time_limit_s"), str(exc)) from exc
     if config.window is not None:
-        if config.plugin_type != "aggregate":
+        if config.kind != "aggregate":
             raise doc.error((*path, "window"), "only aggregate processors take a window")
         try:
             window_from_mapping(config.window)
@@ -292,3 +395,22 @@ def _check_processor(
         value = getattr(config.look_back, given[0])
         if value < 1:
             raise doc.error((*path, "look_back", given[0]), "must be at least 1")
+
+
+def _check_scaling(config: PipelineConfig, doc: LocatedYaml) -> None:
+    """``workers:`` must be a count from 1 or ``auto``; ``partition_by`` needs a stateful step."""
+    # Imported here: the engines package imports this module.
+    from dataflare_host.pipeline.engines import parse_workers
+
+    where: list[tuple[tuple[str | int, ...], str | None]] = [(("workers",), config.workers)]
+    where += [
+        (("processors", i, "config", "workers"), p.config.workers)
+        for i, p in enumerate(config.processors)
+    ]
+    for at, value in where:
+        if value is None:
+            continue
+        try:
+            parse_workers(value)
+        except ConfigurationError as exc:
+            raise doc.error(at, str(exc)) from exc
