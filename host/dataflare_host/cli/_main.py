@@ -66,6 +66,28 @@ def main(verbose: int) -> None:
     """DataFlare plugins: write, test, build and run data-pipeline plugins."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _show_progress_lines()
+
+
+class _StderrLines(logging.Handler):
+    """Plain lines on whatever ``sys.stderr`` is when a record is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken stderr: nothing to tell
+            pass
+
+
+def _show_progress_lines() -> None:
+    # Long waits (a first build, a first compile) announce themselves on this
+    # logger; they are shown at any verbosity, as plain lines even when piped.
+    progress = logging.getLogger("dataflare.progress")
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    if not any(isinstance(h, _StderrLines) for h in progress.handlers):
+        progress.addHandler(_StderrLines())
 
 
 def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -333,6 +355,48 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
         if summary.error:
             click.echo(f"error: {one_line(summary.error)}", err=True)
     sys.exit(summary.exit_code)
+
+
+_MB = 1 << 20  # the unit of DATAFLARE_CACHE_MAX_MB
+
+
+@main.group()
+def cache() -> None:
+    """Show or clear the cache of built and compiled WASM components."""
+
+
+@cache.command("info")
+def cache_info_command() -> None:
+    """Where the cache is, what each folder holds, and the size cap.
+
+    builds/ holds components by their build's inputs, compiled/ their compiled
+    artifacts; when compiled/ passes its cap (DATAFLARE_CACHE_MAX_MB) the least
+    recently used artifacts are deleted.
+    """
+    from dataflare_host import _cache
+
+    try:
+        cap = _cache.cache_max_bytes()
+    except ConfigurationError as error:
+        _fail(error)
+        return
+    click.echo(f"cache: {_cache.cache_root()}")
+    for folder in _cache.cache_info():
+        click.echo(
+            f"  {folder.name + '/':<10} {folder.files:>4} file(s) {folder.bytes / _MB:>10.1f} MB"
+        )
+    click.echo(f"  compiled/ cap: {cap / _MB:.1f} MB (DATAFLARE_CACHE_MAX_MB)")
+
+
+@cache.command("clear")
+def cache_clear_command() -> None:
+    """Delete every built and compiled component (the next use builds and compiles again)."""
+    from dataflare_host import _cache
+
+    cleared = _cache.clear_cache()
+    click.echo(
+        f"cleared {_cache.cache_root()}: {cleared.files} file(s), {cleared.bytes / _MB:.1f} MB"
+    )
 
 
 @main.command()

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._text import escape_controls
+from dataflare_host._waiting import waiting
 from dataflare_host.wasm._instance import Trap
 from dataflare_host.wasm._sandbox import Sandbox
 from dataflare_host.wasm._worker import HEADER
@@ -192,7 +193,10 @@ class Instance:
         try:
             if self._process.loaded != key:
                 self._process.loaded = None
-                answer = self._process.request(("load", key), COMPILE_TIMEOUT_S)
+                # The first use of a component compiles it (seconds); later ones map
+                # the cached artifact (milliseconds) and say nothing.
+                with waiting(f"loading {path.name} (its first use compiles it)"):
+                    answer = self._process.request(("load", key), COMPILE_TIMEOUT_S)
                 self._answer(answer)
                 self._process.loaded = key
             answer = self._process.request(
