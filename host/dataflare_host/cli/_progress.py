@@ -13,7 +13,15 @@ from dataflare_host._text import one_line
 from dataflare_host.pipeline._runner import RunSummary
 from dataflare_host.pipeline._stats import StageStats
 
-__all__ = ["RichProgress", "summary_table"]
+__all__ = ["RichProgress", "progress_line", "summary_table", "summary_title"]
+
+
+def summary_title(summary: RunSummary, loading_s: float = 0.0) -> str:
+    """``name: status in N s`` where N counts loading too (builds and compiles included)."""
+    resumed = ", resumed from checkpoint" if summary.resumed else ""
+    loading = f" (loading {loading_s:.1f} s)" if loading_s >= 0.1 else ""
+    total = summary.seconds + loading_s
+    return f"{summary.name}: {summary.status} in {total:.1f} s{loading}{resumed}"
 
 
 def summary_table(stats: Sequence[StageStats], title: str) -> Table:
@@ -38,11 +46,42 @@ def summary_table(stats: Sequence[StageStats], title: str) -> Table:
     return table
 
 
-class RichProgress:
-    """Redraws the stage table in place on a terminal; on a pipe, prints it every few seconds."""
+def progress_line(name: str, stats: Sequence[StageStats]) -> str:
+    """One plain line of counters for logs and pipes: ``name: stage in->out (errored) ...``.
 
-    def __init__(self, name: str, console: Console | None = None, every_s: float = 5.0) -> None:
+    >>> from dataflare_host.pipeline._stats import StageStats
+    >>> src = StageStats("src", "source", "file", records_out=5)
+    >>> progress_line("p", [src]).split(" (")[0]
+    'p: src 5'
+    """
+    parts = []
+    for stage in stats:
+        counts = (
+            f"{stage.records_out:,}"
+            if stage.role == "source"
+            else f"{stage.records_in:,}->{stage.records_out:,}"
+        )
+        errored = f", {stage.errored:,} errored" if stage.errored else ""
+        parts.append(f"{stage.stage} {counts}{errored} ({stage.rate():,.0f} rec/s)")
+    return f"{name}: " + "; ".join(parts)
+
+
+class RichProgress:
+    """Redraws the stage table in place on a terminal; on a pipe, prints a line every 2 s.
+
+    ``loading_s`` (how long loading the pipeline took: a first build and compile can
+    take many seconds) is counted in the summary's time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        console: Console | None = None,
+        every_s: float = 2.0,
+        loading_s: float = 0.0,
+    ) -> None:
         self.name = name
+        self.loading_s = loading_s
         self.console = console or Console(stderr=True)
         if not self.console.is_terminal:
             # Piped or logged output: do not squeeze stage names into 80 columns.
@@ -60,20 +99,16 @@ class RichProgress:
         if self._live is not None:
             self._live.update(table)
         elif time.monotonic() - self._last_print >= self._every:
-            self.console.print(table)
+            # A pipe or a log gets lines, not a box redrawn over and over.
+            self.console.file.write(progress_line(self.name, stats) + "\n")
+            self.console.file.flush()
             self._last_print = time.monotonic()
 
     def finish(self, summary: RunSummary) -> None:
         """Replace the live table by the final summary."""
         if self._live is not None:
             self._live.stop()
-        resumed = ", resumed from checkpoint" if summary.resumed else ""
-        self.console.print(
-            summary_table(
-                summary.stats,
-                f"{summary.name}: {summary.status} in {summary.seconds:.1f} s{resumed}",
-            )
-        )
+        self.console.print(summary_table(summary.stats, summary_title(summary, self.loading_s)))
         if summary.error:
             # One unwrapped line, like every other error the CLI prints.
             self.console.file.write(f"error: {one_line(summary.error)}\n")
