@@ -14,7 +14,7 @@ specifications; the kinds. What runs a marked function (natively or inside a
 WebAssembly component) is :mod:`dataflare.runtime`, a contract for hosts.
 """
 
-from ._decorators import aggregate, array_map, filter, filter_map, init, look_back, map
+from ._decorators import OPTIONAL, aggregate, array_map, filter, filter_map, init, look_back, map
 from ._errors import (
     ConfigurationError,
     LimitExceededError,
@@ -28,6 +28,7 @@ from ._record import Record
 from ._windows import Window, sliding, tumbling
 
 __all__ = [
+    "OPTIONAL",
     "AggregateEmit",
     "ConfigurationError",
     "LimitExceededError",

@@ -15,9 +15,13 @@ from typing import Any, TypeVar, overload
 
 from ._kinds import AggregateEmit, PluginKind
 from ._windows import Window
-from .runtime._definition import MARK, InitHook, LookBackHook, PluginDefinition
+from .runtime._definition import MARK, OPTIONAL_PARAM, InitHook, LookBackHook, PluginDefinition
 
-__all__ = ["aggregate", "array_map", "filter", "filter_map", "init", "look_back", "map"]
+__all__ = ["OPTIONAL", "aggregate", "array_map", "filter", "filter_map", "init", "look_back", "map"]
+
+OPTIONAL = OPTIONAL_PARAM
+"""Declares an optional parameter without a default, ``params={"limit": dataflare.OPTIONAL}``:
+when not given, it is absent from the params (``params.get("limit")`` is None)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,13 +143,15 @@ def _check_params(params: Mapping[str, str | None] | None, decorator: str, label
     if not isinstance(params, Mapping):
         raise TypeError(
             f"@{decorator} function {label!r}: params= must map each parameter name to "
-            f"its default (a str, or None when required), not {type(params).__name__}."
+            f"its default (a str, None when required, or dataflare.OPTIONAL), not "
+            f"{type(params).__name__}."
         )
     for key, default in params.items():
         if not isinstance(key, str) or not (default is None or isinstance(default, str)):
             raise TypeError(
                 f"@{decorator} function {label!r}: params= entry {key!r}: {default!r} must "
-                "map a str name to a str default, or to None when the parameter is required."
+                "map a str name to a str default, to None when the parameter is required, "
+                "or to dataflare.OPTIONAL when it may be left out."
             )
 
 

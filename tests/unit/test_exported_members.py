@@ -86,6 +86,7 @@ def test_the_author_face_is_only_what_authors_use() -> None:
         "PluginIOError", "SerializationError",
         "Window", "tumbling", "sliding",
         "PluginKind", "AggregateEmit",
+        "OPTIONAL",
     }
 
 

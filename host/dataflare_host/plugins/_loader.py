@@ -3,11 +3,14 @@
 This is the only module of the host that constructs a backend. A reference is
 
 - a ``.wasm`` path: the component, sandboxed;
-- a ``.py`` path: imported natively, or with ``runtime="wasm"`` built into a
-  component through the shared build cache (:func:`component_for`) and
-  sandboxed; the host never runs the file itself to build it;
-- a plugin name: an entry point in ``dataflare.plugins``, a ``NAME.py`` in
-  ``base_dir`` or its ``plugins/`` folder, or an importable module;
+- a ``.py`` path or a package folder path (``__init__.py`` holding the plugin,
+  helper modules beside it, dependencies in its ``pyproject.toml``): imported
+  natively, or with ``runtime="wasm"`` built into a component through the
+  shared build cache (:func:`component_for`) and sandboxed; the host never runs
+  the plugin itself to build it;
+- a plugin name: an entry point in ``dataflare.plugins``, a ``NAME.py`` or a
+  ``NAME/`` package in ``base_dir`` or its ``plugins/`` folder, or an importable
+  module;
 - a decorated function or a module object (the author's test kit).
 """
 
@@ -69,7 +72,7 @@ def load_plugin(
         if runtime == "native":
             raise ConfigurationError(f"{text} is a WASM component: it cannot run natively")
         return _wasm(Path(text), params, sandbox)
-    if text.endswith(".py"):
+    if text.endswith(".py") or _is_package_path(reference):
         path = Path(text)
         if runtime == "wasm":
             from dataflare_host.wasm import component_for
@@ -77,6 +80,14 @@ def load_plugin(
             return _wasm(component_for(path), params, sandbox)
         return NativePlugin(import_plugin_module(path, modules), params)
     return _load_by_name(text, params, runtime, sandbox, Path(base_dir or "."), modules)
+
+
+def _is_package_path(reference: str | os.PathLike[str]) -> bool:
+    # A bare name ("tag") is a plugin name even when a folder of that name is
+    # in the working directory; a path ("./tag", Path("tag")) is a path.
+    text = os.fspath(reference)
+    is_path = isinstance(reference, os.PathLike) or os.sep in text or "/" in text
+    return is_path and Path(text).is_dir()
 
 
 def _wasm(path: Path, params: Mapping[str, str] | None, sandbox: Sandbox | None) -> Plugin:
@@ -93,7 +104,8 @@ def _load_object(
     origin = getattr(target, "__name__", repr(target))
     if runtime == "wasm":
         raise ConfigurationError(
-            f"{origin} is a Python object: only a .py file can be built into a WASM component"
+            f"{origin} is a Python object: only a .py file or a package folder can be built "
+            "into a WASM component"
         )
     if isinstance(target, ModuleType):
         return NativePlugin(find_plugin(vars(target), origin), params)
@@ -112,13 +124,18 @@ def _load_by_name(
     base: Path,
     modules: ModuleCache | None,
 ) -> Plugin:
-    for candidate in (base / f"{name}.py", base / "plugins" / f"{name}.py"):
-        if candidate.is_file():
+    for candidate in (
+        base / f"{name}.py",
+        base / "plugins" / f"{name}.py",
+        base / name,
+        base / "plugins" / name,
+    ):
+        if candidate.is_file() or (candidate / "__init__.py").is_file():
             return load_plugin(candidate, params, runtime=runtime, sandbox=sandbox, modules=modules)
     if runtime == "wasm":
         raise ConfigurationError(
-            f"no plugin file {name}.py beside the pipeline file or in its plugins/ folder "
-            "to build into a WASM component"
+            f"no plugin file {name}.py or package {name}/ beside the pipeline file or in its "
+            "plugins/ folder to build into a WASM component"
         )
     for point in entry_points(group=PLUGIN_GROUP):
         if point.name == name:

@@ -1,4 +1,10 @@
-"""The native backend: import a Python plugin file or module and run it in-process."""
+"""The native backend: import a Python plugin file, package folder or module and run it
+in-process.
+
+A package folder's ``__init__.py`` holds the decorated plugin; its helper
+modules are imported relatively (``from . import helpers``), which works the
+same inside a WASM component, where the folder becomes a package too.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dataflare import ConfigurationError, Record
 from dataflare.runtime import BatchResult, Dispatcher, LookBackResult, PluginModule, find_plugin
 from dataflare_host.plugins._interface import Plugin
 
-__all__ = ["ModuleCache", "NativePlugin", "import_plugin_module"]
+__all__ = ["ModuleCache", "NativePlugin", "import_plugin_module", "plugin_digest"]
 
 _unique = itertools.count()
 
@@ -59,11 +65,7 @@ class ModuleCache:
 
     def get(self, path: Path) -> PluginModule:
         """The plugin ``path`` defines, imported at most once per content."""
-        try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise ConfigurationError(f"plugin file {path} cannot be read: {exc.strerror}") from exc
-        key = (str(path.resolve()), digest)
+        key = (str(path.resolve()), plugin_digest(path))
         with self._lock:
             cached = self._modules.get(key)
         if cached is None:
@@ -73,9 +75,24 @@ class ModuleCache:
         return cached
 
 
+def plugin_digest(path: Path) -> str:
+    """A hash of a plugin file's bytes, or of every module of a package folder."""
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        try:
+            content = file.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"plugin file {file} cannot be read: {exc.strerror}") from exc
+        name = file.relative_to(path) if path.is_dir() else ""
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
 def import_plugin_module(source: str | Path, modules: ModuleCache | None = None) -> PluginModule:
-    """Import a plugin file (every call re-reads it, unless ``modules`` has this content)
-    or a module, and find its plugin."""
+    """Import a plugin file or package folder (every call re-reads it, unless ``modules``
+    has this content) or a module, and find its plugin."""
     text = str(source)
     if text.endswith(".py") or isinstance(source, Path):
         path = Path(source)
@@ -93,27 +110,38 @@ def import_plugin_module(source: str | Path, modules: ModuleCache | None = None)
 
 
 def _exec_file(path: Path) -> ModuleType:
-    if not path.is_file():
+    package = path.is_dir()
+    entry = path / "__init__.py" if package else path
+    if not entry.is_file():
+        if package:
+            raise ConfigurationError(
+                f"plugin folder {path} has no __init__.py: put the decorated plugin there"
+            )
         raise ConfigurationError(f"plugin file {path} does not exist")
     # A fresh module name per load: reloading a changed file (hot reload) must
     # not see the previous version's module, and two plugins named alike must
     # not collide in sys.modules.
     name = f"dataflare_plugin_{path.stem}_{next(_unique)}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(
+        name, entry, submodule_search_locations=[str(path)] if package else None
+    )
     if spec is None or spec.loader is None:
-        raise ConfigurationError(f"plugin file {path} cannot be imported as Python")
+        raise ConfigurationError(f"plugin file {entry} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise ConfigurationError(
-            f"plugin file {path} has a syntax error at line {exc.lineno}: {exc.msg}"
+            f"plugin file {exc.filename or entry} has a syntax error at line {exc.lineno}: "
+            f"{exc.msg}"
         ) from exc
     except Exception as exc:  # any failure while importing the author's file is reported
         raise ConfigurationError(
-            f"plugin file {path} failed to import: {type(exc).__name__}: {exc}"
+            f"plugin file {entry} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
-        sys.modules.pop(name, None)
+        # Helper modules too: the functions keep their modules alive, sys.modules need not.
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            sys.modules.pop(loaded, None)
     return module

@@ -14,6 +14,7 @@ from dataflare._windows import Window
 
 __all__ = [
     "MARK",
+    "OPTIONAL_PARAM",
     "RESERVED_PARAM_PREFIX",
     "InitHook",
     "LookBackHook",
@@ -29,7 +30,14 @@ MARK = "__dataflare__"
 """Attribute under which decorators store their definition on the function."""
 
 ParamSpec = Mapping[str, "str | None"]
-"""Declared parameters: name -> default value, or None for a required one."""
+"""Declared parameters: name -> default value, None for a required one, or
+:data:`OPTIONAL_PARAM` for an optional one without a default."""
+
+OPTIONAL_PARAM = "\x00dataflare:optional"
+"""The declared default of an optional parameter (``dataflare.OPTIONAL``): when
+it is not given, it is absent from the resolved params. A reserved text, so
+that the WIT contract's ``option<string>`` default carries it unchanged and
+both runtimes resolve parameters with the one rule below."""
 
 RESERVED_PARAM_PREFIX = "dataflare."
 """Parameters the host sets for the SDK itself (e.g. ``dataflare.window``), never
@@ -160,6 +168,8 @@ def resolve_params(
     for name, default in declared.items():
         if name in given:
             resolved[name] = given[name]
+        elif default == OPTIONAL_PARAM:
+            continue  # absent means unset: the plugin reads params.get(name)
         elif default is None:
             raise ConfigurationError(
                 f"{label} needs parameter {name!r}; "
