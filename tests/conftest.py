@@ -44,7 +44,7 @@ TEST_CACHE = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".datafla
 os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
 
 
-_FOLDER_MARKS = {"wasm": "wasm", "server": "server"}
+_FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

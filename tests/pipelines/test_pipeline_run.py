@@ -383,6 +383,7 @@ def test_dead_letter_policy_writes_each_failed_record_with_its_error(tmp_path: P
         assert entry["error"] == {
             "plugin": "fail_on_ids", "kind": "map", "offset": bad, "index": bad % 3,
             "error_type": "ValueError", "error_message": f"id {bad} is on the bad list",
+            "record_key": None, "record_value": compact({"id": bad}),
         }
         assert entry["record"]["value"] == compact({"id": bad})
         assert entry["record"]["offset"] == bad

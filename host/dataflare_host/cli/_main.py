@@ -53,6 +53,22 @@ def _show(record: Record) -> str:
     return record.value.decode("utf-8", errors="backslashreplace")
 
 
+def _show_json(record: Record) -> str:
+    """One JSON object per output: every field of the record, bytes as UTF-8 text."""
+
+    def text(data: bytes | None) -> str | None:
+        return None if data is None else data.decode("utf-8", errors="backslashreplace")
+
+    fields = {
+        "value": text(record.value),
+        "key": text(record.key),
+        "timestamp": record.timestamp,
+        "metadata": dict(record.metadata),
+        "offset": record.offset,
+    }
+    return json.dumps(fields, ensure_ascii=False)
+
+
 def _fail(error: PluginError) -> None:
     """One readable line on stderr and the error's exit code; never a traceback."""
     # One line even when a plugin's exception message spans several.
@@ -109,7 +125,7 @@ def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command()
-@click.argument("plugin", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plugin", type=click.Path(path_type=Path))
 @click.option(
     "--text", "texts", multiple=True, help="Input text; each line is a record. Repeatable."
 )
@@ -136,6 +152,20 @@ def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--wasm", is_flag=True, help="Also run PLUGIN.py as a WASM component and show any difference."
+)
+@click.option(
+    "--aggregate-initial",
+    metavar="TEXT",
+    help="An aggregate's starting accumulator (UTF-8), instead of its decorator's initial=.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["value", "json"]),
+    default="value",
+    show_default=True,
+    help="value: each output's value; json: one object per output with value, key, "
+    "timestamp, metadata and offset.",
 )
 @click.option(
     "--lookback-last",
@@ -167,8 +197,10 @@ def test(
     lookback_last: int | None,
     lookback_texts: tuple[str, ...],
     lookback_file: Path | None,
+    aggregate_initial: str | None,
+    output_format: str,
 ) -> None:
-    """Run PLUGIN (.py or .wasm) over lines of input and print its outputs.
+    """Run PLUGIN (.py, a package folder or .wasm) over lines of input and print its outputs.
 
     With --wasm, PLUGIN.py also runs as a WASM component (built and cached) on
     the same input, and any difference between the two is shown. With
@@ -181,8 +213,10 @@ def test(
     """
     if not texts and file is None and not stdin:
         raise click.UsageError("give input with --text, --file or --stdin")
-    if wasm and plugin.suffix != ".py":
-        raise click.UsageError("--wasm compares a .py plugin with its component: give a .py file")
+    if wasm and plugin.suffix != ".py" and not plugin.is_dir():
+        raise click.UsageError(
+            "--wasm compares a .py plugin (or a package folder) with its component: give one"
+        )
     warm_lines = list(_input_lines(lookback_texts, lookback_file, False))
     if (lookback_texts or lookback_file) and lookback_last is None:
         raise click.UsageError("--lookback-text/--lookback-file need --lookback-last N")
@@ -194,20 +228,22 @@ def test(
     ]
     warm_up = warm_up[-lookback_last:] if lookback_last else []
     parsed = _parse_params(params)
+    initial = None if aggregate_initial is None else aggregate_initial.encode("utf-8")
     try:
         sandbox = Sandbox(time_limit_s=time_limit, memory_limit_mb=memory_limit)
         records = [
             _input_record(line, offset, timestamp_field)
             for offset, line in enumerate(_input_lines(texts, file, stdin))
         ]
-        result = _run_once(plugin, None, parsed, sandbox, warm_up, records)
+        result = _run_once(plugin, None, parsed, sandbox, warm_up, records, initial)
         if wasm:
-            other = _run_once(plugin, "wasm", parsed, sandbox, warm_up, records)
+            other = _run_once(plugin, "wasm", parsed, sandbox, warm_up, records, initial)
     except PluginError as error:
         _fail(error)
         return
+    show = _show_json if output_format == "json" else _show
     for record in result.outputs:
-        click.echo(_show(record))
+        click.echo(show(record))
     if wasm:
         from dataflare_host.testing import describe_difference
 
@@ -243,8 +279,16 @@ def _run_once(
     sandbox: Sandbox,
     warm_up: list[Record],
     records: list[Record],
+    initial: bytes | None = None,
 ) -> BatchResult:
     with load_plugin(plugin, params, runtime=runtime, sandbox=sandbox) as loaded:
+        if initial is not None:
+            if loaded.kind is not PluginKind.AGGREGATE:
+                raise ConfigurationError(
+                    f"{plugin} is a {loaded.kind} plugin: --aggregate-initial is for "
+                    "aggregate plugins only"
+                )
+            loaded.accumulator = initial  # before look-back, which may resume from its own
         if warm_up:
             if not loaded.has_look_back:
                 raise ConfigurationError(
@@ -257,7 +301,7 @@ def _run_once(
 
 
 @main.command()
-@click.argument("plugin", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("plugin", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -265,7 +309,7 @@ def _run_once(
     help="Where to write the component (default: PLUGIN with .wasm).",
 )
 def build(plugin: Path, output: Path | None) -> None:
-    """Compile PLUGIN (a .py file) into a sandboxed WASM component.
+    """Compile PLUGIN (a .py file or a package folder) into a sandboxed WASM component.
 
     \b
     Example:
@@ -317,7 +361,25 @@ def validate(pipeline: Path) -> None:
     help="Forget the checkpoint and start from the beginning of every source.",
 )
 @click.option("--quiet", is_flag=True, help="No progress display; the summary only.")
-def run(pipeline: Path, reset: bool, quiet: bool) -> None:
+@click.option(
+    "--workers",
+    callback=lambda _ctx, _param, value: _check_workers(value),
+    help="Processes running the processor chain: a number or auto (overrides workers:).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    help="Where the workers run (overrides engine:); ray needs dataflare-plugins[ray].",
+)
+@click.option("--ray-address", help="The Ray cluster to join (overrides address:).")
+def run(
+    pipeline: Path,
+    reset: bool,
+    quiet: bool,
+    workers: str | None,
+    engine: str | None,
+    ray_address: str | None,
+) -> None:
     """Run PIPELINE (YAML) until its sources are exhausted or it is interrupted.
 
     Shows records in/out/filtered/errored and the rate of every stage while it
@@ -343,7 +405,7 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
     loading_started = time.monotonic()
     try:
         with waiting:
-            loaded = Pipeline.from_file(pipeline)
+            loaded = _load_scaled(pipeline, workers, engine, ray_address)
     except PluginError as error:
         _fail(error)
         return
@@ -357,9 +419,39 @@ def run(pipeline: Path, reset: bool, quiet: bool) -> None:
         loaded.close()
     if quiet:
         console.print(summary_table(summary.stats, summary_title(summary, loading_s)))
-        if summary.error:
-            click.echo(f"error: {one_line(summary.error)}", err=True)
+    click.echo(summary.engine, err=True)  # which engine ran the chain, and on how many workers
+    if quiet and summary.error:
+        click.echo(f"error: {one_line(summary.error)}", err=True)
     sys.exit(summary.exit_code)
+
+
+def _check_workers(value: str | None) -> str | None:
+    from dataflare_host.pipeline.engines import parse_workers
+
+    if value is not None:
+        try:
+            parse_workers(value)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--workers'") from None
+    return value
+
+
+def _load_scaled(
+    path: Path, workers: str | None, engine: str | None, address: str | None
+) -> Pipeline:
+    """The pipeline in ``path`` with the command line's scaling options over its own."""
+    import attrs
+
+    from dataflare_host.pipeline._config import load_pipeline_config
+
+    config, doc = load_pipeline_config(path)
+    config = attrs.evolve(
+        config,
+        workers=workers or config.workers,
+        engine="ray" if engine == "ray" else "local" if engine == "local" else config.engine,
+        address=address or config.address,
+    )
+    return Pipeline(config, doc)
 
 
 _MB = 1 << 20  # the unit of DATAFLARE_CACHE_MAX_MB

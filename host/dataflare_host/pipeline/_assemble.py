@@ -7,6 +7,7 @@ setting is reported here, before any record moves, with the YAML location.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,30 @@ def _setting_path(setting: str) -> tuple[str, ...]:
     return tuple(setting.split(".", 1)) if setting.startswith("params.") else (setting,)
 
 
+_PIN = re.compile(r"(?:sha256:)?([0-9a-f]{64})\Z")
+
+
+def _check_pin(
+    pin: str, file: Path | None, doc: LocatedYaml, where: tuple[str | int, ...]
+) -> None:
+    """Refuse a plugin file whose bytes are not the ones ``sha256:`` pins."""
+    match = _PIN.match(pin.strip().lower())
+    if match is None:
+        raise doc.error(where, f"{pin!r} is not sha256:<64 hex digits>")
+    if file is None:
+        raise doc.error(where, "pins plugin_path's content, but this processor has no plugin_path")
+    try:
+        actual = hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise doc.error(where, f"cannot read {file} to check its pin: {exc.strerror}") from exc
+    if actual != match.group(1):
+        raise doc.error(
+            where,
+            f"{file} has sha256:{actual}, not the pinned sha256:{match.group(1)}; the file "
+            "changed: if that is intended, update the pin",
+        )
+
+
 def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> ProcessorStage:
     """Load a processor's plugin, checking its kind and parameters against the YAML."""
     path: tuple[str | int, ...] = ("processors", index, "config")
@@ -60,6 +85,8 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
         params["dataflare.window"] = window_from_mapping(config.window).to_json()
     reference = file if file is not None else config.plugin_name
     assert reference is not None  # the config check requires one of the two
+    if config.sha256 is not None:
+        _check_pin(config.sha256, file, doc, (*path, "sha256"))
     try:
         plugin = load_plugin(
             reference,
@@ -84,6 +111,11 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
             f"is {shown} but {plugin.origin} holds a {plugin.kind} plugin "
             f"({plugin.name!r}); set plugin_type: {plugin.kind}",
         )
+    if config.initial is not None:
+        if plugin.kind.value != "aggregate":
+            plugin.close()
+            raise doc.error((*path, "initial"), "only aggregate processors take an initial")
+        plugin.accumulator = config.initial.encode("utf-8")  # a checkpoint restores over it
     if config.look_back is not None and not plugin.has_look_back:
         plugin.close()
         raise doc.error(

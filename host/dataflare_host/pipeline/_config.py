@@ -163,6 +163,9 @@ class ProcessorConfig:
     plugin_name: str | None = None
     plugin_source: Literal["native", "wasm"] = "native"
     plugin_path: str | None = None
+    sha256: str | None = None
+    """Pins ``plugin_path``'s content (``sha256:<64 hex digits>``): any other bytes are
+    refused, at load and at hot reload (like Extism's manifest hash)."""
     params: dict[str, str] = attrs.Factory(dict)
     on_error: ErrorPolicy = "fail"
     time_limit_s: float = 10.0
@@ -173,6 +176,9 @@ class ProcessorConfig:
     """Overrides an aggregate's window: ``type`` tumbling or sliding, ``size_ms``,
     ``step_ms`` (sliding), ``lateness_ms``, ``late`` (error or drop); see
     :func:`dataflare.runtime.window_from_mapping`."""
+    initial: str | None = None
+    """Overrides an aggregate's starting accumulator (UTF-8 text), like Fluvio's
+    ``--aggregate-initial``; a checkpointed state still wins."""
     look_back: LookBackConfig | None = None
     # -- scaling out (see dataflare_host.pipeline.engines) --
     workers: str | None = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from dataflare import ProcessingError, Record
+from dataflare_host.connectors import Rejected
 from dataflare_host.pipeline._assemble import ProcessorStage
 
-__all__ = ["dead_letter_record", "describe"]
+__all__ = ["dead_letter_record", "describe", "rejected_record"]
 
 _PREVIEW_BYTES = 60
 
@@ -33,9 +34,22 @@ def dead_letter_record(stage: ProcessorStage, error: ProcessingError, record: Re
     Key, timestamp, metadata and offset stay those of the failed record, so the
     dead-letter sink partitions and orders it like the original.
     """
+    return _letter(stage.id, dict(error.fields()), record)
+
+
+def rejected_record(stage: str, rejected: Rejected) -> Record:
+    """The dead-letter record for a record sink ``stage``'s target refused.
+
+    Shaped like a processor's dead letter (``stage``, ``error``, ``record``) so
+    one consumer reads both; ``error.reason`` is the target's own reason.
+    """
+    return _letter(stage, {"sink": stage, "reason": rejected.reason}, rejected.record)
+
+
+def _letter(stage: str, error: dict[str, object], record: Record) -> Record:
     body = {
-        "stage": stage.id,
-        "error": error.fields(),
+        "stage": stage,
+        "error": error,
         "record": {
             "offset": record.offset,
             "key": None if record.key is None else record.key.decode("utf-8", "backslashreplace"),

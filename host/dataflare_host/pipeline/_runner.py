@@ -29,15 +29,15 @@ from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._assemble import ProcessorStage, build_connector, load_processor
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
-from dataflare_host.pipeline._dead_letter import dead_letter_record, describe
+from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, rejected_record
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
-from dataflare_host.pipeline._rejections import rejected_record
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline._yaml import LocatedYaml
-from dataflare_host.plugins._chain import Chain
+from dataflare_host.pipeline.engines import Done, Engine, make_engine
+from dataflare_host.plugins._chain import Chain, ChainResult
 
 __all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunSummary"]
 
@@ -68,6 +68,8 @@ class RunSummary:
     resumed: bool = False
     signal: str | None = None
     """The signal that stopped the run (``SIGINT``, ``SIGTERM``), if one did."""
+    engine: str = "engine in-process, 1 worker (the driver)"
+    """The engine and its workers (``workers:``, ``engine:``)."""
 
     @property
     def exit_code(self) -> int:
@@ -143,6 +145,8 @@ class Pipeline:
         self._signal: str | None = None
         self._failed = threading.Event()
         self._sinks_healthy = False
+        # -- engines: where the chain runs (built in run(): Ray joins a cluster) --
+        self._engine: Engine | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, registry: ConnectorRegistry | None = None) -> Pipeline:
@@ -152,8 +156,10 @@ class Pipeline:
 
     @property
     def stats(self) -> list[StageStats]:
-        """Every stage's counters in stage order: sources, processors, sinks, dead letter."""
-        return self._stats.ordered
+        """Every stage's counters in stage order: sources, processors, sinks, dead letter,
+        then one per worker when the chain runs in workers."""
+        workers = self._engine.worker_stats if self._engine is not None else []
+        return [*self._stats.ordered, *workers]
 
     # -- running ------------------------------------------------------------
 
@@ -182,6 +188,9 @@ class Pipeline:
             positions = dict(checkpoint.positions)
             self._warm_up(checkpoint)
             self._connect(checkpoint)
+            # -- engines --
+            self._engine = make_engine(self.config, self.doc.file, self.processors)
+            self._engine.start(checkpoint.accumulators)
             status = self._main_loop(positions, progress)
         except PluginError as exc:
             status, error = "failed", str(exc)
@@ -198,6 +207,10 @@ class Pipeline:
                 self._commit(positions)
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
+        # -- engines: the workers hold nothing the commit above still needs --
+        engine = self._engine.summary() if self._engine is not None else RunSummary.engine
+        if self._engine is not None:
+            self._engine.close()
         summary = RunSummary(
             self.config.name,
             status,
@@ -206,6 +219,7 @@ class Pipeline:
             error,
             resumed,
             self._signal,
+            engine,
         )
         if progress is not None:
             progress.finish(summary)
@@ -314,16 +328,21 @@ class Pipeline:
         )
         readers.start()
         live = len(readers)
+        engine = self._engine
+        assert engine is not None
         interval = self.config.checkpoint.interval_ms / 1000
         last_commit = last_reload = last_progress = time.monotonic()
         try:
-            while live:
+            while live or engine.pending:
                 if self._stop.is_set():
                     # Stop now: batches read but not processed are not committed,
                     # so the next run reads them again (at least once). Draining
                     # them could take minutes behind a slow plugin.
                     break
-                item = readers.get(timeout=0.05)
+                # -- engines: read while the engine has room, hand back in source order --
+                item = None
+                if live and not engine.full:
+                    item = readers.get(timeout=0.002 if engine.pending else 0.05)
                 now = time.monotonic()
                 if isinstance(item, ReaderDone):
                     live -= 1
@@ -332,7 +351,10 @@ class Pipeline:
                             f"source {item.source!r} failed: {item.error}"
                         ) from item.error
                 elif isinstance(item, ReadBatch):
-                    self._handle(item, positions)
+                    engine.submit(item, list(item.batch.records))
+                waiting = engine.full or not live
+                for done in engine.ready(timeout=0.05 if waiting else 0.0):
+                    self._handle(done, positions)
                 if now - last_reload >= _RELOAD_CHECK_S:
                     self._hot_reload()
                     last_reload = now
@@ -351,20 +373,22 @@ class Pipeline:
         # A stop with sources still holding records is a stop; one after they all ran dry is not.
         return "stopped" if self._stop.is_set() and not readers.all_exhausted else "completed"
 
-    def _handle(self, item: ReadBatch, positions: dict[str, Any]) -> None:
+    def _handle(self, done: Done, positions: dict[str, Any]) -> None:
         # Aggregate state must match the checkpointed positions: if this batch
         # fails anywhere, its effect on the accumulators is undone.
         before = [stage.plugin.accumulator for stage in self.processors]
         try:
-            self._write(item, positions)
+            self._write(done, positions)
         except PluginError:
             for stage, accumulator in zip(self.processors, before, strict=True):
                 stage.plugin.accumulator = accumulator
             raise
+        assert self._engine is not None
+        self._engine.delivered(done)  # -- engines: partitioned state follows the sinks
 
-    def _write(self, item: ReadBatch, positions: dict[str, Any]) -> None:
-        records = list(item.batch.records)
-        outputs, dead = self._process(records)
+    def _write(self, done: Done, positions: dict[str, Any]) -> None:
+        item: ReadBatch = done.tag
+        outputs, dead = self._process(done.result())
         for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
             try:
                 sink.write(outputs)
@@ -408,8 +432,7 @@ class Pipeline:
             ) from exc
         self._stats[self.config.dead_letter.id].add(records_in=len(dead), records_out=len(dead))
 
-    def _process(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
-        result = self._chain.process(records)
+    def _process(self, result: ChainResult) -> tuple[list[Record], list[Record]]:
         dead: list[Record] = []
         # A stopping failure ends the chain (Fluvio's semantics): only the steps
         # that ran have a report.
@@ -450,17 +473,24 @@ class Pipeline:
             for stage in self.processors
             if stage.plugin.kind is PluginKind.AGGREGATE
         }
+        if self._engine is not None:
+            accumulators.update(self._engine.checkpoint_state())  # partitioned steps' keys
         self.checkpoints.save(Checkpoint(dict(positions), accumulators))
         for entry, source in zip(self.config.sources, self.sources, strict=True):
             if entry.id in positions:
                 source.ack(positions[entry.id])
 
     def _hot_reload(self) -> None:
+        if self._engine is not None and self._engine.worker_stats:
+            return  # -- engines: workers loaded their plugins at start; no reload there --
         if self._reloader.check():
             self._chain = _chain_of(self.processors)
 
     def close(self) -> None:
         """Close every plugin and connector (safe to call twice)."""
+        engine = getattr(self, "_engine", None)  # -- engines: close() may run mid-__init__
+        if engine is not None:
+            engine.close()
         for stage in self.processors:
             stage.plugin.close()
         connectors: list[Source | Sink] = [

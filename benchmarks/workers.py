@@ -1,0 +1,152 @@
+"""Scaling out: records/s of one pipeline with workers: 1, workers: 2 and engine: ray.
+
+1,000,000 ~100-byte JSONL records -> JSON field filter -> map -> JSONL, native
+and WASM filter; each configuration runs as ``dataflare run`` in its own process
+(peak RSS is that process tree's, sampled every 50 ms). Prints the issue's
+targets with their ratios. The Ray run starts a two-node local cluster.
+
+    .venv/bin/python benchmarks/workers.py [--records 1000000] [--no-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = Path(sys.executable).parent / "dataflare"
+FILTER = ROOT / "guest_examples" / "json_field_filter.py"
+MAP = ROOT / "tests" / "pipeline_fixtures" / "plugins" / "tag.py"
+
+
+def write_input(path: Path, count: int) -> None:
+    with path.open("w") as out:
+        for i in range(count):
+            doc = {"id": i, "status": ("active", "paused")[i % 2], "name": f"user-{i:08d}",
+                   "amount": i % 100, "note": "x" * 20}
+            out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def pipeline(directory: Path, wasm: bool, **top: Any) -> Path:
+    filter_config: dict[str, Any] = {"plugin_type": "filter", "plugin_path": str(FILTER)}
+    if wasm:
+        filter_config["plugin_source"] = "wasm"
+    doc = {
+        "name": "bench",
+        "batch": {"size": 2000, "linger_ms": 50},
+        "checkpoint": {"interval_ms": 5000},
+        "sources": [{"id": "in", "type": "plugin", "config": {
+            "plugin_type": "file", "connection": {"path": str(directory / "in.jsonl")}}}],
+        "processors": [
+            {"id": "active", "type": "plugin", "config": filter_config},
+            {"id": "tag", "type": "plugin", "config": {
+                "plugin_type": "map", "plugin_path": str(MAP)}},
+        ],
+        "sinks": [{"id": "out", "type": "plugin", "config": {
+            "plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
+        **top,
+    }
+    run_dir = Path(tempfile.mkdtemp(dir=directory))
+    file = run_dir / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return file
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    found = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True)
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for line in found.stdout.splitlines():
+        p, parent, kb = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(p)
+        rss[p] = kb
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total / 1024
+
+
+def timed(file: Path, count: int) -> tuple[float, float, str]:
+    started = time.monotonic()
+    proc = subprocess.Popen([str(EXE), "run", "--quiet", str(file)], cwd=file.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_mb(proc.pid))
+        time.sleep(0.05)
+    seconds = time.monotonic() - started
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{file}: exit {proc.returncode}: {stderr[-500:]}")
+    out = (file.parent / "out.jsonl").read_bytes()
+    return count / seconds, peak, out.decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_input(directory / "in.jsonl", args.records)
+        rows: dict[str, tuple[float, float, str]] = {}
+        for wasm in (False, True):
+            backend = "wasm" if wasm else "native"
+            for workers in ("1", "2"):
+                rows[f"{backend} workers={workers}"] = timed(
+                    pipeline(directory, wasm, workers=workers), args.records
+                )
+        ray_note = "skipped"
+        if not args.no_ray:
+            try:
+                import ray
+                from ray.cluster_utils import Cluster
+            except ImportError:
+                ray_note = "ray not installed (pip install 'dataflare-plugins[ray]')"
+            else:
+                cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+                cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+                try:
+                    rows["native ray 2 nodes"] = timed(
+                        pipeline(directory, False, workers="2", engine="ray",
+                                 address=cluster.address), args.records)
+                finally:
+                    ray.shutdown()
+                    cluster.shutdown()
+        print(f"{args.records:,} records, {os.cpu_count()} cores")
+        print(f"{'configuration':<24}{'rec/s':>12}{'peak RSS MB':>14}")
+        for name, (rate, peak, _) in rows.items():
+            print(f"{name:<24}{rate:>12,.0f}{peak:>14,.0f}")
+        n1, n2 = rows["native workers=1"], rows["native workers=2"]
+        w1, w2 = rows["wasm workers=1"], rows["wasm workers=2"]
+        print("\ntargets:")
+        print(f"  native workers 2 / 1 = {n2[0] / n1[0]:.2f}x (target >= 1.5x)")
+        print(f"  wasm   workers 2 / 1 = {w2[0] / w1[0]:.2f}x (target >= 1.8x)")
+        print(f"  native peak RSS, workers 2 = {n2[1]:.0f} MB (target <= 400 MB); "
+              f"wasm {w2[1]:.0f} MB (reported)")
+        same = n1[2] == n2[2] == w1[2] == w2[2]
+        if "native ray 2 nodes" in rows:
+            r = rows["native ray 2 nodes"]
+            same = same and r[2] == n1[2]
+            print(f"  ray (2 nodes) / local workers 2 = {r[0] / n2[0]:.2f}x")
+        else:
+            print(f"  ray: {ray_note}")
+        print(f"  outputs identical across configurations: {same}")
+
+
+if __name__ == "__main__":
+    main()

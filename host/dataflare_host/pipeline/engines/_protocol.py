@@ -1,0 +1,74 @@
+"""What the pipeline runner asks of an engine: batches in, results out in submission order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from dataflare import Record
+from dataflare_host.pipeline._stats import StageStats
+from dataflare_host.plugins._chain import ChainResult
+
+__all__ = ["Done", "Engine"]
+
+
+@attrs.define
+class Done:
+    """A batch the chain has finished with, handed back in submission order.
+
+    :meth:`result` gives the chain's result (or raises the batch's failure) and
+    sets the driver's plugins' accumulators to their state after this batch; the
+    runner calls it inside its roll-back scope and, once every sink took the
+    batch, :meth:`Engine.delivered`.
+    """
+
+    tag: Any
+    compute: Callable[[], ChainResult]
+    key_states: Any = None
+    """Per-key state after this batch (engine-private; applied by :meth:`Engine.delivered`)."""
+
+    def result(self) -> ChainResult:
+        """The chain's result for this batch (raises PluginError when the batch failed)."""
+        return self.compute()
+
+
+class Engine(Protocol):
+    """Runs the processor chain over batches; sources, sinks and checkpoints stay with the
+    caller. Results come back in submission order, so sinks see source order."""
+
+    name: str
+    """``in-process``, ``local`` (worker processes) or ``ray``."""
+
+    worker_stats: list[StageStats]
+    """One counter per worker (empty when the chain runs in the caller's process)."""
+
+    def start(self, saved: Mapping[str, bytes | None]) -> None:
+        """Start the workers; ``saved`` is the checkpoint's state (for partitioned steps)."""
+
+    def submit(self, tag: Any, records: list[Record]) -> None:
+        """Queue a batch; ``tag`` comes back with its :class:`Done`."""
+
+    def ready(self, timeout: float) -> list[Done]:
+        """Finished batches at the head of the queue, waiting up to ``timeout`` for one."""
+
+    @property
+    def pending(self) -> int:
+        """Batches submitted and not yet handed back."""
+
+    @property
+    def full(self) -> bool:
+        """True when no more batches should be submitted before some come back."""
+
+    def delivered(self, done: Done) -> None:
+        """Every sink took ``done``'s outputs: its state is now the checkpointable one."""
+
+    def checkpoint_state(self) -> dict[str, bytes | None]:
+        """State to save beside the aggregates' accumulators (partitioned steps)."""
+
+    def summary(self) -> str:
+        """The engine and its workers, for the run summary."""
+
+    def close(self) -> None:
+        """Stop every worker (safe to call twice)."""

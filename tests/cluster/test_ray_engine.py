@@ -1,0 +1,108 @@
+"""``engine: ray``: the same pipeline on a real two-node Ray cluster on this machine.
+
+``ray.cluster_utils.Cluster`` starts a head and a second node (one CPU each);
+the workers are actors with a quarter CPU each, so Ray never waits for
+resources on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
+from test_workers import (
+    FILTER_MAP,
+    even_running_sums,
+    expected_filter_map,
+    keyed_outputs,
+    keyed_pipeline,
+    outputs,
+    pipeline_file,
+    run,
+    worker_pids,
+    write_input,
+)
+
+from dataflare_host.pipeline._runner import Pipeline
+
+ray = pytest.importorskip("ray", reason="engine: ray needs the ray extra (scripts/setup)")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
+    nodes.wait_for_nodes()
+    try:
+        yield nodes
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+
+
+def test_the_same_pipeline_on_two_ray_nodes_writes_what_local_workers_write(
+    cluster: Any, tmp_path: Path
+) -> None:
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    count = 20_000
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    for directory, top in ((local, {"workers": "2"}), (remote, {"workers": "2", "engine": "ray"})):
+        directory.mkdir()
+        write_input(directory, count)
+        summary, _ = run(pipeline_file(directory, FILTER_MAP, **top))
+        assert summary.status == "completed", summary.error
+    assert outputs(local) == expected_filter_map(count)
+    assert outputs(remote) == outputs(local)
+    assert summary.engine.startswith("engine ray, 2 workers")
+    workers = [s for s in summary.stats if s.role == "worker"]
+    assert sum(w.records_in for w in workers) == count
+    assert all("on node" in w.kind for w in workers)
+
+
+def test_a_keyed_aggregate_on_ray_equals_one_worker_per_key(cluster: Any, tmp_path: Path) -> None:
+    count = 4_000
+    write_input(tmp_path, count)
+    file = keyed_pipeline(tmp_path, "2")
+    file.write_text(file.read_text() + "engine: ray\n")
+    summary, _ = run(file)
+    assert summary.status == "completed", summary.error
+    assert keyed_outputs(tmp_path, count) == even_running_sums(count)
+
+
+def test_ray_actors_killed_mid_run_lose_nothing(cluster: Any, tmp_path: Path) -> None:
+    count = 150_000
+    write_input(tmp_path, count)
+    file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", batch=500)
+    kills: list[int] = []
+
+    def killer(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + 50
+        while len(kills) < 10 and time.monotonic() < deadline:
+            pids = worker_pids(pipeline)
+            if pids:
+                pid = pids[len(kills) % len(pids)]
+                if pid not in kills:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        kills.append(pid)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.3)
+
+    summary, _ = run(file, killer)
+    assert summary.status == "completed", summary.error
+    assert len(kills) == 10, "the run ended before ten kills: make it longer"
+    assert outputs(tmp_path) == expected_filter_map(count)
+    assert int(summary.engine.split(", ")[-1].split()[0]) >= 10

@@ -1,0 +1,375 @@
+"""``workers: N``: the processor chain in N local worker processes.
+
+Every expected output is computed here from the input the test wrote. Workers
+are real spawned processes; the kill tests SIGKILL them by the pid the
+pipeline's worker counters show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import EXAMPLES
+
+from dataflare_host.pipeline._runner import Pipeline, RunSummary
+from dataflare_host.pipeline._stats import StageStats
+
+PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
+USERS = 13
+
+
+def document(i: int) -> dict[str, Any]:
+    return {"id": i, "status": ("active", "paused")[i % 2], "user": f"u{i % USERS}",
+            "amount": i % 7}
+
+
+def write_input(directory: Path, count: int) -> Path:
+    path = directory / "in.jsonl"
+    with path.open("w") as handle:
+        for i in range(count):
+            handle.write(json.dumps(document(i), separators=(",", ":")) + "\n")
+    return path
+
+
+def pipeline_file(directory: Path, processors: list[dict[str, Any]], *, key: bool = False,
+                  batch: int = 200, **top: Any) -> Path:
+    source: dict[str, Any] = {"path": "in.jsonl"}
+    if key:
+        source["key_field"] = "user"
+    doc = {
+        "name": "workers",
+        "batch": {"size": batch, "linger_ms": 5},
+        "sources": [{"id": "in", "type": "plugin",
+                     "config": {"plugin_type": "file", "connection": source}}],
+        "processors": processors,
+        "sinks": [{"id": "out", "type": "plugin",
+                   "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
+        **top,
+    }
+    file = directory / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return file
+
+
+def proc(id: str, kind: str, path: Path, **config: Any) -> dict[str, Any]:
+    return {"id": id, "type": "plugin",
+            "config": {"plugin_type": kind, "plugin_path": str(path), **config}}
+
+
+FILTER_MAP = [
+    proc("even", "filter", PLUGINS / "keep_even.py"),
+    proc("tag", "map", PLUGINS / "tag.py", params={"tag": "t"}),
+]
+
+
+def run(file: Path, during: Any = None) -> tuple[RunSummary, Pipeline]:
+    pipeline = Pipeline.from_file(file)
+    thread = threading.Thread(target=during, args=(pipeline,)) if during else None
+    if thread:
+        thread.start()
+    try:
+        return pipeline.run(None, handle_signals=False), pipeline
+    finally:
+        if thread:
+            thread.join()
+        pipeline.close()
+
+
+def outputs(directory: Path) -> list[Any]:
+    return [json.loads(line) for line in (directory / "out.jsonl").read_text().splitlines()]
+
+
+def expected_filter_map(count: int) -> list[Any]:
+    return [{**document(i), "tag": "t"} for i in range(count) if i % 2 == 0]
+
+
+def workers_of(pipeline: Pipeline) -> list[StageStats]:
+    return [s for s in pipeline.stats if s.role == "worker"]
+
+
+def worker_pids(pipeline: Pipeline) -> list[int]:
+    # The worker counters say where each worker runs: "local pid 1234[, N restart(s)]"
+    # or "ray pid 1234 on node ab12cd34[, ...]".
+    return [int(s.kind.split("pid ")[1].split(",")[0].split()[0]) for s in workers_of(pipeline)
+            if "pid " in s.kind]
+
+
+def test_workers_2_writes_what_workers_1_writes_in_source_order(tmp_path: Path) -> None:
+    count = 20_000
+    one, two = tmp_path / "one", tmp_path / "two"
+    for directory, workers in ((one, "1"), (two, "2")):
+        directory.mkdir()
+        write_input(directory, count)
+        summary, _pipeline = run(pipeline_file(directory, FILTER_MAP, workers=workers))
+        assert summary.status == "completed", summary.error
+    assert outputs(one) == expected_filter_map(count)
+    assert outputs(two) == outputs(one)
+    assert summary.engine.startswith("engine local, 2 workers")
+    workers = [s for s in summary.stats if s.role == "worker"]
+    assert len(workers) == 2
+    assert sum(w.records_in for w in workers) == count  # each batch once, through the chain
+    assert sum(w.records_out for w in workers) == count // 2
+    assert all(w.records_in > 0 for w in workers), "both workers got batches"
+
+
+def test_workers_auto_and_a_bad_value(tmp_path: Path) -> None:
+    write_input(tmp_path, 10)
+    from dataflare import PluginError
+
+    with pytest.raises(PluginError, match=r"workers.*must be a number of workers or auto"):
+        Pipeline.from_file(pipeline_file(tmp_path, FILTER_MAP, workers="many"))
+    with pytest.raises(PluginError, match="from 1 to"):
+        Pipeline.from_file(pipeline_file(tmp_path, FILTER_MAP, workers="0"))
+    summary, _ = run(pipeline_file(tmp_path, FILTER_MAP, workers="auto"))
+    cores = os.cpu_count() or 1
+    assert summary.status == "completed", summary.error
+    assert (f"{cores} workers" in summary.engine) or cores == 1
+
+
+def running_sums(count: int) -> dict[str, list[int]]:
+    """Per user, the running sum of amount after each of its records (the aggregate's outputs)."""
+    sums: dict[str, list[int]] = {}
+    for i in range(count):
+        doc = document(i)
+        previous = sums.setdefault(doc["user"], [])
+        previous.append((previous[-1] if previous else 0) + doc["amount"])
+    return sums
+
+
+def keyed_outputs(directory: Path, count: int) -> dict[str, list[int]]:
+    # The aggregate's outputs carry no user: their keys, in the sink's lossless format, do.
+    per_key: dict[str, list[int]] = {}
+    for record in read_records(directory / "out.records"):
+        per_key.setdefault(record.key.decode(), []).append(json.loads(record.value))
+    return per_key
+
+
+def read_records(path: Path) -> list[Any]:
+    """The file sink's ``records`` format: frames of a 4-byte big-endian length + a batch."""
+    from dataflare_host.connectors import decode_batch
+
+    data, at, records = path.read_bytes(), 0, []
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        records.extend(decode_batch(data[at + 4 : at + 4 + size]))
+        at += 4 + size
+    return records
+
+
+def keyed_pipeline(directory: Path, workers: str) -> Path:
+    file = pipeline_file(
+        directory,
+        [
+            proc("even", "filter", PLUGINS / "keep_even.py"),
+            proc("total", "aggregate", EXAMPLES / "sum_aggregate.py", partition_by="key"),
+        ],
+        key=True,
+        workers=workers,
+        batch=100,
+    )
+    doc = yaml.safe_load(file.read_text())
+    doc["sinks"][0]["config"]["connection"] = {"path": "out.records", "format": "records"}
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return file
+
+
+def even_running_sums(count: int) -> dict[str, list[int]]:
+    sums: dict[str, list[int]] = {}
+    for i in range(0, count, 2):
+        doc = document(i)
+        previous = sums.setdefault(doc["user"], [])
+        previous.append((previous[-1] if previous else 0) + doc["amount"])
+    return sums
+
+
+def test_keyed_aggregate_over_4_workers_equals_1_worker_per_key(tmp_path: Path) -> None:
+    count = 6_000
+    results = {}
+    for workers in ("1", "4"):
+        directory = tmp_path / workers
+        directory.mkdir()
+        write_input(directory, count)
+        summary, _ = run(keyed_pipeline(directory, workers))
+        assert summary.status == "completed", summary.error
+        results[workers] = keyed_outputs(directory, count)
+    assert results["1"] == even_running_sums(count)
+    assert results["4"] == results["1"]
+
+
+def test_keyed_aggregate_resumes_from_its_checkpoint_across_worker_counts(
+    tmp_path: Path,
+) -> None:
+    count = 30_000
+    write_input(tmp_path, count)
+    file = keyed_pipeline(tmp_path, "4")
+
+    def stop_midway(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sink = next(s for s in pipeline.stats if s.role == "sink")
+            if sink.records_in >= count // 6:
+                pipeline.stop()
+                return
+            time.sleep(0.002)
+
+    first, _ = run(file, stop_midway)
+    assert first.status == "stopped"
+    partial = keyed_outputs(tmp_path, count)
+    assert sum(map(len, partial.values())) < count // 2, "stopped before the end"
+    # The rest with 2 workers: the per-key state is in the checkpoint, not in a worker.
+    doc = yaml.safe_load(file.read_text())
+    doc["workers"] = "2"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    second, _ = run(file)
+    assert second.status == "completed", second.error
+    assert second.resumed
+    assert keyed_outputs(tmp_path, count) == even_running_sums(count)
+
+
+def test_sigkill_of_workers_mid_run_loses_nothing(tmp_path: Path) -> None:
+    count = 120_000
+    write_input(tmp_path, count)
+    file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
+    kills: list[int] = []
+
+    def killer(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + 60
+        while len(kills) < 10 and time.monotonic() < deadline:
+            pids = worker_pids(pipeline)
+            if pids:
+                pid = pids[len(kills) % len(pids)]
+                if pid not in kills:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        kills.append(pid)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.15)
+
+    summary, _pipeline = run(file, killer)
+    assert summary.status == "completed", summary.error
+    assert len(kills) == 10, "the run ended before ten kills: make it longer"
+    assert outputs(tmp_path) == expected_filter_map(count)
+    restarts = summary.engine.split(", ")[-1]
+    assert restarts.endswith("restart(s)")
+    assert int(restarts.split()[0]) >= 10
+
+
+SLEEPER = '''
+import time
+import dataflare
+
+@dataflare.map
+def slow(record: dataflare.Record) -> dataflare.Record:
+    if record.json()["id"] == 50:
+        time.sleep(30)
+    return record
+'''
+
+
+def test_a_plugin_past_its_time_limit_in_a_worker_is_killed_within_a_second(
+    tmp_path: Path,
+) -> None:
+    write_input(tmp_path, 200)
+    (tmp_path / "slow.py").write_text(SLEEPER)
+    file = pipeline_file(
+        tmp_path, [proc("slow", "map", tmp_path / "slow.py", time_limit_s=1.0)], workers="2",
+        batch=20,
+    )
+    died: dict[int, float] = {}
+
+    def watch(pipeline: Pipeline) -> None:
+        # Note when each first-generation worker process stops existing.
+        deadline = time.monotonic() + 20
+        pids: list[int] = []
+        while not pids and time.monotonic() < deadline:
+            pids = worker_pids(pipeline)
+            time.sleep(0.005)
+        while len(died) < 1 and time.monotonic() < deadline:
+            for pid in pids:
+                if pid not in died and not _alive(pid):
+                    died[pid] = time.monotonic()
+            time.sleep(0.005)
+
+    summary, _ = run(file, watch)
+    assert summary.status == "failed"
+    assert "time limit (1 s)" in (summary.error or "")
+    assert died, "no worker was killed"
+    # From the moment the workers were up (the sleeping batch is among the first few).
+    took = min(died.values()) - max(w.started for w in summary.stats if w.role == "worker")
+    assert took < 1.0 + 1.0, took
+
+
+GENERATOR_PIPELINE = {
+    "name": "endless",
+    "batch": {"size": 100, "linger_ms": 5},
+    "sources": [{"id": "gen", "type": "plugin",
+                 "config": {"plugin_type": "generator", "connection": {"rate": 20000}}}],
+    "sinks": [{"id": "out", "type": "plugin",
+               "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
+}
+
+
+def test_sigterm_stops_the_pipeline_and_every_worker_within_2_s(
+    tmp_path: Path, dataflare_exe: Path
+) -> None:
+    doc = dict(GENERATOR_PIPELINE, processors=FILTER_MAP[1:])
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_ = subprocess.Popen([str(dataflare_exe), "run", "--quiet", "--workers", "2", str(file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while time.monotonic() < deadline and len(children) < 2:
+        children = _children(run_.pid)
+        time.sleep(0.1)
+    assert len(children) >= 2, "the workers did not start"
+    time.sleep(1.0)
+    run_.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, stderr = run_.communicate(timeout=10)
+    took = time.monotonic() - started
+    assert took < 2.0, took
+    assert run_.returncode == 0, stderr
+    assert "engine local, 2 workers" in stderr
+    assert not [pid for pid in children if _alive(pid)], "workers outlived the pipeline"
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                           text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) is not running.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_engine_ray_without_ray_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    write_input(tmp_path, 10)
+    summary, _ = run(pipeline_file(tmp_path, FILTER_MAP, engine="ray"))
+    assert summary.status == "failed"
+    assert "pip install 'dataflare-plugins[ray]'" in (summary.error or "")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
