@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -18,7 +18,7 @@ from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind
 from dataflare.runtime import BatchResult
 from dataflare_host._text import one_line
 from dataflare_host.cli._scaffold import new_plugin
-from dataflare_host.pipeline import Pipeline
+from dataflare_host.pipeline import Pipeline, ProgressReporter, RunSummary, StageStats
 from dataflare_host.plugins import Runtime, load_plugin
 from dataflare_host.wasm import Sandbox, component_for
 
@@ -53,6 +53,21 @@ def _show(record: Record) -> str:
     return record.value.decode("utf-8", errors="backslashreplace")
 
 
+class _Fanout:
+    """Hands the stage counters to several progress reporters (display, metrics)."""
+
+    def __init__(self, reporters: list[ProgressReporter]) -> None:
+        self._reporters = reporters
+
+    def update(self, stats: Sequence[StageStats]) -> None:
+        for reporter in self._reporters:
+            reporter.update(stats)
+
+    def finish(self, summary: RunSummary) -> None:
+        for reporter in self._reporters:
+            reporter.finish(summary)
+
+
 def _show_json(record: Record) -> str:
     """One JSON object per output: every field of the record, bytes as UTF-8 text."""
 
@@ -69,7 +84,7 @@ def _show_json(record: Record) -> str:
     return json.dumps(fields, ensure_ascii=False)
 
 
-def _fail(error: PluginError) -> None:
+def _fail(error: PluginError) -> NoReturn:
     """One readable line on stderr and the error's exit code; never a traceback."""
     # One line even when a plugin's exception message spans several.
     click.echo(f"error: {one_line(str(error))}", err=True)
@@ -79,11 +94,34 @@ def _fail(error: PluginError) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dataflare-plugins")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line (time, level, logger, message) for collectors.",
+)
+def main(verbose: int, log_format: str) -> None:
     """DataFlare plugins: write, test, build and run data-pipeline plugins."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    _show_progress_lines()
+    formatter: logging.Formatter
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    else:
+        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(isinstance(h, _StderrLines) for h in root.handlers):
+        root.addHandler(_StderrLines())
+    for handler in root.handlers:
+        if isinstance(handler, _StderrLines):
+            handler.setFormatter(formatter)
+    _show_progress_lines(formatter if log_format == "json" else None)
 
 
 class _StderrLines(logging.Handler):
@@ -97,14 +135,18 @@ class _StderrLines(logging.Handler):
             pass
 
 
-def _show_progress_lines() -> None:
+def _show_progress_lines(formatter: logging.Formatter | None) -> None:
     # Long waits (a first build, a first compile) announce themselves on this
     # logger; they are shown at any verbosity, as plain lines even when piped.
     progress = logging.getLogger("dataflare.progress")
     progress.setLevel(logging.INFO)
     progress.propagate = False
-    if not any(isinstance(h, _StderrLines) for h in progress.handlers):
-        progress.addHandler(_StderrLines())
+    handlers = [h for h in progress.handlers if isinstance(h, _StderrLines)]
+    if not handlers:
+        handlers = [_StderrLines()]
+        progress.addHandler(handlers[0])
+    for handler in handlers:
+        handler.setFormatter(formatter or logging.Formatter("%(message)s"))
 
 
 def _sandbox_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -372,6 +414,12 @@ def validate(pipeline: Path) -> None:
     help="Where the workers run (overrides engine:); ray needs dataflare-plugins[ray].",
 )
 @click.option("--ray-address", help="The Ray cluster to join (overrides address:).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics (per-stage counters and rates) on 127.0.0.1:PORT/metrics.",
+)
 def run(
     pipeline: Path,
     reset: bool,
@@ -379,6 +427,7 @@ def run(
     workers: str | None,
     engine: str | None,
     ray_address: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Run PIPELINE (YAML) until its sources are exhausted or it is interrupted.
 
@@ -413,10 +462,23 @@ def run(
         if reset:
             loaded.checkpoints.reset()
         loading_s = time.monotonic() - loading_started
-        progress = None if quiet else RichProgress(loaded.config.name, loading_s=loading_s)
-        summary = loaded.run(progress)
+        reporters: list[ProgressReporter] = []
+        if not quiet:
+            reporters.append(RichProgress(loaded.config.name, loading_s=loading_s))
+        metrics = None
+        if metrics_port is not None:
+            from dataflare_host.pipeline._metrics import MetricsServer
+
+            try:
+                metrics = MetricsServer(metrics_port, pipeline=loaded.config.name)
+            except OSError as exc:
+                _fail(PluginIOError(f"--metrics-port {metrics_port}: cannot listen: {exc}"))
+            reporters.append(metrics)
+        summary = loaded.run(_Fanout(reporters) if reporters else None)
     finally:
         loaded.close()
+        if metrics is not None:
+            metrics.close()
     if quiet:
         console.print(summary_table(summary.stats, summary_title(summary, loading_s)))
     click.echo(summary.engine, err=True)  # which engine ran the chain, and on how many workers
