@@ -116,7 +116,8 @@ CASES: dict[str, Case] = {
     "unknown_processor_config_key": Case(
         edit(PROCESSOR_PARAMS, PROCESSOR_PARAMS + "      on_eror: skip  # HERE\n"),
         "processors[0].config.on_eror",
-        f"unknown key 'on_eror' (known keys: {known_keys(ProcessorConfig)})",
+        "unknown key 'on_eror' (did you mean 'on_error'?) "
+        f"(known keys: {known_keys(ProcessorConfig)})",
     ),
     "wrong_plugin_type_literal": Case(
         edit("plugin_type: filter\n", "plugin_type: filtr  # HERE\n"),
@@ -352,3 +353,20 @@ def test_plugin_type_typo_suggests_the_closest_kind(project: Path, typo: str, me
     with pytest.raises(ConfigurationError) as raised:
         Pipeline.from_file(file)
     assert str(raised.value).endswith(f"(did you mean {meant!r}?)"), str(raised.value)
+
+
+def test_a_misspelt_connection_key_is_reported_as_unknown_not_as_a_missing_one(
+    tmp_path: Path,
+) -> None:
+    """`pth:` for `path:` names the key the user wrote, with a suggestion."""
+    file = tmp_path / "p.yaml"
+    file.write_text(
+        "sources:\n  - {id: in, type: plugin, config: {plugin_type: generator}}\n"
+        "sinks:\n  - {id: out, type: plugin, config: {plugin_type: file,"
+        " connection: {pth: x.jsonl}}}\n"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Pipeline.from_file(file).close()
+    assert "sinks[0].config.connection.pth: unknown key 'pth' (did you mean 'path'?)" in str(
+        caught.value
+    )

@@ -111,7 +111,10 @@ def structure_at(doc: LocatedYaml, data: Any, cls: type[T], base: Sequence[str |
             if isinstance(exc, cattrs.BaseValidationError)
             else [f"{_describe(exc, None)} @ $"]
         )
-        first = messages[0] if messages else str(exc)
+        # A misspelt key shows up twice: as an unknown key and as the key it was
+        # meant to be, missing. The unknown one says what to fix.
+        extras = [m for m in messages if m.startswith("extra fields found")]
+        first = (extras or messages)[0] if messages else str(exc)
         match = _AT.match(first)
         if match is None:
             raise doc.error(base, first) from exc
@@ -122,7 +125,11 @@ def structure_at(doc: LocatedYaml, data: Any, cls: type[T], base: Sequence[str |
             names = extra[1].split(", ")
             path = (*path, names[0])
             known = ", ".join(sorted(_field_names(cls, _parse_path(match["path"]))))
-            message = f"unknown key {names[0]!r}" + (f" (known keys: {known})" if known else "")
+            fields = _field_names(cls, _parse_path(match["path"]))
+            hint = did_you_mean(names[0], dict.fromkeys(fields))
+            message = f"unknown key {names[0]!r}{hint}" + (
+                f" (known keys: {known})" if known else ""
+            )
         raise doc.error(path, message) from exc
 
 
