@@ -377,18 +377,29 @@ def build(plugin: Path, output: Path | None) -> None:
 
 @main.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-def validate(pipeline: Path) -> None:
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also open every source and sink (servers, tables, streams), moving no record.",
+)
+def validate(pipeline: Path, connect: bool) -> None:
     """Check PIPELINE (YAML): structure, plugins, kinds, parameters, connectors.
 
     Loads every plugin and connector without reading a record; exits 2 with one
-    line naming the file, line and YAML path of the first problem.
+    line naming the file, line and YAML path of the first problem. With
+    --connect, also opens every source and sink (exit 1 when one cannot).
     """
     try:
         loaded = Pipeline.from_file(pipeline)
     except PluginError as error:
         _fail(error)
-        return
-    loaded.close()
+    try:
+        if connect:
+            loaded.check_connections()
+    except PluginError as error:
+        _fail(error)
+    finally:
+        loaded.close()
     click.echo(
         f"{pipeline}: ok ({len(loaded.sources)} source(s), {len(loaded.processors)} "
         f"processor(s), {len(loaded.sinks)} sink(s))"

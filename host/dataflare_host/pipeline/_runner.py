@@ -293,6 +293,30 @@ class Pipeline:
         )
         self._reloader.warmed.update(learned)  # a hot-reloaded version learns them too
 
+    def check_connections(self) -> None:
+        """Open every source (from its beginning) and sink, then close them, moving no record.
+
+        What ``dataflare validate --connect`` runs: a server on a wrong port, a
+        missing table or a down Redis fails here, as a :class:`PipelineError`
+        naming the connector.
+        """
+        named: list[tuple[str, str, Source | Sink]] = [
+            *(("source", e.id, c) for e, c in zip(self.config.sources, self.sources, strict=True)),
+            *(("sink", e.id, c) for e, c in zip(self.config.sinks, self.sinks, strict=True)),
+        ]
+        if self.dead_letter is not None and self.config.dead_letter is not None:
+            named.append(("dead_letter sink", self.config.dead_letter.id, self.dead_letter))
+        for role, stage, connector in named:
+            try:
+                if isinstance(connector, Source):
+                    connector.connect(None)
+                else:
+                    connector.connect()
+            except PluginError as exc:
+                raise PipelineError(f"{role} {stage!r} cannot connect: {exc}") from exc
+            finally:
+                connector.close()
+
     def _connect(self, checkpoint: Checkpoint) -> None:
         self._sinks_healthy = False
         for sink in self.sinks:
