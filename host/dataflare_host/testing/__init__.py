@@ -2,6 +2,7 @@
 
 >>> from dataflare_host.testing import batches, run_plugin
 >>> # @given(batch=batches()) ... run_plugin("my_plugin.py", batch).outputs
+>>> # run_pipeline("pipeline.yaml", {"events": records}).values("out")
 
 Also a pytest plugin (installed with the package): the fixtures
 ``dataflare_run_plugin``, ``dataflare_plugin_path`` and ``dataflare_assert_parity``
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
+    from ._harness import PipelineResult, run_pipeline
     from ._running import ParityError, assert_parity, describe_difference, run_plugin
     from ._strategies import (
         batches,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ParityError",
+    "PipelineResult",
     "assert_parity",
     "batches",
     "byte_values",
@@ -38,6 +41,7 @@ __all__ = [
     "keys",
     "metadata",
     "records",
+    "run_pipeline",
     "run_plugin",
     "text_values",
     "timestamps",
@@ -46,6 +50,7 @@ __all__ = [
 __getattr__ = _lazy_attributes(
     __name__,
     {
+        **dict.fromkeys(["PipelineResult", "run_pipeline"], "_harness"),
         **dict.fromkeys(["ParityError", "assert_parity", "describe_difference", "run_plugin"],
                         "_running"),
         **dict.fromkeys(
