@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dataflare import ConfigurationError
 from dataflare_host._cache import cache_root
+from dataflare_host._waiting import waiting
 from dataflare_host.wasm._build import (
     app_module_source,
     build_component,
@@ -71,5 +72,6 @@ def component_for(source: str | os.PathLike[str]) -> Path:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two threads asking for one build wait for one componentize-py
         if not target.is_file():
-            build_component(path, target)
+            with waiting(f"building {path.name} into a WASM component"):
+                build_component(path, target)
     return target
