@@ -17,7 +17,7 @@ import click
 from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind, Record
 from dataflare.runtime import BatchResult
 from dataflare_host._text import one_line
-from dataflare_host.cli._scaffold import new_plugin
+from dataflare_host.cli._scaffold import CONNECTOR_KINDS, new_plugin
 from dataflare_host.pipeline import Pipeline, ProgressReporter, RunSummary, StageStats
 from dataflare_host.plugins import Runtime, load_plugin
 from dataflare_host.wasm import Sandbox, component_for
@@ -376,6 +376,20 @@ def build(plugin: Path, output: Path | None) -> None:
 
 
 @main.command()
+def schema() -> None:
+    """Print the JSON Schema of pipeline files (for editors' completion and checks).
+
+    \b
+    Example:
+        dataflare schema > pipeline.schema.json
+        # then in pipeline.yaml: # yaml-language-server: $schema=pipeline.schema.json
+    """
+    from dataflare_host.pipeline._schema import pipeline_schema
+
+    click.echo(json.dumps(pipeline_schema(), indent=2))
+
+
+@main.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--connect",
@@ -573,9 +587,9 @@ def cache_clear_command() -> None:
 @click.argument("name")
 @click.option(
     "--kind",
-    type=click.Choice([k.value for k in PluginKind]),
+    type=click.Choice([*(k.value for k in PluginKind), *CONNECTOR_KINDS]),
     required=True,
-    help="The plugin kind to start from.",
+    help="The plugin kind to start from (source and sink: a connector plugin).",
 )
 @click.option(
     "--directory",
@@ -590,6 +604,7 @@ def new(name: str, kind: str, directory: Path) -> None:
     \b
     Then:
         dataflare build NAME/NAME.py && pytest NAME/
+        (source, sink: plugin_path: NAME/NAME.py in a pipeline && pytest NAME/)
     """
     try:
         written = new_plugin(name, kind, directory)
@@ -599,4 +614,7 @@ def new(name: str, kind: str, directory: Path) -> None:
     for path in written:
         click.echo(f"created {path}")
     plugin = written[0]
-    click.echo(f"next: dataflare build {plugin} && pytest {plugin.parent}")
+    if kind in CONNECTOR_KINDS:
+        click.echo(f"next: pytest {plugin.parent}, then plugin_path: {plugin} under {kind}s:")
+    else:
+        click.echo(f"next: dataflare build {plugin} && pytest {plugin.parent}")

@@ -4,7 +4,12 @@ Built in: ``file`` (JSONL, CSV, lines, lossless ``records``; a file, directory o
 glob), ``stdin`` / ``stdout``, ``generator``, ``postgres``, ``redis`` (streams) and
 the ``elasticsearch`` sink (Elasticsearch 8/9 and OpenSearch 2, through ``_bulk``).
 Third parties add their own through the ``dataflare.sources`` /
-``dataflare.sinks`` entry points.
+``dataflare.sinks`` entry points, and pipelines name one-file source and sink
+plugins by ``plugin_path:``; both take the built-ins' path (:mod:`._loader`).
+
+A source or sink plugin subclasses :class:`Source` or :class:`Sink`, declares
+its parameters in ``PARAMS`` and runs natively, in the pipeline's process (it
+does I/O, which the WASM sandbox forbids).
 
 The PostgreSQL, Redis and Elasticsearch connectors import their client
 libraries, so they are loaded only when first named: ``import
@@ -17,9 +22,15 @@ from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
-from ._base import Position, Rejected, Sink, Source, SourceBatch
+from ._base import NoConnection, Position, Rejected, Sink, Source, SourceBatch
 from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
+from ._loader import (
+    connector_class,
+    load_connector_file,
+    open_connector,
+    resolve_connector_params,
+)
 from ._records_codec import FORMAT_VERSION, decode_batch, encode_batch
 from ._registry import SINK_GROUP, SOURCE_GROUP, ConnectorRegistry
 from ._std import StdinConfig, StdinSource, StdoutConfig, StdoutSink
@@ -37,6 +48,7 @@ __all__ = [
     "FileSourceConfig",
     "GeneratorConfig",
     "GeneratorSource",
+    "NoConnection",
     "Position",
     "PostgresSink",
     "PostgresSinkConfig",
@@ -54,9 +66,13 @@ __all__ = [
     "StdinSource",
     "StdoutConfig",
     "StdoutSink",
+    "connector_class",
     "decode_batch",
     "encode_batch",
     "generated_value",
+    "load_connector_file",
+    "open_connector",
+    "resolve_connector_params",
 ]
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import attrs
 from dataflare import Record
 from dataflare_host._closing import Closing
 
-__all__ = ["Position", "Rejected", "Sink", "Source", "SourceBatch"]
+__all__ = ["NoConnection", "Position", "Rejected", "Sink", "Source", "SourceBatch"]
 
 Position = Any
 """Where a source resumes: any JSON-serialisable value the source itself defines."""
@@ -43,6 +43,11 @@ class Rejected:
     reason: str
 
 
+@attrs.frozen
+class NoConnection:
+    """The ``Config`` of a connector that takes no ``connection:`` keys (parameters only)."""
+
+
 class Source(Closing, abc.ABC):
     """Reads batches of records from somewhere, resumably.
 
@@ -50,10 +55,18 @@ class Source(Closing, abc.ABC):
     until it returns None (a finite source is exhausted) or the pipeline stops,
     ``ack(position)`` after everything up to ``position`` reached every sink,
     ``close()``. ``Config`` is the attrs class the ``connection:`` mapping of
-    the pipeline YAML is structured into (unknown keys are errors).
+    the pipeline YAML is structured into (unknown keys are errors; the default
+    takes none).
+
+    ``PARAMS`` declares the ``params:`` it takes, like a processor's decorator
+    (name -> default, None for a required one, ``dataflare.OPTIONAL``): unknown
+    and missing names are refused, and ``self.params`` holds them resolved.
+    A source plugin is one ``.py`` file defining one subclass, named in YAML by
+    ``plugin_path:`` or registered by a ``dataflare.sources`` entry point.
     """
 
-    Config: ClassVar[type]
+    Config: ClassVar[type] = NoConnection
+    PARAMS: ClassVar[Mapping[str, str | None] | None] = None
 
     def __init__(self, config: Any, params: Mapping[str, str]) -> None:
         self.config = config
@@ -98,9 +111,14 @@ class Sink(Closing, abc.ABC):
     (the pipeline checkpoints source positions only then). Writes of the same
     records twice (after a crash) should be harmless where the target allows
     it (an upsert key), since delivery is at least once.
+
+    ``Config`` and ``PARAMS`` are as for :class:`Source`; a sink plugin is one
+    ``.py`` file defining one subclass (``plugin_path:``, or a
+    ``dataflare.sinks`` entry point).
     """
 
-    Config: ClassVar[type]
+    Config: ClassVar[type] = NoConnection
+    PARAMS: ClassVar[Mapping[str, str | None] | None] = None
 
     def __init__(self, config: Any, params: Mapping[str, str]) -> None:
         self.config = config

@@ -7,6 +7,10 @@ A third-party package adds a connector with an entry point in its pyproject:
     [project.entry-points."dataflare.sources"]
     kafka = "dataflare_kafka:KafkaSource"
 
+The built-in connectors are registered exactly so, by this project's own
+pyproject, and a pipeline's ``plugin_path:`` file goes through the same checks
+(:mod:`._loader`): one mechanism for every connector.
+
 Registries are objects, not module globals, so two hosts in one process (or
 two tests) never see each other's registrations.
 """
@@ -14,10 +18,12 @@ two tests) never see each other's registrations.
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 from dataflare import ConfigurationError
 
 from ._base import Sink, Source
+from ._loader import Role, connector_class, load_connector_file
 
 __all__ = ["SINK_GROUP", "SOURCE_GROUP", "ConnectorRegistry"]
 
@@ -28,7 +34,7 @@ SINK_GROUP = "dataflare.sinks"
 
 
 class ConnectorRegistry:
-    """Source and sink classes by the name pipelines give in ``plugin_type``.
+    """Source and sink classes by the name pipelines give in ``plugin_name`` (or ``plugin_type``).
 
     Entry points are loaded only when a pipeline names them, so one broken
     third-party connector does not break pipelines that do not use it.
@@ -50,12 +56,12 @@ class ConnectorRegistry:
         return registry
 
     def register_source(self, name: str, source: type[Source]) -> None:
-        """Make ``source`` available as ``plugin_type: name`` under ``sources:``."""
-        self._entries[SOURCE_GROUP][name] = source
+        """Make ``source`` available as ``plugin_name: name`` under ``sources:``."""
+        self._entries[SOURCE_GROUP][name] = connector_class(source, "source", f"source {name!r}")
 
     def register_sink(self, name: str, sink: type[Sink]) -> None:
-        """Make ``sink`` available as ``plugin_type: name`` under ``sinks:``."""
-        self._entries[SINK_GROUP][name] = sink
+        """Make ``sink`` available as ``plugin_name: name`` under ``sinks:``."""
+        self._entries[SINK_GROUP][name] = connector_class(sink, "sink", f"sink {name!r}")
 
     def source_names(self) -> list[str]:
         """Names of every registered source."""
@@ -73,6 +79,14 @@ class ConnectorRegistry:
         """The sink class registered as ``name`` (None if there is none)."""
         return self._lookup(SINK_GROUP, name)  # type: ignore[return-value]
 
+    def from_file(self, role: Role, path: Path) -> type[Source] | type[Sink]:
+        """The ``role`` class the plugin file ``path`` defines (``plugin_path:``).
+
+        Checked exactly like an entry point's class; a file is imported again
+        on every call, so an edited plugin is picked up by the next run.
+        """
+        return load_connector_file(path, role)  # type: ignore[no-any-return]
+
     def _lookup(self, group: str, name: str) -> type[Source] | type[Sink] | None:
         entry = self._entries[group].get(name)
         if not isinstance(entry, EntryPoint):
@@ -84,5 +98,9 @@ class ConnectorRegistry:
                 f"connector {name!r} ({entry.value}, entry point group {group}) failed to "
                 f"load: {type(exc).__name__}: {exc}"
             ) from exc
-        self._entries[group][name] = loaded
-        return loaded  # type: ignore[no-any-return]
+        role: Role = "source" if group == SOURCE_GROUP else "sink"
+        # An entry point may name the class or the module defining it (a plugin file
+        # turned into a package); the same check as for a plugin_path file.
+        checked = connector_class(loaded, role, f"connector {name!r} ({entry.value})")
+        self._entries[group][name] = checked
+        return checked  # type: ignore[no-any-return]

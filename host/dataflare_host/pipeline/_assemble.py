@@ -15,9 +15,14 @@ import attrs
 
 from dataflare import ConfigurationError, PluginError
 from dataflare.runtime import did_you_mean, window_from_mapping
-from dataflare_host.connectors import ConnectorRegistry, Sink, Source
+from dataflare_host.connectors import (
+    ConnectorRegistry,
+    Sink,
+    Source,
+    resolve_connector_params,
+)
 from dataflare_host.pipeline._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
-from dataflare_host.pipeline._design_names import processor_kind
+from dataflare_host.pipeline._design_names import ConnectorRole, processor_kind
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins import Plugin, load_plugin
@@ -147,32 +152,45 @@ def build_connector(
     doc: LocatedYaml,
     path: tuple[str | int, ...],
     registry: ConnectorRegistry,
-    role: str,
+    role: ConnectorRole,
     *,
     nested: bool = True,
 ) -> Source | Sink:
     """Instantiate a source or sink (not yet connected) from its YAML entry.
 
+    Built-ins, entry points and ``plugin_path:`` plugin files take one path:
+    the registry finds and checks the class, ``params:`` are checked against
+    its ``PARAMS``, ``connection:`` is structured into its ``Config``.
     ``nested`` says the settings sit under ``config:`` at ``path`` (pipelines'
     sources and sinks) rather than directly at ``path`` (a look-back source).
     """
     where: tuple[str | int, ...] = (*path, "config") if nested else path
-    name = entry.config.connector
-    key = (*where, entry.config.name_key)
+    config = entry.config
+    key = (*where, config.name_key)
+    name = config.connector
+    cls: Any
     try:
-        cls: Any = registry.source(name) if role == "source" else registry.sink(name)
-    except ConfigurationError as exc:
+        if config.plugin_path is not None:
+            cls = registry.from_file(role, doc.file.parent / config.plugin_path)
+        else:
+            cls = registry.source(name) if role == "source" else registry.sink(name)
+    except PluginError as exc:
         raise doc.error(key, str(exc)) from exc
     if cls is None:
         raise doc.error(key, _unknown_connector(name, role, registry))
-    connection = dict(entry.config.connection)
+    connection = dict(config.connection)
     if "base_dir" in attrs.fields_dict(cls.Config) and "base_dir" not in connection:
         connection["base_dir"] = str(doc.file.parent)
     settings = structure_at(doc, connection, cls.Config, (*where, "connection"))
     try:
-        return cls(settings, entry.config.params)  # type: ignore[no-any-return]
+        params = resolve_connector_params(cls, config.params, f"{role} {config.connector!r}")
+        return cls(settings, params)  # type: ignore[no-any-return]
     except ConfigurationError as exc:
-        at = (*where, "connection", exc.setting) if exc.setting else where
+        at = where
+        if exc.setting and exc.setting.split(".", 1)[0] == "params":
+            at = (*where, *_setting_path(exc.setting))
+        elif exc.setting:
+            at = (*where, "connection", exc.setting)
         raise doc.error(at, str(exc)) from exc
     except PluginError as exc:
         raise doc.error(where, str(exc)) from exc

@@ -103,31 +103,38 @@ class ConnectorConfig:
     """``config:`` of a source or sink: the connector's name and its settings.
 
     The design's form is ``plugin_type: source`` (or ``sink``) with
-    ``plugin_name: <connector>``; the short form ``plugin_type: <connector>``
-    means the same. :attr:`connector` is the connector's name either way, and
-    :attr:`name_key` the key that named it (so errors point at what was written).
+    ``plugin_name: <connector>`` or ``plugin_path: <file.py>`` (a source or
+    sink plugin); the short forms ``plugin_type: <connector>`` and
+    ``plugin_path:`` alone mean the same. :attr:`connector` names the connector
+    either way, and :attr:`name_key` the key that named it (so errors point at
+    what was written).
     """
 
-    plugin_type: str
+    plugin_type: str | None = None
     plugin_name: str | None = None
+    plugin_path: str | None = None
     connection: dict[str, Any] = attrs.Factory(dict)
     params: dict[str, str] = attrs.Factory(dict)
 
     @property
     def design_form(self) -> bool:
-        """True when written as ``plugin_type: source|sink`` + ``plugin_name:``."""
+        """True when written as ``plugin_type: source|sink`` + ``plugin_name:``/``plugin_path:``."""
         return self.plugin_type in CONNECTOR_FAMILIES
 
     @property
     def connector(self) -> str:
-        """The connector name: ``plugin_name``, or the short form's ``plugin_type``."""
+        """The connector name: ``plugin_name``, the short form's ``plugin_type``, or the file."""
+        if self.plugin_path is not None:
+            return self.plugin_path
         if self.design_form and self.plugin_name is not None:
             return self.plugin_name
-        return self.plugin_type
+        return self.plugin_type or ""
 
     @property
     def name_key(self) -> str:
         """The YAML key that names the connector in this entry."""
+        if self.plugin_path is not None:
+            return "plugin_path"
         return "plugin_name" if self.design_form else "plugin_type"
 
 
@@ -323,21 +330,35 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
 def check_connector_form(
     config: ConnectorConfig, role: ConnectorRole, doc: LocatedYaml, path: tuple[str | int, ...]
 ) -> None:
-    """Check ``plugin_type``/``plugin_name`` of a source or sink entry (either form)."""
-    family = CONNECTOR_FAMILIES.get(config.plugin_type)
+    """Check ``plugin_type``/``plugin_name``/``plugin_path`` of a source or sink entry."""
+    family = CONNECTOR_FAMILIES.get(config.plugin_type or "")
     group = "sources:" if role == "source" else "sinks: (or dead_letter:)"
-    if family is not None and family != role:
+    if config.plugin_type is None:
+        if config.plugin_path is None:
+            raise doc.error(
+                (*path, "plugin_type"),
+                f"required key missing: plugin_type: {role} with plugin_name: <connector> "
+                f"or plugin_path: <{role} plugin .py>",
+            )
+        if config.plugin_name is not None:
+            raise doc.error(path, "give exactly one of plugin_name or plugin_path (got both)")
+    elif family is not None and family != role:
         raise doc.error(
             (*path, "plugin_type"),
             f"is {config.plugin_type}, but this entry is a {role} (under {group}); "
             f"set plugin_type: {role}",
         )
-    if family is not None and config.plugin_name is None:
-        raise doc.error(
-            (*path, "plugin_type"),
-            f"is {role}, so plugin_name: must name the {role} connector (e.g. file, postgres)",
-        )
-    if family is None and config.plugin_name is not None:
+    elif family is not None:
+        if config.plugin_name is not None and config.plugin_path is not None:
+            raise doc.error(path, "give exactly one of plugin_name or plugin_path (got both)")
+        if config.plugin_name is None and config.plugin_path is None:
+            raise doc.error(
+                (*path, "plugin_type"),
+                f"is {role}, so plugin_name: must name the {role} connector (e.g. file, "
+                f"postgres), or plugin_path: a {role} plugin file",
+            )
+    elif config.plugin_name is not None or config.plugin_path is not None:
+        key = "plugin_name" if config.plugin_name is not None else "plugin_path"
         if processor_kind(config.plugin_type) is not None:
             raise doc.error(
                 (*path, "plugin_type"),
@@ -346,9 +367,19 @@ def check_connector_form(
             )
         raise doc.error(
             (*path, "plugin_type"),
-            f"with plugin_name: {config.plugin_name}, plugin_type must be {role} (the design's "
-            f"form); or drop plugin_name and write plugin_type: <connector> alone",
+            f"with {key}: {getattr(config, key)}, plugin_type must be {role} (the design's "
+            f"form); or drop {key} and write plugin_type: <connector> alone",
         )
+    if config.plugin_path is not None:
+        resolved = doc.file.parent / config.plugin_path
+        if not config.plugin_path.endswith(".py"):
+            raise doc.error(
+                (*path, "plugin_path"),
+                f"{config.plugin_path!r} is not a .py file; a {role} plugin is Python "
+                "and runs natively",
+            )
+        if not resolved.is_file():
+            raise doc.error((*path, "plugin_path"), f"file {resolved} does not exist")
 
 
 def _check_processor(
