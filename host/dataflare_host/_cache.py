@@ -1,13 +1,43 @@
-"""Where the host keeps what it can rebuild: built components and compiled artifacts."""
+"""Where the host keeps what it can rebuild: built components and compiled artifacts.
+
+``compiled/`` is bounded: when a new artifact takes it past its size cap
+(:func:`cache_max_bytes`), the least recently used artifacts go first
+(:func:`evict`). "Used" is the
+file's modification time, which the engine refreshes on every cache hit
+(:func:`touch`): access times are not kept on most mounts (``noatime``,
+``relatime``), so they cannot say what was used last.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import platformdirs
 
-__all__ = ["cache_root"]
+from dataflare import ConfigurationError
+
+__all__ = [
+    "CACHE_FOLDERS",
+    "DEFAULT_MAX_MB",
+    "CacheFolder",
+    "cache_info",
+    "cache_max_bytes",
+    "cache_root",
+    "clear_cache",
+    "evict",
+    "touch",
+]
+
+CACHE_FOLDERS = ("builds", "compiled")
+"""The folders under :func:`cache_root`: components by build inputs, compiled artifacts."""
+
+DEFAULT_MAX_MB = 1024
+"""Size cap of ``compiled/`` unless ``$DATAFLARE_CACHE_MAX_MB`` says otherwise:
+about 28 compiled components of ~36 MB."""
 
 
 def cache_root() -> Path:
@@ -20,3 +50,117 @@ def cache_root() -> Path:
     if configured:
         return Path(configured)
     return Path(platformdirs.user_cache_dir("dataflare", appauthor=False))
+
+
+def cache_max_bytes() -> int:
+    """The compile cache's size cap: ``$DATAFLARE_CACHE_MAX_MB`` (MB of 2**20 bytes), else 1024."""
+    configured = os.environ.get("DATAFLARE_CACHE_MAX_MB")
+    if configured is None or not configured.strip():
+        return DEFAULT_MAX_MB * 1024 * 1024
+    try:
+        megabytes = float(configured)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0:  # also refuses NaN
+        raise ConfigurationError(
+            f"DATAFLARE_CACHE_MAX_MB must be a size in MB, 0 or more (got {configured!r})",
+            setting="DATAFLARE_CACHE_MAX_MB",
+        )
+    return int(megabytes * 1024 * 1024)
+
+
+@attrs.frozen
+class CacheFolder:
+    """One cache folder's path, how many files it holds and their total size."""
+
+    name: str
+    path: Path
+    files: int
+    bytes: int
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as listing:
+            return [entry for entry in listing if entry.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _size(entry: os.DirEntry[str]) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:  # another process evicted it meanwhile
+        return 0
+
+
+def cache_info() -> list[CacheFolder]:
+    """Every cache folder with its file count and size (missing folders count as empty)."""
+    root = cache_root()
+    folders = []
+    for name in CACHE_FOLDERS:
+        entries = _entries(root / name)
+        folders.append(CacheFolder(name, root / name, len(entries), sum(map(_size, entries))))
+    return folders
+
+
+def clear_cache(names: Sequence[str] = CACHE_FOLDERS) -> CacheFolder:
+    """Delete every file in the named cache folders; what was deleted (as one total).
+
+    A process using a compiled artifact keeps its mapping (the file is unlinked,
+    not overwritten); the next start builds or compiles again.
+    """
+    files = size = 0
+    for name in names:
+        for entry in _entries(cache_root() / name):
+            entry_size = _size(entry)
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            files += 1
+            size += entry_size
+    return CacheFolder(",".join(names), cache_root(), files, size)
+
+
+def touch(path: Path) -> None:
+    """Mark a cached file as just used (its modification time), for :func:`evict`."""
+    # A read-only cache still works; its order of use is just not kept.
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def evict(folder: Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used files of ``folder`` until it holds ``max_bytes`` or less.
+
+    ``keep`` (the file just written) is never deleted, even alone over the cap.
+    Returns the deleted paths. Safe against other processes doing the same: a
+    file already gone is skipped.
+    """
+    dated = []
+    total = 0
+    for entry in _entries(folder):
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        total += info.st_size
+        dated.append((info.st_mtime_ns, entry.path, info.st_size))
+    deleted: list[Path] = []
+    if total <= max_bytes:
+        return deleted
+    dated.sort()
+    for _, path, size in dated:
+        if total <= max_bytes:
+            break
+        if keep is not None and Path(path) == keep:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        total -= size
+        deleted.append(Path(path))
+    return deleted

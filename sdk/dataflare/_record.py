@@ -144,4 +144,33 @@ class Record:
         for name in ("value", "key"):
             if isinstance(changes.get(name), str):
                 changes[name] = changes[name].encode()
+        if changes.keys() <= _UNFROZEN_FIELDS:
+            # The hot path of every map: metadata stays the same read-only
+            # mapping (already frozen, nobody can change it), so copying and
+            # re-checking it as attrs.evolve would is wasted; the fields that
+            # may change get the same checks as in __init__.
+            record: Record = _new_record(Record)
+            value = changes.get("value", self.value)
+            _set_value(record, value)
+            _set_key(record, changes.get("key", self.key))
+            _set_timestamp(record, changes.get("timestamp", self.timestamp))
+            _set_metadata(record, self.metadata)
+            _set_offset(record, changes.get("offset", self.offset))
+            if len(changes) == 1 and "value" in changes:
+                # Only the value is new: the other fields passed the checks already.
+                if type(value) is not bytes:
+                    raise _type_error("value", "bytes", value)
+            else:
+                record.__attrs_post_init__()
+            return record
         return attrs.evolve(self, **changes)
+
+
+_UNFROZEN_FIELDS = frozenset(("value", "key", "timestamp", "offset"))
+_new_record = Record.__new__
+# Slot descriptors: they set a frozen instance's fields without __setattr__.
+_set_value = Record.__dict__["value"].__set__
+_set_key = Record.__dict__["key"].__set__
+_set_timestamp = Record.__dict__["timestamp"].__set__
+_set_metadata = Record.__dict__["metadata"].__set__
+_set_offset = Record.__dict__["offset"].__set__

@@ -22,11 +22,13 @@ import stat
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import attrs
 
 from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
+from dataflare.runtime import loads_json
+from dataflare.runtime._trusted_records import build_trusted_records
 from dataflare_host.connectors._base import Position, Sink, Source, SourceBatch
 from dataflare_host.connectors._records_codec import decode_batch, encode_batch
 
@@ -39,6 +41,7 @@ _FRAME_HEADER = struct.Struct(">I")
 _BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 4096  # how much of a source file its fingerprint covers
 _SCAN_CHUNK = 1 << 20
+_MIN_I64, _MAX_I64 = -(1 << 63), (1 << 63) - 1
 
 
 def _infer_format(path: str) -> Format:
@@ -246,9 +249,13 @@ class FileSource(Source):
         if self._format == "csv":
             yield from self._csv_rows(handle)
             return
-        for number, line in enumerate(handle, start=1):
-            if number == 1 and self._format == "jsonl":
-                line = line.removeprefix(_BOM)  # never part of JSON; json.loads refuses it
+        first = handle.readline()
+        if not first:
+            return
+        if self._format == "jsonl":
+            first = first.removeprefix(_BOM)  # never part of JSON; json.loads refuses it
+        yield 1, first.rstrip(b"\r\n")
+        for number, line in enumerate(handle, start=2):
             yield number, line.rstrip(b"\r\n")
 
     def _csv_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -294,27 +301,79 @@ class FileSource(Source):
 
     def read(self, max_records: int, timeout_s: float) -> SourceBatch | None:
         records: list[Record] = []
-        while len(records) < max_records and not self._exhausted:
+        columns = _Columns()
+        while columns.count + len(records) < max_records and not self._exhausted:
             assert self._rows is not None
-            item = next(self._rows, None)
-            if item is None:
-                if self._index + 1 >= len(self._files):
-                    self._exhausted = True
-                    break
-                self._index += 1
-                self._open_current(skip=0)
-                continue
-            self._line, value = item
-            if isinstance(value, Record):  # lossless format: keep key, timestamp, metadata
-                records.append(value.evolve(offset=self._offset))
-                self._offset += 1
-                continue
-            if not value.strip():
-                continue
-            records.append(self._record(value))
+            if self._format != "records":
+                if self._read_lines(columns, max_records - len(records)):
+                    continue  # the batch is full
+            else:
+                item = next(self._rows, None)
+                if item is not None:
+                    self._line, value = item
+                    assert isinstance(value, Record)  # lossless: keep key, timestamp, metadata
+                    records.append(value.evolve(offset=self._offset))
+                    self._offset += 1
+                    continue
+            # This file is done: on to the next one, if any.
+            if self._index + 1 >= len(self._files):
+                self._exhausted = True
+                break
+            self._index += 1
+            self._open_current(skip=0)
+        if columns.count:
+            records = columns.records()  # one format per source: never both kinds
         if not records and self._exhausted:
             return None
         return SourceBatch(records, self._position())
+
+    def _read_lines(self, columns: _Columns, wanted: int) -> bool:
+        """Add up to ``wanted`` records from the current file's lines to ``columns``.
+
+        True when ``wanted`` were added, False when the file ended first. The
+        hot loop of every line-based source: the records are built from
+        columns in one go (their fields are right by construction, so the
+        checked constructor's work would be repeated), JSON is checked with
+        the C scanner directly, and the per-file parts of the metadata are
+        computed once per file, not per record.
+        """
+        # Line formats yield bytes only (records, the one format yielding
+        # Record, never comes here).
+        rows = cast("Iterator[tuple[int, bytes]]", self._rows)
+        config = self.config
+        parse = self._format in ("jsonl", "csv") and bool(
+            config.validate or config.key_field or config.timestamp_field
+        )
+        fields = bool(config.key_field or config.timestamp_field)
+        name = self._files[self._index].name
+        values, metadata, offsets = columns.values, columns.metadata, columns.offsets
+        target = columns.count + wanted
+        line, offset = self._line, self._offset
+        try:
+            for line, value in rows:
+                if not value.strip():
+                    continue
+                if parse:
+                    try:
+                        document = loads_json(value)
+                    except ValueError as exc:
+                        self._line = line
+                        raise self._not_json(exc) from exc
+                    if fields and isinstance(document, dict):
+                        self._line = line
+                        key, timestamp = self._key_and_timestamp(document)
+                        if key is not None or timestamp is not None:
+                            columns.set_fields(key, timestamp)
+                values.append(value)
+                metadata.append({"file": name, "line": str(line)})
+                offsets.append(offset)
+                offset += 1
+                columns.count += 1
+                if columns.count >= target:
+                    return True
+            return False
+        finally:
+            self._line, self._offset = line, offset
 
     def _position(self) -> Position:
         if not self._files:
@@ -330,40 +389,67 @@ class FileSource(Source):
             "head_sha256": self._fingerprint.head_sha256,
         }
 
-    def _record(self, value: bytes) -> Record:
+    def _not_json(self, exc: ValueError) -> SerializationError:
         path = self._files[self._index]
+        return SerializationError(
+            f"{path}:{self._line}: not valid JSON ({exc}); fix the line or set "
+            "validate: false to pass it through as bytes"
+        )
+
+    def _key_and_timestamp(self, document: dict[str, Any]) -> tuple[bytes | None, int | None]:
+        config = self.config
         key: bytes | None = None
         timestamp: int | None = None
-        config = self.config
-        if self._format in ("jsonl", "csv") and (
-            config.validate or config.key_field or config.timestamp_field
-        ):
+        if config.key_field and document.get(config.key_field) is not None:
+            key = str(document[config.key_field]).encode()
+        if config.timestamp_field and document.get(config.timestamp_field) is not None:
             try:
-                document = json.loads(value)
-            except ValueError as exc:
+                timestamp = int(document[config.timestamp_field])
+            except (TypeError, ValueError) as exc:
+                path = self._files[self._index]
                 raise SerializationError(
-                    f"{path}:{self._line}: not valid JSON ({exc}); fix the line or set "
-                    "validate: false to pass it through as bytes"
+                    f"{path}:{self._line}: timestamp field "
+                    f"{config.timestamp_field!r} is not an integer (ms)"
                 ) from exc
-            if isinstance(document, dict):
-                if config.key_field and document.get(config.key_field) is not None:
-                    key = str(document[config.key_field]).encode()
-                if config.timestamp_field and document.get(config.timestamp_field) is not None:
-                    try:
-                        timestamp = int(document[config.timestamp_field])
-                    except (TypeError, ValueError) as exc:
-                        raise SerializationError(
-                            f"{path}:{self._line}: timestamp field "
-                            f"{config.timestamp_field!r} is not an integer (ms)"
-                        ) from exc
-        record = Record(
-            value, key, timestamp, {"file": path.name, "line": str(self._line)}, self._offset
-        )
-        self._offset += 1
-        return record
+            if not _MIN_I64 <= timestamp <= _MAX_I64:
+                # The checked constructor words this refusal: let it.
+                Record(b"", None, timestamp)
+        return key, timestamp
 
     def close(self) -> None:
         self._close_handle()
+
+
+class _Columns:
+    """A batch of line records as columns, built into records at the end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.values: list[bytes] = []
+        self.keys: list[bytes | None] | None = None
+        self.timestamps: list[int | None] | None = None
+        self.metadata: list[dict[str, str]] = []
+        self.offsets: list[int] = []
+
+    def set_fields(self, key: bytes | None, timestamp: int | None) -> None:
+        """Key and timestamp of the record about to be added (columns made on first use)."""
+        count = self.count
+        if self.keys is None:
+            self.keys = [None] * count
+            self.timestamps = [None] * count
+        assert self.timestamps is not None
+        # Pad: records added since the last one with fields had neither.
+        self.keys.extend([None] * (count - len(self.keys)))
+        self.timestamps.extend([None] * (count - len(self.timestamps)))
+        self.keys.append(key)
+        self.timestamps.append(timestamp)
+
+    def records(self) -> list[Record]:
+        keys, timestamps = self.keys, self.timestamps
+        if keys is not None and timestamps is not None:
+            keys.extend([None] * (self.count - len(keys)))
+            timestamps.extend([None] * (self.count - len(timestamps)))
+        return build_trusted_records(self.values, keys, timestamps, self.metadata, self.offsets)
 
 
 def _count(value: object) -> bool:
@@ -505,16 +591,19 @@ class FileSink(Sink):
             frame = encode_batch(records)
             self._append(_FRAME_HEADER.pack(len(frame)) + frame)
             return
-        lines = []
-        for record in records:
-            if b"\n" in record.value:
-                raise PluginIOError(
-                    f"file sink {self.path}: record at offset {record.offset} holds a newline, "
-                    f"which would split it in {self._format} output"
-                )
-            lines.append(record.value)
-        if lines:
-            self._append(b"\n".join(lines) + b"\n")
+        if not records:
+            return
+        lines = [record.value for record in records]
+        data = b"\n".join(lines)
+        # One count in C instead of a search per record; the search only when it fails.
+        if data.count(b"\n") != len(lines) - 1:
+            for record in records:
+                if b"\n" in record.value:
+                    raise PluginIOError(
+                        f"file sink {self.path}: record at offset {record.offset} holds a "
+                        f"newline, which would split it in {self._format} output"
+                    )
+        self._append(data + b"\n")
 
     def _append(self, data: bytes) -> None:
         assert self._handle is not None

@@ -32,6 +32,7 @@ from ._definition import (
     resolve_params,
 )
 from ._dispatch import BatchResult, Dispatcher, LookBackResult
+from ._json import loads_json
 from ._window_state import LateRecordError, WindowState, window_from_json, window_from_mapping
 from ._wire import (
     WIRE_VERSION,
@@ -69,6 +70,7 @@ __all__ = [
     "encode_records",
     "encode_request",
     "find_plugin",
+    "loads_json",
     "resolve_params",
     "window_from_json",
     "window_from_mapping",

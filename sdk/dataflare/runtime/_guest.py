@@ -17,6 +17,7 @@ from dataflare._kinds import PluginKind
 
 from ._definition import find_plugin
 from ._dispatch import Dispatcher
+from ._json import install_in_json_module
 from ._wire import (
     decode_accumulator,
     decode_request,
@@ -35,6 +36,10 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
     from wit_world.imports import types as wit
 
     plugin = find_plugin(namespace, origin)
+    # Plugins parse JSON with json.loads, the guest's largest per-record cost;
+    # the fast path returns and raises exactly what json.loads does. This runs
+    # at build time, so the component's snapshot starts with it in place.
+    install_in_json_module()
     kinds = {kind: getattr(wit.PluginKind, kind.name) for kind in PluginKind}
     # componentize-py may build a fresh export object per call: state lives here.
     state: dict[str, Dispatcher] = {}
