@@ -9,9 +9,28 @@
   :class:`Sandbox`'s limits.
 """
 
-from dataflare_host.wasm._build import build_component
-from dataflare_host.wasm._build_cache import component_for
-from dataflare_host.wasm._plugin import WasmPlugin
-from dataflare_host.wasm._sandbox import Sandbox
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataflare_host._lazy import lazy_attributes as _lazy_attributes
+
+if TYPE_CHECKING:
+    from dataflare_host.wasm._build import build_component
+    from dataflare_host.wasm._build_cache import component_for
+    from dataflare_host.wasm._plugin import WasmPlugin
+    from dataflare_host.wasm._sandbox import Sandbox
 
 __all__ = ["Sandbox", "WasmPlugin", "build_component", "component_for"]
+
+# Lazy: a sandbox process imports dataflare_host.wasm._worker, and should not
+# pay for the build machinery and the host-side backend it never uses.
+__getattr__ = _lazy_attributes(
+    __name__,
+    {
+        "Sandbox": "_sandbox",
+        "WasmPlugin": "_plugin",
+        "build_component": "_build",
+        "component_for": "_build_cache",
+    },
+)
