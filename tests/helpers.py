@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def line_of(text: str, needle: str) -> int:
     """1-based line number of the one line of ``text`` holding ``needle``."""
@@ -18,3 +20,17 @@ def summary_rows(text: str) -> dict[str, list[str]]:
         if len(cells) == 8:
             rows[cells[0]] = cells
     return rows
+
+
+_PROGRESS = re.compile(r"^(building|loading) .*(\.\.\.|\.\.\. \d+ s|: \d+\.\d s)$")
+
+
+def without_progress(stderr: str) -> str:
+    """``stderr`` without the progress lines of long waits (a cold cache builds and compiles).
+
+    Those lines announce waits, never failures (tests/wasm/test_progress_lines.py checks
+    them); a test about a command's error lines compares what remains.
+    """
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not _PROGRESS.match(line.rstrip("\n"))
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import without_progress
 
 MARKER_PLUGIN = """
 import dataflare
@@ -102,7 +103,7 @@ def test_item03_a_plugin_that_loops_at_import_fails_the_build_with_one_line(
         env={"DATAFLARE_BUILD_TIMEOUT_S": "15"},
     )
     assert done.returncode == 2, done
-    lines = done.stderr.strip().splitlines()
+    lines = without_progress(done.stderr).strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: building ")
     assert "took longer than 15 s" in lines[0]

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import REPO
+from helpers import without_progress
 
 from dataflare import ConfigurationError, LimitExceededError, Record, SerializationError
 from dataflare_host import Sandbox, load_plugin
@@ -253,7 +254,7 @@ def test_item02_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path
     wasm = component_file(tmp_path, "spin.wasm", LOOPING_START)
     result = CliRunner().invoke(main, ["test", str(wasm), "--text", "x", "--time-limit", "1"])
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = without_progress(result.stderr).strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: ")
     assert "time limit" in lines[0]

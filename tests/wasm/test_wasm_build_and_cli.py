@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from helpers import without_progress
 
 import dataflare_host.cli._main as cli_main
 import dataflare_host.wasm._engine as engine_module
@@ -42,7 +43,8 @@ def dataflare(*args: str | bytes | Path) -> Run:
     done = subprocess.run(
         [str(DATAFLARE), *args], capture_output=True, timeout=120, check=False, env=os.environ
     )
-    return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
+    stderr = without_progress(done.stderr.decode("utf-8", "replace"))
+    return Run(done.returncode, done.stdout, stderr)
 
 
 def one_line(run: Run) -> str:

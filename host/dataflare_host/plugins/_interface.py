@@ -19,7 +19,7 @@ class Plugin(Closing, abc.ABC):
     an aggregate's accumulator kept across batches, lives here so that no
     caller ever needs to know which backend runs a plugin.
 
-    >>> from host import load_plugin
+    >>> from dataflare_host import load_plugin
     >>> with load_plugin("guest_examples/uppercase_map.py") as plugin:  # doctest: +SKIP
     ...     plugin.process([Record(b"hi")]).outputs
     [Record(value=b'HI', ...)]
