@@ -32,8 +32,24 @@ def test_every_active_row_becomes_its_transformed_document(
     file = folder / "pipeline.yaml"
     text = file.read_text()
     index = f"logs-{tmp_path.name.lower()[-20:].strip('_-')}"
+    assert not (folder / "plugins" / "transform.wasm").exists()
+    built = CliRunner().invoke(
+        main,
+        [
+            "build",
+            str(folder / "plugins" / "transform.py"),
+            "-o",
+            str(folder / "plugins" / "transform.wasm"),
+        ],
+    )
+    assert built.exit_code == 0, built.output
+    settings = dict(part.split("=", 1) for part in dsn.split())
     for old, new in (
-        ("host=localhost port=5432 dbname=mydb user=postgres", dsn),
+        (
+            'host: "localhost", port: 5432, database: "mydb"',
+            f'host: "{settings["host"]}", port: {settings["port"]}, '
+            f'database: "{settings["dbname"]}"',
+        ),
         ("http://localhost:9200", opensearch_server.url),
         ('index: "logs"', f'index: "{index}"'),
     ):
@@ -43,9 +59,15 @@ def test_every_active_row_becomes_its_transformed_document(
     result = CliRunner().invoke(main, ["run", "--quiet", str(file)])
     assert result.exit_code == 0, result.output
     expected = {
-        str(n): {"user_id": n, "name": f"user {n}", "email": f"u{n}@x.org", "status": "active",
-                 "schema": "user_schema"}
-        for n in range(1, 301) if n % 3 != 0
+        str(n): {
+            "user_id": n,
+            "name": f"user {n}",
+            "email": f"u{n}@x.org",
+            "status": "active",
+            "schema": "user_schema",
+        }
+        for n in range(1, 301)
+        if n % 3 != 0
     }
     assert opensearch_server.documents(index) == expected
     result = CliRunner().invoke(main, ["run", "--quiet", str(file)])

@@ -22,7 +22,7 @@ from servers import OpenSearchServer, PostgresServer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-ROWS = 5000
+ROWS = 3500
 KILLS = 10
 
 RESHAPE = '''"""Reshape a users row into its search document (slowly, so a run can be killed)."""

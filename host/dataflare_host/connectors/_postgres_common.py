@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dataflare import PluginIOError
+from dataflare import ConfigurationError, PluginIOError
 
 __all__: list[str] = []
 
@@ -110,3 +110,36 @@ def _lsn_text(value: int) -> str:
 
 
 # -- source ------------------------------------------------------------------------------------
+
+
+def conninfo(config: Any, what: str) -> str:
+    """The libpq connection string of a PostgreSQL connector's settings.
+
+    Either ``dsn`` (a connection string or URL) or the design's separate keys
+    ``host``, ``port``, ``database``, ``user``, ``password``; not both. Raises
+    :class:`ConfigurationError` naming the setting at fault.
+
+    >>> class Settings:
+    ...     dsn = None; host = "localhost"; port = 5432; database = "mydb"
+    ...     user = None; password = None
+    >>> conninfo(Settings(), "postgres source")
+    'host=localhost port=5432 dbname=mydb'
+    """
+    parts = {
+        ("dbname" if name == "database" else name): str(getattr(config, name))
+        for name in ("host", "port", "database", "user", "password")
+        if getattr(config, name) is not None
+    }
+    if config.dsn is not None and parts:
+        raise ConfigurationError(
+            f"{what}: give either dsn or host/port/database/user/password, not both",
+            setting="dsn",
+        )
+    if config.dsn is not None:
+        return str(config.dsn)
+    if not parts:
+        raise ConfigurationError(
+            f"{what}: give dsn, or host with port, database, user and password as needed",
+            setting="dsn",
+        )
+    return psycopg.conninfo.make_conninfo(**parts)

@@ -23,12 +23,13 @@ from ._base import Sink
 from ._postgres_common import (
     _connect,
     _qualified,
+    conninfo,
 )
 
 __all__ = ["PostgresSink", "PostgresSinkConfig"]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class PostgresSinkConfig:
     """``connection:`` of the PostgreSQL sink.
 
@@ -43,7 +44,12 @@ class PostgresSinkConfig:
     guessed from the first batch.
     """
 
-    dsn: str
+    dsn: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: str | None = None
     table: str
     key_columns: list[str]
     columns: list[str] | None = None
@@ -101,6 +107,7 @@ class PostgresSink(Sink):
 
     def __init__(self, config: PostgresSinkConfig, params: Mapping[str, str]) -> None:
         super().__init__(config, params)
+        self._dsn = conninfo(config, "postgres sink")
         self._conn: psycopg.Connection[Any] | None = None
         self._table_columns: list[str] | None = None
         self._json_columns: set[str] = set()
@@ -108,7 +115,7 @@ class PostgresSink(Sink):
         self._what = f"postgres sink (table {config.table})"
 
     def connect(self) -> None:
-        self._conn = _connect(self.config.dsn, self._what, autocommit=False)
+        self._conn = _connect(self._dsn, self._what, autocommit=False)
         try:
             self._inspect()
         except psycopg.Error as exc:

@@ -55,6 +55,7 @@ from dataflare_host.connectors._postgres_common import (
     _qualified,
     _set_lock_timeout,
     _to_json,
+    conninfo,
 )
 
 __all__ = ["PostgresSource", "PostgresSourceConfig"]
@@ -72,7 +73,8 @@ _ACK_WAIT_S = 2.0
 class PostgresSourceConfig:
     """``connection:`` of the PostgreSQL source.
 
-    ``dsn``: a libpq connection string or URL. Either ``table`` (``name`` or
+    ``dsn``: a libpq connection string or URL (or the design's ``host``, ``port``,
+    ``database``, ``user``, ``password`` keys instead). Either ``table`` (``name`` or
     ``schema.name``) or ``query`` (any SELECT; read as a subquery). ``key_column``
     orders and resumes the read (default: the table's one-column primary key);
     ``columns`` limits the row to those columns (default: all). Rows become
@@ -90,7 +92,12 @@ class PostgresSourceConfig:
     (created with ``test_decoding`` when missing; needs ``wal_level=logical``).
     """
 
-    dsn: str
+    dsn: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: str | None = None
     table: str | None = None
     query: str | None = None
     key_column: str | None = None
@@ -144,6 +151,7 @@ class PostgresSource(Source):
 
     def __init__(self, config: PostgresSourceConfig, params: Mapping[str, str]) -> None:
         super().__init__(config, params)
+        self._dsn = conninfo(config, "postgres source")
         self._conn: psycopg.Connection[Any] | None = None
         self._offset = 0
         self._last: Any = None
@@ -177,7 +185,7 @@ class PostgresSource(Source):
         config = self.config
         # Autocommit: an idle source must not hold a transaction open (it would
         # block VACUUM, and replication slot creation waits for open transactions).
-        self._conn = _connect(config.dsn, self._what, autocommit=True)
+        self._conn = _connect(self._dsn, self._what, autocommit=True)
         with self._state:
             self._interrupted = self._close_pending = False
             self._wake.clear()
