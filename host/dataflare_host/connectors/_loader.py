@@ -10,10 +10,7 @@ and it is instantiated by the pipeline with the same ``(config, params)`` call.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import itertools
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +18,7 @@ from typing import Any, Literal, TypeAlias
 
 from dataflare import ConfigurationError
 from dataflare.runtime import resolve_params
+from dataflare_host._user_code import import_user_file
 
 from ._base import Sink, Source
 
@@ -37,7 +35,6 @@ Role: TypeAlias = Literal["source", "sink"]
 ConnectorClass: TypeAlias = "type[Source | Sink]"
 
 _BASES: Mapping[str, type] = {"source": Source, "sink": Sink}
-_unique = itertools.count()
 
 
 def connector_class(found: object, role: Role, origin: str) -> Any:
@@ -95,28 +92,11 @@ def load_connector_file(path: Path, role: Role) -> Any:
         raise ConfigurationError(f"{path} is not a .py file; a {role} plugin is Python")
     if not path.is_file():
         raise ConfigurationError(f"file {path} does not exist")
-    # A fresh module name per load, so two plugin files named alike never collide.
-    # The module stays in sys.modules: attrs and cattrs resolve a Config class's
-    # string annotations through it.
-    name = f"dataflare_connector_{path.stem}_{next(_unique)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigurationError(f"{role} plugin {path} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(name, None)
-        raise ConfigurationError(
-            f"{role} plugin {exc.filename or path} has a syntax error at line {exc.lineno}: "
-            f"{exc.msg}"
-        ) from exc
-    except Exception as exc:  # whatever the author's file raises on import is reported
-        sys.modules.pop(name, None)
-        raise ConfigurationError(
-            f"{role} plugin {path} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+    # Kept in sys.modules: attrs and cattrs resolve a Config class's string
+    # annotations through the module.
+    module = import_user_file(
+        path, prefix="dataflare_connector", label=f"{role} plugin", keep=True
+    )
     return connector_class(module, role, f"{role} plugin {path}")
 
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
-import itertools
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,11 +17,11 @@ from types import ModuleType
 
 from dataflare import ConfigurationError, Record
 from dataflare.runtime import BatchResult, Dispatcher, LookBackResult, PluginModule, find_plugin
+from dataflare_host._user_code import import_user_file
 from dataflare_host.plugins._interface import Plugin
 
 __all__ = ["ModuleCache", "NativePlugin", "import_plugin_module", "plugin_digest"]
 
-_unique = itertools.count()
 
 
 class NativePlugin(Plugin):
@@ -118,30 +115,10 @@ def _exec_file(path: Path) -> ModuleType:
                 f"plugin folder {path} has no __init__.py: put the decorated plugin there"
             )
         raise ConfigurationError(f"plugin file {path} does not exist")
-    # A fresh module name per load: reloading a changed file (hot reload) must
-    # not see the previous version's module, and two plugins named alike must
-    # not collide in sys.modules.
-    name = f"dataflare_plugin_{path.stem}_{next(_unique)}"
-    spec = importlib.util.spec_from_file_location(
-        name, entry, submodule_search_locations=[str(path)] if package else None
+    return import_user_file(
+        entry,
+        prefix="dataflare_plugin",
+        label="plugin file",
+        keep=False,
+        package=path if package else None,
     )
-    if spec is None or spec.loader is None:
-        raise ConfigurationError(f"plugin file {entry} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise ConfigurationError(
-            f"plugin file {exc.filename or entry} has a syntax error at line {exc.lineno}: "
-            f"{exc.msg}"
-        ) from exc
-    except Exception as exc:  # any failure while importing the author's file is reported
-        raise ConfigurationError(
-            f"plugin file {entry} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        # Helper modules too: the functions keep their modules alive, sys.modules need not.
-        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
-            sys.modules.pop(loaded, None)
-    return module
