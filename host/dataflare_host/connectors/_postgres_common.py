@@ -10,6 +10,7 @@ import math
 import uuid
 from typing import Any
 
+import attrs
 import psycopg
 from psycopg import sql
 
@@ -112,17 +113,27 @@ def _lsn_text(value: int) -> str:
 # -- source ------------------------------------------------------------------------------------
 
 
-def conninfo(config: Any, what: str) -> str:
+@attrs.frozen(kw_only=True)
+class PostgresConnection:
+    """Where a PostgreSQL connector connects: ``dsn``, or the design's separate keys."""
+
+    dsn: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+
+def conninfo(config: PostgresConnection, what: str) -> str:
     """The libpq connection string of a PostgreSQL connector's settings.
 
     Either ``dsn`` (a connection string or URL) or the design's separate keys
     ``host``, ``port``, ``database``, ``user``, ``password``; not both. Raises
     :class:`ConfigurationError` naming the setting at fault.
 
-    >>> class Settings:
-    ...     dsn = None; host = "localhost"; port = 5432; database = "mydb"
-    ...     user = None; password = None
-    >>> conninfo(Settings(), "postgres source")
+    >>> settings = PostgresConnection(host="localhost", port=5432, database="mydb")
+    >>> conninfo(settings, "postgres source")
     'host=localhost port=5432 dbname=mydb'
     """
     parts = {

@@ -21,6 +21,7 @@ from dataflare import ConfigurationError, PluginIOError, Record
 
 from ._base import Sink
 from ._postgres_common import (
+    PostgresConnection,
     _connect,
     _qualified,
     conninfo,
@@ -30,7 +31,7 @@ __all__ = ["PostgresSink", "PostgresSinkConfig"]
 
 
 @attrs.frozen(kw_only=True)
-class PostgresSinkConfig:
+class PostgresSinkConfig(PostgresConnection):
     """``connection:`` of the PostgreSQL sink.
 
     Upserts into ``table`` on ``key_columns`` (they need a unique index or
@@ -44,12 +45,6 @@ class PostgresSinkConfig:
     guessed from the first batch.
     """
 
-    dsn: str | None = None
-    host: str | None = None
-    port: int | None = None
-    database: str | None = None
-    user: str | None = None
-    password: str | None = None
     table: str
     key_columns: list[str]
     columns: list[str] | None = None

@@ -46,6 +46,7 @@ from psycopg.rows import dict_row
 from dataflare import ConfigurationError, PluginIOError, Record
 from dataflare_host.connectors._base import Position, Source, SourceBatch
 from dataflare_host.connectors._postgres_common import (
+    PostgresConnection,
     _cancel,
     _connect,
     _jsonable,
@@ -70,7 +71,7 @@ _ACK_WAIT_S = 2.0
 
 
 @attrs.frozen
-class PostgresSourceConfig:
+class PostgresSourceConfig(PostgresConnection):
     """``connection:`` of the PostgreSQL source.
 
     ``dsn``: a libpq connection string or URL (or the design's ``host``, ``port``,
@@ -92,12 +93,6 @@ class PostgresSourceConfig:
     (created with ``test_decoding`` when missing; needs ``wal_level=logical``).
     """
 
-    dsn: str | None = None
-    host: str | None = None
-    port: int | None = None
-    database: str | None = None
-    user: str | None = None
-    password: str | None = None
     table: str | None = None
     query: str | None = None
     key_column: str | None = None
