@@ -7,10 +7,7 @@ resources on a 2-core machine.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +24,9 @@ from test_workers import (
     outputs,
     pipeline_file,
     run,
-    worker_pids,
+    sigkill_workers,
     write_input,
 )
-
-from dataflare_host.pipeline._runner import Pipeline
 
 ray = pytest.importorskip("ray", reason="engine: ray needs the ray extra (scripts/setup)")
 pytestmark = pytest.mark.slow
@@ -86,22 +81,7 @@ def test_ray_actors_killed_mid_run_lose_nothing(cluster: Any, tmp_path: Path) ->
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", batch=500)
     kills: list[int] = []
-
-    def killer(pipeline: Pipeline) -> None:
-        deadline = time.monotonic() + 50
-        while len(kills) < 10 and time.monotonic() < deadline:
-            pids = worker_pids(pipeline)
-            if pids:
-                pid = pids[len(kills) % len(pids)]
-                if pid not in kills:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                        kills.append(pid)
-                    except ProcessLookupError:
-                        pass
-            time.sleep(0.3)
-
-    summary, _ = run(file, killer)
+    summary, _ = run(file, sigkill_workers(kills, within_s=50, every_s=0.3))
     assert summary.status == "completed", summary.error
     assert len(kills) == 10, "the run ended before ten kills: make it longer"
     assert outputs(tmp_path) == expected_filter_map(count)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,28 @@ def worker_pids(pipeline: Pipeline) -> list[int]:
     # or "ray pid 1234 on node ab12cd34[, ...]".
     return [int(s.kind.split("pid ")[1].split(",")[0].split()[0]) for s in workers_of(pipeline)
             if "pid " in s.kind]
+
+
+def sigkill_workers(
+    kills: list[int], *, within_s: float, every_s: float, count: int = 10
+) -> Callable[[Pipeline], None]:
+    """A ``run(..., during)`` hook: SIGKILL ``count`` workers in turn, noted in ``kills``."""
+
+    def killer(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + within_s
+        while len(kills) < count and time.monotonic() < deadline:
+            pids = worker_pids(pipeline)
+            if pids:
+                pid = pids[len(kills) % len(pids)]
+                if pid not in kills:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        kills.append(pid)
+                    except ProcessLookupError:
+                        pass  # it died on its own a moment ago
+            time.sleep(every_s)
+
+    return killer
 
 
 def test_workers_2_writes_what_workers_1_writes_in_source_order(tmp_path: Path) -> None:
@@ -241,22 +264,7 @@ def test_sigkill_of_workers_mid_run_loses_nothing(tmp_path: Path) -> None:
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
     kills: list[int] = []
-
-    def killer(pipeline: Pipeline) -> None:
-        deadline = time.monotonic() + 60
-        while len(kills) < 10 and time.monotonic() < deadline:
-            pids = worker_pids(pipeline)
-            if pids:
-                pid = pids[len(kills) % len(pids)]
-                if pid not in kills:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                        kills.append(pid)
-                    except ProcessLookupError:
-                        pass
-            time.sleep(0.15)
-
-    summary, _pipeline = run(file, killer)
+    summary, _pipeline = run(file, sigkill_workers(kills, within_s=60, every_s=0.15))
     assert summary.status == "completed", summary.error
     assert len(kills) == 10, "the run ended before ten kills: make it longer"
     assert outputs(tmp_path) == expected_filter_map(count)
