@@ -93,8 +93,10 @@ def write_pipeline(directory: Path, dsn: str, **connection: Any) -> Path:
     return file
 
 
-def start_run(file: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def started_run(file: Path) -> Iterator[subprocess.Popen[str]]:
+    """`dataflare run` in a subprocess, killed on the way out if a test left it running."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "dataflare", "run", "--quiet", str(file)],
         cwd=file.parent,
         stdout=subprocess.PIPE,
@@ -102,6 +104,19 @@ def start_run(file: Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def assert_stopped_cleanly(process: subprocess.Popen[str], seconds: float, out: str) -> None:
+    """Exit 0 within STOP_LIMIT_S of the SIGTERM, no traceback (``out``: stdout + stderr)."""
+    assert "Traceback" not in out, out
+    assert seconds < STOP_LIMIT_S, (seconds, out)
+    assert process.returncode == 0, out
 
 
 def terminate_and_time(process: subprocess.Popen[str]) -> tuple[float, str, str]:
@@ -123,8 +138,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_item13_sigterm_stops_a_run_whose_read_waits_for_a_lock(dsn: str, tmp_path: Path) -> None:
     """Rows read, then the table locked: SIGTERM ends the run in seconds, no traceback."""
     file = write_pipeline(tmp_path, dsn, lock_timeout_ms=60_000)
-    process = start_run(file)
-    try:
+    with started_run(file) as process:
         deadline = time.monotonic() + 60
         while len(lines(tmp_path / "out.jsonl")) < ROWS:
             assert process.poll() is None, process.communicate()
@@ -133,13 +147,7 @@ def test_item13_sigterm_stops_a_run_whose_read_waits_for_a_lock(dsn: str, tmp_pa
         with table_lock(dsn) as lock:
             wait_for_blocked_read(lock)
             seconds, stdout, stderr = terminate_and_time(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert "Traceback" not in stderr + stdout, stderr
-    assert seconds < STOP_LIMIT_S, (seconds, stderr)
-    assert process.returncode == 0, stderr
+    assert_stopped_cleanly(process, seconds, stdout + stderr)
     assert "pg-stop: stopped" in stderr, stderr
     assert [row["id"] for row in lines(tmp_path / "out.jsonl")] == list(range(1, ROWS + 1))
     checkpoint = json.loads((tmp_path / "stop.checkpoint.json").read_text())
@@ -151,20 +159,12 @@ def test_item13_sigterm_stops_a_run_that_starts_on_a_locked_table(
 ) -> None:
     """The table locked before the run starts: it waits, and SIGTERM still ends it in seconds."""
     file = write_pipeline(tmp_path, dsn, stop_when_caught_up=True)
-    with table_lock(dsn) as lock:
-        process = start_run(file)
-        try:
-            wait_for_blocked_read(lock)
-            time.sleep(1.5)  # past the default lock timeout: it keeps waiting, it does not fail
-            assert process.poll() is None, process.communicate()
-            seconds, stdout, stderr = terminate_and_time(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert "Traceback" not in stderr + stdout, stderr
-    assert seconds < STOP_LIMIT_S, (seconds, stderr)
-    assert process.returncode == 0, stderr
+    with table_lock(dsn) as lock, started_run(file) as process:
+        wait_for_blocked_read(lock)
+        time.sleep(1.5)  # past the default lock timeout: it keeps waiting, it does not fail
+        assert process.poll() is None, process.communicate()
+        seconds, stdout, stderr = terminate_and_time(process)
+    assert_stopped_cleanly(process, seconds, stdout + stderr)
     assert "waiting for a lock" in stderr or "locked by another session" in stderr
     assert lines(tmp_path / "out.jsonl") == []
 
