@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def line_of(text: str, needle: str) -> int:
@@ -34,3 +38,21 @@ def without_progress(stderr: str) -> str:
     return "".join(
         line for line in stderr.splitlines(keepends=True) if not _PROGRESS.match(line.rstrip("\n"))
     )
+
+
+def write_one_processor_pipeline(path: Path, processor: dict[str, Any]) -> Path:
+    """A pipeline file at ``path``: one generated record -> ``processor`` (its ``config:``)
+    -> stdout. For tests about loading one plugin, not about moving records."""
+    doc = {
+        "sources": [
+            {
+                "id": "in",
+                "type": "plugin",
+                "config": {"plugin_type": "generator", "connection": {"count": 1}},
+            }
+        ],
+        "processors": [{"id": "p", "type": "plugin", "config": processor}],
+        "sinks": [{"id": "out", "type": "plugin", "config": {"plugin_type": "stdout"}}],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path

@@ -6,8 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import line_of
+from helpers import line_of, write_one_processor_pipeline
 
 from dataflare import ConfigurationError
 from dataflare_host.pipeline import Pipeline
@@ -17,26 +16,9 @@ PLUGIN = "import dataflare\n\n\n@dataflare.filter\ndef keep(record):\n    return
 
 def write(tmp_path: Path, pin: str) -> Path:
     (tmp_path / "keep.py").write_text(PLUGIN, encoding="utf-8")
-    doc = {
-        "sources": [
-            {
-                "id": "in",
-                "type": "plugin",
-                "config": {"plugin_type": "generator", "connection": {"count": 1}},
-            }
-        ],
-        "processors": [
-            {
-                "id": "p",
-                "type": "plugin",
-                "config": {"plugin_type": "filter", "plugin_path": "keep.py", "sha256": pin},
-            }
-        ],
-        "sinks": [{"id": "out", "type": "plugin", "config": {"plugin_type": "stdout"}}],
-    }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return write_one_processor_pipeline(
+        tmp_path / "p.yaml", {"plugin_type": "filter", "plugin_path": "keep.py", "sha256": pin}
+    )
 
 
 def test_the_pinned_bytes_load(tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import without_progress
+from helpers import without_progress, write_one_processor_pipeline
 
 MARKER_PLUGIN = """
 import dataflare
@@ -53,32 +52,9 @@ def test_item03_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Pa
     assert built.returncode == 0, built.stderr
     assert not marker.exists(), "dataflare build ran the plugin's code on the host"
 
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        yaml.safe_dump(
-            {
-                "sources": [
-                    {
-                        "id": "in",
-                        "type": "plugin",
-                        "config": {"plugin_type": "generator", "connection": {"count": 1}},
-                    }
-                ],
-                "processors": [
-                    {
-                        "id": "p",
-                        "type": "plugin",
-                        "config": {
-                            "plugin_type": "filter",
-                            "plugin_source": "wasm",
-                            "plugin_path": "sneaky.py",
-                        },
-                    }
-                ],
-                "sinks": [{"id": "out", "type": "plugin", "config": {"plugin_type": "stdout"}}],
-            }
-        ),
-        encoding="utf-8",
+    pipeline = write_one_processor_pipeline(
+        tmp_path / "pipeline.yaml",
+        {"plugin_type": "filter", "plugin_source": "wasm", "plugin_path": "sneaky.py"},
     )
     validated = dataflare("validate", str(pipeline))
     assert validated.returncode == 0, validated.stderr
