@@ -17,6 +17,7 @@ import click
 from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind, Record
 from dataflare.runtime import BatchResult
 from dataflare_host._text import one_line
+from dataflare_host.cli._run_start import RunStart
 from dataflare_host.cli._scaffold import CONNECTOR_KINDS, new_plugin
 from dataflare_host.pipeline import Pipeline, ProgressReporter, RunSummary, StageStats
 from dataflare_host.plugins import Runtime, load_plugin
@@ -425,7 +426,8 @@ def validate(pipeline: Path, connect: bool) -> None:
 @click.option(
     "--reset",
     is_flag=True,
-    help="Forget the checkpoint and start from the beginning of every source.",
+    help="Forget the checkpoint and start from the beginning of every source "
+    "(says first what that does to each sink's output).",
 )
 @click.option("--quiet", is_flag=True, help="No progress display; the summary only.")
 @click.option(
@@ -484,8 +486,10 @@ def run(
         _fail(error)
         return
     try:
-        if reset:
-            loaded.checkpoints.reset()
+        start = RunStart.of(loaded, reset=reset)
+        for line in start.lines():  # before --reset discards anything
+            click.echo(line, err=True)
+        start.apply()
         loading_s = time.monotonic() - loading_started
         reporters: list[ProgressReporter] = []
         if not quiet:

@@ -7,6 +7,9 @@ Two guarantees beyond reading and writing:
   pipeline pointed at another file refuses to resume instead of skipping it.
 - A sink never appends after a torn write: on connect it cuts the file back to
   its last whole line (CSV row, ``records`` frame), see :class:`FileSink`.
+- A sink with ``mode: overwrite`` empties its file only when the run starts
+  fresh (no checkpoint); a resumed run appends, so output the checkpoint
+  already covers is never lost (:meth:`FileSink.run_starts`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = ["FileSink", "FileSource"]
 log = logging.getLogger("dataflare.connectors.file")
 
 Format = Literal["jsonl", "csv", "lines", "records"]
+SinkMode = Literal["append", "overwrite"]
 _FRAME_HEADER = struct.Struct(">I")
 _BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 4096  # how much of a source file its fingerprint covers
@@ -416,6 +420,12 @@ class FileSource(Source):
                 Record(b"", None, timestamp)
         return key, timestamp
 
+    def reads_inline(self) -> bool:
+        """Always: every file it reads is a regular file (a pipe or a terminal
+        never matches ``path``), so a read never waits for data to arrive and
+        the pipeline reads this source in its main loop, with no reader thread."""
+        return True
+
     def close(self) -> None:
         self._close_handle()
 
@@ -481,7 +491,7 @@ def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
 
 @attrs.frozen
 class FileSinkConfig:
-    """``connection:`` of a file sink: appends to ``path`` (created with its directory).
+    """``connection:`` of a file sink: writes to ``path`` (created with its directory).
 
     JSONL and lines write each value on its own line (a value holding a newline
     is an error: it would split the record). CSV writes a JSON-object value as a
@@ -489,12 +499,20 @@ class FileSinkConfig:
     each batch as a length-prefixed msgpack frame
     (``dataflare_host.connectors.encode_batch``): keys,
     timestamps and metadata survive, and a file source reads them back.
+
+    ``mode`` says what happens to a file already there when a run starts
+    fresh (no checkpoint: the first run, or ``dataflare run --reset``):
+    ``append`` (the default, and the only behaviour before ``mode`` existed)
+    keeps it and writes after it; ``overwrite`` empties it first. A run that
+    resumes from a checkpoint appends in both modes: what the file holds is
+    output the checkpoint covers, and emptying it would lose it for good.
     """
 
     path: str
     format: Format | None = None
     fields: list[str] | None = None
     fsync: bool = True
+    mode: SinkMode = "append"
     base_dir: str = "."
 
 
@@ -518,6 +536,11 @@ class FileSink(Sink):
     checkpoint, so it also holds after ``--reset``, without a checkpoint, and
     for a file other writers (or another pipeline) append to, whose whole
     lines after our last checkpoint would otherwise be lost.
+
+    With ``mode: overwrite``, ``connect`` empties the file instead, but only
+    once :meth:`run_starts` said the run starts fresh. A crash before the
+    first checkpoint leaves no checkpoint, so the next run is fresh again and
+    empties the file again: the output still ends as if written once.
     """
 
     Config = FileSinkConfig
@@ -535,6 +558,57 @@ class FileSink(Sink):
         self._syncable = False
         self._fields = list(config.fields) if config.fields else None
         self._header_written = False
+        # Unknown until the pipeline says: appending is the choice that never
+        # loses output (validate --connect connects without running).
+        self._resuming: bool | None = None
+
+    def run_starts(self, *, resuming: bool) -> None:
+        """Say, before :meth:`connect`, whether this run resumes from a checkpoint.
+
+        Only ``mode: overwrite`` cares: a fresh start (``resuming=False``)
+        empties the file on connect; a resumed run, or a sink never told,
+        appends. ``dataflare run`` tells every file sink
+        (:func:`dataflare_host.cli._run_start.RunStart`).
+        """
+        self._resuming = resuming
+
+    @property
+    def overwrites(self) -> bool:
+        """Whether :meth:`connect` will empty the file (overwrite mode, fresh start)."""
+        return self.config.mode == "overwrite" and self._resuming is False
+
+    def describe_start(self, *, resuming: bool) -> str:
+        """What a run starting so does to the file, in one phrase for the operator.
+
+        ``out.jsonl (1,234 lines) will be overwritten``, ``... will be appended
+        to``, ``out.jsonl does not exist yet; it will be created``.
+        """
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return f"{self.path} does not exist yet; it will be created"
+        except OSError as exc:
+            return f"{self.path} cannot be examined ({exc.strerror}); it will be opened as is"
+        if not stat.S_ISREG(info.st_mode):
+            return f"{self.path} is not a regular file; records will be written to it as they come"
+        fate = (
+            "will be overwritten"
+            if self.config.mode == "overwrite" and not resuming
+            else "will be appended to"
+        )
+        return f"{self.path} ({self._measure(info.st_size)}) {fate}"
+
+    def _measure(self, size: int) -> str:
+        """How much the file holds: lines for text formats, frames for ``records``."""
+        try:
+            with self.path.open("rb", buffering=0) as reader:
+                if self._format == "records":
+                    frames = _whole_frames(reader.fileno(), size)[0]
+                    return f"{frames:,} frame(s), {size:,} bytes"
+                lines = _newline_count(reader.fileno(), size)
+                return f"{lines:,} line{'' if lines == 1 else 's'}"
+        except OSError as exc:
+            return f"{size:,} bytes; unreadable: {exc.strerror}"
 
     def connect(self) -> None:
         try:
@@ -547,13 +621,33 @@ class FileSink(Sink):
             self._regular = stat.S_ISREG(info.st_mode)
             self._syncable = self._regular or stat.S_ISBLK(info.st_mode)
             self._size = info.st_size if self._regular else 0
-            if self._regular:
+            if self._regular and self.overwrites:
+                self._empty()
+            elif self._regular:
                 self._cut_torn_tail()
         except OSError as exc:
             self._handle.close()
             self._handle = None
-            raise self._error("cutting off its torn last line", exc) from exc
+            doing = (
+                "emptying it (mode: overwrite)"
+                if self.overwrites
+                else "cutting off its torn last line"
+            )
+            raise self._error(doing, exc) from exc
         self._header_written = self._size > 0
+
+    def _empty(self) -> None:
+        """Overwrite mode on a fresh start: drop what the file held, durably."""
+        assert self._handle is not None
+        if self._size:
+            log.info(
+                "file sink %s: mode overwrite, fresh start: emptied %d byte(s)",
+                self.path,
+                self._size,
+            )
+            os.ftruncate(self._handle.fileno(), 0)
+            os.fsync(self._handle.fileno())
+        self._size = 0
 
     def _cut_torn_tail(self) -> None:
         assert self._handle is not None
@@ -725,12 +819,26 @@ def _whole_csv_end(fd: int, size: int) -> int:
     return 0
 
 
-def _whole_frames_end(fd: int, size: int) -> int:
-    """Where the last whole ``records`` frame ends, walking the frame headers."""
-    end = 0
+def _newline_count(fd: int, size: int) -> int:
+    """How many newlines the first ``size`` bytes of a file hold, a chunk at a time."""
+    count = 0
+    for start in range(0, size, _SCAN_CHUNK):
+        count += os.pread(fd, min(_SCAN_CHUNK, size - start), start).count(b"\n")
+    return count
+
+
+def _whole_frames(fd: int, size: int) -> tuple[int, int]:
+    """How many whole ``records`` frames a file holds and where the last one ends."""
+    frames = end = 0
     while end + _FRAME_HEADER.size <= size:
         length = _FRAME_HEADER.unpack(os.pread(fd, _FRAME_HEADER.size, end))[0]
         if end + _FRAME_HEADER.size + length > size:
             break
         end += _FRAME_HEADER.size + length
-    return end
+        frames += 1
+    return frames, end
+
+
+def _whole_frames_end(fd: int, size: int) -> int:
+    """Where the last whole ``records`` frame ends, walking the frame headers."""
+    return _whole_frames(fd, size)[1]

@@ -1,0 +1,259 @@
+"""The file sink's ``mode: append|overwrite``, its interplay with checkpoints, and what
+``dataflare run --reset`` says it will do to each sink's output before it does it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dataflare import Record
+from dataflare_host.cli._main import main
+from dataflare_host.connectors import FileSink, FileSinkConfig
+from dataflare_host.connectors._records_codec import encode_batch
+from dataflare_host.pipeline import Pipeline
+
+
+def sink(path: Path, **config: Any) -> FileSink:
+    return FileSink(FileSinkConfig(str(path), **config), {})
+
+
+def write_once(file_sink: FileSink, *values: bytes) -> None:
+    file_sink.connect()
+    file_sink.write([Record(v, offset=i) for i, v in enumerate(values)])
+    file_sink.close()
+
+
+# -- the sink on its own ------------------------------------------------------------
+
+
+def test_append_is_the_default_and_keeps_what_the_file_holds(tmp_path: Path) -> None:
+    """No mode: today's behaviour, even when told the run starts fresh."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"old":1}\n')
+    fresh = sink(out)
+    assert fresh.config.mode == "append"
+    fresh.run_starts(resuming=False)
+    write_once(fresh, b'{"new":2}')
+    assert out.read_text() == '{"old":1}\n{"new":2}\n'
+
+
+def test_overwrite_on_a_fresh_start_empties_the_file_first(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"old":1}\n{"old":2}\n')
+    fresh = sink(out, mode="overwrite")
+    fresh.run_starts(resuming=False)
+    write_once(fresh, b'{"new":3}')
+    assert out.read_text() == '{"new":3}\n'
+
+
+def test_overwrite_on_a_resumed_run_appends_and_still_cuts_a_torn_tail(tmp_path: Path) -> None:
+    """What the checkpoint covers stays; only bytes no whole line covers are cut."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"old":1}\n{"torn"')
+    resumed = sink(out, mode="overwrite")
+    resumed.run_starts(resuming=True)
+    write_once(resumed, b'{"new":2}')
+    assert out.read_text() == '{"old":1}\n{"new":2}\n'
+
+
+def test_overwrite_untold_appends_so_validate_connect_never_empties(tmp_path: Path) -> None:
+    """``dataflare validate --connect`` connects sinks without running: nothing is lost."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"old":1}\n')
+    untold = sink(out, mode="overwrite")
+    assert not untold.overwrites
+    untold.connect()
+    untold.close()
+    assert out.read_text() == '{"old":1}\n'
+
+
+def test_overwrite_writes_a_fresh_csv_header(tmp_path: Path) -> None:
+    """The emptied file gets its header again (an appended one would not)."""
+    out = tmp_path / "out.csv"
+    out.write_text("a,b\n1,2\n")
+    fresh = sink(out, mode="overwrite")
+    fresh.run_starts(resuming=False)
+    write_once(fresh, b'{"a":3,"b":4}')
+    assert out.read_text().splitlines() == ["a,b", "3,4"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "resuming", "fate"),
+    [
+        ("overwrite", False, "will be overwritten"),
+        ("overwrite", True, "will be appended to"),
+        ("append", False, "will be appended to"),
+    ],
+)
+def test_describe_start_counts_lines_and_names_the_fate(
+    tmp_path: Path, mode: str, resuming: bool, fate: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(f'{{"id":{i}}}\n' for i in range(1234)))
+    assert sink(out, mode=mode).describe_start(resuming=resuming) == f"{out} (1,234 lines) {fate}"
+
+
+def test_describe_start_of_a_missing_file_and_of_a_records_file(tmp_path: Path) -> None:
+    missing = tmp_path / "none.jsonl"
+    assert sink(missing, mode="overwrite").describe_start(resuming=False) == (
+        f"{missing} does not exist yet; it will be created"
+    )
+    framed = tmp_path / "out.records"
+    frame = encode_batch([Record(b"a"), Record(b"b")])
+    framed.write_bytes((len(frame).to_bytes(4, "big") + frame) * 3)
+    size = framed.stat().st_size
+    assert sink(framed, mode="overwrite").describe_start(resuming=False) == (
+        f"{framed} (3 frame(s), {size:,} bytes) will be overwritten"
+    )
+
+
+# -- in a pipeline run ------------------------------------------------------------------
+
+
+def pipeline_file(directory: Path, *, mode: str | None, dead_letter: bool = False) -> Path:
+    connection: dict[str, Any] = {"path": "out.jsonl"}
+    if mode is not None:
+        connection["mode"] = mode
+    document: dict[str, Any] = {
+        "name": "modes",
+        "checkpoint": {"path": "modes.checkpoint.json"},
+        "batch": {"size": 2, "linger_ms": 0},
+        "sources": [
+            {"id": "in", "type": "plugin",
+             "config": {"plugin_type": "file", "connection": {"path": "in.jsonl"}}},
+        ],
+        "sinks": [
+            {"id": "out", "type": "plugin",
+             "config": {"plugin_type": "file", "connection": connection}},
+            {"id": "echo", "type": "plugin", "config": {"plugin_type": "stdout"}},
+        ],
+    }
+    if dead_letter:
+        document["dead_letter"] = {
+            "id": "rejects",
+            "type": "plugin",
+            "config": {"plugin_type": "file", "connection": {"path": "rejects.jsonl"}},
+        }
+    file = directory / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(document, sort_keys=False))
+    return file
+
+
+def feed(directory: Path, ids: range) -> None:
+    with (directory / "in.jsonl").open("a") as handle:
+        handle.writelines(f'{{"id":{i}}}\n' for i in ids)
+
+
+def run(pipeline: Path, *extra: str) -> tuple[int, list[str]]:
+    """``dataflare run --quiet``: exit code and the stderr lines before the summary."""
+    result = CliRunner().invoke(main, ["run", "--quiet", *extra, str(pipeline)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    lines = result.stderr.splitlines()
+    before_summary = lines[: next(i for i, line in enumerate(lines) if "modes:" in line)]
+    return result.exit_code, [line for line in before_summary if line.strip()]
+
+
+def ids(path: Path) -> list[int]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> None:
+    """Run 1 writes 0..4 over stale output; run 2 resumes (5..7 appended, nothing lost);
+    ``--reset`` says what it will do, then rewrites the whole output once."""
+    (tmp_path / "out.jsonl").write_text('{"id":-1}\n')  # a previous pipeline's output
+    feed(tmp_path, range(5))
+    pipeline = pipeline_file(tmp_path, mode="overwrite")
+    out = tmp_path / "out.jsonl"
+    assert run(pipeline) == (
+        0,
+        [f"starting fresh: sink 'out' (file): {out} (1 line) will be overwritten"],
+    )
+    assert ids(out) == list(range(5))
+    feed(tmp_path, range(5, 8))
+    assert run(pipeline) == (0, [])  # resumed: nothing announced, nothing emptied
+    assert ids(out) == list(range(8))
+    checkpoint = tmp_path / "modes.checkpoint.json"
+    code, lines = run(pipeline, "--reset")
+    assert (code, lines) == (
+        0,
+        [
+            f"--reset: discarding checkpoint {checkpoint} "
+            "(positions of 1 source(s), state of 0 processor(s))",
+            f"--reset: sink 'out' (file): {out} (8 lines) will be overwritten",
+            "--reset: sink 'echo' (stdout): what it holds is kept; every source is read "
+            "again from its start, so records already delivered are written to it again",
+        ],
+    )
+    assert ids(out) == list(range(8))
+
+
+def test_append_mode_reset_says_appended_and_appends(tmp_path: Path) -> None:
+    """Existing pipelines (no mode) keep their behaviour: --reset delivers all again, after."""
+    feed(tmp_path, range(3))
+    pipeline = pipeline_file(tmp_path, mode=None, dead_letter=True)
+    assert run(pipeline) == (0, [])  # append mode announces nothing on a fresh start
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    code, lines = run(pipeline, "--reset")
+    assert code == 0
+    assert lines[1:] == [
+        f"--reset: sink 'out' (file): {out} (3 lines) will be appended to",
+        lines[2],
+        f"--reset: dead_letter 'rejects' (file): {rejects} (0 lines) will be appended to",
+    ]
+    assert lines[2].startswith("--reset: sink 'echo' (stdout): what it holds is kept")
+    assert ids(out) == [0, 1, 2, 0, 1, 2]
+
+
+def test_reset_without_a_checkpoint_says_there_is_nothing_to_discard(tmp_path: Path) -> None:
+    feed(tmp_path, range(2))
+    pipeline = pipeline_file(tmp_path, mode="overwrite")
+    code, lines = run(pipeline, "--reset")
+    assert code == 0
+    assert lines[0] == (
+        f"--reset: no checkpoint at {tmp_path / 'modes.checkpoint.json'}, nothing to discard"
+    )
+    assert lines[1] == (
+        f"--reset: sink 'out' (file): {tmp_path / 'out.jsonl'} does not exist yet; "
+        "it will be created"
+    )
+
+
+def test_an_unreadable_checkpoint_fails_the_run_before_any_sink_is_emptied(
+    tmp_path: Path,
+) -> None:
+    """Neither fresh nor resumed is known: the run fails on the checkpoint, output intact."""
+    feed(tmp_path, range(2))
+    pipeline = pipeline_file(tmp_path, mode="overwrite")
+    (tmp_path / "out.jsonl").write_text('{"id":9}\n')
+    (tmp_path / "modes.checkpoint.json").write_text("{not json")
+    result = CliRunner().invoke(main, ["run", "--quiet", str(pipeline)])
+    assert result.exit_code == 1
+    assert "--reset" in result.stderr
+    assert ids(tmp_path / "out.jsonl") == [9]
+
+
+def test_the_python_api_never_empties_an_untold_sink(tmp_path: Path) -> None:
+    """``Pipeline.run()`` without the CLI appends (the safe side) in overwrite mode."""
+    feed(tmp_path, range(2))
+    (tmp_path / "out.jsonl").write_text('{"id":9}\n')
+    pipeline = Pipeline.from_file(pipeline_file(tmp_path, mode="overwrite"))
+    try:
+        assert pipeline.run(handle_signals=False).status == "completed"
+    finally:
+        pipeline.close()
+    assert ids(tmp_path / "out.jsonl") == [9, 0, 1]
+
+
+def test_an_unknown_mode_is_a_located_error(tmp_path: Path) -> None:
+    feed(tmp_path, range(1))
+    pipeline = pipeline_file(tmp_path, mode="truncate")
+    result = CliRunner().invoke(main, ["validate", str(pipeline)])
+    assert result.exit_code == 2
+    assert "sinks[0].config.connection.mode" in result.stderr
+    assert "truncate" in result.stderr
