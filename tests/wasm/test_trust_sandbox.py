@@ -23,6 +23,7 @@ from conftest import REPO
 from helpers import without_progress
 
 from dataflare import ConfigurationError, LimitExceededError, Record, SerializationError
+from dataflare.runtime import CONTRACT_VERSION
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host.cli._main import main
 from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
@@ -165,12 +166,18 @@ def test_item01_sigterm_stops_a_pipeline_whose_guest_sleeps(
 
 # --- item 2: a deadline while instantiating --------------------------------------------
 
-LOOPING_START = """
+# Both claim the contract (an empty interface at this host's version), so they
+# pass the version check and their start function runs.
+CLAIMS_THE_CONTRACT = f"""
+  (instance $iface)
+  (export "dataflare:plugin/plugin@{CONTRACT_VERSION}" (instance $iface))"""
+
+LOOPING_START = f"""
 (component
   (core module $m
     (func $spin (loop $again (br $again)))
     (start $spin))
-  (core instance (instantiate $m)))
+  (core instance (instantiate $m)){CLAIMS_THE_CONTRACT})
 """
 
 
@@ -195,8 +202,9 @@ BLOCKING_START = """
     (start $nap))
   (core instance (instantiate $m
     (with "clock" (instance (export "sub" (func $sub))))
-    (with "poll" (instance (export "block" (func $block)))))))
-"""
+    (with "poll" (instance (export "block" (func $block))))))
+  CLAIMS)
+""".replace("CLAIMS", CLAIMS_THE_CONTRACT)
 
 
 def component_file(tmp_path: Path, name: str, text: str) -> Path:
@@ -344,7 +352,7 @@ ONLY_DESCRIBE = """
   (core instance $i (instantiate $m))
   (func $describe (result u32) (canon lift (core func $i "d")))
   (instance $iface (export "describe" (func $describe)))
-  (export "dataflare:plugin/plugin@0.1.0" (instance $iface)))
+  (export "dataflare:plugin/plugin@CONTRACT" (instance $iface)))
 """
 
 WRONG_TYPES = """
@@ -356,7 +364,7 @@ WRONG_TYPES = """
     (export "describe" (func $f)) (export "init" (func $f)) (export "filter" (func $f))
     (export "map" (func $f)) (export "filter-map" (func $f)) (export "array-map" (func $f))
     (export "aggregate" (func $f)) (export "look-back" (func $f)))
-  (export "dataflare:plugin/plugin@0.1.0" (instance $iface)))
+  (export "dataflare:plugin/plugin@CONTRACT" (instance $iface)))
 """
 
 
@@ -365,18 +373,35 @@ WRONG_TYPES = """
     [
         (ONLY_DESCRIBE, "lacks the 'init' export"),
         (WRONG_TYPES, "malformed plugin-info"),
-        ("(component)", "does not export dataflare:plugin/plugin@0.1.0"),
+        ("(component)", f"does not export dataflare:plugin/plugin@{CONTRACT_VERSION}"),
     ],
     ids=["only-describe", "wrong-types", "empty"],
 )
 def test_item11_a_mismatched_component_is_a_clear_load_error(
     tmp_path: Path, text: str, fragment: str
 ) -> None:
-    wasm = component_file(tmp_path, "odd.wasm", text)
+    wasm = component_file(tmp_path, "odd.wasm", text.replace("CONTRACT", CONTRACT_VERSION))
     with pytest.raises(ConfigurationError) as caught:
         load_plugin(wasm)
     assert fragment in str(caught.value)
     assert str(wasm) in str(caught.value)
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.3.0", "1.0.0"])
+def test_a_component_of_another_contract_version_is_refused_naming_both(
+    tmp_path: Path, version: str
+) -> None:
+    """The contract version is read off the component's export name, before it runs:
+    one line naming the component's version and the one this host supports."""
+    wasm = component_file(tmp_path, "old.wasm", WRONG_TYPES.replace("CONTRACT", version))
+    result = CliRunner().invoke(main, ["test", str(wasm), "--text", "x"])
+    assert result.exit_code != 0
+    lines = without_progress(result.output).strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"built for plugin contract {version}" in lines[0]
+    assert f"this host supports {CONTRACT_VERSION}" in lines[0]
+    assert str(wasm) in lines[0]
+    assert "Traceback" not in result.output
 
 
 def test_item11_broken_wasm_bytes_are_a_clear_load_error(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ import wasmtime
 from wasmtime import component as wc
 
 from dataflare import ConfigurationError
+from dataflare.runtime import CONTRACT_VERSION
 from dataflare_host.wasm._engine import EPOCH_TICK_S, SharedEngine
-from dataflare_host.wasm._wit import WIT_INTERFACE
+from dataflare_host.wasm._wit import WIT_INTERFACE, contract_version_of
 
 __all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "Trap"]
 
@@ -77,6 +78,7 @@ class GuestInstance:
         wasi.stderr_file = str(self._err)
         self.store.set_wasi(wasi)
         self.store.set_limits(memory_size=memory_limit_bytes)
+        _check_contract(component, shared, label)
         # A start function runs during instantiation: it gets the time limit too.
         self.store.set_epoch_deadline(_ticks(time_limit_s))
         try:
@@ -177,6 +179,22 @@ class GuestInstance:
     def close(self) -> None:
         """Release the store and the capture files."""
         self._logdir.cleanup()
+
+
+def _check_contract(component: wc.Component, shared: SharedEngine, label: str) -> None:
+    # Read from the component's type, before anything of it runs.
+    version = contract_version_of(component.type.exports(shared.engine))
+    if version is None:
+        raise ConfigurationError(
+            f"{label} does not export {WIT_INTERFACE}: it is not a DataFlare plugin component "
+            "(build one with dataflare build, or against wit/plugin.wit)"
+        )
+    if version != CONTRACT_VERSION:
+        raise ConfigurationError(
+            f"{label} was built for plugin contract {version}; this host supports "
+            f"{CONTRACT_VERSION} only: rebuild it (dataflare build, or against this "
+            "host's wit/plugin.wit)"
+        )
 
 
 def _ticks(time_limit_s: float) -> int:
