@@ -23,6 +23,11 @@ pytestmark = [pytest.mark.wasm, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 KINDS = [kind.value for kind in PluginKind]
+# Every kind in both template shapes: JSON (the default, so no --shape) and bytes.
+PROJECTS = {
+    **{f"my_{kind}": (kind, []) for kind in KINDS},
+    **{f"my_{kind}_bytes": (kind, ["--shape", "bytes"]) for kind in KINDS},
+}
 
 PLANTED = '''"""A filter that differs when built: in the guest it drops values holding x."""
 
@@ -41,11 +46,11 @@ def planted(record: dataflare.Record) -> bool:
 def scaffolded(
     tmp_path_factory: pytest.TempPathFactory, component_builder: ComponentBuilder
 ) -> Path:
-    """One folder per kind from `dataflare new`, each built with `dataflare build`."""
+    """One folder per kind and shape from `dataflare new`, each built with `dataflare build`."""
     root = tmp_path_factory.mktemp("authoring")
-    for kind in KINDS:
+    for name, (kind, shape) in PROJECTS.items():
         done = subprocess.run(
-            [str(BIN / "dataflare"), "new", f"my_{kind}", "--kind", kind],
+            [str(BIN / "dataflare"), "new", name, "--kind", kind, *shape],
             cwd=root,
             capture_output=True,
             text=True,
@@ -53,8 +58,8 @@ def scaffolded(
         )
         assert done.returncode == 0, done.stderr
 
-    def build(kind: str) -> subprocess.CompletedProcess[str]:
-        plugin = root / f"my_{kind}" / f"my_{kind}.py"
+    def build(name: str) -> subprocess.CompletedProcess[str]:
+        plugin = root / name / f"{name}.py"
         return subprocess.run(
             [str(BIN / "dataflare"), "build", str(plugin)],
             capture_output=True,
@@ -63,9 +68,9 @@ def scaffolded(
         )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for kind, done in zip(KINDS, pool.map(build, KINDS), strict=True):
-            assert done.returncode == 0, (kind, done.stderr)
-            assert done.stdout.startswith(f"built {root / f'my_{kind}' / f'my_{kind}.wasm'}")
+        for name, done in zip(PROJECTS, pool.map(build, PROJECTS), strict=True):
+            assert done.returncode == 0, (name, done.stderr)
+            assert done.stdout.startswith(f"built {root / name / f'{name}.wasm'}")
     return root
 
 
@@ -97,10 +102,10 @@ def test_new_refuses_bad_names_and_existing_files(tmp_path: Path) -> None:
     assert "not overwriting" in again.stderr
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_new_then_build_then_pytest_passes(scaffolded: Path, kind: str) -> None:
+@pytest.mark.parametrize("name", PROJECTS)
+def test_new_then_build_then_pytest_passes(scaffolded: Path, name: str) -> None:
     """The generated property tests (the kind's law and native == WASM) pass as generated."""
-    folder = scaffolded / f"my_{kind}"
+    folder = scaffolded / name
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
         cwd=folder,

@@ -18,7 +18,7 @@ from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind
 from dataflare.runtime import BatchResult
 from dataflare_host._text import one_line
 from dataflare_host.cli._run_start import RunStart
-from dataflare_host.cli._scaffold import CONNECTOR_KINDS, new_plugin
+from dataflare_host.cli._scaffold import CONNECTOR_KINDS, SHAPES, Shape, new_plugin
 from dataflare_host.pipeline import Pipeline, ProgressReporter, RunSummary, StageStats
 from dataflare_host.plugins import Runtime, load_plugin
 from dataflare_host.wasm import Sandbox, component_for
@@ -602,8 +602,16 @@ def cache_clear_command() -> None:
     show_default=True,
     help="Where to create the NAME/ folder.",
 )
-def new(name: str, kind: str, directory: Path) -> None:
+@click.option(
+    "--shape",
+    type=click.Choice(SHAPES),
+    help="Processor kinds: what the values are, JSON objects (the default; the generated "
+    "tests feed JSON objects) or raw bytes.",
+)
+def new(name: str, kind: str, directory: Path, shape: Shape | None) -> None:
     """Create NAME/ with a KIND plugin, its property tests and a README.
+
+    The plugin declares its parameters and prepares them in an @init hook.
 
     \b
     Then:
@@ -611,7 +619,7 @@ def new(name: str, kind: str, directory: Path) -> None:
         (source, sink: plugin_path: NAME/NAME.py in a pipeline && pytest NAME/)
     """
     try:
-        written = new_plugin(name, kind, directory)
+        written = new_plugin(name, kind, directory, shape)
     except PluginError as error:
         _fail(error)
         return
