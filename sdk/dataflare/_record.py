@@ -35,6 +35,9 @@ def _freeze_metadata(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
                 f"Record 'metadata' must map str to str (got {part} {bad!r} "
                 f"that is a {type(bad).__name__})."
             )
+        if not (name.isascii() and item.isascii()) and not (name + item).isprintable():
+            # A lone surrogate (json.loads lets one through) cannot travel as UTF-8.
+            (name + item).encode()
     return MappingProxyType(frozen)
 
 

@@ -340,3 +340,20 @@ def test_mutated_framings_decode_or_fail_cleanly(
     except SerializationError:
         return
     assert all(type(r) is Record for r in outputs)
+
+
+def test_an_absent_timestamp_must_be_zero() -> None:
+    """The WIT says an absent timestamp is written as 0: anything else is a forged framing."""
+    text = frame(header(1, 2), i64(0), u32(1), b"x", b"\x00", i64(5))
+    with pytest.raises(SerializationError, match="absent timestamp is not 0"):
+        decode_records(text, INPUTS, 3)
+
+
+def test_metadata_with_a_lone_surrogate_is_refused_where_the_record_is_built() -> None:
+    """UTF-8 cannot carry a lone surrogate (json.loads can produce one): Record refuses it,
+    so no batch holding one ever reaches the framing, natively or in the guest."""
+    with pytest.raises(ValueError, match="surrogates not allowed"):
+        Record(b"x", metadata={"a": "\ud800"})
+    with pytest.raises(ValueError, match="surrogates not allowed"):
+        Record(b"x").evolve(metadata={"\udfff": "b"})
+    assert Record(b"x", metadata={"caf\u00e9": "\u20ac"}).metadata == {"caf\u00e9": "\u20ac"}

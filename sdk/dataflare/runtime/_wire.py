@@ -118,7 +118,7 @@ def encode_batch(
             parts.append(_pack("I", map(len, texts)))
             parts.append(b"".join(names))
             parts.append(b"".join(texts))
-    except (OverflowError, struct.error) as exc:
+    except (OverflowError, struct.error, UnicodeEncodeError) as exc:
         raise SerializationError(f"a record does not fit the record-batch framing: {exc}") from exc
     return b"".join(parts).decode("latin-1")
 
@@ -216,6 +216,8 @@ def decode_batch(text: str, what: str) -> RecordBatch:
         if present_bytes.strip(b"\x00\x01"):
             raise SerializationError(f"{what}: a timestamp flag is neither 0 nor 1")
         stamps = reader.numbers("q", count, "the timestamps")
+        if any(stamp for stamp, has in zip(stamps, present_bytes, strict=True) if not has):
+            raise SerializationError(f"{what}: an absent timestamp is not 0")
         timestamps = [t if has else None for t, has in zip(stamps, present_bytes, strict=True)]
     metadata: list[dict[str, str]] | None = None
     if flags & _METADATA:
