@@ -1253,3 +1253,19 @@ def test_describe_returning_garbage_is_one_load_error_and_the_host_goes_on(
     assert len(message) < 1000
     with load_plugin(component(tmp_path, "honest", "filter")) as plugin:
         assert_next_batch_runs(plugin)
+
+
+def test_a_component_rewritten_at_the_same_path_is_loaded_afresh(tmp_path: Path) -> None:
+    """A .wasm replaced on disk (a rebuild, a swap) and loaded again in the same host
+    process runs the new file, not the one a pooled sandbox process loaded before.
+
+    Found with these components: the sandbox processes are pooled, and one whose
+    last component had the same path skips loading, so the old component answers
+    (here: a filter named first-build for a file that now holds a map).
+    """
+    path = component(tmp_path, "swapped", "filter", info={"name": "first-build"})
+    with load_plugin(path) as plugin:
+        assert (plugin.name, plugin.kind.value) == ("first-build", "filter")
+    component(tmp_path, "swapped", "map", info={"name": "second-build"})  # same path
+    with load_plugin(path) as plugin:
+        assert (plugin.name, plugin.kind.value) == ("second-build", "map")
