@@ -10,6 +10,13 @@ not ended ``stop_grace_s`` seconds after the stop is abandoned: :meth:`SourceRea
 reports it as ended and :meth:`SourceReaders.join` no longer waits for it. An
 abandoned reader's thread is a daemon; what it still reads is dropped, and
 since its position was never checkpointed the next run reads it again.
+
+When every source reads without waiting for data (:class:`ReadsInline`: local
+files), there are no threads at all: :meth:`SourceReaders.get` reads the next
+batch in the caller's thread. A reader thread would only take turns with the
+main loop for the GIL (no overlap, a switch every few milliseconds, measured
+12% slower than the same run pinned to one core); the batches, their order per
+source, the counts and the errors are the same either way.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataflare_host.connectors import Source, SourceBatch
 from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._stats import PipelineStats
 
-__all__ = ["Interruptible", "ReadBatch", "ReaderDone", "SourceReaders"]
+__all__ = ["Interruptible", "ReadBatch", "ReaderDone", "ReadsInline", "SourceReaders"]
 
 log = logging.getLogger("dataflare.pipeline")
 
@@ -47,6 +54,15 @@ class Interruptible(Protocol):
 
     def interrupt(self) -> None:
         """End a read in progress soon, from any thread; later reads return no records."""
+
+
+@runtime_checkable
+class ReadsInline(Protocol):
+    """A source whose reads never wait for data to arrive (a local file)."""
+
+    def reads_inline(self) -> bool:
+        """True when :meth:`Source.read` returns at once, whatever its timeout: the
+        pipeline's main loop may then read it itself, with no reader thread."""
 
 
 @attrs.frozen
@@ -74,6 +90,9 @@ class SourceReaders:
     After either, sources that are :class:`Interruptible` are interrupted, and
     readers still running ``stop_grace_s`` seconds later are abandoned (see the
     module docstring), so that a source blocked in a read never holds up a stop.
+
+    When every source :class:`ReadsInline`, no thread is started and
+    :meth:`get` reads the sources in turn itself, one batch per call.
     """
 
     def __init__(
@@ -95,6 +114,10 @@ class SourceReaders:
         self._queue: queue.Queue[ReadBatch | ReaderDone] = queue.Queue(maxsize=batch.queue_batches)
         self._exhausted: set[str] = set()
         self._sources = list(sources)
+        self._inline = bool(self._sources) and all(
+            isinstance(source, ReadsInline) and source.reads_inline() for _, source in sources
+        )
+        self._turn = 0  # inline: the index of the source read next
         self._threads = [
             threading.Thread(
                 target=self._read,
@@ -102,7 +125,7 @@ class SourceReaders:
                 daemon=True,
                 name=f"dataflare-source-{source_id}",
             )
-            for source_id, source in sources
+            for source_id, source in ([] if self._inline else sources)
         ]
         # ``_ended``: readers whose end is reported (queued, or abandoned by
         # get()); each is reported once, or the main loop would count it twice.
@@ -116,10 +139,17 @@ class SourceReaders:
 
     def __len__(self) -> int:
         """How many readers there are: one per source."""
-        return len(self._threads)
+        return len(self._sources)
+
+    @property
+    def inline(self) -> bool:
+        """Whether :meth:`get` reads the sources itself (no reader threads)."""
+        return self._inline
 
     def start(self) -> None:
         """Start every reader thread, and the watcher that interrupts them on a stop."""
+        if self._inline:
+            return
         for thread in self._threads:
             thread.start()
         self._watcher.start()
@@ -130,6 +160,8 @@ class SourceReaders:
         Once a reader has not ended ``stop_grace_s`` seconds after the stop, and
         nothing else is queued, its end is reported here (it is abandoned).
         """
+        if self._inline:
+            return self._read_inline(timeout)
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -138,6 +170,8 @@ class SourceReaders:
     def join(self, timeout: float) -> None:
         """Wait for the reader threads to end: ``timeout`` seconds at most in all, and
         never past the stop's grace period (abandoned readers are not waited for)."""
+        if self._inline:
+            return
         deadline = time.monotonic() + timeout
         if self._stop.is_set() or self._failed.is_set():
             deadline = min(deadline, self._stopping_at() + self._grace)
@@ -149,7 +183,39 @@ class SourceReaders:
     @property
     def all_exhausted(self) -> bool:
         """True when every source said it has no more records."""
-        return len(self._exhausted) == len(self._threads)
+        return len(self._exhausted) == len(self._sources)
+
+    def _read_inline(self, timeout: float) -> ReadBatch | ReaderDone | None:
+        """The next batch of the sources in turn, read here: what a reader would queue.
+
+        Once the run stops (or fails) each source not yet ended reports its end,
+        as its reader would. A source that has nothing now is passed over; when
+        none has anything, this waits ``timeout`` seconds and returns None.
+        """
+        count = len(self._sources)
+        for _ in range(count):
+            source_id, source = self._sources[self._turn]
+            self._turn = (self._turn + 1) % count
+            if source_id in self._ended:
+                continue
+            if self._stop.is_set() or self._failed.is_set():
+                self._ended.add(source_id)
+                return ReaderDone(source_id)
+            try:
+                batch = source.read(self._size, self._linger)
+            except Exception as exc:  # noqa: BLE001 - any connector failure must reach the main loop
+                self._ended.add(source_id)
+                return ReaderDone(source_id, exc)
+            if batch is None:
+                self._exhausted.add(source_id)
+                self._ended.add(source_id)
+                return ReaderDone(source_id)
+            if batch.records:
+                self._stats[source_id].add(records_out=len(batch.records))
+                return ReadBatch(source_id, batch)
+        if len(self._ended) < count:
+            time.sleep(timeout)
+        return None
 
     def _read(self, source_id: str, source: Source) -> None:
         stats = self._stats[source_id]
