@@ -23,7 +23,9 @@ import logging
 import os
 import stat
 import struct
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import count as count_from
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
@@ -45,6 +47,7 @@ _FRAME_HEADER = struct.Struct(">I")
 _BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 4096  # how much of a source file its fingerprint covers
 _SCAN_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20  # how much of a JSONL or lines file a source reads at once
 _MIN_I64, _MAX_I64 = -(1 << 63), (1 << 63) - 1
 
 
@@ -118,6 +121,7 @@ class FileSource(Source):
         self._handle: IO[bytes] | None = None
         self._fingerprint = _Fingerprint(0, hashlib.sha256(b"").hexdigest())
         self._rows: Iterator[tuple[int, bytes | Record]] | None = None
+        self._lines: _Lines | None = None  # JSONL and lines: read a chunk at a time
         self._exhausted = False
         self._format: Format = config.format or _infer_format(config.path)
         self._resolve()  # a path that matches nothing fails validation, not the run
@@ -239,28 +243,22 @@ class FileSource(Source):
             self._fingerprint = _Fingerprint.of(self._handle.fileno())
         except OSError as exc:
             raise PluginIOError(f"file source: cannot open {path}: {exc.strerror}") from exc
-        self._rows = self._numbered_rows(self._handle)
         self._line = 0
-        for _ in range(skip):
-            if next(self._rows, None) is None:
-                break
+        if self._format in ("jsonl", "lines"):
+            self._lines = _Lines(self._handle, strip_bom=self._format == "jsonl")
+            self._lines.skip(skip)
+        else:
+            self._rows = self._numbered_rows(self._handle)
+            for _ in range(skip):
+                if next(self._rows, None) is None:
+                    break
         self._line = skip
 
     def _numbered_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes | Record]]:
         if self._format == "records":
             yield from enumerate(self._framed_records(handle), start=1)
             return
-        if self._format == "csv":
-            yield from self._csv_rows(handle)
-            return
-        first = handle.readline()
-        if not first:
-            return
-        if self._format == "jsonl":
-            first = first.removeprefix(_BOM)  # never part of JSON; json.loads refuses it
-        yield 1, first.rstrip(b"\r\n")
-        for number, line in enumerate(handle, start=2):
-            yield number, line.rstrip(b"\r\n")
+        yield from self._csv_rows(handle)  # JSONL and lines: see _Lines
 
     def _csv_rows(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         path = self._files[self._index]
@@ -302,16 +300,17 @@ class FileSource(Source):
             self._handle.close()
             self._handle = None
             self._rows = None
+            self._lines = None
 
     def read(self, max_records: int, timeout_s: float) -> SourceBatch | None:
         records: list[Record] = []
         columns = _Columns()
         while columns.count + len(records) < max_records and not self._exhausted:
-            assert self._rows is not None
             if self._format != "records":
                 if self._read_lines(columns, max_records - len(records)):
                     continue  # the batch is full
             else:
+                assert self._rows is not None
                 item = next(self._rows, None)
                 if item is not None:
                     self._line, value = item
@@ -340,10 +339,60 @@ class FileSource(Source):
         checked constructor's work would be repeated), JSON is checked with
         the C scanner directly, and the per-file parts of the metadata are
         computed once per file, not per record.
+
+        JSONL and lines files come a slice of lines at a time (:class:`_Lines`),
+        exactly as many as records are still wanted, so the last line taken is
+        the last record's, as one line at a time would leave it. A slice
+        without blank lines or key/timestamp fields takes the bulk path
+        (:meth:`_add_slice`); any other, or one holding a line that is not
+        JSON, goes line by line (:meth:`_add_rows`), which words the error.
         """
-        # Line formats yield bytes only (records, the one format yielding
-        # Record, never comes here).
-        rows = cast("Iterator[tuple[int, bytes]]", self._rows)
+        if self._lines is None:  # CSV rows
+            rows = cast("Iterator[tuple[int, bytes]]", self._rows)
+            return self._add_rows(columns, rows, columns.count + wanted)
+        lines = self._lines
+        target = columns.count + wanted
+        while columns.count < target:
+            first = lines.number + 1
+            taken = lines.take(target - columns.count)
+            if not taken:
+                return False
+            if not self._add_slice(columns, taken, first):
+                self._add_rows(columns, zip(count_from(first), taken), target)
+        return True
+
+    def _add_slice(self, columns: _Columns, taken: list[bytes], first: int) -> bool:
+        """Add lines ``first``, ``first + 1``... as records in bulk; False (nothing
+        added) when one of them needs :meth:`_add_rows`: a blank line, key or
+        timestamp fields, or a line that is not JSON."""
+        config = self.config
+        if config.key_field or config.timestamp_field:
+            return False
+        # Blank (skipped) lines: empty, or only ASCII whitespace, as bytes.strip() strips.
+        if not all(taken) or any(map(bytes.isspace, taken)):
+            return False
+        if self._format == "jsonl" and config.validate:
+            try:
+                deque(map(loads_json, taken), maxlen=0)
+            except Exception:  # noqa: BLE001 - line by line raises it again, worded
+                return False
+        name = self._files[self._index].name
+        size = len(taken)
+        columns.values.extend(taken)
+        columns.metadata.extend(
+            [{"file": name, "line": line} for line in map(str, range(first, first + size))]
+        )
+        columns.offsets.extend(range(self._offset, self._offset + size))
+        columns.count += size
+        self._line = first + size - 1
+        self._offset += size
+        return True
+
+    def _add_rows(self, columns: _Columns, rows: Iterator[tuple[int, bytes]], target: int) -> bool:
+        """Add records from numbered lines (CSV rows) until ``columns`` holds ``target``.
+
+        True when it does, False when ``rows`` ended first.
+        """
         config = self.config
         parse = self._format in ("jsonl", "csv") and bool(
             config.validate or config.key_field or config.timestamp_field
@@ -351,7 +400,6 @@ class FileSource(Source):
         fields = bool(config.key_field or config.timestamp_field)
         name = self._files[self._index].name
         values, metadata, offsets = columns.values, columns.metadata, columns.offsets
-        target = columns.count + wanted
         line, offset = self._line, self._offset
         try:
             for line, value in rows:
@@ -428,6 +476,75 @@ class FileSource(Source):
 
     def close(self) -> None:
         self._close_handle()
+
+
+class _Lines:
+    """A JSONL or lines file's lines, read a chunk at a time, without their line ends.
+
+    The same lines as iterating the binary file (split after each ``\\n``, a
+    last line without one included) with ``rstrip(b"\\r\\n")`` applied, and a
+    byte-order mark dropped from the first line when ``strip_bom``; but split
+    by ``bytes.split`` a megabyte at a time rather than one ``readline`` each.
+    ``number`` is how many lines were taken (or skipped) so far.
+    """
+
+    def __init__(self, handle: IO[bytes], *, strip_bom: bool) -> None:
+        self._handle = handle
+        self._strip_bom = strip_bom
+        self._lines: list[bytes] = []
+        self._at = 0  # the next line of ``_lines`` to take
+        self._tail: list[bytes] = []  # the start of a line the chunks so far did not end
+        self._ended = False
+        self.number = 0
+
+    def take(self, count: int) -> list[bytes]:
+        """The next ``count`` lines; fewer only when the file ends first."""
+        taken: list[bytes] = []
+        while len(taken) < count and (self._at < len(self._lines) or self._fill()):
+            end = self._at + count - len(taken)
+            taken.extend(self._lines[self._at : end])
+            self._at = min(end, len(self._lines))
+        self.number += len(taken)
+        return taken
+
+    def skip(self, count: int) -> None:
+        """Pass over the next ``count`` lines (fewer when the file ends first)."""
+        while count > 0 and (self._at < len(self._lines) or self._fill()):
+            step = min(count, len(self._lines) - self._at)
+            self._at += step
+            self.number += step
+            count -= step
+
+    def _fill(self) -> bool:
+        """Read the next lines; False at the end of the file."""
+        lines: list[bytes] = []
+        while not lines and not self._ended:
+            chunk = self._handle.read(_READ_CHUNK)
+            if not chunk:
+                self._ended = True
+                last = b"".join(self._tail)
+                self._tail = []
+                if last:  # a last line with no newline after it
+                    lines = [last]
+            elif b"\n" not in chunk:
+                self._tail.append(chunk)  # a line longer than a chunk
+            else:
+                self._tail.append(chunk)
+                data = b"".join(self._tail)
+                lines = data.split(b"\n")
+                self._tail = [lines.pop()]
+                if b"\r" in data:  # CRLF line ends (a CR elsewhere costs this check only)
+                    lines = [line.rstrip(b"\r") for line in lines]
+        if not lines:
+            return False
+        if self._ended:
+            lines = [line.rstrip(b"\r") for line in lines]
+        if self._strip_bom:
+            # Never part of JSON; json.loads refuses it.
+            lines[0] = lines[0].removeprefix(_BOM)
+            self._strip_bom = False
+        self._lines, self._at = lines, 0
+        return True
 
 
 class _Columns:
