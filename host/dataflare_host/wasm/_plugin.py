@@ -206,6 +206,9 @@ class WasmPlugin(Plugin):
         except Trap as trap:
             instance.close()  # never reuse an instance that trapped
             return self._trap_result(records, accumulator, trap)
+        except SerializationError as exc:
+            instance.close()  # it wrote a malformed framing: not to be trusted again
+            raise self._named(exc) from exc
         except PluginError:
             instance.close()
             raise
@@ -298,6 +301,12 @@ class WasmPlugin(Plugin):
             record_value=preview(record.value) if record is not None else None,
         )
 
+    def _named(self, error: SerializationError) -> SerializationError:
+        """``error`` with this component's path in front, unless it names it already."""
+        if str(self.path) in str(error):
+            return error
+        return SerializationError(f"{self.path}: {error}")
+
     def _call_kind(
         self, instance: Instance, records: Sequence[Record], accumulator: bytes | None
     ) -> BatchResult:
@@ -355,6 +364,9 @@ class WasmPlugin(Plugin):
             first = records[0].offset if records else -1
             error = self._error(first, 0, "Trap", f"the component trapped in look_back ({trap})")
             return LookBackResult(None, 0, error)
+        except SerializationError as exc:
+            instance.close()
+            raise self._named(exc) from exc
         except PluginError:
             instance.close()
             raise

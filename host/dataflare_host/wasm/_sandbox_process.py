@@ -189,14 +189,22 @@ class Instance:
         self._sandbox = sandbox
         self._label = label
         self._process: _Process | None = _pool.acquire()
-        key = str(path.resolve())
         try:
+            # The file's identity, not only its path: a component rebuilt or swapped
+            # at the same path must be loaded again, not answered by the old one.
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot read WASM component {path}: {exc.strerror}"
+                ) from exc
+            key = f"{path.resolve()}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}"
             if self._process.loaded != key:
                 self._process.loaded = None
                 # The first use of a component compiles it (seconds); later ones map
                 # the cached artifact (milliseconds) and say nothing.
                 with waiting(f"loading {path.name} (its first use compiles it)"):
-                    answer = self._process.request(("load", key), COMPILE_TIMEOUT_S)
+                    answer = self._process.request(("load", str(path.resolve())), COMPILE_TIMEOUT_S)
                 self._answer(answer)
                 self._process.loaded = key
             answer = self._process.request(
