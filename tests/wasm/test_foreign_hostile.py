@@ -1259,8 +1259,8 @@ def test_a_component_rewritten_at_the_same_path_is_loaded_afresh(tmp_path: Path)
     """A .wasm replaced on disk (a rebuild, a swap) and loaded again in the same host
     process runs the new file, not the one a pooled sandbox process loaded before.
 
-    Found with these components: the sandbox processes are pooled, and one whose
-    last component had the same path skips loading, so the old component answers
+    Found with these components: sandbox processes are pooled, and one whose last
+    component had the same path used to skip loading, so the old component answered
     (here: a filter named first-build for a file that now holds a map).
     """
     path = component(tmp_path, "swapped", "filter", info={"name": "first-build"})
