@@ -10,8 +10,9 @@ b'HI'
 This module is the author's whole surface: the decorators (``filter``, ``map``,
 ``filter_map``, ``array_map``, ``aggregate``, ``init``, ``look_back``), which mark
 the function and return it unchanged; :class:`Record`; the errors; the window
-specifications; the kinds. What runs a marked function (natively or inside a
-WebAssembly component) is :mod:`dataflare.runtime`, a contract for hosts.
+specifications; the kinds; :class:`KeyedState`, a plugin's checkpointed state.
+What runs a marked function (natively or inside a WebAssembly component) is
+:mod:`dataflare.runtime`, a contract for hosts.
 """
 
 from ._decorators import OPTIONAL, aggregate, array_map, filter, filter_map, init, look_back, map
@@ -26,11 +27,13 @@ from ._errors import (
 from ._kinds import AggregateEmit, PluginKind
 from ._record import Record
 from ._windows import Window, sliding, tumbling
+from .runtime._state import KeyedState
 
 __all__ = [
     "OPTIONAL",
     "AggregateEmit",
     "ConfigurationError",
+    "KeyedState",
     "LimitExceededError",
     "PluginError",
     "PluginIOError",

@@ -9,13 +9,21 @@ module instead when you need both (``import dataflare as df`` then ``@df.filter`
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._kinds import AggregateEmit, PluginKind
 from ._windows import Window
 from .runtime._definition import MARK, OPTIONAL_PARAM, InitHook, LookBackHook, PluginDefinition
+from .runtime._signatures import (
+    check_aggregate_options,
+    check_params,
+    check_plugin_signature,
+    check_state,
+    label_of,
+    positional_count,
+)
+from .runtime._state import KeyedState
 
 __all__ = ["OPTIONAL", "aggregate", "array_map", "filter", "filter_map", "init", "look_back", "map"]
 
@@ -25,68 +33,11 @@ when not given, it is absent from the params (``params.get("limit")`` is None)."
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_REQUIRED_ARGS = {
-    PluginKind.FILTER: ("record",),
-    PluginKind.MAP: ("record",),
-    PluginKind.FILTER_MAP: ("record",),
-    PluginKind.ARRAY_MAP: ("record",),
-    PluginKind.AGGREGATE: ("accumulator", "record"),
-}
-
-
-def _positional_count(func: Callable[..., Any], decorator: str) -> int:
-    """How many positional arguments ``func`` takes; rejects what we cannot call."""
-    label = getattr(func, "__qualname__", repr(func))
-    if inspect.isclass(func) or not callable(func):
-        raise TypeError(f"@{decorator} must decorate a function, not {func!r}.")
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        raise TypeError(
-            f"@{decorator} cannot decorate async function {label!r}: plugins run "
-            "synchronously (inside the WASM guest too); make it a plain def."
-        )
-    params = inspect.signature(func).parameters.values()
-    count = 0
-    for param in params:
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            count += 1
-        elif param.kind is param.VAR_POSITIONAL:
-            raise TypeError(
-                f"@{decorator} function {label!r} must list its arguments by name, "
-                f"not take *{param.name}."
-            )
-        elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
-            raise TypeError(
-                f"@{decorator} function {label!r} has a keyword-only argument "
-                f"{param.name!r} without a default; the host never passes it."
-            )
-    return count
-
-
-def _check_plugin_signature(func: Callable[..., Any], kind: PluginKind) -> bool:
-    """Check ``func`` fits ``kind``; return whether it takes the context argument."""
-    required = _REQUIRED_ARGS[kind]
-    count = _positional_count(func, kind.value)
-    label = getattr(func, "__qualname__", repr(func))
-    if count not in (len(required), len(required) + 1):
-        expected = ", ".join(required)
-        raise TypeError(
-            f"@{kind} function {label!r} must take ({expected}) or "
-            f"({expected}, context), but it takes {count} positional argument"
-            f"{'' if count == 1 else 's'}."
-        )
-    if inspect.isgeneratorfunction(func) and kind is not PluginKind.ARRAY_MAP:
-        raise TypeError(
-            f"@{kind} function {label!r} is a generator (it uses yield); only "
-            "@array_map plugins may yield their outputs."
-        )
-    return count == len(required) + 1
-
 
 def _mark(func: F, value: object) -> F:
     if getattr(func, MARK, None) is not None:
-        label = getattr(func, "__qualname__", repr(func))
         raise TypeError(
-            f"{label!r} is already a DataFlare plugin or hook; apply one decorator only."
+            f"{label_of(func)!r} is already a DataFlare plugin or hook; apply one decorator only."
         )
     setattr(func, MARK, value)
     return func
@@ -98,30 +49,16 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
         *,
         name: str | None,
         params: Mapping[str, str | None] | None,
+        state: KeyedState | None = None,
         initial: bytes = b"",
         emit: AggregateEmit | str = AggregateEmit.EACH,
         window: Window | None = None,
     ) -> F:
-        takes_context = _check_plugin_signature(func, kind)
-        label = getattr(func, "__qualname__", repr(func))
-        if type(initial) is not bytes:
-            raise TypeError(
-                f"@aggregate function {label!r}: initial= must be bytes (got {initial!r} "
-                f'that is a {type(initial).__name__}); e.g. initial=b"0".'
-            )
-        try:
-            emit_value = AggregateEmit(emit)
-        except ValueError:
-            choices = ", ".join(repr(e.value) for e in AggregateEmit)
-            raise TypeError(
-                f"@aggregate function {label!r}: emit= must be one of {choices} (got {emit!r})."
-            ) from None
-        _check_params(params, kind.value, label)
-        if window is not None and not isinstance(window, Window):
-            raise TypeError(
-                f"@aggregate function {label!r}: window= must be dataflare.tumbling(...) or "
-                f"dataflare.sliding(...), not {window!r}."
-            )
+        label = label_of(func)
+        bounds = check_state(state, kind, label)
+        takes_context = check_plugin_signature(func, kind, stateful=bounds is not None)
+        emit_value = check_aggregate_options(label, initial, emit, window)
+        check_params(params, kind.value, label)
         definition = PluginDefinition(
             function=func,
             kind=kind,
@@ -131,28 +68,11 @@ def _make_kind_decorator(kind: PluginKind) -> Any:
             initial=initial,
             emit=emit_value,
             window=window,
+            state=bounds,
         )
         return _mark(func, definition)
 
     return decorate
-
-
-def _check_params(params: Mapping[str, str | None] | None, decorator: str, label: str) -> None:
-    if params is None:
-        return
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            f"@{decorator} function {label!r}: params= must map each parameter name to "
-            f"its default (a str, None when required, or dataflare.OPTIONAL), not "
-            f"{type(params).__name__}."
-        )
-    for key, default in params.items():
-        if not isinstance(key, str) or not (default is None or isinstance(default, str)):
-            raise TypeError(
-                f"@{decorator} function {label!r}: params= entry {key!r}: {default!r} must "
-                "map a str name to a str default, to None when the parameter is required, "
-                "or to dataflare.OPTIONAL when it may be left out."
-            )
 
 
 _decorate_filter = _make_kind_decorator(PluginKind.FILTER)
@@ -166,7 +86,10 @@ _decorate_aggregate = _make_kind_decorator(PluginKind.AGGREGATE)
 def filter(func: F, /) -> F: ...
 @overload
 def filter(
-    *, name: str | None = None, params: Mapping[str, str | None] | None = None
+    *,
+    name: str | None = None,
+    params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> Callable[[F], F]: ...
 def filter(
     func: F | None = None,
@@ -174,21 +97,29 @@ def filter(
     *,
     name: str | None = None,
     params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(record[, context]) -> bool`` as a filter plugin: keep records it accepts.
+
+    Every kind but aggregate takes ``state=dataflare.KeyedState(max_entries=..., max_bytes=...)``:
+    the function then takes ``(record, state[, context])`` and ``state`` is a bounded
+    bytes -> bytes mapping that pipelines checkpoint (see :class:`~dataflare.KeyedState`).
 
     >>> @filter
     ... def has_error(record):
     ...     return b"error" in record.value
     """
-    return _apply(_decorate_filter, func, name=name, params=params)
+    return _apply(_decorate_filter, func, name=name, params=params, state=state)
 
 
 @overload
 def map(func: F, /) -> F: ...
 @overload
 def map(
-    *, name: str | None = None, params: Mapping[str, str | None] | None = None
+    *,
+    name: str | None = None,
+    params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> Callable[[F], F]: ...
 def map(
     func: F | None = None,
@@ -196,6 +127,7 @@ def map(
     *,
     name: str | None = None,
     params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(record[, context]) -> Record`` as a map plugin: one record out per record in.
 
@@ -203,14 +135,17 @@ def map(
     ... def upper(record):
     ...     return record.evolve(value=record.value.upper())
     """
-    return _apply(_decorate_map, func, name=name, params=params)
+    return _apply(_decorate_map, func, name=name, params=params, state=state)
 
 
 @overload
 def filter_map(func: F, /) -> F: ...
 @overload
 def filter_map(
-    *, name: str | None = None, params: Mapping[str, str | None] | None = None
+    *,
+    name: str | None = None,
+    params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> Callable[[F], F]: ...
 def filter_map(
     func: F | None = None,
@@ -218,19 +153,23 @@ def filter_map(
     *,
     name: str | None = None,
     params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(record[, context]) -> Record | None`` as a filter_map plugin.
 
     Returning None drops the record; returning a record keeps it, transformed.
     """
-    return _apply(_decorate_filter_map, func, name=name, params=params)
+    return _apply(_decorate_filter_map, func, name=name, params=params, state=state)
 
 
 @overload
 def array_map(func: F, /) -> F: ...
 @overload
 def array_map(
-    *, name: str | None = None, params: Mapping[str, str | None] | None = None
+    *,
+    name: str | None = None,
+    params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> Callable[[F], F]: ...
 def array_map(
     func: F | None = None,
@@ -238,13 +177,14 @@ def array_map(
     *,
     name: str | None = None,
     params: Mapping[str, str | None] | None = None,
+    state: KeyedState | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(record[, context]) -> Iterable[Record]`` as an array_map plugin.
 
     Each input record becomes zero or more output records, in order; the
     function may return a list or ``yield`` its outputs.
     """
-    return _apply(_decorate_array_map, func, name=name, params=params)
+    return _apply(_decorate_array_map, func, name=name, params=params, state=state)
 
 
 @overload
@@ -322,14 +262,13 @@ def init(
     """
 
     def decorate(f: F) -> F:
-        count = _positional_count(f, "init")
+        count = positional_count(f, "init")
         if count != 1:
-            label = getattr(f, "__qualname__", repr(f))
             raise TypeError(
-                f"@init function {label!r} must take exactly one argument (params), "
+                f"@init function {label_of(f)!r} must take exactly one argument (params), "
                 f"but it takes {count}."
             )
-        _check_params(params, "init", getattr(f, "__qualname__", repr(f)))
+        check_params(params, "init", label_of(f))
         return _mark(f, InitHook(function=f, name=f.__name__, params=params))
 
     return decorate if func is None else decorate(func)
@@ -348,11 +287,10 @@ def look_back(func: F) -> F:
     ... def resume(record):
     ...     return record.value  # the last emitted running total
     """
-    count = _positional_count(func, "look_back")
-    label = getattr(func, "__qualname__", repr(func))
+    count = positional_count(func, "look_back")
     if count not in (1, 2):
         raise TypeError(
-            f"@look_back function {label!r} must take (record) or (record, context), "
+            f"@look_back function {label_of(func)!r} must take (record) or (record, context), "
             f"but it takes {count}."
         )
     hook = LookBackHook(function=func, name=func.__name__, takes_context=count == 2)

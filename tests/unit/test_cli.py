@@ -90,6 +90,7 @@ EXAMPLE_RUNS = [
         ['{"kind":"on"}'],
     ),
     ("regex_filter.py", ["abc123", "no digits", "x9"], ["-e", r"pattern=\d+"], ["abc123", "x9"]),
+    ("dedupe_filter.py", ["a", "b", "a", "c", "b"], [], ["a", "b", "c"]),
     ("uppercase_map.py", ["hello", "Mixed Case é"], [], ["HELLO", "MIXED CASE é"]),
     ("even_double_filter_map.py", ["1", "2", "-4", "7"], [], ["4", "-8"]),
     (

@@ -70,6 +70,45 @@ def contains_filter_default_law(batch: list[Record]) -> None:
     check_filter_law(load("contains_filter.py"), batch, lambda r: b"error" in r.value)
 
 
+# --- dedupe_filter.py ------------------------------------------------------------------
+
+few_keys = st.sampled_from([None, b"", b"a", b"b", b"\xff", b"user-1"])
+few_values = st.sampled_from([b"", b"a", b"b", b"\xff"])
+
+
+@given(
+    batch=batches(values=few_values),
+    keys=st.lists(few_keys, min_size=12, max_size=12),
+    data=st.data(),
+)
+def dedupe_filter_law(batch: list[Record], keys: list[bytes | None], data: st.DataObject) -> None:
+    """dedupe_filter keeps each key's first record (a keyless record's name is its value); split
+    at any point, its state snapshot restored into a fresh copy (as from a checkpoint), it
+    keeps the same."""
+    batch = [record.evolve(key=key) for record, key in zip(batch, keys, strict=False)]
+    seen: set[tuple[str, bytes]] = set()
+
+    def first_of_key(record: Record) -> bool:
+        name = ("value", record.value) if record.key is None else ("key", record.key)
+        new = name not in seen
+        seen.add(name)
+        return new
+
+    expected = [r for r in batch if first_of_key(r)]
+    split = data.draw(st.integers(min_value=0, max_value=len(batch)), label="split")
+    first, second = load("dedupe_filter.py"), load("dedupe_filter.py")
+    head = run_ok(first, batch[:split])
+    second.restore_state(first.snapshot_state())
+    assert head + run_ok(second, batch[split:]) == expected
+    assert second.snapshot_state() == load_whole_state(batch)
+
+
+def load_whole_state(batch: list[Record]) -> bytes:
+    whole = load("dedupe_filter.py")
+    run_ok(whole, batch)
+    return whole.snapshot_state()
+
+
 # --- json_field_filter.py --------------------------------------------------------------
 
 FIELD_VALUES = st.sampled_from(
@@ -302,6 +341,7 @@ def sum_aggregate_look_back_law() -> None:
 
 LAWS: dict[str, list[Callable[[], None]]] = {
     "contains_filter.py": [contains_filter_law, contains_filter_default_law],
+    "dedupe_filter.py": [dedupe_filter_law],
     "json_field_filter.py": [json_field_filter_default_law, json_field_filter_params_law],
     "regex_filter.py": [regex_filter_law],
     "uppercase_map.py": [uppercase_map_law],

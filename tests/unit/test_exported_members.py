@@ -76,7 +76,8 @@ def test_every_public_name_has_a_docstring(qualname: str) -> None:
 
 
 def test_the_author_face_is_only_what_authors_use() -> None:
-    """``import dataflare`` exports decorators, Record, errors, windows and kinds only."""
+    """``import dataflare`` exports decorators, Record, errors, windows, kinds and the
+    plugin state only."""
     import dataflare
 
     assert set(dataflare.__all__) == {
@@ -87,6 +88,7 @@ def test_the_author_face_is_only_what_authors_use() -> None:
         "Window", "tumbling", "sliding",
         "PluginKind", "AggregateEmit",
         "OPTIONAL",
+        "KeyedState",
     }
 
 

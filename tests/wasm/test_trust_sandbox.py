@@ -363,7 +363,8 @@ WRONG_TYPES = """
   (instance $iface
     (export "describe" (func $f)) (export "init" (func $f)) (export "filter" (func $f))
     (export "map" (func $f)) (export "filter-map" (func $f)) (export "array-map" (func $f))
-    (export "aggregate" (func $f)) (export "look-back" (func $f)))
+    (export "aggregate" (func $f)) (export "look-back" (func $f))
+    (export "snapshot-state" (func $f)) (export "restore-state" (func $f)))
   (export "dataflare:plugin/plugin@CONTRACT" (instance $iface)))
 """
 
@@ -387,7 +388,7 @@ def test_item11_a_mismatched_component_is_a_clear_load_error(
     assert str(wasm) in str(caught.value)
 
 
-@pytest.mark.parametrize("version", ["0.1.0", "0.3.0", "1.0.0"])
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.4.0", "1.0.0"])
 def test_a_component_of_another_contract_version_is_refused_naming_both(
     tmp_path: Path, version: str
 ) -> None:

@@ -182,6 +182,7 @@ CLI_CASES = [
     ),
     pytest.param("regex_filter", ["abc", "xyz", "ab\tb"], ["-e", r"pattern=^ab+"], id="regex"),
     pytest.param("regex_filter", ["abc"], [], id="regex-missing-param"),
+    pytest.param("dedupe_filter", ["a", "\u00e9", "a", "b", "\u00e9", ""], [], id="dedupe"),
     pytest.param("uppercase_map", ["h\u00e9llo", "a\nb", ""], [], id="upper"),
     pytest.param("even_double_filter_map", ["2", "3", "4", "x", "6"], [], id="even-fails"),
     pytest.param("even_double_filter_map", ["10", "-4", "7"], [], id="even"),

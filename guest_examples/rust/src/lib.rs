@@ -51,6 +51,7 @@ impl Guest for Contains {
             origin: ORIGIN.into(),
             has_look_back: false,
             window: None,
+            state: None, // keeps nothing between batches
         }
     }
 
@@ -108,9 +109,36 @@ impl Guest for Contains {
             error: None,
         })
     }
+
+    /// No declared state: the empty `state` framing, as the SDK returns for such a plugin.
+    fn snapshot_state() -> Result<String, CallError> {
+        if lock().is_none() {
+            return Err(unsupported("init must be called before snapshot-state"));
+        }
+        Ok(framing::latin1_text(EMPTY_STATE))
+    }
+
+    /// No declared state: only the empty state is accepted, as by the SDK.
+    fn restore_state(state: String) -> Result<(), CallError> {
+        if lock().is_none() {
+            return Err(unsupported("init must be called before restore-state"));
+        }
+        let frame = framing::latin1_bytes(&state).map_err(not_a_batch)?;
+        let entries = framing::batch_values(&frame).map_err(not_a_batch)?.len();
+        if entries > 0 {
+            return Err(CallError::Configuration(format!(
+                "plugin '{NAME}' ({ORIGIN}) declares no state, so it cannot take a snapshot \
+                 of {entries} entries"
+            )));
+        }
+        Ok(())
+    }
 }
 
 export!(Contains);
+
+/// The empty `state` framing (wit/plugin.wit): magic `DFR1`, count 0, flags 0.
+const EMPTY_STATE: &[u8] = b"DFR1\0\0\0\0\0";
 
 /// Whether `needle` occurs in `value`; the empty needle occurs everywhere.
 fn contains(value: &[u8], needle: &[u8]) -> bool {

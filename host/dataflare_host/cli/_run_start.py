@@ -50,7 +50,7 @@ class RunStart:
             return cls(pipeline, reset, resuming, note)
         held = (
             f"positions of {len(checkpoint.positions)} source(s), "
-            f"state of {len(checkpoint.accumulators)} processor(s)"
+            f"state of {len({*checkpoint.accumulators, *checkpoint.states})} processor(s)"
         )
         # The runner's own test of a resumed run: a checkpoint holding positions.
         resuming = bool(checkpoint.positions) and not reset

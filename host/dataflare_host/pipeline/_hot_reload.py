@@ -10,6 +10,7 @@ from dataflare_host.pipeline._assemble import ProcessorStage, fingerprint, load_
 from dataflare_host.pipeline._config import ProcessorEntry
 from dataflare_host.pipeline._stats import PipelineStats
 from dataflare_host.pipeline._yaml import LocatedYaml
+from dataflare_host.plugins import Plugin
 
 __all__ = ["HotReloader"]
 
@@ -77,6 +78,9 @@ class HotReloader:
                     continue
             # After the replay: the running state (an aggregate's) is newer than it.
             fresh.plugin.accumulator = stage.plugin.accumulator
+            if not self._carry_state(stage, fresh.plugin):
+                fresh.plugin.close()
+                continue
             old = stage.plugin
             stage.plugin = fresh.plugin
             old.close()
@@ -84,3 +88,20 @@ class HotReloader:
             swapped = True
             log.warning("hot reload: processor %r now runs the new %s", stage.id, stage.file)
         return swapped
+
+    def _carry_state(self, stage: ProcessorStage, fresh: Plugin) -> bool:
+        """Give the new version the running version's declared state; False (logged)
+        when it cannot take it, and the running version stays."""
+        if stage.plugin.state_bounds is None:
+            return True
+        try:
+            fresh.restore_state(stage.plugin.snapshot_state())
+        except PluginError as exc:
+            log.error(
+                "hot reload of processor %r failed: the new version cannot take the running "
+                "one's state; the previous version keeps running: %s",
+                stage.id,
+                exc,
+            )
+            return False
+        return True

@@ -39,7 +39,8 @@ def warm_up(
         look_back = stage.config.look_back
         # Checkpointed state already holds what look-back would teach: replaying
         # it on top would count those records twice.
-        if source is None or look_back is None or stage.id in checkpoint.accumulators:
+        saved = stage.id in checkpoint.accumulators or stage.id in checkpoint.states
+        if source is None or look_back is None or saved:
             continue
         records = _look_back_records(source, look_back.last, look_back.age_ms, batch_size)
         result = stage.plugin.look_back(records)

@@ -3,7 +3,8 @@
 Threads: one reader per source puts batches on a bounded queue (a slow sink
 fills it and the readers block: backpressure, flat memory); the main loop runs
 the processors and writes every sink, then, at most every checkpoint interval,
-flushes the sinks and only then saves the source positions and aggregate state.
+flushes the sinks and only then saves the source positions, aggregate state and
+plugins' declared state.
 Between batches it also swaps in processors whose file changed (hot reload).
 
 The steps live beside this module: reader threads in ``_readers``, look-back
@@ -146,6 +147,9 @@ class Pipeline:
         self._signal: str | None = None
         self._failed = threading.Event()
         self._sinks_healthy = False
+        # A batch failed after stateful plugins may have run on it: their live state
+        # is then ahead of the positions, so this run saves no further checkpoint.
+        self._state_ahead = False
         # -- engines: where the chain runs (built in run(): Ray joins a cluster) --
         self._engine: Engine | None = None
 
@@ -191,7 +195,7 @@ class Pipeline:
             self._connect(checkpoint)
             # -- engines --
             self._engine = make_engine(self.config, self.doc.file, self.processors)
-            self._engine.start(checkpoint.accumulators)
+            self._engine.start({**checkpoint.accumulators, **checkpoint.states})
             status = self._main_loop(positions, progress)
         except PluginError as exc:
             status, error = "failed", str(exc)
@@ -203,7 +207,7 @@ class Pipeline:
             self._stop.set()
             if restore is not None:
                 restore()
-        if status != "failed" or self._sinks_healthy:
+        if status != "failed" or (self._sinks_healthy and not self._state_ahead):
             try:
                 self._commit(positions)
             except PluginError as exc:
@@ -285,7 +289,28 @@ class Pipeline:
                     f"processor {stage.id!r} cannot continue from its saved state: "
                     f"{type(failure).__name__}: {failure}"
                 ) from failure
+        self._restore_states(checkpoint)
         return checkpoint
+
+    def _restore_states(self, checkpoint: Checkpoint) -> None:
+        """Put each plugin's declared state back as the checkpoint saved it (before the
+        first batch); a processor with saved state that no longer declares any drops it."""
+        for stage in self.processors:
+            if stage.id not in checkpoint.states:
+                continue
+            if stage.plugin.state_bounds is None:
+                log.warning(
+                    "processor %r declares no state: ignoring its state in %s",
+                    stage.id,
+                    self.checkpoints.path,
+                )
+                continue
+            try:
+                stage.plugin.restore_state(checkpoint.states[stage.id])
+            except PluginError as exc:
+                raise self.checkpoints.unusable(
+                    f"processor {stage.id!r} cannot restore its saved state: {exc}"
+                ) from exc
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:
         """Run look-back for processors the checkpoint holds no state for."""
@@ -409,6 +434,9 @@ class Pipeline:
         except PluginError:
             for stage, accumulator in zip(self.processors, before, strict=True):
                 stage.plugin.accumulator = accumulator
+            # Declared state is not copied per batch (it may be large): it cannot be
+            # undone, so the last checkpoint stays the one to resume from.
+            self._state_ahead = any(s.plugin.state_bounds is not None for s in self.processors)
             raise
         assert self._engine is not None
         self._engine.delivered(done)  # -- engines: partitioned state follows the sinks
@@ -505,9 +533,18 @@ class Pipeline:
             for stage in self.processors
             if stage.plugin.kind is PluginKind.AGGREGATE
         }
+        # Between batches, so each plugin's state reflects exactly the handled batches.
+        declared = {s.id for s in self.processors if s.plugin.state_bounds is not None}
+        states = {s.id: s.plugin.snapshot_state() for s in self.processors if s.id in declared}
         if self._engine is not None:
-            accumulators.update(self._engine.checkpoint_state())  # partitioned steps' keys
-        self.checkpoints.save(Checkpoint(dict(positions), accumulators))
+            for key, value in self._engine.checkpoint_state().items():  # partitioned keys
+                stage_id = key.split("#", 1)[0]
+                if stage_id in declared:
+                    states.pop(stage_id, None)  # kept per key: the plugin's own copy is moot
+                    states[key] = value or b""
+                else:
+                    accumulators[key] = value
+        self.checkpoints.save(Checkpoint(dict(positions), accumulators, states))
         for entry, source in zip(self.config.sources, self.sources, strict=True):
             if entry.id in positions:
                 source.ack(positions[entry.id])

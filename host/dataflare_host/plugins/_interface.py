@@ -6,7 +6,7 @@ import abc
 from collections.abc import Sequence
 
 from dataflare import PluginError, PluginKind, Record
-from dataflare.runtime import BatchResult, LookBackResult
+from dataflare.runtime import EMPTY_SNAPSHOT, BatchResult, LookBackResult, StateBounds
 from dataflare_host._closing import Closing
 
 __all__ = ["Plugin"]
@@ -17,7 +17,10 @@ class Plugin(Closing, abc.ABC):
 
     Backends (native, WASM) implement :meth:`_run`; everything else, including
     an aggregate's accumulator kept across batches, lives here so that no
-    caller ever needs to know which backend runs a plugin.
+    caller ever needs to know which backend runs a plugin. A plugin that
+    declares state (:attr:`state_bounds`) keeps it inside the backend;
+    :meth:`snapshot_state` and :meth:`restore_state` move it in and out as
+    bytes that are the same for both backends.
 
     >>> from dataflare_host import load_plugin
     >>> with load_plugin("guest_examples/uppercase_map.py") as plugin:  # doctest: +SKIP
@@ -25,11 +28,21 @@ class Plugin(Closing, abc.ABC):
     [Record(value=b'HI', ...)]
     """
 
-    def __init__(self, *, name: str, kind: PluginKind, origin: str, initial: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: PluginKind,
+        origin: str,
+        initial: bytes,
+        state: StateBounds | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.origin = origin
         self._initial = initial
+        self.state_bounds = state
+        """The bounds of the state the plugin declares; None when it keeps none."""
         self._accumulator: bytes | None = None
         self._closed = False
 
@@ -72,6 +85,36 @@ class Plugin(Closing, abc.ABC):
     @abc.abstractmethod
     def _look_back(self, records: Sequence[Record]) -> LookBackResult:
         """Backend hook for :meth:`look_back`."""
+
+    def snapshot_state(self) -> bytes:
+        """The plugin's declared state as bytes, to checkpoint; call it between batches.
+
+        :data:`~dataflare.runtime.EMPTY_SNAPSHOT` for a plugin that declares none.
+        """
+        if self._closed:
+            raise PluginError(f"plugin {self.name!r} ({self.origin}) is closed")
+        if self.state_bounds is None:
+            return EMPTY_SNAPSHOT
+        return self._snapshot_state()
+
+    def restore_state(self, snapshot: bytes | None) -> None:
+        """Replace the plugin's state by a :meth:`snapshot_state` (None: empty it).
+
+        Raises :class:`~dataflare.SerializationError` for a malformed snapshot and
+        :class:`~dataflare.ConfigurationError` for entries given to a plugin
+        that declares no state.
+        """
+        if self._closed:
+            raise PluginError(f"plugin {self.name!r} ({self.origin}) is closed")
+        self._restore_state(EMPTY_SNAPSHOT if snapshot is None else snapshot)
+
+    @abc.abstractmethod
+    def _snapshot_state(self) -> bytes:
+        """Backend hook for :meth:`snapshot_state` (only called when state is declared)."""
+
+    @abc.abstractmethod
+    def _restore_state(self, snapshot: bytes) -> None:
+        """Backend hook for :meth:`restore_state`."""
 
     @property
     @abc.abstractmethod

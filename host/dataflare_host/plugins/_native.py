@@ -34,6 +34,7 @@ class NativePlugin(Plugin):
             kind=module.kind,
             origin=module.origin,
             initial=module.definition.initial,
+            state=module.definition.state,
         )
         self.module = module
 
@@ -42,6 +43,12 @@ class NativePlugin(Plugin):
 
     def _look_back(self, records: Sequence[Record]) -> LookBackResult:
         return self._dispatcher.look_back(records)
+
+    def _snapshot_state(self) -> bytes:
+        return self._dispatcher.snapshot_state()
+
+    def _restore_state(self, snapshot: bytes) -> None:
+        self._dispatcher.restore_state(snapshot)
 
     @property
     def has_look_back(self) -> bool:

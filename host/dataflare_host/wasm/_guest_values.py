@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from dataflare import ConfigurationError, PluginError, PluginKind, SerializationError
+from dataflare.runtime import StateBounds
 
 __all__ = [
     "MAX_OUTPUTS_PER_CALL",
@@ -17,6 +18,7 @@ __all__ = [
     "check_sources",
     "guest_consumed",
     "guest_field",
+    "guest_text",
     "shim_ran_out_of_memory",
 ]
 
@@ -40,6 +42,7 @@ class PluginInfo:
     origin: str
     has_look_back: bool
     window: str | None
+    state: StateBounds | None = None
 
     @classmethod
     def from_wit(cls, raw: Any, path: Path) -> PluginInfo:
@@ -69,12 +72,31 @@ class PluginInfo:
                 origin=_text(getattr(raw, "origin", None), "origin"),
                 has_look_back=_flag(getattr(raw, "has-look-back", None)),
                 window=_optional_text(getattr(raw, "window", None), "window"),
+                state=_state_decl(getattr(raw, "state", None), kind),
             )
         except (TypeError, ValueError, UnicodeError) as exc:
             raise ConfigurationError(
                 f"{path}: its describe export returned a malformed plugin-info ({exc}); "
                 "is it a DataFlare plugin component built with dataflare build?"
             ) from exc
+
+
+_MAX_U32 = (1 << 32) - 1
+
+
+def _state_decl(raw: Any, kind: PluginKind) -> StateBounds | None:
+    """A declared state's bounds: whole numbers from 1, and never on an aggregate."""
+    if raw is None:
+        return None
+    if kind is PluginKind.AGGREGATE:
+        raise ValueError("an aggregate declares state (its accumulator is its state)")
+    bounds = []
+    for field in ("max-entries", "max-bytes"):
+        value = getattr(raw, field, None)
+        if type(value) is not int or not 1 <= value <= _MAX_U32:
+            raise ValueError(f"state {field} is {value!r}, not a whole number from 1")
+        bounds.append(value)
+    return StateBounds(*bounds)
 
 
 def _text(value: Any, what: str, *, limit: int | None = None) -> str:
@@ -103,6 +125,15 @@ def _listed(value: Any, what: str) -> list[Any]:
 
 def _enum_name(value: Any) -> str:
     return _text(value.value if hasattr(value, "value") else value, "an enum value")
+
+
+def guest_text(raw: Any, name: str) -> str | bytes:
+    """A framing field of a guest's output: Latin-1 text, or the bytes the sandbox
+    process already turned it into (the decoders take either)."""
+    value = getattr(raw, name, None)
+    if not isinstance(value, (str, bytes)):
+        raise SerializationError(f"guest output field {name!r} is missing or not text")
+    return value
 
 
 def guest_field(raw: Any, name: str, kind: type) -> Any:

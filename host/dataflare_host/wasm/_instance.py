@@ -29,6 +29,8 @@ _EXPORTS = (
     "array-map",
     "aggregate",
     "look-back",
+    "snapshot-state",
+    "restore-state",
 )
 _NO_DEADLINE = 1 << 62
 

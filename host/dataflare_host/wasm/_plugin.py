@@ -10,7 +10,10 @@ capped, to the ``dataflare.guest`` logger after every call.
 After a trap or a limit hit the instance is thrown away (its memory is
 suspect) and the next batch gets a fresh one; a Python exception the guest
 caught and reported keeps the instance, exactly as a native plugin keeps its
-state after a failed record.
+state after a failed record. A plugin that declares state runs on one
+instance, and losing it (a trap, a limit) loses that state: the batch then
+fails as a whole with a :class:`PluginError`, whatever ``on_error`` says, so a
+pipeline stops and resumes from its last checkpoint, state included.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from dataflare_host.wasm._guest_values import (
     check_sources,
     guest_consumed,
     guest_field,
+    guest_text,
     shim_ran_out_of_memory,
 )
 from dataflare_host.wasm._instance import Trap
@@ -86,6 +90,7 @@ class WasmPlugin(Plugin):
             kind=kind,
             origin=str(self.path),
             initial=info.initial,
+            state=info.state,
         )
         # Checked here, with the SDK's own rule, before the guest sees them: the
         # error then carries its setting (a pipeline points at the params line).
@@ -195,7 +200,12 @@ class WasmPlugin(Plugin):
         return attrs.evolve(merged, accumulator=state)
 
     def _shard_count(self, count: int) -> int:
-        if self.kind is PluginKind.AGGREGATE or self.sandbox.instances == 1:
+        # Declared state lives in one instance: it is never split across several.
+        if (
+            self.kind is PluginKind.AGGREGATE
+            or self.state_bounds is not None
+            or self.sandbox.instances == 1
+        ):
             return 1
         return max(1, min(self.sandbox.instances, count // self.sandbox.min_shard))
 
@@ -205,6 +215,8 @@ class WasmPlugin(Plugin):
             result = self._call_kind(instance, records, accumulator)
         except Trap as trap:
             instance.close()  # never reuse an instance that trapped
+            if self.state_bounds is not None:
+                raise self._state_lost(str(trap), records) from trap
             return self._trap_result(records, accumulator, trap)
         except SerializationError as exc:
             instance.close()  # it wrote a malformed framing: not to be trusted again
@@ -216,6 +228,8 @@ class WasmPlugin(Plugin):
             # The guest hit the memory cap and survived as a MemoryError: its
             # memory is suspect, so this instance goes; the batch fails at a limit.
             instance.close()
+            if self.state_bounds is not None:
+                raise self._state_lost("it reached the memory cap", records)
             error = result.error
             limit = error.replace(
                 LimitExceededError,
@@ -228,6 +242,15 @@ class WasmPlugin(Plugin):
         # sound as a native plugin after a raise: keep it, with its state.
         self._release(instance)
         return result
+
+    def _state_lost(self, why: str, records: Sequence[Record]) -> PluginError:
+        first = records[0].offset if records else -1
+        return PluginError(
+            f"plugin {self.name!r} ({self.path}) keeps state and lost its instance ({why}) on a "
+            f"batch of {len(records)} record(s) from offset {first}: the state went with it, so "
+            "the batch fails whatever on_error says; a pipeline resumes from its last "
+            "checkpoint, state included"
+        )
 
     def _trap_result(
         self, records: Sequence[Record], accumulator: bytes | None, trap: Trap
@@ -325,13 +348,13 @@ class WasmPlugin(Plugin):
         consumed = guest_consumed(out, len(records), self.path, "guest")
         error = self._processing_error(getattr(out, "error", None), records, consumed)
         if kind is PluginKind.FILTER:
-            kept = decode_kept(guest_field(out, "kept", str), consumed)
+            kept = decode_kept(guest_text(out, "kept"), consumed)
             return BatchResult([records[i] for i in kept], kept, consumed, error)
-        outputs, sources = decode_records(guest_field(out, "records", str), records, consumed)
+        outputs, sources = decode_records(guest_text(out, "records"), records, consumed)
         check_sources(kind, sources, consumed, self.path)
         acc: bytes | None = None
         if kind is PluginKind.AGGREGATE:
-            acc = decode_accumulator(guest_field(out, "accumulator", str))
+            acc = decode_accumulator(guest_text(out, "accumulator"))
         return BatchResult(outputs, sources, consumed, error, acc)
 
     def _processing_error(
@@ -389,6 +412,53 @@ class WasmPlugin(Plugin):
         accumulator = None if raw_acc is None else decode_accumulator(raw_acc)
         failure = self._processing_error(getattr(out, "error", None), records, consumed)
         return LookBackResult(accumulator, consumed, failure)
+
+    def _snapshot_state(self) -> bytes:
+        bounds = self.state_bounds
+        assert bounds is not None  # Plugin.snapshot_state asks only a plugin with state
+        instance = self._acquire()
+        try:
+            out = instance.call("snapshot-state")
+        except Trap as trap:
+            instance.close()
+            raise PluginError(
+                f"plugin {self.name!r} ({self.path}): snapshot-state trapped ({trap}); its "
+                "state is lost"
+            ) from trap
+        self._release(instance)
+        if type(out) is not str:
+            raise call_error(out, self.path)
+        # The guest is untrusted: a snapshot longer than its declared bounds allow
+        # is refused before it is decoded, and what is decoded is checked in full.
+        what = f"{self.path}: the state snapshot from snapshot-state"
+        if len(out) > bounds.wire_limit():
+            raise SerializationError(
+                f"{what} is {len(out):,} bytes, more than the {bounds.wire_limit():,} its "
+                f"declared bounds ({bounds.max_entries:,} entries, {bounds.max_bytes:,} "
+                "bytes) allow"
+            )
+        try:
+            snapshot = out.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise SerializationError(
+                f"{what} holds {exc.object[exc.start]!r} at {exc.start:,}, above U+00FF, so it "
+                "does not carry bytes"
+            ) from None
+        bounds.check_snapshot(snapshot, what)
+        return snapshot
+
+    def _restore_state(self, snapshot: bytes) -> None:
+        instance = self._acquire()
+        try:
+            outcome = instance.call("restore-state", snapshot.decode("latin-1"))
+        except Trap as trap:
+            instance.close()
+            raise PluginError(
+                f"plugin {self.name!r} ({self.path}): restore-state trapped ({trap})"
+            ) from trap
+        self._release(instance)
+        if outcome is not None:
+            raise call_error(outcome, self.path)
 
     def _close(self) -> None:
         if self._pool is not None:

@@ -4,7 +4,9 @@ A host (the native backend, or the shim inside a WebAssembly component) finds th
 plugin a module defines with :func:`find_plugin` and runs it with a
 :class:`Dispatcher`, so both runtimes execute the very same code. The wire
 functions are the batch encodings that cross the WASM boundary (``wit/plugin.wit``);
-:class:`WindowState` is a windowed aggregate's accumulator.
+:class:`WindowState` is a windowed aggregate's accumulator; :class:`StateBounds` what a
+plugin declares about its :class:`~dataflare.KeyedState`, whose snapshots
+(``Dispatcher.snapshot_state``) are the same bytes in both runtimes.
 
 >>> import dataflare
 >>> from dataflare.runtime import Dispatcher, find_plugin
@@ -33,6 +35,7 @@ from ._definition import (
 )
 from ._dispatch import BatchResult, Dispatcher, LookBackResult
 from ._json import loads_json
+from ._state import EMPTY_SNAPSHOT, StateBounds
 from ._window_state import LateRecordError, WindowState, window_from_json, window_from_mapping
 from ._wire import (
     CONTRACT_VERSION,
@@ -49,12 +52,14 @@ from ._wire import (
     encode_kept,
     encode_records,
     encode_request,
+    frame_batch,
 )
 
 __all__ = [
     "MARK",
     "RESERVED_PARAM_PREFIX",
     "CONTRACT_VERSION",
+    "EMPTY_SNAPSHOT",
     "BatchResult",
     "Dispatcher",
     "InitHook",
@@ -65,6 +70,7 @@ __all__ = [
     "PluginDefinition",
     "PluginModule",
     "RecordBatch",
+    "StateBounds",
     "WindowState",
     "decode_accumulator",
     "decode_batch",
@@ -80,6 +86,7 @@ __all__ = [
     "encode_records",
     "encode_request",
     "find_plugin",
+    "frame_batch",
     "loads_json",
     "resolve_params",
     "window_from_json",

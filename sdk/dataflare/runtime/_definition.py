@@ -12,6 +12,8 @@ from dataflare._errors import ConfigurationError
 from dataflare._kinds import AggregateEmit, PluginKind
 from dataflare._windows import Window
 
+from ._state import StateBounds
+
 __all__ = [
     "MARK",
     "OPTIONAL_PARAM",
@@ -62,6 +64,8 @@ class PluginDefinition:
     initial: bytes = b""
     emit: AggregateEmit = AggregateEmit.EACH
     window: Window | None = None
+    state: StateBounds | None = None
+    """The bounds of the plugin's :class:`~dataflare.KeyedState`, when it declares one."""
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from dataflare._kinds import AggregateEmit, PluginKind
 from dataflare._record import Record
 from dataflare._windows import Window
 
+from . import _state
 from ._definition import PluginModule
 from ._error_details import exception_text, preview
 from ._window_state import LateRecordError, WindowState, window_from_json
@@ -95,6 +96,13 @@ class Dispatcher:
         self._kind = definition.kind
         self._func = definition.function
         self._takes_context = definition.takes_context
+        self.state: _state.KeyedState | None = None
+        """The plugin's live state, when it declares one (see :meth:`snapshot_state`)."""
+        if definition.state is not None:
+            bounds = definition.state
+            self.state = _state.KeyedState(bounds.max_entries, bounds.max_bytes)
+            self._func = _with_state(self._func, self.state, self.context, self._takes_context)
+            self._takes_context = False
         self.initial = definition.initial
         self._emit_each = definition.emit is AggregateEmit.EACH
         self._run = {
@@ -109,9 +117,37 @@ class Dispatcher:
         """Run the plugin over ``records`` in order, stopping at the first failure.
 
         ``accumulator`` is an aggregate's state carried from the previous batch
-        (None starts from the plugin's ``initial``); other kinds ignore it.
+        (None starts from the plugin's ``initial``); other kinds ignore it. A
+        plugin's declared state (:attr:`state`) is changed in place: what the
+        records before a failing one wrote stays, and so does what the failing
+        one wrote before it raised, as an aggregate's accumulator keeps the
+        records before the failure.
         """
         return self._run(records, accumulator)
+
+    def snapshot_state(self) -> bytes:
+        """The plugin's state as bytes (a ``record-batch`` of its entries, oldest first);
+        the empty snapshot when the plugin declares no state."""
+        if self.state is None:
+            return _state.EMPTY_SNAPSHOT
+        return _state.snapshot_state(self.state)
+
+    def restore_state(self, snapshot: bytes) -> None:
+        """Replace the plugin's state by ``snapshot`` (what :meth:`snapshot_state` gave).
+
+        Raises :class:`SerializationError` for a malformed snapshot and
+        :class:`ConfigurationError` for entries given to a plugin without state.
+        """
+        what = f"plugin {self._name!r} ({self.plugin.origin}): the state snapshot"
+        if self.state is not None:
+            _state.restore_state(self.state, snapshot, what)
+            return
+        keys, _ = _state.decode_entries(snapshot, what)
+        if keys:
+            raise ConfigurationError(
+                f"plugin {self._name!r} ({self.plugin.origin}) declares no state, so it cannot "
+                f"take a snapshot of {len(keys):,} entries; was it declared with state= before?"
+            )
 
     def filter_indices(
         self, records: Sequence[Record]
@@ -282,6 +318,16 @@ class Dispatcher:
             record_key=preview(record.key) if record is not None else None,
             record_value=preview(record.value) if record is not None else None,
         )
+
+
+def _with_state(
+    func: Callable[..., Any], state: _state.KeyedState, context: Any, takes_context: bool
+) -> Callable[[Record], Any]:
+    # One argument in, like a stateless function without context: the hot loops
+    # stay as they are, and only stateful plugins pay for the extra call.
+    if takes_context:
+        return lambda record: func(record, state, context)
+    return lambda record: func(record, state)
 
 
 # An emit appends to ``outputs`` what one plugin return value yields, and the

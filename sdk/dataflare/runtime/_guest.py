@@ -84,6 +84,7 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
 
     def describe() -> Any:
         declared = plugin.params
+        bounds = plugin.definition.state
         params = (
             None
             if declared is None
@@ -99,6 +100,9 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
             origin=origin,
             has_look_back=plugin.look_back is not None,
             window=None if plugin.definition.window is None else plugin.definition.window.to_json(),
+            state=None
+            if bounds is None
+            else wit.StateDecl(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes),
         )
 
     def init(params: list[tuple[str, str]]) -> None:
@@ -145,6 +149,19 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
             accumulator=encode_accumulator(result.accumulator) or "",
         )
 
+    def snapshot_state() -> str:
+        if "d" not in state:
+            raise Err(wit.CallError_Unsupported("init must be called before snapshot-state"))
+        return state["d"].snapshot_state().decode("latin-1")
+
+    def restore_state(snapshot: str) -> None:
+        if "d" not in state:
+            raise Err(wit.CallError_Unsupported("init must be called before restore-state"))
+        try:
+            state["d"].restore_state(decode_accumulator(snapshot))
+        except ConfigurationError as exc:
+            raise Err(wit.CallError_Configuration(str(exc))) from exc
+
     namespace_out: dict[str, Any] = {
         "describe": guarded(describe),
         "init": guarded(init),
@@ -154,5 +171,7 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
         "array_map": guarded(records_batch(PluginKind.ARRAY_MAP)),
         "aggregate": guarded(aggregate_batch),
         "look_back": guarded(look_back_batch),
+        "snapshot_state": guarded(snapshot_state),
+        "restore_state": guarded(restore_state),
     }
     return type("Plugin", (exports.Plugin,), namespace_out)

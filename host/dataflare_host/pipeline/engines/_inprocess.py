@@ -17,13 +17,14 @@ __all__ = ["InProcessEngine"]
 
 class InProcessEngine:
     """Runs each batch when the runner asks for its result, on the driver's own plugins
-    (so hot reload swaps what runs). ``partition_by: key`` keeps one accumulator per key."""
+    (so hot reload swaps what runs). ``partition_by: key`` keeps one accumulator (or
+    declared state) per key; unpartitioned declared state lives in the plugin itself."""
 
     name = "in-process"
 
     def __init__(self, stages: Sequence[ProcessorStage]) -> None:
         self._stages = stages
-        self._plan = Plan.of([s.config for s in stages], [s.plugin.kind for s in stages])
+        self._plan = Plan.of_stages(stages)
         self._keyed: dict[str, dict[bytes | None, bytes | None]] = {}
         self._queue: list[Any] = []
         self.worker_stats: list[StageStats] = []
@@ -34,7 +35,7 @@ class InProcessEngine:
             self._keyed = load_keyed(saved, self._keyed_ids())
 
     def _keyed_ids(self) -> list[str]:
-        return [self._stages[i].id for i in self._plan.aggregates if i >= self._plan.split]
+        return [self._stages[i].id for i in self._plan.carried if i >= self._plan.split]
 
     def submit(self, tag: Any, records: list[Record]) -> None:
         """Queue a batch (it runs when its result is asked for)."""
@@ -55,7 +56,7 @@ class InProcessEngine:
         first, _, _ = run_part(plugins[:split], on_error[:split], records)
         if not first.ok:
             return first
-        steps = {i - split: self._stages[i].id for i in self._plan.aggregates if i >= split}
+        steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
         by_key = {step: dict(self._keyed.get(stage, {})) for step, stage in steps.items()}
         second, _, after = run_part(
             plugins[split:], on_error[split:], first.outputs, by_key=by_key

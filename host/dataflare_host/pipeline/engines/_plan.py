@@ -1,18 +1,21 @@
 """Which processors spread across workers, and running a part of the chain on a batch.
 
 A chain splits in two at its first *stateful* step (an aggregate, a plugin
-declared ``stateful: true``, or one pinned with ``workers: 1``):
+that declares state (``state=dataflare.KeyedState(...)``), one set
+``stateful: true`` in YAML, or one pinned with ``workers: 1``):
 
 - the **spread** part before it keeps nothing between batches, so any free
   worker runs it, several batches at once;
 - the **serial** part from there on runs one batch at a time, in source order.
   It runs in one worker, unless every stateful step in it says
   ``partition_by: key``: then records are grouped by key, each key hashes to
-  one of the workers, and each key's accumulators are its own.
+  one of the workers, and each key's accumulators (and declared states) are
+  its own.
 
-Aggregate state stays with the driver and travels with each task (only the
-keys a batch touches), so a worker that dies takes no state with it and a
-retried batch starts from exactly the state it started from before.
+State (an aggregate's accumulator, a snapshot of a plugin's declared state)
+stays with the driver and travels with each task (only the keys a batch
+touches), so a worker that dies takes no state with it and a retried batch
+starts from exactly the state it started from before.
 """
 
 from __future__ import annotations
@@ -23,14 +26,39 @@ from collections.abc import Sequence
 import attrs
 
 from dataflare import PluginKind, ProcessingError, Record
+from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._config import ProcessorConfig
 from dataflare_host.plugins._chain import Chain, ChainResult, OnError, StepReport
 from dataflare_host.plugins._interface import Plugin
 
-__all__ = ["KeyStates", "Plan", "merge", "partition_of", "run_part"]
+__all__ = [
+    "KeyStates",
+    "Plan",
+    "carried_state",
+    "merge",
+    "partition_of",
+    "put_state",
+    "run_part",
+]
 
 KeyStates = dict[str, dict[bytes | None, bytes | None]]
-"""Per partitioned aggregate (stage id): each key's accumulator."""
+"""Per partitioned stateful step (stage id): each key's state (see :func:`carried_state`)."""
+
+
+def carried_state(plugin: Plugin) -> bytes | None:
+    """The state of ``plugin`` that travels between batches: an aggregate's accumulator,
+    or a snapshot of a plugin's declared state."""
+    if plugin.kind is PluginKind.AGGREGATE:
+        return plugin.accumulator
+    return plugin.snapshot_state()
+
+
+def put_state(plugin: Plugin, state: bytes | None) -> None:
+    """Set what :func:`carried_state` returned (None: the initial or empty state)."""
+    if plugin.kind is PluginKind.AGGREGATE:
+        plugin.accumulator = state
+    else:
+        plugin.restore_state(state)
 
 
 @attrs.frozen
@@ -40,18 +68,27 @@ class Plan:
     steps: int
     split: int
     partitioned: bool
-    aggregates: tuple[int, ...]
-    """Indexes of the aggregate steps (their state travels with serial tasks)."""
+    carried: tuple[int, ...]
+    """Indexes of the steps whose state travels with serial tasks: aggregates and
+    plugins that declare state (see :func:`carried_state`)."""
 
     @classmethod
-    def of(cls, configs: Sequence[ProcessorConfig], kinds: Sequence[PluginKind]) -> Plan:
-        """The plan for processors with these configs and (loaded) plugin kinds."""
+    def of(
+        cls,
+        configs: Sequence[ProcessorConfig],
+        kinds: Sequence[PluginKind],
+        declared: Sequence[bool] | None = None,
+    ) -> Plan:
+        """The plan for processors with these configs and (loaded) plugin kinds;
+        ``declared`` says which plugins declare state (none when not given)."""
+        declared = list(declared) if declared is not None else [False] * len(kinds)
         stateful = [
             kind is PluginKind.AGGREGATE
+            or has_state
             or bool(config.stateful)
             or config.workers == "1"
             or config.look_back is not None
-            for config, kind in zip(configs, kinds, strict=True)
+            for config, kind, has_state in zip(configs, kinds, declared, strict=True)
         ]
         split = stateful.index(True) if True in stateful else len(stateful)
         partitioned = split < len(stateful) and all(
@@ -59,8 +96,21 @@ class Plan:
             for config, is_stateful in zip(configs[split:], stateful[split:], strict=True)
             if is_stateful
         )
-        aggregates = tuple(i for i, kind in enumerate(kinds) if kind is PluginKind.AGGREGATE)
-        return cls(len(stateful), split, partitioned, aggregates)
+        carried = tuple(
+            i
+            for i, (kind, has_state) in enumerate(zip(kinds, declared, strict=True))
+            if kind is PluginKind.AGGREGATE or has_state
+        )
+        return cls(len(stateful), split, partitioned, carried)
+
+    @classmethod
+    def of_stages(cls, stages: Sequence[ProcessorStage]) -> Plan:
+        """The plan for loaded processor stages."""
+        return cls.of(
+            [s.config for s in stages],
+            [s.plugin.kind for s in stages],
+            [s.plugin.state_bounds is not None for s in stages],
+        )
 
     @property
     def spread(self) -> bool:
@@ -88,17 +138,17 @@ def run_part(
 ) -> tuple[ChainResult, dict[int, bytes | None], dict[int, dict[bytes | None, bytes | None]]]:
     """Run ``plugins`` (a part of the chain) over ``records``.
 
-    ``states`` maps a step (index within ``plugins``) to the accumulator it
-    starts from; ``by_key`` does the same per key, and then each key's records
-    (in source order) run through the part on their own. Returns the result and
-    the accumulators after the batch, in the same shape as given.
+    ``states`` maps a step (index within ``plugins``) to the state it starts
+    from (:func:`carried_state`); ``by_key`` does the same per key, and then each
+    key's records (in source order) run through the part on their own. Returns
+    the result and the states after the batch, in the same shape as given.
     """
     chain = Chain(plugins, on_error)
     if by_key is None:
         for step, state in (states or {}).items():
-            plugins[step].accumulator = state
+            put_state(plugins[step], state)
         result = chain.process(records)
-        after = {step: plugins[step].accumulator for step in (states or {})}
+        after = {step: carried_state(plugins[step]) for step in (states or {})}
         return result, after, {}
     groups: dict[bytes | None, list[Record]] = {}
     for record in records:
@@ -107,10 +157,10 @@ def run_part(
     new_by_key: dict[int, dict[bytes | None, bytes | None]] = {step: {} for step in by_key}
     for key, group in groups.items():
         for step, keyed in by_key.items():
-            plugins[step].accumulator = keyed.get(key)
+            put_state(plugins[step], keyed.get(key))
         results.append(chain.process(group))
         for step in by_key:
-            new_by_key[step][key] = plugins[step].accumulator
+            new_by_key[step][key] = carried_state(plugins[step])
     return merge(results, len(plugins)), {}, new_by_key
 
 

@@ -25,7 +25,14 @@ from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._stats import StageStats
 from dataflare_host.pipeline.engines import _wire
 from dataflare_host.pipeline.engines._keyed import dump_keyed, load_keyed
-from dataflare_host.pipeline.engines._plan import Plan, join, merge, partition_of
+from dataflare_host.pipeline.engines._plan import (
+    Plan,
+    carried_state,
+    join,
+    merge,
+    partition_of,
+    put_state,
+)
 from dataflare_host.pipeline.engines._protocol import Done
 from dataflare_host.plugins._chain import ChainResult
 
@@ -99,7 +106,7 @@ class PoolEngine:
         self._stages = stages
         self._backend = backend
         self._n = workers
-        self._plan = Plan.of([s.config for s in stages], [s.plugin.kind for s in stages])
+        self._plan = Plan.of_stages(stages)
         self._max = max_in_flight or 2 * workers + 1
         limits = [s.config.time_limit_s for s in stages]
         self._limits = (sum(limits[: self._plan.split]), sum(limits[self._plan.split :]))
@@ -126,8 +133,8 @@ class PoolEngine:
         """Start every worker, and take the aggregates' state from the driver's plugins."""
         split = self._plan.split
         self._states = {
-            self._stages[i].id: self._stages[i].plugin.accumulator
-            for i in self._plan.aggregates
+            self._stages[i].id: carried_state(self._stages[i].plugin)
+            for i in self._plan.carried
             if i >= split
         }
         if self._plan.partitioned:
@@ -206,7 +213,7 @@ class PoolEngine:
             # The driver's plugins hold the delivered state; the runner rolls it back on failure.
             for stage in self._stages:
                 if stage.id in batch.states:
-                    stage.plugin.accumulator = batch.states[stage.id]
+                    put_state(stage.plugin, batch.states[stage.id])
             if batch.open_parts < 0:
                 return batch.first
             second = merge(
@@ -239,7 +246,7 @@ class PoolEngine:
     def _serial_tasks(self, batch: _Batch) -> None:
         assert batch.first is not None
         split = self._plan.split
-        steps = {i - split: self._stages[i].id for i in self._plan.aggregates if i >= split}
+        steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
         parts: dict[int, list[Record]] = {}
         if self._plan.partitioned:
             for record in batch.first.outputs:
@@ -271,7 +278,7 @@ class PoolEngine:
         batch = task.batch
         _, wire_result, after, after_by_key = reply
         split = self._plan.split
-        steps = {i - split: self._stages[i].id for i in self._plan.aggregates if i >= split}
+        steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
         batch.parts[task.part] = _wire.to_result(wire_result)
         for step, state in after.items():
             self._states[steps[step]] = state

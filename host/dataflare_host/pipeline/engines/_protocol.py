@@ -45,7 +45,8 @@ class Engine(Protocol):
     """One counter per worker (empty when the chain runs in the caller's process)."""
 
     def start(self, saved: Mapping[str, bytes | None]) -> None:
-        """Start the workers; ``saved`` is the checkpoint's state (for partitioned steps)."""
+        """Start the workers; ``saved`` is the checkpoint's state, accumulators and declared
+        plugin states in one mapping (for partitioned steps)."""
 
     def submit(self, tag: Any, records: list[Record]) -> None:
         """Queue a batch; ``tag`` comes back with its :class:`Done`."""
@@ -65,7 +66,8 @@ class Engine(Protocol):
         """Every sink took ``done``'s outputs: its state is now the checkpointable one."""
 
     def checkpoint_state(self) -> dict[str, bytes | None]:
-        """State to save beside the aggregates' accumulators (partitioned steps)."""
+        """Per-key state of partitioned steps (``<id>#by_key``), accumulators and declared
+        plugin states alike, as of the last delivered batch."""
 
     def summary(self) -> str:
         """The engine and its workers, for the run summary."""

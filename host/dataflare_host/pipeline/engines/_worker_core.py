@@ -27,9 +27,7 @@ class WorkerCore:
     def __init__(self, pipeline_file: str) -> None:
         config, doc = load_pipeline_config(pipeline_file)
         self.stages = [load_processor(p, doc, i) for i, p in enumerate(config.processors)]
-        self.plan = Plan.of(
-            [s.config for s in self.stages], [s.plugin.kind for s in self.stages]
-        )
+        self.plan = Plan.of_stages(self.stages)
         self.on_error: list[OnError] = [
             "stop" if s.config.on_error == "fail" else "continue" for s in self.stages
         ]
