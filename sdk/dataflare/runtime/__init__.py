@@ -52,7 +52,6 @@ from ._wire import (
     encode_kept,
     encode_records,
     encode_request,
-    frame_batch,
 )
 
 __all__ = [
@@ -86,7 +85,6 @@ __all__ = [
     "encode_records",
     "encode_request",
     "find_plugin",
-    "frame_batch",
     "loads_json",
     "resolve_params",
     "window_from_json",
