@@ -355,7 +355,8 @@ def test_exports_of_other_kinds_are_unsupported_as_in_the_python_shim(guest: Gue
             "unsupported",
             f"plugin 'contains' is a filter plugin, not a {kind} plugin",
         )
-    look_back = guest.call("look-back", encode_request([Record(b"a"), Record(b"b", offset=1)]))
+    batch = encode_request([Record(b"a"), Record(b"b", offset=1)]).decode("latin-1")
+    look_back = guest.call("look-back", batch)
     assert (look_back.consumed, look_back.accumulator, look_back.error) == (2, None, None)
 
 
@@ -400,7 +401,7 @@ def test_a_broken_framing_is_a_serialization_error_never_a_trap(
 ) -> None:
     """Truncated frames are refused; corrupted ones refused or read, but never a trap."""
     guest = initialised_guest
-    frame = bytearray(encode_request(batch).encode("latin-1"))
+    frame = bytearray(encode_request(batch))
     whole = guest.call("filter", frame.decode("latin-1"))  # the host's own frame: read
     assert whole.consumed == len(batch)
     assert decode_kept(whole.kept, whole.consumed) == [

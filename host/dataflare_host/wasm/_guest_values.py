@@ -18,6 +18,7 @@ __all__ = [
     "check_sources",
     "guest_consumed",
     "guest_field",
+    "guest_text",
     "shim_ran_out_of_memory",
 ]
 
@@ -124,6 +125,15 @@ def _listed(value: Any, what: str) -> list[Any]:
 
 def _enum_name(value: Any) -> str:
     return _text(value.value if hasattr(value, "value") else value, "an enum value")
+
+
+def guest_text(raw: Any, name: str) -> str | bytes:
+    """A framing field of a guest's output: Latin-1 text, or the bytes the sandbox
+    process already turned it into (the decoders take either)."""
+    value = getattr(raw, name, None)
+    if not isinstance(value, (str, bytes)):
+        raise SerializationError(f"guest output field {name!r} is missing or not text")
+    return value
 
 
 def guest_field(raw: Any, name: str, kind: type) -> Any:

@@ -56,6 +56,7 @@ from dataflare_host.wasm._guest_values import (
     check_sources,
     guest_consumed,
     guest_field,
+    guest_text,
     shim_ran_out_of_memory,
 )
 from dataflare_host.wasm._instance import Trap
@@ -347,13 +348,13 @@ class WasmPlugin(Plugin):
         consumed = guest_consumed(out, len(records), self.path, "guest")
         error = self._processing_error(getattr(out, "error", None), records, consumed)
         if kind is PluginKind.FILTER:
-            kept = decode_kept(guest_field(out, "kept", str), consumed)
+            kept = decode_kept(guest_text(out, "kept"), consumed)
             return BatchResult([records[i] for i in kept], kept, consumed, error)
-        outputs, sources = decode_records(guest_field(out, "records", str), records, consumed)
+        outputs, sources = decode_records(guest_text(out, "records"), records, consumed)
         check_sources(kind, sources, consumed, self.path)
         acc: bytes | None = None
         if kind is PluginKind.AGGREGATE:
-            acc = decode_accumulator(guest_field(out, "accumulator", str))
+            acc = decode_accumulator(guest_text(out, "accumulator"))
         return BatchResult(outputs, sources, consumed, error, acc)
 
     def _processing_error(

@@ -10,6 +10,8 @@ the only limit that holds whatever the guest does is a process the host kills.
 
 Requests (tuples): ``("load", path)``, ``("instantiate", memory_bytes,
 time_limit_s, label)``, ``("call", name, args, time_limit_s)``, ``("drop",)``.
+A ``bytes`` argument is passed to the export as Latin-1 text, and the framing
+fields of an output (``kept``, ``records``, ``accumulator``) come back as bytes.
 Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
 ``("error", message)`` where ``output`` is what the guest printed during the
 request, capped.
@@ -17,6 +19,7 @@ request, capped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
@@ -47,6 +50,26 @@ def write_frame(stream: IO[bytes], message: Any) -> None:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(HEADER.pack(len(payload)) + payload)
     stream.flush()
+
+
+_TEXT_FIELDS = ("kept", "records", "accumulator")
+
+
+def _as_text(arg: Any) -> Any:
+    # Every byte string the contract carries is Latin-1 text (wit/plugin.wit);
+    # the host sends bytes so that this process, not the host's, converts them.
+    return arg.decode("latin-1") if type(arg) is bytes else arg
+
+
+def _texts_as_bytes(value: Any) -> Any:
+    """The output's framing texts as bytes, when they are Latin-1 (else left for the
+    host's decoder to refuse): a megabyte of high code points pickles 2x slower."""
+    for field in _TEXT_FIELDS:
+        text = getattr(value, field, None)
+        if type(text) is str:
+            with contextlib.suppress(UnicodeEncodeError):
+                setattr(value, field, text.encode("latin-1"))
+    return value
 
 
 def main() -> None:
@@ -84,8 +107,8 @@ def main() -> None:
             elif op == "call":
                 _, name, args, time_limit_s = request
                 assert instance is not None, "call before instantiate"
-                value = instance.call(name, args, time_limit_s)
-                reply = ("ok", value, instance.drain_output())
+                value = instance.call(name, tuple(map(_as_text, args)), time_limit_s)
+                reply = ("ok", _texts_as_bytes(value), instance.drain_output())
             elif op == "drop":
                 if instance is not None:
                     instance.close()

@@ -52,6 +52,7 @@ from ._wire import (
     encode_kept,
     encode_records,
     encode_request,
+    frame_batch,
 )
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "encode_records",
     "encode_request",
     "find_plugin",
+    "frame_batch",
     "loads_json",
     "resolve_params",
     "window_from_json",
