@@ -18,7 +18,7 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["RUST_CRATE", "RustBuild", "build_rust_component", "cargo"]
+__all__ = ["RUST_CRATE", "RustBuild", "build_rust_component", "cargo", "require_cargo"]
 
 RUST_CRATE = Path(__file__).resolve().parent.parent / "guest_examples" / "rust"
 TARGET = "wasm32-wasip2"
@@ -40,6 +40,19 @@ def cargo() -> str | None:
         return found
     default = Path.home() / ".cargo" / "bin" / "cargo"
     return str(default) if default.is_file() else None
+
+
+def require_cargo() -> None:
+    """Skip the calling test without cargo, except in CI, where set-up installs it:
+    there a missing toolchain must fail the run, not pass it quietly."""
+    import pytest
+
+    if cargo() is not None:
+        return
+    reason = "cargo is not installed: the Rust plugin cannot be built (https://rustup.rs)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def build_rust_component(target_dir: Path, crate: Path = RUST_CRATE) -> RustBuild:

@@ -8,7 +8,8 @@ give the same result; the Rust component describes itself as its twin does,
 runs in a YAML pipeline and under ``dataflare test``, refuses parameters by the
 SDK's rule and words, and answers a broken framing with ``call-error``, never a
 trap. The crate is built once per session into the test cache (cargo rebuilds
-nothing when it has not changed); without cargo these tests are skipped.
+nothing when it has not changed); without cargo these tests are skipped, except in CI
+(where set-up installs it), where they fail.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from conftest import EXAMPLES, TEST_CACHE, ComponentBuilder
 from helpers import without_progress, write_one_processor_pipeline
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from rust_build import build_rust_component, cargo
+from rust_build import build_rust_component, require_cargo
 from strategies import INT64, as_dict
 from wasmtime import component as wc
 
@@ -48,8 +49,7 @@ RUST_ORIGIN = "guest_examples/rust/src/lib.rs"  # what the crate's describe repo
 @pytest.fixture(scope="session")
 def rust_component() -> Path:
     """The Rust crate built to a component (cargo, release, into the test cache)."""
-    if cargo() is None:
-        pytest.skip("cargo is not installed: the Rust plugin cannot be built (https://rustup.rs)")
+    require_cargo()
     build = build_rust_component(TEST_CACHE / "rust-target")
     assert build.component.is_file(), f"cargo succeeded but {build.component} is missing"
     return build.component

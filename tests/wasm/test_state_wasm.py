@@ -14,7 +14,7 @@ import pytest
 from conftest import EXAMPLES, REPO, TEST_CACHE, ComponentBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rust_build import build_rust_component, cargo
+from rust_build import build_rust_component, require_cargo
 from strategies import as_dict
 
 from dataflare import ConfigurationError, PluginError, Record, SerializationError
@@ -200,8 +200,7 @@ def test_a_snapshot_for_a_plugin_without_state_is_refused(
 
 
 def test_the_rust_plugin_snapshots_an_empty_state_and_takes_only_one() -> None:
-    if cargo() is None:
-        pytest.skip("cargo is not installed: the Rust plugin cannot be built")
+    require_cargo()
     component = build_rust_component(TEST_CACHE / "rust-target").component
     with load_plugin(component) as plugin:
         assert plugin.state_bounds is None
