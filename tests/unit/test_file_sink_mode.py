@@ -238,16 +238,38 @@ def test_an_unreadable_checkpoint_fails_the_run_before_any_sink_is_emptied(
     assert ids(tmp_path / "out.jsonl") == [9]
 
 
-def test_the_python_api_never_empties_an_untold_sink(tmp_path: Path) -> None:
-    """``Pipeline.run()`` without the CLI appends (the safe side) in overwrite mode."""
-    feed(tmp_path, range(2))
-    (tmp_path / "out.jsonl").write_text('{"id":9}\n')
-    pipeline = Pipeline.from_file(pipeline_file(tmp_path, mode="overwrite"))
+def run_in_python(directory: Path, mode: str) -> None:
+    pipeline = Pipeline.from_file(pipeline_file(directory, mode=mode))
     try:
         assert pipeline.run(handle_signals=False).status == "completed"
     finally:
         pipeline.close()
-    assert ids(tmp_path / "out.jsonl") == [9, 0, 1]
+
+
+@pytest.mark.parametrize(("mode", "first"), [("overwrite", [0, 1]), ("append", [9, 0, 1])])
+def test_the_python_api_follows_the_mode_like_the_cli(
+    tmp_path: Path, mode: str, first: list[int]
+) -> None:
+    """``Pipeline.run()`` without the CLI: a fresh start overwrites (or appends), and a
+    resumed run appends what is new, in both modes."""
+    feed(tmp_path, range(2))
+    (tmp_path / "out.jsonl").write_text('{"id":9}\n')
+    run_in_python(tmp_path, mode)
+    assert ids(tmp_path / "out.jsonl") == first
+    feed(tmp_path, range(2, 4))
+    run_in_python(tmp_path, mode)  # resumes from the checkpoint
+    assert ids(tmp_path / "out.jsonl") == [*first, 2, 3]
+
+
+def test_validate_connect_never_empties_an_overwriting_sink(tmp_path: Path) -> None:
+    """Connecting to check a pipeline is not a run start: the output stays."""
+    feed(tmp_path, range(2))
+    (tmp_path / "out.jsonl").write_text('{"id":9}\n')
+    result = CliRunner().invoke(
+        main, ["validate", "--connect", str(pipeline_file(tmp_path, mode="overwrite"))]
+    )
+    assert result.exit_code == 0, result.output
+    assert ids(tmp_path / "out.jsonl") == [9]
 
 
 def test_an_unknown_mode_is_a_located_error(tmp_path: Path) -> None:

@@ -91,11 +91,6 @@ class RunStart:
         return lines
 
     def apply(self) -> None:
-        """Discard the checkpoint (``--reset``) and tell each file sink how the run starts."""
+        """Discard the checkpoint (``--reset``); the run then tells each sink it starts fresh."""
         if self.reset:
             self.pipeline.checkpoints.reset()
-        if self.resuming is None:
-            return
-        for _name, sink in self._sinks():
-            if isinstance(sink, FileSink):
-                sink.run_starts(resuming=self.resuming)

@@ -124,6 +124,11 @@ class Sink(Closing, abc.ABC):
         self.config = config
         self.params = params
 
+    def run_starts(self, *, resuming: bool) -> None:
+        """Told by the pipeline before :meth:`connect`: whether this run resumes from a
+        checkpoint (``False``: a fresh start). The default ignores it; a sink that can
+        start over (the file sink's ``mode: overwrite``) uses it."""
+
     @abc.abstractmethod
     def connect(self) -> None:
         """Open the sink."""

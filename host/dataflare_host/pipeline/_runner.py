@@ -345,9 +345,14 @@ class Pipeline:
 
     def _connect(self, checkpoint: Checkpoint) -> None:
         self._sinks_healthy = False
+        # One rule for the CLI and the Python API: a checkpoint with positions
+        # is a resumed run (an overwriting file sink appends to what it covers).
+        resuming = bool(checkpoint.positions)
         for sink in self.sinks:
+            sink.run_starts(resuming=resuming)
             sink.connect()
         if self.dead_letter is not None:
+            self.dead_letter.run_starts(resuming=resuming)
             self.dead_letter.connect()
         self._sinks_healthy = True
         for entry, source in zip(self.config.sources, self.sources, strict=True):
