@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import kill_mid_run
 
 SLOW_COPY = '''"""Pass a record through after a pause (so that a run lasts long enough to kill)."""
 import time
@@ -92,13 +92,6 @@ def sink_ids(path: Path) -> list[int]:
     return ids
 
 
-def size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def mid_line(path: Path) -> bool:
     """Whether the file's last byte is not a newline: a write is under way."""
     try:
@@ -120,39 +113,21 @@ def kill_runs(
     """
     source, sink = directory / "in.jsonl", directory / "out.jsonl"
     next_id = append_records(source, 0, count, record_size)
-    done = 0
-    deadline = time.monotonic() + 45
-    while done < kills:
-        assert time.monotonic() < deadline, f"only {done} kills in 45 s"
-        before = size_of(sink)
-        child = subprocess.Popen(
-            COMMAND, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            # Wait until this run writes, so that the kill lands mid-run, not in start-up.
-            while child.poll() is None and size_of(sink) <= before:
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.15))
-            if done % 2:
-                aim = time.monotonic() + 0.3
-                while time.monotonic() < aim and child.poll() is None and not mid_line(sink):
-                    pass
-            if child.poll() is not None:
-                _, stderr = child.communicate()
-                assert child.returncode == 0, stderr.decode()
-                next_id = append_records(source, next_id, count // 4, record_size)
-                continue
-            os.kill(child.pid, signal.SIGKILL)
-            child.communicate()
-            done += 1
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    final = subprocess.run(
-        COMMAND, cwd=directory, capture_output=True, text=True, timeout=120, check=False
+
+    def aim_mid_line(kill: int, child: subprocess.Popen[bytes]) -> None:
+        if kill % 2:
+            aim = time.monotonic() + 0.3
+            while time.monotonic() < aim and child.poll() is None and not mid_line(sink):
+                pass
+
+    def more_input() -> None:
+        nonlocal next_id
+        next_id = append_records(source, next_id, count // 4, record_size)
+
+    kill_mid_run(
+        COMMAND, directory, sink, kills=kills, rng=rng, pause_s=0.15, more_input=more_input,
+        budget_s=45, aim=aim_mid_line,
     )
-    assert final.returncode == 0, final.stderr
     delivered = sink_ids(sink)
     assert set(delivered) == set(range(next_id))  # at least once: nothing lost
     assert len(delivered) >= next_id

@@ -12,12 +12,8 @@ sink delivers at least once, so the very same record may arrive twice after a ki
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import EXAMPLES
+from helpers import kill_mid_run
 
 from dataflare import Record
 from dataflare_host.pipeline._runner import Pipeline
@@ -281,48 +278,22 @@ def file_pipeline(directory: Path, dedupe: Path) -> None:
     (directory / "pipeline.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def kill_and_restart(directory: Path, kills: int, rng: random.Random) -> list[tuple[int, str]]:
     """SIGKILL the pipeline at a random moment after it wrote, restart, ``kills`` times
     (a run that finishes first gets more input); then run it to the end. Returns the input."""
     pairs, keys = keyed_stream(4000, rng)
     write_inputs(directory / "in.jsonl", pairs)
-    sink = directory / "out.jsonl"
-    done, deadline = 0, time.monotonic() + 120
-    while done < kills:
-        assert time.monotonic() < deadline, f"only {done} kills in 120 s"
-        before = size_of(sink)
-        child = subprocess.Popen(
-            COMMAND, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            while child.poll() is None and size_of(sink) <= before:
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.3))
-            if child.poll() is not None:
-                _, stderr = child.communicate()
-                assert child.returncode == 0, stderr.decode()
-                more, keys = keyed_stream(1000, rng, len(pairs), keys)
-                write_inputs(directory / "in.jsonl", more)
-                pairs += more
-                continue
-            os.kill(child.pid, signal.SIGKILL)
-            child.communicate()
-            done += 1
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    final = subprocess.run(
-        COMMAND, cwd=directory, capture_output=True, text=True, timeout=300, check=False
+
+    def more_input() -> None:
+        nonlocal keys
+        more, keys = keyed_stream(1000, rng, len(pairs), keys)
+        write_inputs(directory / "in.jsonl", more)
+        pairs.extend(more)
+
+    kill_mid_run(
+        COMMAND, directory, directory / "out.jsonl", kills=kills, rng=rng, pause_s=0.3,
+        more_input=more_input, budget_s=120, final_timeout_s=300,
     )
-    assert final.returncode == 0, final.stderr
     return pairs
 
 
