@@ -6,6 +6,7 @@ Builds components: marked wasm and slow; each is built once (in parallel, two at
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ComponentBuilder
+from conftest import TEST_CACHE
 
 from dataflare import PluginKind, Record
 from dataflare_host.cli._main import main
@@ -43,11 +44,16 @@ def planted(record: dataflare.Record) -> bool:
 
 
 @pytest.fixture(scope="module")
-def scaffolded(
-    tmp_path_factory: pytest.TempPathFactory, component_builder: ComponentBuilder
-) -> Path:
-    """One folder per kind and shape from `dataflare new`, each built with `dataflare build`."""
-    root = tmp_path_factory.mktemp("authoring")
+def scaffolded() -> Path:
+    """One folder per kind and shape from `dataflare new`, each built with `dataflare build`.
+
+    The folder is the same in every run (under the test cache, emptied first): a
+    component says which file it was built from, so its build is keyed by that path,
+    and a fresh temporary folder would rebuild all twenty components every run.
+    """
+    root = TEST_CACHE / "authoring-projects"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
     for name, (kind, shape) in PROJECTS.items():
         done = subprocess.run(
             [str(BIN / "dataflare"), "new", name, "--kind", kind, *shape],
