@@ -260,12 +260,13 @@ def _decode_metadata(reader: _Reader, count: int) -> list[dict[str, str]]:
     name_lengths = reader.numbers("I", entries, "the metadata name lengths")
     text_lengths = reader.numbers("I", entries, "the metadata text lengths")
     uniform = bool(entries) and min(entry_counts) == max(entry_counts)
-    names = _names(reader, name_lengths, entry_counts[0] if uniform else 0)
+    per_record = entry_counts[0] if uniform else 0
+    names, repeated = _names(reader, name_lengths, per_record)
     texts = _texts(reader, text_lengths, "the metadata texts")
-    if uniform and names[: entry_counts[0]] * count == names and entry_counts[0] <= 2:
+    if repeated and per_record <= 2:
         # One source's records carry the same one or two names (file and line):
         # a dict display per record is 3x faster than dict() over pairs.
-        metadata = _same_names(names[: entry_counts[0]], texts)
+        metadata = _same_names(names[:per_record], texts)
     else:
         pairs = iter(zip(names, texts, strict=True))
         metadata = [dict(islice(pairs, entry_count)) for entry_count in entry_counts]
@@ -283,21 +284,23 @@ def _same_names(names: list[str], texts: list[str]) -> list[dict[str, str]]:
     return [{first: one, second: two} for one, two in zip(column, column, strict=True)]
 
 
-def _names(reader: _Reader, lengths: list[int], per_record: int) -> list[str]:
-    # Records of one source carry the same names in the same order: when the
-    # whole column repeats the first record's names, it is that list repeated,
-    # checked with two C-level comparisons instead of decoded name by name.
+def _names(reader: _Reader, lengths: list[int], per_record: int) -> tuple[list[str], bool]:
+    """The names column, and whether it is the first record's names repeated.
+
+    Records of one source carry the same names in the same order: that case is
+    found with two C-level comparisons and decoded once, not name by name.
+    """
     field = "the metadata names"
     if per_record:
         first = lengths[:per_record]
-        size = sum(first)
         records = len(lengths) // per_record
-        blob = reader.take(size * records, field) if lengths == first * records else None
-        if blob is not None and blob == blob[:size] * records:
-            return _texts(_Reader(blob[:size], reader.what), first, field) * records
-        if blob is not None:
-            reader.pos -= len(blob)
-    return _texts(reader, lengths, field)
+        if lengths == first * records:
+            size = sum(first)
+            blob = reader.take(size * records, field)
+            if blob == blob[:size] * records:
+                return _texts(_Reader(blob[:size], reader.what), first, field) * records, True
+            return _texts(_Reader(blob, reader.what), lengths, field), False
+    return _texts(reader, lengths, field), False
 
 
 def _texts(reader: _Reader, lengths: list[int], field: str) -> list[str]:
