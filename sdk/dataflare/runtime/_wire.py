@@ -18,9 +18,9 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate, chain, compress, islice, pairwise
-from operator import methodcaller
+from operator import attrgetter, itemgetter, le, lt, methodcaller
 from types import MappingProxyType
 
 import attrs
@@ -173,7 +173,8 @@ class _Reader:
     def __init__(self, data: bytes, what: str) -> None:
         self.data, self.pos, self.what = data, 0, what
 
-    def take(self, size: int, field: str) -> bytes:
+    def skip(self, size: int, field: str) -> int:
+        """Step over ``size`` bytes, checked to be there; where they start."""
         if size > len(self.data) - self.pos:
             raise SerializationError(
                 f"{self.what}: {field} needs {size:,} bytes at byte {self.pos:,} but only "
@@ -181,17 +182,24 @@ class _Reader:
             )
         start = self.pos
         self.pos += size
+        return start
+
+    def take(self, size: int, field: str) -> bytes:
+        start = self.skip(size, field)
         return self.data[start : self.pos]
 
     def numbers(self, code: str, count: int, field: str) -> list[int]:
         column = array(code)
-        column.frombytes(self.take(count * column.itemsize, field))
+        start = self.skip(count * column.itemsize, field)
+        # A view, not a slice: the column is copied once, into the array.
+        with memoryview(self.data) as view:
+            column.frombytes(view[start : self.pos])
         if _SWAP:
             column.byteswap()
         return column.tolist()
 
     def slices(self, lengths: list[int], field: str) -> list[bytes]:
-        return _slices(self.take(sum(lengths), field), lengths)
+        return _slices(self.data, self.skip(sum(lengths), field), lengths)
 
     def finish(self) -> None:
         if self.pos != len(self.data):
@@ -200,9 +208,32 @@ class _Reader:
             )
 
 
-def _slices(blob: bytes, lengths: list[int]) -> list[bytes]:
-    ends = list(accumulate(lengths, initial=0))
-    return [blob[start:end] for start, end in pairwise(ends)]
+# Format codes "0s" to "4095s": a slice's code is a list lookup, not an int-to-text
+# conversion (which was most of the cost of building a format).
+_SLICE_CODES = [f"{length}s" for length in range(4096)]
+_SLICES_PER_FORMAT = 4096  # bounds the format and compiled Struct (~32 bytes a code)
+
+
+def _slices(data: bytes, start: int, lengths: list[int]) -> list[bytes]:
+    """The byte strings of ``lengths`` (each >= 0) one after another from ``start``.
+
+    One ``struct`` format of ``"<5s3s..."`` cuts a whole column in C, 2x faster
+    than slicing value by value in Python (which, in the guest, cost more than
+    ``marshal.loads`` did for the whole batch before the framing).
+    """
+    values: list[bytes] = []
+    for first in range(0, len(lengths), _SLICES_PER_FORMAT):
+        part = lengths[first : first + _SLICES_PER_FORMAT]
+        if len(part) == 1:
+            values.append(data[start : start + part[0]])
+        else:
+            try:
+                codes = "".join(itemgetter(*part)(_SLICE_CODES))
+            except IndexError:  # a value of 4 KiB or more: its code is spelt out
+                codes = "".join([f"{length}s" for length in part])
+            values += struct.Struct("<" + codes).unpack_from(data, start)
+        start += sum(part)
+    return values
 
 
 def _latin1_bytes(text: str | bytes, what: str) -> bytes:
@@ -310,7 +341,7 @@ def _texts(reader: _Reader, lengths: list[int], field: str) -> list[str]:
         ends = list(accumulate(lengths, initial=0))
         return [whole[start:end] for start, end in pairwise(ends)]
     try:
-        return [raw.decode() for raw in _slices(blob, lengths)]
+        return [raw.decode() for raw in _slices(blob, 0, lengths)]
     except UnicodeDecodeError as exc:
         raise SerializationError(f"{reader.what}: metadata is not UTF-8 ({exc.reason})") from exc
 
@@ -380,25 +411,33 @@ def decode_records(
     what = "the guest's records"
     batch = decode_batch(text, what)
     sources = batch.positions
-    previous = 0
-    for source in sources:
-        if not previous <= source < consumed:
-            raise SerializationError(
-                f"{what}: source index {source} is out of order or not below {consumed}"
-            )
-        previous = source
-    count = len(sources)
-    keys = batch.keys if batch.keys is not None else [None] * count
-    timestamps = batch.timestamps if batch.timestamps is not None else [None] * count
-    metadata = batch.metadata if batch.metadata is not None else [None] * count
-    # The framing fixes every field's type, so Record's own checks cannot fail here.
-    outputs = [
-        Record(value, key, timestamp, meta, inputs[source].offset)
-        for source, value, key, timestamp, meta in zip(
-            sources, batch.values, keys, timestamps, metadata, strict=True
-        )
-    ]
+    if not _increasing(sources, 0, consumed, le):
+        previous = 0
+        for source in sources:  # name the first source that breaks the rule
+            if not previous <= source < consumed:
+                raise SerializationError(
+                    f"{what}: source index {source} is out of order or not below {consumed}"
+                )
+            previous = source
+    # The decoder fixes every field's type and range (bytes, i64, UTF-8 text with
+    # distinct names: what Record's own checks would verify), so the records
+    # are built without them; the offsets are the inputs' own.
+    offsets = list(map(_offset, map(inputs.__getitem__, sources)))
+    outputs = build_trusted_records(
+        batch.values, batch.keys, batch.timestamps, batch.metadata, offsets
+    )
     return outputs, sources
+
+
+_offset = attrgetter("offset")
+
+
+def _increasing(numbers: list[int], low: int, high: int, order: Callable[[int, int], bool]) -> bool:
+    """Whether ``numbers`` are within ``low <= n < high`` and each is in ``order`` with the
+    next: compared in C, as a guest's thousands of indices are on every batch."""
+    if not numbers:
+        return True
+    return low <= numbers[0] and numbers[-1] < high and all(map(order, numbers, numbers[1:]))
 
 
 def encode_kept(kept: Sequence[int]) -> str:
@@ -409,8 +448,10 @@ def encode_kept(kept: Sequence[int]) -> str:
 def decode_kept(text: str | bytes, consumed: int) -> list[int]:
     """Host side: a filter's kept indices, checked to be increasing and below ``consumed``."""
     kept = decode_index_list(text, "the guest's kept indices")
+    if _increasing(kept, 0, consumed, lt):
+        return kept
     previous = -1
-    for index in kept:
+    for index in kept:  # name the first index that breaks the rule
         if not previous < index < consumed:
             raise SerializationError(
                 f"the guest's kept indices are not increasing indices below {consumed}: "
