@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Sized
 from itertools import repeat
@@ -11,17 +12,35 @@ from typing import Any
 from dataflare._record import (
     _EMPTY_METADATA,
     Record,
-    _new_record,
     _set_key,
     _set_metadata,
     _set_offset,
     _set_timestamp,
     _set_value,
-)
+)  # the slot setters Record.evolve uses too: one definition, in _record
 
 __all__ = ["build_trusted_records"]
 
-# The slot setters Record.evolve uses too: one definition, in _record.
+# A pickle (protocol 2, opcodes written by hand) that makes bare Records: GLOBAL
+# Record, memoized and popped, then per record BINGET 0, EMPTY_TUPLE, NEWOBJ,
+# all in one LIST. NEWOBJ calls Record's tp_new from C, which costs a third
+# less per record than map(Record.__new__, ...) through its Python-facing
+# wrapper (0.135 vs 0.205 us in the WASM guest, 0.053 vs 0.069 natively).
+# Only this module's own bytes are ever unpickled here.
+_BARE_RECORDS_HEAD = (
+    b"\x80\x02c" + f"{Record.__module__}\n{Record.__qualname__}\n".encode() + b"q\x000("
+)
+_BARE_RECORD = b"h\x00)\x81"
+_BARE_RECORDS_TAIL = b"l."
+
+
+def _bare_records(count: int) -> list[Record]:
+    """``count`` new Records with no field set (each must then be set, slot by slot)."""
+    records: list[Record] = pickle.loads(
+        b"".join((_BARE_RECORDS_HEAD, _BARE_RECORD * count, _BARE_RECORDS_TAIL))
+    )
+    return records
+
 
 def build_trusted_records(
     values: list[bytes],
@@ -39,14 +58,19 @@ def build_trusted_records(
     count = len(values)
     # Whole columns at a time: map() calls the slot setters from C, with no
     # Python-level loop per record (a quarter faster than one, measured).
-    records: list[Record] = list(map(_new_record, repeat(Record, count)))
+    records = _bare_records(count)
     _set_column(_set_value, records, values)
     _set_column(_set_key, records, repeat(None, count) if keys is None else keys)
     _set_column(_set_timestamp, records, repeat(None, count) if timestamps is None else timestamps)
     if metadata is None:
         _set_column(_set_metadata, records, repeat(_EMPTY_METADATA, count))
     else:
-        frozen = [MappingProxyType(m) if m else _EMPTY_METADATA for m in metadata]
+        # Every record of a file source has metadata: then one C-level map.
+        frozen = (
+            list(map(MappingProxyType, metadata))
+            if all(metadata)
+            else [MappingProxyType(m) if m else _EMPTY_METADATA for m in metadata]
+        )
         _set_column(_set_metadata, records, frozen)
     _set_column(_set_offset, records, offsets)
     return records
