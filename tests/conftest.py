@@ -45,11 +45,20 @@ os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
 
 
 _FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
+# With ``pytest -n``, tests sharing one of these session fixtures share a worker:
+# a second PostgreSQL, OpenSearch node or Ray cluster would cost more than it saves.
+_SHARED_WORKER = {"server": "servers", "cluster": "ray-cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test's folder says what it needs: tests/wasm builds components, tests/server
-    starts servers; the folder's marker lets ``-m`` select across folders."""
+    starts servers; the folder's marker lets ``-m`` select across folders.
+
+    For ``pytest -n`` (``--dist loadgroup``) every test gets a group: its file, or
+    the shared worker of its folder. Long groups (servers, the Ray cluster, files
+    with a slow test) are handed out first, so the workers finish together rather
+    than one waiting on a long file taken last.
+    """
     for item in items:
         folder = (
             item.path.relative_to(REPO / "tests").parts[0]
@@ -59,6 +68,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         mark = _FOLDER_MARKS.get(folder or "")
         if mark is not None:
             item.add_marker(mark)
+        group = _SHARED_WORKER.get(folder or "", str(item.path))
+        item.add_marker(pytest.mark.xdist_group(group))
+    long_groups = {
+        _group_of(item)
+        for item in items
+        if item.get_closest_marker("slow") is not None
+        or _group_of(item) in _SHARED_WORKER.values()
+    }
+    items.sort(key=lambda item: _group_of(item) not in long_groups)  # stable: order kept
+
+
+def _group_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("xdist_group")
+    assert marker is not None
+    return str(marker.args[0])
 
 
 @pytest.fixture

@@ -255,7 +255,9 @@ def build_component(
         empty_venv = Path(tmp) / "no-venv"
         empty_venv.mkdir()
         _stage(path, stage)
-        partial = target.with_name(f".{target.name}.partial")
+        # Per process: a build that does not go through the cache's lock (build -o)
+        # never writes into another process's half-written file.
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         command = [
             *_componentize_command(),
             "-d",

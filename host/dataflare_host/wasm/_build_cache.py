@@ -19,6 +19,8 @@ import threading
 from importlib.metadata import version
 from pathlib import Path
 
+from filelock import FileLock
+
 from dataflare import ConfigurationError
 from dataflare_host._cache import cache_root
 from dataflare_host._waiting import waiting
@@ -70,8 +72,17 @@ def component_for(source: str | os.PathLike[str]) -> Path:
     target = cache_root() / "builds" / f"{path.stem}-{key}.wasm"
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
-    with lock:  # two threads asking for one build wait for one componentize-py
-        if not target.is_file():
-            with waiting(f"building {path.name} into a WASM component"):
-                build_component(path, target)
+    # Two threads, or two processes (pipelines, test workers), asking for one
+    # build wait for one componentize-py run instead of each running their own.
+    with lock:
+        if target.is_file():
+            return target
+        # One lock per plugin name, outside builds/ so the cache's size and
+        # eviction only ever see components.
+        locks = cache_root() / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(locks / f"{path.stem}.lock"):
+            if not target.is_file():
+                with waiting(f"building {path.name} into a WASM component"):
+                    build_component(path, target)
     return target
