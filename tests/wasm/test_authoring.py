@@ -11,6 +11,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -49,7 +50,7 @@ def scaffolded() -> Path:
 
     The folder is the same in every run (under the test cache, emptied first): a
     component says which file it was built from, so its build is keyed by that path,
-    and a fresh temporary folder would rebuild all twenty components every run.
+    and a fresh temporary folder would rebuild all ten components every run.
     """
     root = TEST_CACHE / "authoring-projects"
     shutil.rmtree(root, ignore_errors=True)
@@ -108,21 +109,47 @@ def test_new_refuses_bad_names_and_existing_files(tmp_path: Path) -> None:
     assert "not overwriting" in again.stderr
 
 
-@pytest.mark.parametrize("name", PROJECTS)
-def test_new_then_build_then_pytest_passes(scaffolded: Path, name: str) -> None:
-    """The generated property tests (the kind's law and native == WASM) pass as generated."""
-    folder = scaffolded / name
+@pytest.fixture(scope="module")
+def generated_tests(scaffolded: Path) -> dict[str, dict[str, str]]:
+    """Every project's generated tests, run by one pytest: outcome by test name, by project.
+
+    One pytest process for every project, as a user would run a folder of plugins;
+    a process per project paid its start-up (pytest, the kit, a sandbox process) ten times.
+    """
+    report = str(scaffolded / "generated-tests.xml")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-        cwd=folder,
+        [*command, "--junitxml", report, *(str(scaffolded / name) for name in PROJECTS)],
+        cwd=scaffolded,
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=1200,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "2 passed" in done.stdout
+    assert Path(report).is_file(), done.stdout[-3000:] + done.stderr[-2000:]
+    outcomes: dict[str, dict[str, str]] = {name: {} for name in PROJECTS}
+    for case in ElementTree.parse(report).iter("testcase"):
+        module = case.get("classname", "").rsplit(".", 1)[-1]
+        project = module.removeprefix("test_")
+        assert project in outcomes, f"a test outside the projects ran: {module}"
+        problems = [child for child in case if child.tag in {"failure", "error", "skipped"}]
+        outcomes[project][case.get("name", "")] = (
+            "passed"
+            if not problems
+            else f"{problems[0].tag}: {problems[0].get('message', '')}\n{problems[0].text or ''}"
+        )
+    return outcomes
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_new_then_build_then_pytest_passes(
+    generated_tests: dict[str, dict[str, str]], name: str
+) -> None:
+    """The generated property tests (the kind's law and native == WASM) pass as generated."""
+    outcomes = generated_tests[name]
+    assert len(outcomes) == 2, outcomes  # the law and native == WASM
+    assert set(outcomes.values()) == {"passed"}, outcomes
 
 
 def test_parity_helper_finds_and_shrinks_a_planted_difference(tmp_path: Path) -> None:
