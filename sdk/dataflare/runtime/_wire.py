@@ -26,7 +26,7 @@ from types import MappingProxyType
 import attrs
 
 from dataflare._errors import SerializationError
-from dataflare._record import Record
+from dataflare._record import _EMPTY_METADATA, Record
 
 from ._trusted_records import build_trusted_records
 
@@ -99,11 +99,12 @@ def frame_batch(
 ) -> bytes:
     """Columns as ``record-batch`` bytes (what :func:`encode_batch` carries as text)."""
     count = len(values)
-    if keys is not None and all(k is None for k in keys):
+    # Counted in C: a generator over 10k records cost a tenth of the encoding.
+    if keys is not None and keys.count(None) == count:
         keys = None
-    if timestamps is not None and all(t is None for t in timestamps):
+    if timestamps is not None and timestamps.count(None) == count:
         timestamps = None
-    if metadata is not None and not any(metadata):
+    if metadata is not None and metadata.count(_EMPTY_METADATA) == count:  # == any empty one
         metadata = None
     flags = (
         (_KEYS if keys is not None else 0)
@@ -369,7 +370,7 @@ def encode_request(records: Sequence[Record]) -> bytes:
         [r.value for r in records],
         [r.key for r in records],
         [r.timestamp for r in records],
-        [r.metadata for r in records] if any(r.metadata for r in records) else None,
+        [r.metadata for r in records],
     )
 
 
