@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import count as count_from
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal, Protocol, cast, overload, runtime_checkable
 
 import attrs
 
@@ -37,7 +37,7 @@ from dataflare.runtime._trusted_records import build_trusted_records
 from dataflare_host.connectors._base import Position, Sink, Source, SourceBatch
 from dataflare_host.connectors._records_codec import decode_batch, encode_batch
 
-__all__ = ["FileSink", "FileSource"]
+__all__ = ["FileSink", "FileSource", "JoinedValues", "LineRecords", "LineSpan"]
 
 log = logging.getLogger("dataflare.connectors.file")
 
@@ -124,7 +124,18 @@ class FileSource(Source):
         self._lines: _Lines | None = None  # JSONL and lines: read a chunk at a time
         self._exhausted = False
         self._format: Format = config.format or _infer_format(config.path)
+        self._defer = False
         self._resolve()  # a path that matches nothing fails validation, not the run
+
+    def defer_records(self) -> None:
+        """From now on, leave JSONL and lines batches as :class:`LineRecords`: the lines,
+        made records (and checked to be JSON) only where they are used.
+
+        Worker processes ask for this: they make the records, so the pipeline's
+        driver does no per-record work for them; an invalid line is reported
+        with the same words, once the batch is made records.
+        """
+        self._defer = True
 
     def _pattern(self) -> Path:
         raw = Path(self.config.path)
@@ -324,11 +335,12 @@ class FileSource(Source):
                 break
             self._index += 1
             self._open_current(skip=0)
+        made: Sequence[Record] = records
         if columns.count:
-            records = columns.records()  # one format per source: never both kinds
-        if not records and self._exhausted:
+            made = columns.records()  # one format per source: never both kinds
+        if not made and self._exhausted:
             return None
-        return SourceBatch(records, self._position())
+        return SourceBatch(made, self._position())
 
     def _read_lines(self, columns: _Columns, wanted: int) -> bool:
         """Add up to ``wanted`` records from the current file's lines to ``columns``.
@@ -371,13 +383,23 @@ class FileSource(Source):
         # Blank (skipped) lines: empty, or only ASCII whitespace, as bytes.strip() strips.
         if not all(taken) or any(map(bytes.isspace, taken)):
             return False
-        if self._format == "jsonl" and config.validate:
+        validate = self._format == "jsonl" and config.validate
+        size = len(taken)
+        if self._defer:
+            path = self._files[self._index]
+            columns.add_span(
+                LineSpan(str(path), path.name, first, self._offset, b"\n".join(taken), validate),
+                size,
+            )
+            self._line = first + size - 1
+            self._offset += size
+            return True
+        if validate:
             try:
                 deque(map(loads_json, taken), maxlen=0)
             except Exception:  # noqa: BLE001 - line by line raises it again, worded
                 return False
         name = self._files[self._index].name
-        size = len(taken)
         columns.values.extend(taken)
         columns.metadata.extend(
             [{"file": name, "line": line} for line in map(str, range(first, first + size))]
@@ -442,11 +464,7 @@ class FileSource(Source):
         }
 
     def _not_json(self, exc: ValueError) -> SerializationError:
-        path = self._files[self._index]
-        return SerializationError(
-            f"{path}:{self._line}: not valid JSON ({exc}); fix the line or set "
-            "validate: false to pass it through as bytes"
-        )
+        return _not_json(self._files[self._index], self._line, exc)
 
     def _key_and_timestamp(self, document: dict[str, Any]) -> tuple[bytes | None, int | None]:
         config = self.config
@@ -547,8 +565,87 @@ class _Lines:
         return True
 
 
+def _not_json(path: Path | str, line: int, exc: ValueError) -> SerializationError:
+    return SerializationError(
+        f"{path}:{line}: not valid JSON ({exc}); fix the line or set "
+        "validate: false to pass it through as bytes"
+    )
+
+
+@attrs.frozen
+class LineSpan:
+    """Lines ``first``, ``first + 1``... of one file, not yet records: ``lines`` holds
+    them joined by newlines (none of them is blank or holds one)."""
+
+    path: str
+    """The file, as an error names it."""
+    name: str
+    """The file's name, as the records' ``file`` metadata holds it."""
+    first: int
+    offset: int
+    """The first record's offset."""
+    lines: bytes
+    validate: bool
+    """Whether each line must be JSON (a JSONL source with ``validate``)."""
+
+    def records(self) -> list[Record]:
+        """The records the source would have read: values, ``file`` and ``line``
+        metadata, offsets; a line that is not JSON fails with the source's words."""
+        values = self.lines.split(b"\n")
+        if self.validate:
+            try:
+                deque(map(loads_json, values), maxlen=0)
+            except Exception:
+                # Line by line: the first line that is not JSON, named as the source names it.
+                for line, value in enumerate(values, start=self.first):
+                    try:
+                        loads_json(value)
+                    except ValueError as exc:
+                        raise _not_json(self.path, line, exc) from exc
+                raise
+        first, name, size = self.first, self.name, len(values)
+        metadata = [{"file": name, "line": line} for line in map(str, range(first, first + size))]
+        offsets = list(range(self.offset, self.offset + size))
+        return build_trusted_records(values, None, None, metadata, offsets)
+
+
+class LineRecords(Sequence[Record]):
+    """A batch of a file source that defers its records (:meth:`FileSource.defer_records`):
+    records already made and :class:`LineSpan` parts, in order, made records on first use."""
+
+    def __init__(self, parts: list[list[Record] | LineSpan], count: int) -> None:
+        self.parts = parts
+        self._count = count
+        self._made: list[Record] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def records(self) -> list[Record]:
+        """Every record, in order (raises SerializationError for a line that is not JSON)."""
+        if self._made is None:
+            made: list[Record] = []
+            for part in self.parts:
+                made += part.records() if isinstance(part, LineSpan) else part
+            self._made = made
+        return self._made
+
+
 class _Columns:
-    """A batch of line records as columns, built into records at the end."""
+    """A batch of line records as columns, built into records at the end; with
+    deferred spans (:class:`LineSpan`) in between, a :class:`LineRecords`."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -557,10 +654,16 @@ class _Columns:
         self.timestamps: list[int | None] | None = None
         self.metadata: list[dict[str, str]] = []
         self.offsets: list[int] = []
+        self.spans: list[tuple[int, LineSpan]] = []  # each after this many column records
+
+    def add_span(self, span: LineSpan, size: int) -> None:
+        """Add ``size`` lines as a span, after the records in the columns so far."""
+        self.spans.append((len(self.values), span))
+        self.count += size
 
     def set_fields(self, key: bytes | None, timestamp: int | None) -> None:
         """Key and timestamp of the record about to be added (columns made on first use)."""
-        count = self.count
+        count = len(self.values)
         if self.keys is None:
             self.keys = [None] * count
             self.timestamps = [None] * count
@@ -571,12 +674,25 @@ class _Columns:
         self.keys.append(key)
         self.timestamps.append(timestamp)
 
-    def records(self) -> list[Record]:
+    def records(self) -> list[Record] | LineRecords:
         keys, timestamps = self.keys, self.timestamps
+        count = len(self.values)
         if keys is not None and timestamps is not None:
-            keys.extend([None] * (self.count - len(keys)))
-            timestamps.extend([None] * (self.count - len(timestamps)))
-        return build_trusted_records(self.values, keys, timestamps, self.metadata, self.offsets)
+            keys.extend([None] * (count - len(keys)))
+            timestamps.extend([None] * (count - len(timestamps)))
+        made = build_trusted_records(self.values, keys, timestamps, self.metadata, self.offsets)
+        if not self.spans:
+            return made
+        parts: list[list[Record] | LineSpan] = []
+        start = 0
+        for end, span in self.spans:
+            if end > start:
+                parts.append(made[start:end])
+            parts.append(span)
+            start = end
+        if start < count:
+            parts.append(made[start:])
+        return LineRecords(parts, self.count)
 
 
 def _count(value: object) -> bool:
@@ -631,6 +747,15 @@ class FileSinkConfig:
     fsync: bool = True
     mode: SinkMode = "append"
     base_dir: str = "."
+
+
+@runtime_checkable
+class JoinedValues(Protocol):
+    """Records whose values are at hand joined by newlines (the outputs of the pipeline's
+    worker processes): a JSONL or lines sink writes those bytes without the records."""
+
+    def newline_joined(self) -> bytes:
+        """The values, in order, joined by newlines."""
 
 
 class FileSink(Sink):
@@ -804,10 +929,12 @@ class FileSink(Sink):
             return
         if not records:
             return
-        lines = [record.value for record in records]
-        data = b"\n".join(lines)
+        if isinstance(records, JoinedValues):
+            data = records.newline_joined()
+        else:
+            data = b"\n".join([record.value for record in records])
         # One count in C instead of a search per record; the search only when it fails.
-        if data.count(b"\n") != len(lines) - 1:
+        if data.count(b"\n") != len(records) - 1:
             for record in records:
                 if b"\n" in record.value:
                     raise PluginIOError(
