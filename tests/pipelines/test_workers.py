@@ -145,6 +145,70 @@ def test_workers_2_writes_what_workers_1_writes_in_source_order(tmp_path: Path) 
     assert all(w.records_in > 0 for w in workers), "both workers got batches"
 
 
+def checkpoint_positions(directory: Path) -> Any:
+    return json.loads((directory / ".dataflare" / "workers.checkpoint.json").read_text())[
+        "positions"
+    ]
+
+
+def test_a_line_that_is_not_json_fails_workers_2_as_it_fails_workers_1(tmp_path: Path) -> None:
+    """Workers check the lines the driver left unmade: same error, output and checkpoint."""
+    count, bad = 5_000, 3_001
+    results = {}
+    for workers in ("1", "2"):
+        directory = tmp_path / workers
+        directory.mkdir()
+        path = write_input(directory, count)
+        lines = path.read_text().splitlines()
+        lines[bad - 1] = lines[bad - 1][:-1]  # the closing brace gone
+        path.write_text("\n".join(lines) + "\n")
+        summary, _ = run(pipeline_file(directory, FILTER_MAP, workers=workers))
+        assert summary.status == "failed"
+        assert summary.error is not None
+        results[workers] = (
+            summary.error.replace(str(directory), "<dir>"),
+            (directory / "out.jsonl").read_bytes(),
+            checkpoint_positions(directory)["in"]["line"],
+        )
+    error, written, line = results["1"]
+    assert error.startswith(f"source 'in' failed: <dir>/in.jsonl:{bad}: not valid JSON (")
+    assert written, "the batches before the bad one reached the sink"
+    assert line < bad
+    assert results["2"] == results["1"]
+
+
+def test_every_sink_gets_from_workers_what_it_gets_from_workers_1(tmp_path: Path) -> None:
+    """A lossless sink beside a JSONL one: values, metadata and offsets survive the wire,
+    over several files with blank lines (records the driver made) between deferred ones."""
+    written = {}
+    for workers in ("1", "2"):
+        directory = tmp_path / workers
+        (directory / "in").mkdir(parents=True)
+        for part in range(3):
+            lines = [json.dumps(document(part * 1_000 + i), separators=(",", ":"))
+                     for i in range(1_000)]
+            lines[part * 100 + 50] = ""
+            (directory / "in" / f"part-{part}.jsonl").write_text("\n".join(lines) + "\n")
+        file = pipeline_file(directory, FILTER_MAP, workers=workers, batch=150)
+        doc = yaml.safe_load(file.read_text())
+        doc["sources"][0]["config"]["connection"] = {"path": "in", "format": "jsonl"}
+        doc["sinks"].append({"id": "lossless", "type": "plugin", "config": {
+            "plugin_type": "file", "connection": {"path": "out.records", "format": "records"}}})
+        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        summary, _ = run(file)
+        assert summary.status == "completed", summary.error
+        written[workers] = (
+            (directory / "out.jsonl").read_bytes(),
+            [(r.value, r.key, dict(r.metadata), r.offset)
+             for r in read_records(directory / "out.records")],
+        )
+    jsonl, lossless = written["1"]
+    assert len(lossless) == 1_500 - 3  # the even ids of 3,000, three of them blanked
+    assert [r[0] for r in lossless] == jsonl.splitlines()
+    assert lossless[0][2] == {"file": "part-0.jsonl", "line": "1"}
+    assert written["2"] == written["1"]
+
+
 def test_workers_auto_and_a_bad_value(tmp_path: Path) -> None:
     write_input(tmp_path, 10)
     from dataflare import PluginError

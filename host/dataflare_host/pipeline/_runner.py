@@ -195,6 +195,7 @@ class Pipeline:
             self._connect(checkpoint)
             # -- engines --
             self._engine = make_engine(self.config, self.doc.file, self.processors)
+            self._engine.adopt_sources(self.sources)
             self._engine.start({**checkpoint.accumulators, **checkpoint.states})
             status = self._main_loop(positions, progress)
         except PluginError as exc:
@@ -407,7 +408,7 @@ class Pipeline:
                             f"source {item.source!r} failed: {item.error}"
                         ) from item.error
                 elif isinstance(item, ReadBatch):
-                    engine.submit(item, list(item.batch.records))
+                    engine.submit(item, item.batch.records)
                 waiting = engine.full or not live
                 for done in engine.ready(timeout=0.05 if waiting else 0.0):
                     self._handle(done, positions)
@@ -497,7 +498,7 @@ class Pipeline:
             ) from exc
         self._stats[self.config.dead_letter.id].add(records_in=len(dead), records_out=len(dead))
 
-    def _process(self, result: ChainResult) -> tuple[list[Record], list[Record]]:
+    def _process(self, result: ChainResult) -> tuple[Sequence[Record], list[Record]]:
         dead: list[Record] = []
         # A stopping failure ends the chain (Fluvio's semantics): only the steps
         # that ran have a report.

@@ -48,7 +48,7 @@ class ChainResult:
     report per step that ran: every step, or steps ``0..step`` after a failure.
     """
 
-    outputs: list[Record]
+    outputs: Sequence[Record]
     error: ProcessingError | None = None
     step: int | None = None
     steps: list[StepReport] = attrs.Factory(list)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dataflare import Record
+from dataflare_host.connectors import Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._stats import StageStats
 from dataflare_host.pipeline.engines._keyed import dump_keyed, load_keyed
@@ -37,12 +38,16 @@ class InProcessEngine:
     def _keyed_ids(self) -> list[str]:
         return [self._stages[i].id for i in self._plan.carried if i >= self._plan.split]
 
-    def submit(self, tag: Any, records: list[Record]) -> None:
+    def adopt_sources(self, sources: Sequence[Source]) -> None:
+        """Nothing to hand over: the chain runs where the sources are read."""
+
+    def submit(self, tag: Any, records: Sequence[Record]) -> None:
         """Queue a batch (it runs when its result is asked for)."""
         from dataflare_host.pipeline.engines._protocol import Done
 
+        batch = list(records)
         done = Done(tag, lambda: ChainResult([]))
-        done.compute = lambda: self._run(done, records)
+        done.compute = lambda: self._run(done, batch)
         self._queue.append(done)
 
     def _run(self, done: Any, records: list[Record]) -> ChainResult:

@@ -37,6 +37,11 @@ class LocalBackend:
 
     def spawn(self, slot: int) -> str:
         """Start worker ``slot`` and wait until it loaded the plugins."""
+        self.launch(slot)
+        return self.await_ready(slot)
+
+    def launch(self, slot: int) -> None:
+        """Start worker ``slot`` (it loads the plugins while others start)."""
         self.kill(slot)
         parent, child = self._context.Pipe(duplex=True)
         proc = self._context.Process(
@@ -46,6 +51,12 @@ class LocalBackend:
         proc.start()
         child.close()
         self._procs[slot], self._conns[slot] = proc, parent
+
+    def await_ready(self, slot: int) -> str:
+        """Wait until launched worker ``slot`` loaded the plugins; where it runs."""
+        proc, parent = self._procs[slot], self._conns[slot]
+        assert proc is not None
+        assert parent is not None
         ready = parent.poll(_LOAD_TIMEOUT_S)
         try:
             answer = parent.recv() if ready else ("error", "loading the plugins timed out")

@@ -131,7 +131,7 @@ def partition_of(key: bytes | None, partitions: int) -> int:
 def run_part(
     plugins: Sequence[Plugin],
     on_error: Sequence[OnError],
-    records: list[Record],
+    records: Sequence[Record],
     *,
     states: dict[int, bytes | None] | None = None,
     by_key: dict[int, dict[bytes | None, bytes | None]] | None = None,

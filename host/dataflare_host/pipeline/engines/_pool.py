@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import attrs
 
 from dataflare import Record
+from dataflare_host.connectors import Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._stats import StageStats
@@ -33,7 +34,7 @@ from dataflare_host.pipeline.engines._plan import (
     partition_of,
     put_state,
 )
-from dataflare_host.pipeline.engines._protocol import Done
+from dataflare_host.pipeline.engines._protocol import DefersRecords, Done
 from dataflare_host.plugins._chain import ChainResult
 
 __all__ = ["Backend", "PoolEngine"]
@@ -55,6 +56,13 @@ class Backend(Protocol):
         """Start (or restart) worker ``slot``, waiting until its plugins are loaded;
         returns where it runs (a pid, a node). Raises PipelineError when it cannot."""
 
+    def launch(self, slot: int) -> None:
+        """Start worker ``slot`` without waiting for it (see :meth:`await_ready`)."""
+
+    def await_ready(self, slot: int) -> str:
+        """Wait until a launched worker's plugins are loaded: :meth:`spawn` in two halves,
+        so that workers load their plugins at the same time."""
+
     def send(self, slot: int, payload: bytes) -> None:
         """Give an idle worker a task."""
 
@@ -71,7 +79,6 @@ class Backend(Protocol):
 @attrs.define(eq=False)
 class _Batch:
     tag: Any
-    records: list[Record]
     first: ChainResult | None = None
     parts: dict[int, ChainResult] = attrs.Factory(dict)
     open_parts: int = -1  # -1: the serial part has not started
@@ -142,7 +149,9 @@ class PoolEngine:
             self._delivered_keyed = {k: dict(v) for k, v in self._keyed.items()}
             self._states = {}
         for slot in range(self._n):
-            where = self._backend.spawn(slot)
+            self._backend.launch(slot)
+        for slot in range(self._n):
+            where = self._backend.await_ready(slot)
             self.worker_stats[slot].kind = f"{self.name} {where}"
         started = time.monotonic()  # rates count from when every worker is up
         for stats in self.worker_stats:
@@ -173,15 +182,24 @@ class PoolEngine:
         """True when the in-flight bound is reached."""
         return len(self._batches) >= self._max
 
-    def submit(self, tag: Any, records: list[Record]) -> None:
+    def adopt_sources(self, sources: Sequence[Source]) -> None:
+        """Have sources that can leave their records for the workers to make do so (a file
+        source: the driver then only cuts lines), when a spread part takes every batch."""
+        if not self._plan.spread:
+            return  # the serial part's worker is given records the driver made
+        for source in sources:
+            if isinstance(source, DefersRecords):
+                source.defer_records()
+
+    def submit(self, tag: Any, records: Sequence[Record]) -> None:
         """Queue a batch: its spread part goes to any idle worker."""
-        batch = _Batch(tag, records)
+        batch = _Batch(tag)
         self._batches.append(batch)
         if self._plan.spread:
-            payload = _wire.encode(("spread", _wire.to_records(records)))
+            payload = _wire.encode(("spread", _wire.ship_batch(records)))
             self._shared.append(_Task(batch, False, 0, payload, len(records), self._limits[0]))
         else:
-            self._first_done(batch, ChainResult(records))
+            self._first_done(batch, ChainResult(list(records)))
         self._dispatch()
 
     def ready(self, timeout: float) -> list[Done]:
@@ -247,10 +265,12 @@ class PoolEngine:
         assert batch.first is not None
         split = self._plan.split
         steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
-        parts: dict[int, list[Record]] = {}
+        parts: dict[int, Sequence[Record]] = {}
         if self._plan.partitioned:
+            by_partition: dict[int, list[Record]] = {}
             for record in batch.first.outputs:
-                parts.setdefault(partition_of(record.key, self._n), []).append(record)
+                by_partition.setdefault(partition_of(record.key, self._n), []).append(record)
+            parts.update(by_partition)
         else:
             parts[0] = batch.first.outputs
         batch.open_parts = len(parts)
@@ -270,16 +290,16 @@ class PoolEngine:
             else:
                 by_key = None
                 states = {step: self._states.get(stage) for step, stage in steps.items()}
-            payload = _wire.encode(("serial", _wire.to_records(records), states, by_key))
+            payload = _wire.encode(("serial", _wire.frame_records(records), states, by_key))
             task = _Task(batch, True, part, payload, len(records), self._limits[1])
             self._pinned[part % self._n].append(task)
 
-    def _serial_done(self, task: _Task, reply: tuple[Any, ...]) -> None:
+    def _serial_done(self, task: _Task, result: ChainResult, reply: tuple[Any, ...]) -> None:
         batch = task.batch
-        _, wire_result, after, after_by_key = reply
+        _, _, after, after_by_key = reply
         split = self._plan.split
         steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
-        batch.parts[task.part] = _wire.to_result(wire_result)
+        batch.parts[task.part] = result
         for step, state in after.items():
             self._states[steps[step]] = state
             batch.states[steps[step]] = state
@@ -347,6 +367,11 @@ class PoolEngine:
         if reply[0] == "error":
             self._fail(task.batch, PipelineError(f"worker-{slot + 1}: {reply[1]}"))
             return
+        if reply[0] == "source-error":
+            # Worded as when the source itself finds the line: it is the source's failure.
+            source = getattr(task.batch.tag, "source", "?")
+            self._fail(task.batch, PipelineError(f"source {source!r} failed: {reply[1]}"))
+            return
         result = _wire.to_result(reply[1])
         self.worker_stats[slot].add(
             records_in=task.records, records_out=len(result.outputs), errored=sum(
@@ -356,7 +381,7 @@ class PoolEngine:
         if task.batch.error is not None:
             return
         if task.serial:
-            self._serial_done(task, reply)
+            self._serial_done(task, result, reply)
         else:
             self._first_done(task.batch, result)
 

@@ -22,6 +22,7 @@ def worker_main(conn: Connection, pipeline_file: str) -> None:
     except PluginError as exc:
         conn.send(("error", one_line(str(exc))))
         return
+    core.settle_gc()
     conn.send(("ready",))
     try:
         while True:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from dataflare import Record
+from dataflare_host.connectors import Source
 from dataflare_host.pipeline._stats import StageStats
 from dataflare_host.plugins._chain import ChainResult
 
-__all__ = ["Done", "Engine"]
+__all__ = ["DefersRecords", "Done", "Engine"]
+
+
+@runtime_checkable
+class DefersRecords(Protocol):
+    """A source that can hand over batches whose records are made where they are used
+    (a file source's lines: see :class:`~dataflare_host.connectors._files.LineRecords`)."""
+
+    def defer_records(self) -> None:
+        """From now on, leave making (and checking) records to whoever uses them."""
 
 
 @attrs.define
@@ -48,7 +58,11 @@ class Engine(Protocol):
         """Start the workers; ``saved`` is the checkpoint's state, accumulators and declared
         plugin states in one mapping (for partitioned steps)."""
 
-    def submit(self, tag: Any, records: list[Record]) -> None:
+    def adopt_sources(self, sources: Sequence[Source]) -> None:
+        """Before the first batch: let sources leave per-record work to the engine's
+        workers (:class:`DefersRecords`); an engine without workers leaves them alone."""
+
+    def submit(self, tag: Any, records: Sequence[Record]) -> None:
         """Queue a batch; ``tag`` comes back with its :class:`Done`."""
 
     def ready(self, timeout: float) -> list[Done]:

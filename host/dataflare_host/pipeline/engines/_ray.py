@@ -44,6 +44,7 @@ class _Actor:
         from dataflare_host.pipeline.engines._worker_core import WorkerCore
 
         self.core = WorkerCore(pipeline_file)
+        self.core.settle_gc()
 
     def where(self) -> str:
         import ray
@@ -89,17 +90,26 @@ class RayBackend:
 
     def spawn(self, slot: int) -> str:
         """Start a new actor for ``slot`` and wait until its plugins are loaded."""
+        self.launch(slot)
+        return self.await_ready(slot)
+
+    def launch(self, slot: int) -> None:
+        """Start a new actor for ``slot`` (it loads the plugins while others start)."""
         self.kill(slot)
-        actor = self._remote.options(
+        self._actors[slot] = self._remote.options(
             num_cpus=ACTOR_CPUS, max_restarts=0, scheduling_strategy="SPREAD"
         ).remote(self._file)
+
+    def await_ready(self, slot: int) -> str:
+        """Wait until launched actor ``slot`` loaded its plugins; where it runs."""
+        actor = self._actors[slot]
         try:
             where = self._ray.get(actor.where.remote(), timeout=_START_TIMEOUT_S)
         except Exception as exc:  # Ray wraps the actor's own error in its types
+            self._actors[slot] = None
             self._ray.kill(actor)
             cause = getattr(exc, "cause", None) or exc
             raise PipelineError(f"worker-{slot + 1} (Ray actor) could not start: {cause}") from exc
-        self._actors[slot] = actor
         return str(where)
 
     def send(self, slot: int, payload: bytes) -> None:

@@ -1,20 +1,40 @@
-"""Records and chain results as plain tuples, to cross a process (or Ray) boundary.
+"""Batches and chain results as bytes, to cross a process (or Ray) boundary.
 
-Records hold their metadata in a read-only mapping that pickle refuses, and a
-:class:`~dataflare.ProcessingError` takes keyword-only arguments that pickle
-cannot replay; so both travel as tuples of builtins and are rebuilt here.
+A batch travels as the SDK's ``record-batch`` framing
+(:func:`~dataflare.runtime.frame_batch`): columns built and cut in C, so the
+driver, which every batch passes through, spends a few C calls per batch
+rather than Python work per record. A file source's deferred lines
+(:class:`~dataflare_host.connectors._files.LineRecords`) travel as the lines
+themselves: the worker makes them records, and checks them, not the driver.
+
+The few rare parts (a :class:`~dataflare.ProcessingError` takes keyword-only
+arguments that pickle cannot replay, a failed record) travel as tuples of
+builtins and are rebuilt here; the whole message is then pickled.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from dataflare import ProcessingError, Record
+from dataflare.runtime import decode_batch, encode_request
+from dataflare.runtime._trusted_records import build_trusted_records
+from dataflare_host.connectors._files import LineRecords, LineSpan
 from dataflare_host.plugins._chain import ChainResult, StepReport
 
-__all__ = ["decode", "encode", "from_records", "from_result", "to_records", "to_result"]
+__all__ = [
+    "WorkerRecords",
+    "decode",
+    "encode",
+    "frame_records",
+    "from_result",
+    "land_batch",
+    "ship_batch",
+    "to_result",
+    "unframe_records",
+]
 
 _ERROR_FIELDS = (
     "plugin",
@@ -27,23 +47,98 @@ _ERROR_FIELDS = (
     "record_value",
 )
 
-WireRecord = tuple[bytes, bytes | None, int | None, dict[str, str] | None, int]
+_WHAT = "a worker's records"
 
 
-def to_records(records: Sequence[Record]) -> list[WireRecord]:
-    """Records as tuples (value, key, timestamp, metadata or None, offset)."""
-    return [
-        (r.value, r.key, r.timestamp, dict(r.metadata) if r.metadata else None, r.offset)
-        for r in records
-    ]
+def frame_records(records: Sequence[Record]) -> bytes:
+    """Records as ``record-batch`` bytes (each record's offset in the positions column)."""
+    if isinstance(records, WorkerRecords):
+        return records.frame  # as a worker framed them: on to the next worker unmade
+    return encode_request(records)
 
 
-def from_records(wire: Sequence[WireRecord]) -> list[Record]:
-    """The records :func:`to_records` encoded."""
-    return [
-        Record(value, key, timestamp, metadata or {}, offset)
-        for value, key, timestamp, metadata, offset in wire
-    ]
+def unframe_records(frame: bytes) -> list[Record]:
+    """The records :func:`frame_records` framed (only ever our own processes' bytes, and
+    checked by the decoder all the same)."""
+    batch = decode_batch(frame, _WHAT)
+    return build_trusted_records(
+        batch.values, batch.keys, batch.timestamps, batch.metadata, batch.positions
+    )
+
+
+class WorkerRecords(Sequence[Record]):
+    """A worker's output records as they came over: the frame, made records only when
+    first used, and the values joined by newlines, which a JSONL or lines file sink
+    writes as they are (:class:`~dataflare_host.connectors._files.JoinedValues`), so
+    the driver makes no record of a batch it only writes to such sinks."""
+
+    def __init__(self, frame: bytes, joined: bytes, count: int) -> None:
+        self.frame = frame
+        self._joined = joined
+        self._count = count
+        self._made: list[Record] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def newline_joined(self) -> bytes:
+        """The values joined by newlines (a value holding one is the writer's to refuse)."""
+        return self._joined
+
+    def records(self) -> list[Record]:
+        """The records, made on first use."""
+        if self._made is None:
+            self._made = unframe_records(self.frame)
+        return self._made
+
+
+def _outputs(records: Sequence[Record]) -> tuple[bytes, bytes, int]:
+    return (frame_records(records), b"\n".join([r.value for r in records]), len(records))
+
+
+Shipped = tuple[str, Any]
+"""A batch on its way to a worker: ``("frame", bytes)`` or ``("lines", parts)``."""
+
+
+def ship_batch(records: Sequence[Record]) -> Shipped:
+    """A batch as the worker receives it: deferred file lines as they are, records framed."""
+    if isinstance(records, LineRecords):
+        parts = [
+            ("span", _span_fields(part)) if isinstance(part, LineSpan)
+            else ("frame", frame_records(part))
+            for part in records.parts
+        ]
+        return ("lines", parts)
+    return ("frame", frame_records(records))
+
+
+def _span_fields(span: LineSpan) -> tuple[str, str, int, int, bytes, bool]:
+    """A span's fields, in :class:`LineSpan`'s order."""
+    return (span.path, span.name, span.first, span.offset, span.lines, span.validate)
+
+
+def land_batch(shipped: Shipped) -> list[Record]:
+    """The records of a shipped batch (raises SerializationError, worded as the source
+    words it, for a deferred line that is not JSON)."""
+    form, body = shipped
+    if form == "frame":
+        return unframe_records(body)
+    records: list[Record] = []
+    for kind, part in body:
+        records += LineSpan(*part).records() if kind == "span" else unframe_records(part)
+    return records
 
 
 def _error(error: ProcessingError) -> dict[str, Any]:
@@ -55,18 +150,18 @@ def _error_back(fields: dict[str, Any]) -> ProcessingError:
 
 
 def from_result(result: ChainResult) -> tuple[Any, ...]:
-    """A chain result as builtins."""
+    """A chain result as builtins: the outputs framed, failed records each framed."""
     steps = [
         (
             step.records_in,
             step.records_out,
-            [(_error(error), to_records([record])[0]) for error, record in step.failures],
+            [(_error(error), frame_records([record])) for error, record in step.failures],
             step.unprocessed,
         )
         for step in result.steps
     ]
     error = _error(result.error) if result.error is not None else None
-    return (to_records(result.outputs), error, result.step, steps)
+    return (_outputs(result.outputs), error, result.step, steps)
 
 
 def to_result(wire: tuple[Any, ...]) -> ChainResult:
@@ -76,13 +171,13 @@ def to_result(wire: tuple[Any, ...]) -> ChainResult:
         StepReport(
             records_in,
             records_out,
-            [(_error_back(e), from_records([r])[0]) for e, r in failures],
+            [(_error_back(e), unframe_records(r)[0]) for e, r in failures],
             unprocessed,
         )
         for records_in, records_out, failures, unprocessed in steps
     ]
     return ChainResult(
-        from_records(outputs), _error_back(error) if error is not None else None, step, reports
+        WorkerRecords(*outputs), _error_back(error) if error is not None else None, step, reports
     )
 
 

@@ -8,9 +8,10 @@ boundary, only records and accumulators do.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
-from dataflare import PluginError
+from dataflare import PluginError, SerializationError
 from dataflare_host._text import one_line
 from dataflare_host.pipeline._assemble import load_processor
 from dataflare_host.pipeline._config import load_pipeline_config
@@ -20,12 +21,15 @@ from dataflare_host.plugins._chain import OnError
 
 __all__ = ["WorkerCore"]
 
+_MAX_GC_THRESHOLD = 100_000
+
 
 class WorkerCore:
     """The pipeline's plugins in this process, answering tasks (see :meth:`handle`)."""
 
     def __init__(self, pipeline_file: str) -> None:
         config, doc = load_pipeline_config(pipeline_file)
+        self.batch_size = config.batch.size
         self.stages = [load_processor(p, doc, i) for i, p in enumerate(config.processors)]
         self.plan = Plan.of_stages(self.stages)
         self.on_error: list[OnError] = [
@@ -33,7 +37,9 @@ class WorkerCore:
         ]
 
     def handle(self, payload: bytes) -> bytes:
-        """Answer one task: ``("ok", result...)`` or ``("error", message)``."""
+        """Answer one task: ``("ok", result...)``, ``("error", message)``, or
+        ``("source-error", message)`` when a source's deferred records are not what the
+        source accepts (a JSONL line that is not JSON)."""
         try:
             return _wire.encode(self._handle(_wire.decode(payload)))
         except PluginError as exc:
@@ -43,18 +49,35 @@ class WorkerCore:
         split = self.plan.split
         plugins = [s.plugin for s in self.stages]
         if task[0] == "spread":
-            records = _wire.from_records(task[1])
+            try:
+                records = _wire.land_batch(task[1])
+            except SerializationError as exc:
+                return ("source-error", str(exc))
             result, _, _ = run_part(plugins[:split], self.on_error[:split], records)
             return ("ok", _wire.from_result(result))
         _, wire_records, states, by_key = task
         result, after, after_by_key = run_part(
             plugins[split:],
             self.on_error[split:],
-            _wire.from_records(wire_records),
+            _wire.unframe_records(wire_records),
             states=states,
             by_key=by_key,
         )
         return ("ok", _wire.from_result(result), after, after_by_key)
+
+    def settle_gc(self) -> None:
+        """In a process of its own, once the plugins are loaded: collect per few batches,
+        not per few hundred records, and never walk what loading left behind again.
+
+        As in the driver (``_collect_per_batches`` in the runner): a batch's records
+        live until the batch is answered, and at the default threshold each batch
+        sets off several collections that walk them all.
+        """
+        gc.collect()
+        gc.freeze()
+        threshold = gc.get_threshold()
+        wanted = max(threshold[0], min(_MAX_GC_THRESHOLD, 16 * self.batch_size))
+        gc.set_threshold(wanted, *threshold[1:])
 
     def close(self) -> None:
         """Close every plugin."""
