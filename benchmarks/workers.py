@@ -5,7 +5,10 @@ and WASM filter; each configuration runs as ``dataflare run`` in its own process
 (peak RSS is that process tree's, sampled every 50 ms). Prints the issue's
 targets with their ratios. The Ray run starts a two-node local cluster.
 
-    .venv/bin/python benchmarks/workers.py [--records 1000000] [--no-ray]
+On a shared machine, ``--repeat N`` runs every configuration N times, in turn
+(so a burst of other work hits them alike), and reports each one's median rate.
+
+    .venv/bin/python benchmarks/workers.py [--records 1000000] [--repeat 1] [--no-ray]
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +84,9 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def timed(file: Path, count: int) -> tuple[float, float, str]:
+    # A fresh start each time: no checkpoint to resume from, no output to append to.
+    (file.parent / "out.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(file.parent / ".dataflare", ignore_errors=True)
     started = time.monotonic()
     proc = subprocess.Popen([str(EXE), "run", "--quiet", str(file)], cwd=file.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -97,18 +105,31 @@ def timed(file: Path, count: int) -> tuple[float, float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         write_input(directory / "in.jsonl", args.records)
-        rows: dict[str, tuple[float, float, str]] = {}
-        for wasm in (False, True):
-            backend = "wasm" if wasm else "native"
-            for workers in ("1", "2"):
-                rows[f"{backend} workers={workers}"] = timed(
-                    pipeline(directory, wasm, workers=workers), args.records
-                )
+        files = {
+            f"{'wasm' if wasm else 'native'} workers={workers}": pipeline(
+                directory, wasm, workers=workers
+            )
+            for wasm in (False, True)
+            for workers in ("1", "2")
+        }
+        runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name in files}
+        for _ in range(args.repeat):
+            for name, file in files.items():
+                runs[name].append(timed(file, args.records))
+        rows: dict[str, tuple[float, float, str]] = {
+            name: (
+                statistics.median(rate for rate, _, _ in done),
+                max(peak for _, peak, _ in done),
+                done[0][2] if all(out == done[0][2] for _, _, out in done) else "differs",
+            )
+            for name, done in runs.items()
+        }
         ray_note = "skipped"
         if not args.no_ray:
             try:
@@ -127,7 +148,7 @@ def main() -> None:
                 finally:
                     ray.shutdown()
                     cluster.shutdown()
-        print(f"{args.records:,} records, {os.cpu_count()} cores")
+        print(f"{args.records:,} records, {os.cpu_count()} cores, median of {args.repeat} run(s)")
         print(f"{'configuration':<24}{'rec/s':>12}{'peak RSS MB':>14}")
         for name, (rate, peak, _) in rows.items():
             print(f"{name:<24}{rate:>12,.0f}{peak:>14,.0f}")

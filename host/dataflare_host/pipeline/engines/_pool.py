@@ -368,7 +368,8 @@ class PoolEngine:
             self._fail(task.batch, PipelineError(f"worker-{slot + 1}: {reply[1]}"))
             return
         if reply[0] == "source-error":
-            # Worded as when the source itself finds the line: it is the source's failure.
+            # A line the source left for the worker to check (LineRecords) is the source's
+            # failure, worded as the source words it; the runner's tag names the source.
             source = getattr(task.batch.tag, "source", "?")
             self._fail(task.batch, PipelineError(f"source {source!r} failed: {reply[1]}"))
             return
