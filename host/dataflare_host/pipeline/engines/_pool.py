@@ -7,6 +7,12 @@ back to the head of the queue (at least once; the task carries its starting
 state, so a retried aggregate batch gives the same result). A task running
 past its processors' time limits has its worker killed and replaced, and the
 batch fails with an error naming the limit.
+
+With two cores and two workers, whatever the driver does per record is taken
+from the workers, so its work per batch is a few C calls (see :mod:`._wire`):
+a file source leaves its lines unmade (:meth:`PoolEngine.adopt_sources`) and
+the workers make, check and run them; outputs come back framed and are made
+records only if a sink needs records rather than the values joined.
 """
 
 from __future__ import annotations
