@@ -1,20 +1,27 @@
 """The sandbox process: runs component instances for the host, which can kill it at any time.
 
-Started by :mod:`dataflare_host.wasm._sandbox_process` as ``python -m
-dataflare_host.wasm._worker``. It reads requests from stdin and answers on
+Started by :mod:`dataflare_host.wasm._sandbox_process` (``python -I -S -c
+BOOT``, which runs :func:`main`). It reads requests from stdin and answers on
 stdout, one length-prefixed pickle each way (both ends are this package: the
 guest never writes to this channel, it only returns values that this process
 lifts and checks the shape of). Why a process: wasmtime's epoch deadline stops
 running wasm code but not a blocking WASI call (``time.sleep`` in the guest), so
 the only limit that holds whatever the guest does is a process the host kills.
 
-Requests (tuples): ``("load", path)``, ``("instantiate", memory_bytes,
-time_limit_s, label)``, ``("call", name, args, time_limit_s)``, ``("drop",)``.
+Requests (tuples): ``("load", path, cache_root)``, ``("instantiate",
+memory_bytes, time_limit_s, label, interface)``, ``("call", name, args,
+time_limit_s)``, ``("drop",)``, ``("modules",)`` (the names of the modules
+this process imported).
 A ``bytes`` argument is passed to the export as Latin-1 text, and the framing
 fields of an output (``kept``, ``records``, ``accumulator``) come back as bytes.
 Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
 ``("error", message)`` where ``output`` is what the guest printed during the
 request, capped.
+
+This process starts before every plugin's first record, so it stays lean: it
+imports only wasmtime and the standard library (never ``dataflare``, attrs or
+``importlib.metadata``; ``tests/wasm/test_sandbox_start.py`` checks), and the
+host starts it with ``-I -S`` and an explicit ``sys.path`` (:data:`BOOT`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["HEADER", "main", "read_frame", "write_frame"]
+__all__ = ["BOOT", "HEADER", "main", "read_frame", "write_frame"]
+
+BOOT = (
+    "import sys; sys.path[:0] = sys.argv[2:]; "
+    "from dataflare_host.wasm._worker import main; main(sys.argv[1])"
+)
+"""The ``-c`` program of a sandbox process. Its first argument is the process's
+scratch folder (the host makes and removes it, even after a kill), the others
+the folders to import from: started with ``-S``, it reads no ``site-packages``
+and no ``.pth`` file."""
 
 HEADER = struct.Struct(">Q")
 """Frame header: the payload's length."""
@@ -72,21 +88,25 @@ def _texts_as_bytes(value: Any) -> Any:
     return value
 
 
-def main() -> None:
-    """Serve requests until the host closes stdin (or kills this process)."""
+def main(scratch: str) -> None:
+    """Serve requests until the host closes stdin (or kills this process).
+
+    ``scratch`` is a private folder of this process: each instance's guest
+    output is captured in a folder of its own inside it.
+    """
     # The protocol owns the real stdout; anything else printed here (a library's
     # warning) goes to stderr instead of corrupting a frame.
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     requests = sys.stdin.buffer
 
-    from dataflare import ConfigurationError
-    from dataflare_host.wasm._engine import shared_engine
-    from dataflare_host.wasm._instance import GuestInstance, Trap
+    from dataflare_host.wasm._engine import ComponentError, shared_engine
+    from dataflare_host.wasm._worker_instance import GuestInstance, GuestTrap
 
     engine = shared_engine()
     component: Any = None
     instance: GuestInstance | None = None
+    instances = 0
     while True:
         try:
             request = read_frame(requests)
@@ -95,20 +115,26 @@ def main() -> None:
         op = request[0]
         try:
             if op == "load":
-                component = engine.load(Path(request[1]))
+                component = engine.load(Path(request[1]), Path(request[2]))
                 reply: tuple[Any, ...] = ("ok", None, [])
             elif op == "instantiate":
-                _, memory_bytes, time_limit_s, label = request
+                _, memory_bytes, time_limit_s, label, interface = request
                 if instance is not None:
                     instance.close()
                 instance = None
-                instance = GuestInstance(engine, component, memory_bytes, time_limit_s, label)
+                instances += 1
+                capture = Path(scratch) / str(instances)
+                instance = GuestInstance(
+                    engine, component, memory_bytes, time_limit_s, label, interface, capture
+                )
                 reply = ("ok", None, instance.drain_output())
             elif op == "call":
                 _, name, args, time_limit_s = request
                 assert instance is not None, "call before instantiate"
                 value = instance.call(name, tuple(map(_as_text, args)), time_limit_s)
                 reply = ("ok", _texts_as_bytes(value), instance.drain_output())
+            elif op == "modules":  # what this process imported: tests keep it lean
+                reply = ("ok", sorted(sys.modules), [])
             elif op == "drop":
                 if instance is not None:
                     instance.close()
@@ -116,13 +142,13 @@ def main() -> None:
                 reply = ("ok", None, [])
             else:
                 reply = ("error", f"unknown request {op!r}")
-        except Trap as trap:
+        except GuestTrap as trap:
             output = instance.drain_output() if instance is not None else []
             if instance is not None:
                 instance.close()
             instance = None  # never reuse an instance that trapped
             reply = ("trap", str(trap), trap.timed_out, output)
-        except ConfigurationError as exc:
+        except ComponentError as exc:
             reply = ("error", str(exc))
         try:
             write_frame(channel, reply)
@@ -130,5 +156,5 @@ def main() -> None:
             return
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # by hand, to debug: python -m dataflare_host.wasm._worker DIR
+    main(sys.argv[1])

@@ -1,0 +1,241 @@
+"""One instance of a plugin component inside a sandbox process: a Store, its limits, its exports.
+
+The sandbox process's side of :class:`dataflare_host.wasm._sandbox_process.Instance`.
+Like :mod:`dataflare_host.wasm._worker`, it imports only wasmtime and the
+standard library: every sandbox process pays its imports before a plugin's
+first record (``dataflare`` alone cost ~42 ms), so what the SDK would give it
+(the contract version, the error types) comes from the host in the request
+and goes back as plain messages the host turns into its own exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from dataflare_host.wasm._engine import EPOCH_TICK_S, ComponentError, SharedEngine
+
+__all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap"]
+
+_EXPORTS = (
+    "describe",
+    "init",
+    "filter",
+    "map",
+    "filter-map",
+    "array-map",
+    "aggregate",
+    "look-back",
+    "snapshot-state",
+    "restore-state",
+)
+_NO_DEADLINE = 1 << 62
+
+# logging's levels, by value: importing logging costs a sandbox process ~5 ms.
+_INFO, _WARNING = 20, 30
+
+OUTPUT_CAP_BYTES = 64 * 1024
+"""Most guest output kept per stream and request; the rest is dropped with a marker."""
+
+
+class GuestTrap(Exception):
+    """The instance trapped or hit a limit: it must not be used again.
+
+    ``timed_out`` says the time limit ended it. The host answers with its own
+    :class:`dataflare_host.wasm._instance.Trap`.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class GuestInstance:
+    """One Store + instance of the component, with its export functions.
+
+    ``interface`` is the WIT interface (``dataflare:plugin/plugin@VERSION``)
+    the host speaks; a component exporting another version is refused before
+    anything of it runs. What the guest prints goes to files in ``capture``, a
+    folder made here (no directory of the host is visible to the guest), that
+    :meth:`drain_output` reads after every request, capped. Raises
+    :class:`ComponentError` for a component that is not a plugin of this
+    contract, :class:`GuestTrap` for a start function past the time limit.
+    """
+
+    def __init__(
+        self,
+        shared: SharedEngine,
+        component: wc.Component,
+        memory_limit_bytes: int,
+        time_limit_s: float,
+        label: str,
+        interface: str,
+        capture: Path,
+    ) -> None:
+        self._label = label
+        # A new folder (inside the process's private scratch folder, which the
+        # host removes), not tempfile's: importing tempfile costs ~3 ms.
+        capture.mkdir(mode=0o700)
+        self._capture = capture
+        self._out = capture / "stdout"
+        self._err = capture / "stderr"
+        self._positions = {self._out: 0, self._err: 0}
+        self.store = wasmtime.Store(shared.engine)
+        wasi = wasmtime.WasiConfig()  # nothing added: no dirs, no env, no args
+        # Files, not stdout_custom: a custom output callback crashed the
+        # interpreter at exit with wasmtime-py 50 (measured).
+        wasi.stdout_file = str(self._out)
+        wasi.stderr_file = str(self._err)
+        self.store.set_wasi(wasi)
+        self.store.set_limits(memory_size=memory_limit_bytes)
+        _check_contract(component, shared, label, interface)
+        # A start function runs during instantiation: it gets the time limit too.
+        self.store.set_epoch_deadline(_ticks(time_limit_s))
+        try:
+            instance = shared.linker.instantiate(self.store, component)
+        except wasmtime.WasmtimeError as exc:
+            text = str(exc)
+            if "wasm trap: interrupt" in text:
+                raise GuestTrap(
+                    f"its start function ran past the {time_limit_s:g} s time limit",
+                    timed_out=True,
+                ) from exc
+            raise ComponentError(
+                f"{label} cannot be instantiated: {_first_line(exc)} (is it a DataFlare "
+                "plugin component built with dataflare build?)"
+            ) from exc
+        finally:
+            self.store.set_epoch_deadline(_NO_DEADLINE)
+        index = instance.get_export_index(self.store, interface)
+        if index is None:
+            raise ComponentError(
+                f"{label} does not export {interface}: it is not a DataFlare plugin "
+                "component of this version; rebuild it with dataflare build"
+            )
+        self.funcs: dict[str, wc.Func] = {}
+        for name in _EXPORTS:
+            export = instance.get_export_index(self.store, name, index)
+            func = instance.get_func(self.store, export) if export is not None else None
+            if func is None:
+                raise ComponentError(f"{label} lacks the {name!r} export of {interface}")
+            self.funcs[name] = func
+
+    def call(self, name: str, args: tuple[Any, ...], time_limit_s: float) -> Any:
+        """Call an export under the time limit; raises :class:`GuestTrap` when the guest trapped."""
+        func = self.funcs[name]
+        self.store.set_epoch_deadline(_ticks(time_limit_s))
+        started = time.monotonic()
+        try:
+            result = func(self.store, *args)
+            func.post_return(self.store)
+            elapsed = time.monotonic() - started
+            if elapsed > time_limit_s + EPOCH_TICK_S:
+                # A blocking WASI call the epoch cannot interrupt returned after the
+                # limit (but before the host killed us): still past the limit.
+                raise GuestTrap(
+                    f"returned after {elapsed:.2f} s, past the {time_limit_s:g} s time limit",
+                    timed_out=True,
+                )
+        except wasmtime.WasmtimeError as exc:
+            text = str(exc)
+            if "wasm trap: interrupt" in text:
+                raise GuestTrap(
+                    f"ran past the {time_limit_s:g} s time limit", timed_out=True
+                ) from exc
+            raise GuestTrap(_trap_reason(text), timed_out=False) from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            # Arguments the component's types refuse (a component of another contract).
+            raise GuestTrap(
+                f"the {name!r} export refused its arguments: {exc}", timed_out=False
+            ) from exc
+        finally:
+            self.store.set_epoch_deadline(_NO_DEADLINE)
+        return result
+
+    def drain_output(self) -> list[tuple[int, str]]:
+        """What the guest printed since the last drain, as (log level, line), capped.
+
+        At most :data:`OUTPUT_CAP_BYTES` per stream per request are kept; the rest
+        is dropped with a marker line saying how much. The capture file is then
+        truncated, so a guest printing gigabytes costs neither memory nor disk.
+        """
+        lines: list[tuple[int, str]] = []
+        for path, level in ((self._out, _INFO), (self._err, _WARNING)):
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            position = self._positions[path]
+            if size < position:  # the writer appends at the (truncated) end
+                position = 0
+            if size == position:
+                continue
+            with path.open("rb") as handle:
+                handle.seek(position)
+                data = handle.read(OUTPUT_CAP_BYTES)
+            dropped = size - position - len(data)
+            # Truncating frees the disk; wasmtime keeps writing at its own offset
+            # (a sparse file), which the next drain starts from.
+            os.truncate(path, 0)
+            self._positions[path] = size
+            lines.extend(
+                (level, line) for line in data.decode("utf-8", errors="replace").splitlines()
+            )
+            if dropped > 0:
+                stream = "stdout" if path == self._out else "stderr"
+                lines.append((_WARNING, f"[{dropped:,} more bytes of guest {stream} dropped]"))
+        return lines
+
+    def close(self) -> None:
+        """Release the capture files (safe to call twice)."""
+        for path in (self._out, self._err):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self._capture.rmdir()
+
+
+def _check_contract(
+    component: wc.Component, shared: SharedEngine, label: str, interface: str
+) -> None:
+    # Read from the component's type, before anything of it runs.
+    prefix, _, wanted = interface.rpartition("@")
+    exported = [
+        name[len(prefix) + 1 :]
+        for name in component.type.exports(shared.engine)
+        if name.startswith(prefix + "@")
+    ]
+    if not exported:
+        raise ComponentError(
+            f"{label} does not export {interface}: it is not a DataFlare plugin component "
+            "(build one with dataflare build, or against wit/plugin.wit)"
+        )
+    if exported[0] != wanted:
+        raise ComponentError(
+            f"{label} was built for plugin contract {exported[0]}; this host supports "
+            f"{wanted} only: rebuild it (dataflare build, or against this "
+            "host's wit/plugin.wit)"
+        )
+
+
+def _ticks(time_limit_s: float) -> int:
+    return max(1, math.ceil(time_limit_s / EPOCH_TICK_S))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _trap_reason(text: str) -> str:
+    # wasmtime's message is a wasm backtrace followed by "Caused by:"; the cause is what matters.
+    if "Caused by:" in text:
+        return text.rsplit("Caused by:", 1)[1].strip().splitlines()[0].strip()
+    return _first_line(wasmtime.WasmtimeError(text))

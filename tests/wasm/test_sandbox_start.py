@@ -1,0 +1,167 @@
+"""A sandbox process starts lean and loads a known component without hashing it (issue 11).
+
+The cached cold start to a plugin's first record is mostly the sandbox process's
+start: these tests pin what it must not do again (import the SDK, attrs,
+``importlib.metadata``, read and hash the whole component) by asking the
+process which modules it imported, not by timing it. They also pin what the
+shortcuts must not cost: a component rewritten in place never runs a stale
+artifact, and a killed process leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataflare import ConfigurationError, Record
+from dataflare_host import load_plugin
+from dataflare_host._cache import cache_root
+from dataflare_host.wasm import _engine
+from dataflare_host.wasm._sandbox_process import _Process, _Unanswered
+from dataflare_host.wasm._wit import WIT_INTERFACE
+
+pytestmark = pytest.mark.wasm
+
+# What the sandbox process used to import before its first record, ~90 ms of it.
+HEAVY = ("dataflare", "attr", "attrs", "importlib.metadata", "platformdirs", "logging", "tempfile")
+
+
+@pytest.fixture
+def process() -> Iterator[_Process]:
+    started = _Process()
+    yield started
+    started.kill()
+
+
+def ask(process: _Process, *message: object) -> object:
+    answer = process.request(tuple(message), 60.0)
+    assert answer[0] == "ok", answer
+    return answer[1]
+
+
+def start_instance(process: _Process, component: Path) -> None:
+    ask(process, "load", str(component), str(cache_root()))
+    ask(process, "instantiate", 256 << 20, 10.0, "test", WIT_INTERFACE)
+
+
+def heavy_modules(process: _Process) -> list[str]:
+    modules = ask(process, "modules")
+    assert isinstance(modules, list)
+    assert "wasmtime" in modules  # the answer is the process's, not an empty list
+    return [m for m in modules if m in HEAVY or m.startswith(tuple(f"{h}." for h in HEAVY))]
+
+
+def settled_copy(component: Path, folder: Path) -> Path:
+    """A copy of ``component`` whose last change is old enough to be memoised."""
+    copy = folder / component.name
+    shutil.copyfile(component, copy)
+    age_s = (time.time_ns() - copy.stat().st_ctime_ns) / 1e9
+    time.sleep(max(0.0, _engine.RACY_WINDOW_NS / 1e9 - age_s + 0.1))
+    return copy
+
+
+def compiled(component: Path) -> Path:
+    """``component``, its artifact in the cache (a compile imports the cache module)."""
+    process = _Process()
+    try:
+        ask(process, "load", str(component), str(cache_root()))
+    finally:
+        process.kill()
+    return component
+
+
+def test_a_sandbox_process_runs_a_plugin_without_the_sdk_attrs_or_metadata(
+    example_components: dict[str, Path], process: _Process
+) -> None:
+    """Loading, instantiating and calling a compiled component imports none of the host's
+    heavy modules."""
+    start_instance(process, compiled(example_components["uppercase_map"]))
+    ask(process, "call", "describe", (), 10.0)
+    assert heavy_modules(process) == []
+
+
+def test_a_known_component_is_neither_read_nor_hashed_again(
+    example_components: dict[str, Path], tmp_path: Path
+) -> None:
+    """The second process to load an unchanged file finds its key by the file's identity."""
+    component = settled_copy(compiled(example_components["uppercase_map"]), tmp_path)
+    first = _Process()
+    try:
+        start_instance(first, component)  # hashes it, and remembers the key
+    finally:
+        first.kill()
+    second = _Process()
+    try:
+        start_instance(second, component)
+        assert "hashlib" not in ask(second, "modules")  # type: ignore[operator]
+    finally:
+        second.kill()
+
+
+def test_a_component_rewritten_with_its_size_and_mtime_kept_is_not_taken_for_the_old(
+    example_components: dict[str, Path], tmp_path: Path
+) -> None:
+    """Only ctime tells this rewrite apart: the memoised key must not answer for it."""
+    component = settled_copy(example_components["uppercase_map"], tmp_path)
+    engine = _engine.SharedEngine()
+    try:
+        engine.load(component, cache_root())  # memoises the key of its identity
+        before = component.stat()
+        data = bytearray(component.read_bytes())
+        data[:8] = b"\0" * 8  # no longer WebAssembly; same size
+        component.write_bytes(bytes(data))
+        os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert component.stat().st_size == before.st_size
+        with pytest.raises(_engine.ComponentError, match="not a valid WebAssembly component"):
+            engine.load(component, cache_root())
+    finally:
+        engine.stop()
+
+
+def test_a_rewritten_component_runs_its_new_code_in_a_reused_process(
+    example_components: dict[str, Path], tmp_path: Path
+) -> None:
+    """A pooled process that loaded the old file loads the new one at the same path."""
+    component = settled_copy(example_components["uppercase_map"], tmp_path)
+    with load_plugin(component) as plugin:
+        assert [r.value for r in plugin.process([Record(b"hi")]).outputs] == [b"HI"]
+    before = component.stat()
+    shutil.copyfile(example_components["json_field_filter"], component)
+    os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with load_plugin(component, {"field": "status", "value": "active"}) as plugin:
+        kept = plugin.process([Record(b'{"status":"active"}'), Record(b'{"status":"paused"}')])
+        assert [r.value for r in kept.outputs] == [b'{"status":"active"}']  # not uppercased
+
+
+def test_a_sandbox_process_killed_at_its_deadline_leaves_no_scratch_folder() -> None:
+    """The host made the process's folder and removes it when it kills the process."""
+    process = _Process()
+    scratch = Path(process.scratch)
+    assert scratch.is_dir()
+    with pytest.raises(_Unanswered):
+        process.request(("modules",), 0.0)  # the deadline has passed: killed at once
+    assert not process.alive
+    assert not scratch.exists()
+
+
+def test_a_sandbox_process_that_died_leaves_no_scratch_folder() -> None:
+    """A process that died by itself (here SIGKILL from outside) is cleaned up when found dead."""
+    process = _Process()
+    scratch = Path(process.scratch)
+    os.kill(process.proc.pid, signal.SIGKILL)
+    process.proc.wait()
+    with pytest.raises(_Unanswered, match="signal 9"):
+        process.request(("modules",), 10.0)
+    assert not scratch.exists()
+
+
+def test_a_component_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    """A missing file is refused by the host before any process is asked."""
+    with pytest.raises(ConfigurationError, match="cannot read WASM component"):
+        load_plugin(tmp_path / "missing.wasm")
