@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from dataflare import ConfigurationError, Record
-from dataflare_host import load_plugin
+from dataflare_host import Sandbox, load_plugin
 from dataflare_host._cache import cache_root
-from dataflare_host.wasm import _engine
-from dataflare_host.wasm._sandbox_process import _Process, _Unanswered
+from dataflare_host.wasm import _engine, _sandbox_pool
+from dataflare_host.wasm._sandbox_pool import SandboxProcess, Unanswered
+from dataflare_host.wasm._sandbox_process import Instance
 from dataflare_host.wasm._wit import WIT_INTERFACE
 
 pytestmark = pytest.mark.wasm
@@ -33,24 +36,24 @@ HEAVY = ("dataflare", "attr", "attrs", "importlib.metadata", "platformdirs", "lo
 
 
 @pytest.fixture
-def process() -> Iterator[_Process]:
-    started = _Process()
+def process() -> Iterator[SandboxProcess]:
+    started = SandboxProcess()
     yield started
     started.kill()
 
 
-def ask(process: _Process, *message: object) -> object:
+def ask(process: SandboxProcess, *message: object) -> object:
     answer = process.request(tuple(message), 60.0)
     assert answer[0] == "ok", answer
     return answer[1]
 
 
-def start_instance(process: _Process, component: Path) -> None:
+def start_instance(process: SandboxProcess, component: Path) -> None:
     ask(process, "load", str(component), str(cache_root()))
     ask(process, "instantiate", 256 << 20, 10.0, "test", WIT_INTERFACE)
 
 
-def heavy_modules(process: _Process) -> list[str]:
+def heavy_modules(process: SandboxProcess) -> list[str]:
     modules = ask(process, "modules")
     assert isinstance(modules, list)
     assert "wasmtime" in modules  # the answer is the process's, not an empty list
@@ -68,7 +71,7 @@ def settled_copy(component: Path, folder: Path) -> Path:
 
 def compiled(component: Path) -> Path:
     """``component``, its artifact in the cache (a compile imports the cache module)."""
-    process = _Process()
+    process = SandboxProcess()
     try:
         ask(process, "load", str(component), str(cache_root()))
     finally:
@@ -77,7 +80,7 @@ def compiled(component: Path) -> Path:
 
 
 def test_a_sandbox_process_runs_a_plugin_without_the_sdk_attrs_or_metadata(
-    example_components: dict[str, Path], process: _Process
+    example_components: dict[str, Path], process: SandboxProcess
 ) -> None:
     """Loading, instantiating and calling a compiled component imports none of the host's
     heavy modules."""
@@ -91,12 +94,12 @@ def test_a_known_component_is_neither_read_nor_hashed_again(
 ) -> None:
     """The second process to load an unchanged file finds its key by the file's identity."""
     component = settled_copy(compiled(example_components["uppercase_map"]), tmp_path)
-    first = _Process()
+    first = SandboxProcess()
     try:
         start_instance(first, component)  # hashes it, and remembers the key
     finally:
         first.kill()
-    second = _Process()
+    second = SandboxProcess()
     try:
         start_instance(second, component)
         assert "hashlib" not in ask(second, "modules")  # type: ignore[operator]
@@ -141,10 +144,10 @@ def test_a_rewritten_component_runs_its_new_code_in_a_reused_process(
 
 def test_a_sandbox_process_killed_at_its_deadline_leaves_no_scratch_folder() -> None:
     """The host made the process's folder and removes it when it kills the process."""
-    process = _Process()
+    process = SandboxProcess()
     scratch = Path(process.scratch)
     assert scratch.is_dir()
-    with pytest.raises(_Unanswered):
+    with pytest.raises(Unanswered):
         process.request(("modules",), 0.0)  # the deadline has passed: killed at once
     assert not process.alive
     assert not scratch.exists()
@@ -152,13 +155,46 @@ def test_a_sandbox_process_killed_at_its_deadline_leaves_no_scratch_folder() -> 
 
 def test_a_sandbox_process_that_died_leaves_no_scratch_folder() -> None:
     """A process that died by itself (here SIGKILL from outside) is cleaned up when found dead."""
-    process = _Process()
+    process = SandboxProcess()
     scratch = Path(process.scratch)
     os.kill(process.proc.pid, signal.SIGKILL)
     process.proc.wait()
-    with pytest.raises(_Unanswered, match="signal 9"):
+    with pytest.raises(Unanswered, match="signal 9"):
         process.request(("modules",), 10.0)
     assert not scratch.exists()
+
+
+def test_a_prestarted_process_is_handed_to_the_next_instance(
+    example_components: dict[str, Path],
+) -> None:
+    """prestart() boots a process that the next instance uses rather than starting its own."""
+    component = compiled(example_components["uppercase_map"])
+    _sandbox_pool._pool.close()  # no idle process left by earlier tests
+    _sandbox_pool.prestart()
+    _sandbox_pool.prestart()  # one is idle already: no second process
+    idle = _sandbox_pool._pool._idle
+    assert len(idle) == 1
+    prestarted = idle[0].proc.pid
+    instance = Instance(component, Sandbox(), "test")
+    try:
+        assert instance._process is not None
+        assert instance._process.proc.pid == prestarted
+    finally:
+        instance.close()
+
+
+def test_prestart_does_not_import_wasmtime_into_the_host() -> None:
+    """The point of prestarting: the process boots while the host imports the backend."""
+    code = (
+        "import sys\n"
+        "from dataflare_host.wasm._sandbox_pool import prestart\n"
+        "prestart()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wasmtime'))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.strip() == "[]"
 
 
 def test_a_component_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:

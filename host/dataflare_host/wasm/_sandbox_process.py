@@ -15,21 +15,10 @@ process start.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import importlib.util
 import logging
-import os
-import pickle
-import select
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._cache import cache_root
@@ -38,8 +27,8 @@ from dataflare_host._waiting import waiting
 from dataflare_host.wasm._engine import RACY_WINDOW_NS
 from dataflare_host.wasm._instance import Trap
 from dataflare_host.wasm._sandbox import Sandbox
+from dataflare_host.wasm._sandbox_pool import SandboxProcess, Unanswered, acquire, release
 from dataflare_host.wasm._wit import WIT_INTERFACE
-from dataflare_host.wasm._worker import BOOT, HEADER
 
 __all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Instance"]
 
@@ -51,174 +40,6 @@ KILL_GRACE_S = 0.5
 
 COMPILE_TIMEOUT_S = 600.0
 """How long loading (compiling) a component may take: seconds for CPython's 18 MB."""
-
-_MAX_IDLE = 4
-
-
-def _import_roots() -> list[str]:
-    """The folders a sandbox process imports from: wasmtime's, this package's, the SDK's.
-
-    A cached start imports only the first two; a compile (seconds anyway) also
-    evicts old artifacts with the host's cache module, which needs the SDK.
-    """
-    roots: list[str] = []
-    for package in ("wasmtime", "dataflare_host", "dataflare"):
-        spec = importlib.util.find_spec(package)  # the host imported all three by now
-        assert spec is not None
-        assert spec.origin is not None
-        root = str(Path(spec.origin).parent.parent)
-        if root not in roots:
-            roots.append(root)
-    return roots
-
-
-class _Process:
-    """One sandbox process and its request channel."""
-
-    def __init__(self) -> None:
-        # Made and removed here, not in the process: a killed process cleans nothing.
-        self.scratch = tempfile.mkdtemp(prefix="dataflare-sandbox-")
-        # -I: no PYTHON* variables, no user site, no current folder on the path;
-        # -S: no site-packages scan or .pth files (the roots are given instead).
-        # The process needs nothing else, and its interpreter starts ~5 ms sooner.
-        flags = ["-I", "-S"] + (["-B"] if sys.flags.dont_write_bytecode else [])
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, *flags, "-c", BOOT, self.scratch, *_import_roots()],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=None if os.environ.get("DATAFLARE_DEBUG_SANDBOX") else subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C on the terminal is the host's to handle
-            )
-        except BaseException:
-            self._remove_scratch()
-            raise
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self._in: IO[bytes] = self.proc.stdin
-        self._out: IO[bytes] = self.proc.stdout
-        self.loaded: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def request(self, message: tuple[Any, ...], timeout_s: float) -> tuple[Any, ...]:
-        """Send ``message``; the answer, or :class:`_Unanswered` after ``timeout_s``."""
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            self._in.write(HEADER.pack(len(payload)))
-            self._in.write(payload)  # no concatenation: a batch is a megabyte
-            self._in.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise _Unanswered(self._death()) from exc
-        deadline = time.monotonic() + timeout_s
-        fd = self._out.fileno()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise _Unanswered(None)
-            ready, _, _ = select.select([fd], [], [], min(remaining, 0.25))
-            if ready:
-                break
-        header = _read_exactly(fd, HEADER.size)
-        if header is None:
-            raise _Unanswered(self._death())
-        (size,) = HEADER.unpack(header)
-        body = _read_exactly(fd, size)
-        if body is None:
-            raise _Unanswered(self._death())
-        answer: tuple[Any, ...] = pickle.loads(body)
-        return answer
-
-    def _death(self) -> str:
-        code = self.proc.wait()
-        self._clean_up()
-        return f"signal {-code}" if code < 0 else f"exit code {code}"
-
-    def _remove_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def _clean_up(self) -> None:
-        """Once the process is gone: its folder and both ends of its channel."""
-        self._remove_scratch()
-        for stream in (self._in, self._out):
-            with contextlib.suppress(OSError):
-                stream.close()
-
-    def kill(self) -> None:
-        """Stop the process at once (it may be blocked inside the guest)."""
-        if self.alive:
-            self.proc.kill()
-        self.proc.wait()
-        self._clean_up()
-
-    def stop(self) -> None:
-        """End the process politely (it exits when its stdin closes)."""
-        with contextlib.suppress(OSError):
-            self._in.close()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._remove_scratch()
-        with contextlib.suppress(OSError):
-            self._out.close()
-
-
-class _Unanswered(Exception):
-    """The process did not answer: killed at the deadline (``died`` None) or it died."""
-
-    def __init__(self, died: str | None) -> None:
-        super().__init__(died or "deadline passed")
-        self.died = died
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-class _Pool:
-    """Idle sandbox processes, reused by later instances."""
-
-    def __init__(self) -> None:
-        self._idle: list[_Process] = []
-        self._lock = threading.Lock()
-        atexit.register(self.close)
-
-    def acquire(self) -> _Process:
-        with self._lock:
-            while self._idle:
-                process = self._idle.pop()
-                if process.alive:
-                    return process
-                process.kill()  # reaps it and removes its scratch folder
-        return _Process()
-
-    def release(self, process: _Process) -> None:
-        with self._lock:
-            if process.alive and len(self._idle) < _MAX_IDLE:
-                self._idle.append(process)
-                return
-        process.stop()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for process in idle:
-            process.stop()
-
-
-_pool = _Pool()
 
 
 class Instance:
@@ -233,7 +54,7 @@ class Instance:
     def __init__(self, path: Path, sandbox: Sandbox, label: str) -> None:
         self._sandbox = sandbox
         self._label = label
-        self._process: _Process | None = _pool.acquire()
+        self._process: SandboxProcess | None = acquire()
         try:
             # The file's identity, not only its path: a component rebuilt or swapped
             # at the same path must be loaded again, not answered by the old one.
@@ -272,7 +93,7 @@ class Instance:
                 sandbox.time_limit_s + KILL_GRACE_S,
             )
             self._answer(answer)
-        except _Unanswered as exc:
+        except Unanswered as exc:
             self._process = None
             what = (
                 f"the sandbox process died ({exc.died})"
@@ -310,7 +131,7 @@ class Instance:
         limit = self._sandbox.time_limit_s
         try:
             answer = self._process.request(("call", name, args, limit), limit + KILL_GRACE_S)
-        except _Unanswered as exc:
+        except Unanswered as exc:
             self._process = None
             if exc.died:
                 raise Trap(f"the sandbox process died ({exc.died})", timed_out=False) from exc
@@ -324,7 +145,7 @@ class Instance:
         except Trap:
             # The process dropped the trapped instance itself and can serve others.
             process, self._process = self._process, None
-            _pool.release(process)
+            release(process)
             raise
 
     def close(self) -> None:
@@ -334,8 +155,8 @@ class Instance:
             return
         try:
             answer = process.request(("drop",), 10.0)
-        except _Unanswered:
+        except Unanswered:
             return
         if answer[0] == "ok":
             self._log(answer[2])
-        _pool.release(process)
+        release(process)
