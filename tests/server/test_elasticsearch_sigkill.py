@@ -96,13 +96,18 @@ def test_sigkill_at_random_points_ends_with_exactly_one_document_per_row(
     rng = random.Random(20261130)
     progress: list[int] = []
     started = time.monotonic()
+    errors = tmp_path / "stderr.txt"
     for _ in range(KILLS):
-        child = subprocess.Popen(
-            command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        with errors.open("wb") as stderr:
+            child = subprocess.Popen(
+                command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr
+            )
         # Start-up (imports, connecting) takes ~0.7 s of this; the rest is writing.
         time.sleep(rng.uniform(0.9, 2.0))
-        assert child.poll() is None, "the pipeline finished before the kill: make it slower"
+        assert child.poll() is None, (
+            f"the pipeline ended (exit {child.returncode}) before the kill; it wrote "
+            f"{opensearch_server.count(index)} of {ROWS} documents: {errors.read_text()!r}"
+        )
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         progress.append(opensearch_server.count(index))
