@@ -18,6 +18,8 @@ import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+import attrs
+
 from dataflare import ProcessingError, Record
 from dataflare.runtime import decode_batch, encode_request
 from dataflare.runtime._trusted_records import build_trusted_records
@@ -116,17 +118,12 @@ def ship_batch(records: Sequence[Record]) -> Shipped:
     """A batch as the worker receives it: deferred file lines as they are, records framed."""
     if isinstance(records, LineRecords):
         parts = [
-            ("span", _span_fields(part)) if isinstance(part, LineSpan)
+            ("span", attrs.astuple(part, recurse=False)) if isinstance(part, LineSpan)
             else ("frame", frame_records(part))
             for part in records.parts
         ]
         return ("lines", parts)
     return ("frame", frame_records(records))
-
-
-def _span_fields(span: LineSpan) -> tuple[str, str, int, int, bytes, bool]:
-    """A span's fields, in :class:`LineSpan`'s order."""
-    return (span.path, span.name, span.first, span.offset, span.lines, span.validate)
 
 
 def land_batch(shipped: Shipped) -> list[Record]:
