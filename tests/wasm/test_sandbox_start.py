@@ -164,6 +164,23 @@ def test_a_sandbox_process_that_died_leaves_no_scratch_folder() -> None:
     assert not scratch.exists()
 
 
+def test_a_sandbox_process_let_go_by_the_host_removes_its_own_scratch_folder(
+    example_components: dict[str, Path],
+) -> None:
+    """Its stdin closed with an instance still up (a host exiting without closing its
+    plugin), the process exits and takes its folder, capture files included, with it."""
+    process = SandboxProcess()
+    scratch = Path(process.scratch)
+    try:
+        start_instance(process, compiled(example_components["uppercase_map"]))
+        assert any(scratch.iterdir())  # the instance's capture folder
+        process.proc.stdin.close()  # type: ignore[union-attr]
+        assert process.proc.wait(timeout=30) == 0
+        assert not scratch.exists()
+    finally:
+        process.kill()
+
+
 def test_a_prestarted_process_is_handed_to_the_next_instance(
     example_components: dict[str, Path],
 ) -> None:

@@ -94,6 +94,17 @@ def main(scratch: str) -> None:
     ``scratch`` is a private folder of this process: each instance's guest
     output is captured in a folder of its own inside it.
     """
+    try:
+        _serve(scratch)
+    finally:
+        # Let go by the host (stdin closed: the host exits, or never closed its
+        # plugin), the process removes its folder itself; killed, the host does.
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _serve(scratch: str) -> None:
     # The protocol owns the real stdout; anything else printed here (a library's
     # warning) goes to stderr instead of corrupting a frame.
     channel = os.fdopen(os.dup(1), "wb")
