@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
@@ -16,6 +17,7 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner
 from conftest import TEST_CACHE
+from filelock import FileLock
 
 from dataflare import PluginKind, Record
 from dataflare_host.cli._main import main
@@ -45,14 +47,21 @@ def planted(record: dataflare.Record) -> bool:
 
 
 @pytest.fixture(scope="module")
-def scaffolded() -> Path:
+def scaffolded() -> Iterator[Path]:
     """One folder per kind and shape from `dataflare new`, each built with `dataflare build`.
 
     The folder is the same in every run (under the test cache, emptied first): a
     component says which file it was built from, so its build is keyed by that path,
-    and a fresh temporary folder would rebuild all ten components every run.
+    and a fresh temporary folder would rebuild all ten components every run. Two
+    test sessions of one checkout running at once take turns with it.
     """
     root = TEST_CACHE / "authoring-projects"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.parent / "authoring-projects.lock"):
+        yield _scaffold(root)
+
+
+def _scaffold(root: Path) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for name, (kind, shape) in PROJECTS.items():
