@@ -386,7 +386,8 @@ GENERATOR_PIPELINE = {
     "name": "endless",
     "batch": {"size": 100, "linger_ms": 5},
     "sources": [{"id": "gen", "type": "plugin",
-                 "config": {"plugin_type": "generator", "connection": {"rate": 20000}}}],
+                 "config": {"plugin_type": "generator",
+                            "connection": {"rate": 20000, "count": None}}}],  # endless
     "sinks": [{"id": "out", "type": "plugin",
                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
 }
@@ -403,7 +404,7 @@ def test_sigterm_stops_the_pipeline_and_every_worker_within_2_s(
     deadline = time.monotonic() + 30
     children: list[int] = []
     while time.monotonic() < deadline and len(children) < 2:
-        children = _children(run_.pid)
+        children = _workers(run_.pid)
         time.sleep(0.1)
     assert len(children) >= 2, "the workers did not start"
     time.sleep(1.0)
@@ -417,10 +418,15 @@ def test_sigterm_stops_the_pipeline_and_every_worker_within_2_s(
     assert not [pid for pid in children if _alive(pid)], "workers outlived the pipeline"
 
 
-def _children(pid: int) -> list[int]:
-    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                           text=True, check=False)
-    return [int(p) for p in found.stdout.split()]
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the driver ``pid``: its children that multiprocessing's
+    spawn started, not its resource tracker (a helper that ends on its own once the
+    driver is gone, a moment after it)."""
+    # -ww: whole command lines (without a terminal ps cuts them at 80 columns).
+    found = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
+                           capture_output=True, text=True, check=False)
+    rows = [line.split(maxsplit=1) for line in found.stdout.splitlines()]
+    return [int(row[0]) for row in rows if len(row) == 2 and "spawn_main" in row[1]]
 
 
 def _alive(pid: int) -> bool:

@@ -111,6 +111,10 @@ class LocalBackend:
             proc.join(timeout=5)
 
     def close(self) -> None:
-        """Kill every worker."""
+        """Kill every worker: all the signals first, then the waits, so a stop waits for
+        the slowest worker to go rather than for each in turn."""
+        for proc in self._procs:
+            if proc is not None and proc.is_alive():
+                proc.kill()
         for slot in range(len(self._procs)):
             self.kill(slot)
