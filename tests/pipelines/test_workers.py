@@ -401,17 +401,22 @@ def test_sigterm_stops_the_pipeline_and_every_worker_within_2_s(
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     run_ = subprocess.Popen([str(dataflare_exe), "run", "--quiet", "--workers", "2", str(file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    children: list[int] = []
-    while time.monotonic() < deadline and len(children) < 2:
-        children = _workers(run_.pid)
-        time.sleep(0.1)
-    assert len(children) >= 2, "the workers did not start"
-    time.sleep(1.0)
-    run_.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    _, stderr = run_.communicate(timeout=10)
-    took = time.monotonic() - started
+    try:
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while time.monotonic() < deadline and len(children) < 2:
+            children = _workers(run_.pid)
+            time.sleep(0.1)
+        assert len(children) >= 2, "the workers did not start"
+        time.sleep(1.0)
+        run_.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = run_.communicate(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        if run_.poll() is None:  # the pipeline is endless: never leave it running
+            run_.terminate()
+            run_.communicate(timeout=10)
     assert took < 2.0, took
     assert run_.returncode == 0, stderr
     assert "engine local, 2 workers" in stderr
