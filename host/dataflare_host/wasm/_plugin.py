@@ -59,9 +59,9 @@ from dataflare_host.wasm._guest_values import (
     guest_text,
     shim_ran_out_of_memory,
 )
-from dataflare_host.wasm._instance import Trap
 from dataflare_host.wasm._sandbox import Sandbox
 from dataflare_host.wasm._sandbox_process import Instance
+from dataflare_host.wasm._trap import Trap
 
 __all__ = ["WasmPlugin"]
 

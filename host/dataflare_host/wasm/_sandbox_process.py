@@ -25,9 +25,9 @@ from dataflare_host._cache import cache_root
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm._engine import RACY_WINDOW_NS
-from dataflare_host.wasm._instance import Trap
 from dataflare_host.wasm._sandbox import Sandbox
 from dataflare_host.wasm._sandbox_pool import SandboxProcess, Unanswered, acquire, release
+from dataflare_host.wasm._trap import Trap
 from dataflare_host.wasm._wit import WIT_INTERFACE
 
 __all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Instance"]

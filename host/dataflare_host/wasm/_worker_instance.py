@@ -49,7 +49,7 @@ class GuestTrap(Exception):
     """The instance trapped or hit a limit: it must not be used again.
 
     ``timed_out`` says the time limit ended it. The host answers with its own
-    :class:`dataflare_host.wasm._instance.Trap`.
+    :class:`dataflare_host.wasm._trap.Trap`.
     """
 
     def __init__(self, message: str, *, timed_out: bool) -> None:
