@@ -32,8 +32,10 @@ __all__ = [
     "touch",
 ]
 
-CACHE_FOLDERS = ("builds", "compiled")
-"""The folders under :func:`cache_root`: components by build inputs, compiled artifacts."""
+CACHE_FOLDERS = ("builds", "compiled", "keys")
+"""The folders under :func:`cache_root`: components by build inputs, compiled artifacts,
+and each component file's artifact key remembered by file identity (so a cached start
+maps its artifact without reading and hashing the component)."""
 
 DEFAULT_MAX_MB = 1024
 """Size cap of ``compiled/`` unless ``$DATAFLARE_CACHE_MAX_MB`` says otherwise:
@@ -43,8 +45,9 @@ about 28 compiled components of ~36 MB."""
 def cache_root() -> Path:
     """The cache folder: ``$DATAFLARE_CACHE_DIR``, else the user cache (platformdirs).
 
-    Holds ``builds/`` (components by build inputs) and ``compiled/`` (artifacts
-    by component, wasmtime version and engine settings). Safe to delete.
+    Holds ``builds/`` (components by build inputs), ``compiled/`` (artifacts
+    by component, wasmtime version and engine settings) and ``keys/`` (artifact
+    keys by component file identity). Safe to delete.
     """
     configured = os.environ.get("DATAFLARE_CACHE_DIR")
     if configured:

@@ -60,6 +60,7 @@ def test_cache_info_and_clear_commands(cache_dir: Path) -> None:
     _file(cache_dir / "builds", "plugin-abc.wasm", 3 << 20, used=1)
     _file(cache_dir / "compiled", "abc.cwasm", 5 << 20, used=1)
     _file(cache_dir / "compiled", "def.cwasm", 1 << 20, used=2)
+    _file(cache_dir / "keys", "0123abcd", 1 << 20, used=3)
     runner = CliRunner()
     info = runner.invoke(main, ["cache", "info"])
     assert info.exit_code == 0, info.output
@@ -67,11 +68,12 @@ def test_cache_info_and_clear_commands(cache_dir: Path) -> None:
     assert lines[0] == f"cache: {cache_dir}"
     assert lines[1].split() == ["builds/", "1", "file(s)", "3.0", "MB"]
     assert lines[2].split() == ["compiled/", "2", "file(s)", "6.0", "MB"]
-    assert "1024.0 MB" in lines[3]
+    assert lines[3].split() == ["keys/", "1", "file(s)", "1.0", "MB"]
+    assert "1024.0 MB" in lines[4]
     cleared = runner.invoke(main, ["cache", "clear"])
     assert cleared.exit_code == 0, cleared.output
-    assert cleared.output.strip() == f"cleared {cache_dir}: 3 file(s), 9.0 MB"
-    assert [f.files for f in _cache.cache_info()] == [0, 0]
+    assert cleared.output.strip() == f"cleared {cache_dir}: 4 file(s), 10.0 MB"
+    assert [f.files for f in _cache.cache_info()] == [0, 0, 0]
 
 
 def test_cache_info_with_a_bad_cap_is_one_line(

@@ -558,8 +558,9 @@ def cache_info_command() -> None:
     """Where the cache is, what each folder holds, and the size cap.
 
     builds/ holds components by their build's inputs, compiled/ their compiled
-    artifacts; when compiled/ passes its cap (DATAFLARE_CACHE_MAX_MB) the least
-    recently used artifacts are deleted.
+    artifacts, keys/ which artifact a component file maps to; when compiled/
+    passes its cap (DATAFLARE_CACHE_MAX_MB) the least recently used artifacts
+    are deleted.
     """
     from dataflare_host import _cache
 
