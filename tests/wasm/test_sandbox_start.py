@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES
+from helpers import write_one_processor_pipeline
 
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin
@@ -218,3 +220,54 @@ def test_a_component_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     """A missing file is refused by the host before any process is asked."""
     with pytest.raises(ConfigurationError, match="cannot read WASM component"):
         load_plugin(tmp_path / "missing.wasm")
+
+
+def test_loading_a_wasm_plugin_prestarts_a_process_and_its_instance_runs_there(
+    example_components: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_plugin starts the sandbox process before importing the backend, then uses it."""
+    prestarted: list[int] = []
+    real_prestart = _sandbox_pool.prestart
+
+    def prestart() -> None:
+        real_prestart()
+        prestarted.append(_sandbox_pool._pool._idle[-1].proc.pid)
+
+    _sandbox_pool._pool.close()  # no idle process left by earlier tests
+    monkeypatch.setattr(_sandbox_pool, "prestart", prestart)
+    plugin = load_plugin(example_components["uppercase_map"])
+    try:
+        assert [r.value for r in plugin.process([Record(b"a")]).outputs] == [b"A"]
+        assert len(prestarted) == 1  # loaded, plus the backend's import: one process
+        idle = [process.proc.pid for process in _sandbox_pool._pool._idle]
+        assert prestarted[0] not in idle, "the plugin's instance did not take the process"
+    finally:
+        plugin.close()
+
+
+def test_a_pipeline_with_a_wasm_step_prestarts_before_building_its_connectors(
+    example_components: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline asks for a sandbox process before its connectors; a native one does not."""
+    from dataflare_host.pipeline import Pipeline, _runner
+
+    events: list[str] = []
+    monkeypatch.setattr(_sandbox_pool, "prestart", lambda: events.append("prestart"))
+    real_build = _runner.build_connector
+    monkeypatch.setattr(
+        _runner,
+        "build_connector",
+        lambda *args, **kwargs: events.append("connector") or real_build(*args, **kwargs),
+    )
+    for source, plugin in (
+        ("wasm", example_components["uppercase_map"]),
+        ("native", EXAMPLES / "uppercase_map.py"),
+    ):
+        events.clear()
+        config = {"plugin_type": "map", "plugin_source": source, "plugin_path": str(plugin)}
+        write_one_processor_pipeline(tmp_path / "pipeline.yaml", config)
+        Pipeline.from_file(tmp_path / "pipeline.yaml").close()
+        if source == "wasm":
+            assert events[:2] == ["prestart", "connector"], events
+        else:
+            assert "prestart" not in events, events

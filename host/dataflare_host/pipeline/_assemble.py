@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,19 @@ def _check_pin(
             f"{file} has sha256:{actual}, not the pinned sha256:{match.group(1)}; the file "
             "changed: if that is intended, update the pin",
         )
+
+
+def prestart_sandbox_for(processors: Sequence[ProcessorEntry]) -> None:
+    """Start a sandbox process now if a processor runs as WASM.
+
+    It boots (~70 ms: Python and wasmtime) on another core while this process
+    builds the connectors and imports the WASM backend; the first WASM
+    processor's instance then runs in it.
+    """
+    if any(entry.config.plugin_source == "wasm" for entry in processors):
+        from dataflare_host.wasm._sandbox_pool import prestart
+
+        prestart()
 
 
 def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> ProcessorStage:

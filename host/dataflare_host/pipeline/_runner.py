@@ -28,7 +28,12 @@ import attrs
 
 from dataflare import PluginError, PluginKind, Record
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
-from dataflare_host.pipeline._assemble import ProcessorStage, build_connector, load_processor
+from dataflare_host.pipeline._assemble import (
+    ProcessorStage,
+    build_connector,
+    load_processor,
+    prestart_sandbox_for,
+)
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
 from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, rejected_record
@@ -102,6 +107,7 @@ class Pipeline:
         self.dead_letter: Sink | None = None
         self.processors: list[ProcessorStage] = []
         try:
+            prestart_sandbox_for(config.processors)
             for index, entry in enumerate(config.sources):
                 built = build_connector(entry, doc, ("sources", index), registry, "source")
                 self.sources.append(built)  # type: ignore[arg-type]

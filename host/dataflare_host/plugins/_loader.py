@@ -75,6 +75,7 @@ def load_plugin(
     if text.endswith(".py") or _is_package_path(reference):
         path = Path(text)
         if runtime == "wasm":
+            _prestart_sandbox()  # boots while the build cache hashes the plugin's inputs
             from dataflare_host.wasm import component_for
 
             return _wasm(component_for(path), params, sandbox)
@@ -90,7 +91,16 @@ def _is_package_path(reference: str | os.PathLike[str]) -> bool:
     return is_path and Path(text).is_dir()
 
 
+def _prestart_sandbox() -> None:
+    # A sandbox process takes ~70 ms to boot (Python + wasmtime); started now, it
+    # boots on the other core while this process imports the WASM backend.
+    from dataflare_host.wasm._sandbox_pool import prestart
+
+    prestart()
+
+
 def _wasm(path: Path, params: Mapping[str, str] | None, sandbox: Sandbox | None) -> Plugin:
+    _prestart_sandbox()
     from dataflare_host.wasm._plugin import WasmPlugin
 
     return WasmPlugin(path, params, sandbox)
