@@ -173,12 +173,26 @@ class SourceReaders:
         if self._inline:
             return
         deadline = time.monotonic() + timeout
-        if self._stop.is_set() or self._failed.is_set():
+        stopping = self._stop.is_set() or self._failed.is_set()
+        if stopping:
             deadline = min(deadline, self._stopping_at() + self._grace)
         for (source_id, _), thread in zip(self._sources, self._threads, strict=True):
             if source_id in self._abandoned:
                 continue
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                if stopping:
+                    # Nobody takes what is queued any more (it is read again next run):
+                    # emptying the queue frees a reader waiting for room, so it ends now
+                    # rather than when the grace period abandons it.
+                    self._discard_queued()
+                thread.join(timeout=min(left, _PUT_RETRY_S))
+
+    def _discard_queued(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     @property
     def all_exhausted(self) -> bool:
