@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -127,3 +128,15 @@ def kill_mid_run(
         check=False,
     )
     assert final.returncode == 0, final.stderr
+
+
+def comparable_json_value(value: Any) -> Any:
+    """A decoded JSON value made comparable with ``==``: NaN by its repr (NaN != NaN),
+    and each value tagged with its type so 1, 1.0 and True stay apart."""
+    if isinstance(value, float):
+        return ("float", repr(value) if math.isnan(value) else value)
+    if isinstance(value, list):
+        return ("list", [comparable_json_value(v) for v in value])
+    if isinstance(value, dict):
+        return ("dict", [(k, comparable_json_value(v)) for k, v in value.items()])
+    return (type(value).__name__, value)

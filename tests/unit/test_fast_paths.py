@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import comparable_json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -45,18 +45,7 @@ def _outcome(call: Any, value: Any) -> tuple[str, Any]:
         result = call(value)
     except Exception as exc:  # noqa: BLE001 - comparing whatever both raise
         return ("raised", (type(exc), str(exc)))
-    return ("returned", _comparable(result))
-
-
-def _comparable(value: Any) -> Any:
-    # NaN != NaN: compare its repr; keep types so 1 and 1.0 and True stay apart.
-    if isinstance(value, float):
-        return ("float", repr(value) if math.isnan(value) else value)
-    if isinstance(value, list):
-        return ("list", [_comparable(v) for v in value])
-    if isinstance(value, dict):
-        return ("dict", [(k, _comparable(v)) for k, v in value.items()])
-    return (type(value).__name__, value)
+    return ("returned", comparable_json_value(result))
 
 
 def _same(value: str | bytes | bytearray) -> None:

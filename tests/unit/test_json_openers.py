@@ -9,9 +9,9 @@ failing its scan. These cases aim at that edge; the general properties are in
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
+from helpers import comparable_json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -26,19 +26,8 @@ def _outcome(value: bytes) -> tuple[tuple[str, Any], tuple[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - comparing whatever both raise
             outcomes.append(("raised", (type(exc), str(exc))))
         else:
-            outcomes.append(("returned", _comparable(result)))
+            outcomes.append(("returned", comparable_json_value(result)))
     return outcomes[0], outcomes[1]
-
-
-def _comparable(value: Any) -> Any:
-    # NaN != NaN: compare its repr; keep types so 1 and 1.0 and True stay apart.
-    if isinstance(value, float):
-        return ("float", repr(value) if math.isnan(value) else value)
-    if isinstance(value, list):
-        return ("list", [_comparable(v) for v in value])
-    if isinstance(value, dict):
-        return ("dict", [(k, _comparable(v)) for k, v in value.items()])
-    return (type(value).__name__, value)
 
 
 _tails = st.binary(max_size=30) | st.lists(

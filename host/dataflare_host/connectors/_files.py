@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import count as count_from
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, cast, overload, runtime_checkable
+from typing import IO, Any, Literal, Protocol, cast, runtime_checkable
 
 import attrs
 
@@ -35,6 +35,7 @@ from dataflare import ConfigurationError, PluginIOError, Record, SerializationEr
 from dataflare.runtime import loads_json
 from dataflare.runtime._trusted_records import build_trusted_records
 from dataflare_host.connectors._base import Position, Sink, Source, SourceBatch
+from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._records_codec import decode_batch, encode_batch
 
 __all__ = ["FileSink", "FileSource", "JoinedValues", "LineRecords", "LineSpan"]
@@ -609,38 +610,20 @@ class LineSpan:
         return build_trusted_records(values, None, None, metadata, offsets)
 
 
-class LineRecords(Sequence[Record]):
+class LineRecords(DeferredRecords):
     """A batch of a file source that defers its records (:meth:`FileSource.defer_records`):
-    records already made and :class:`LineSpan` parts, in order, made records on first use."""
+    records already made and :class:`LineSpan` parts, in order, made records on first use
+    (raises SerializationError then for a line that is not JSON)."""
 
     def __init__(self, parts: list[list[Record] | LineSpan], count: int) -> None:
+        super().__init__(count)
         self.parts = parts
-        self._count = count
-        self._made: list[Record] | None = None
 
-    def __len__(self) -> int:
-        return self._count
-
-    @overload
-    def __getitem__(self, index: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Record]: ...
-
-    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
-        return self.records()[index]
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self.records())
-
-    def records(self) -> list[Record]:
-        """Every record, in order (raises SerializationError for a line that is not JSON)."""
-        if self._made is None:
-            made: list[Record] = []
-            for part in self.parts:
-                made += part.records() if isinstance(part, LineSpan) else part
-            self._made = made
-        return self._made
+    def _make(self) -> list[Record]:
+        made: list[Record] = []
+        for part in self.parts:
+            made += part.records() if isinstance(part, LineSpan) else part
+        return made
 
 
 class _Columns:

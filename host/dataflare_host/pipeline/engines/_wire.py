@@ -15,14 +15,15 @@ builtins and are rebuilt here; the whole message is then pickled.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from dataflare import ProcessingError, Record
 from dataflare.runtime import decode_batch, encode_request
 from dataflare.runtime._trusted_records import build_trusted_records
+from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._files import LineRecords, LineSpan
 from dataflare_host.plugins._chain import ChainResult, StepReport
 
@@ -68,42 +69,23 @@ def unframe_records(frame: bytes) -> list[Record]:
     )
 
 
-class WorkerRecords(Sequence[Record]):
+class WorkerRecords(DeferredRecords):
     """A worker's output records as they came over: the frame, made records only when
     first used, and the values joined by newlines, which a JSONL or lines file sink
     writes as they are (:class:`~dataflare_host.connectors._files.JoinedValues`), so
     the driver makes no record of a batch it only writes to such sinks."""
 
     def __init__(self, frame: bytes, joined: bytes, count: int) -> None:
+        super().__init__(count)
         self.frame = frame
         self._joined = joined
-        self._count = count
-        self._made: list[Record] | None = None
-
-    def __len__(self) -> int:
-        return self._count
-
-    @overload
-    def __getitem__(self, index: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Record]: ...
-
-    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
-        return self.records()[index]
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self.records())
 
     def newline_joined(self) -> bytes:
         """The values joined by newlines (a value holding one is the writer's to refuse)."""
         return self._joined
 
-    def records(self) -> list[Record]:
-        """The records, made on first use."""
-        if self._made is None:
-            self._made = unframe_records(self.frame)
-        return self._made
+    def _make(self) -> list[Record]:
+        return unframe_records(self.frame)
 
 
 def _outputs(records: Sequence[Record]) -> tuple[bytes, bytes, int]:
