@@ -12,10 +12,12 @@ machines stall. ``HYPOTHESIS_PROFILE`` overrides both.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -50,14 +52,27 @@ _FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
 _SHARED_WORKER = {"server": "servers", "cluster": "ray-cluster"}
 
 
+def work_unit(nodeid: str) -> str:
+    """What ``pytest -n`` hands to one worker: a test's file (module fixtures build
+    and start things once), or the shared worker of its folder.
+
+    >>> work_unit("tests/server/test_redis.py::test_x"), work_unit("tests/unit/test_a.py::t[1]")
+    ('servers', 'tests/unit/test_a.py')
+    """
+    file = nodeid.split("::", 1)[0]
+    parts = file.split("/")
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in _SHARED_WORKER:
+        return _SHARED_WORKER[parts[1]]
+    return file
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test's folder says what it needs: tests/wasm builds components, tests/server
     starts servers; the folder's marker lets ``-m`` select across folders.
 
-    For ``pytest -n`` (``--dist loadgroup``) every test gets a group: its file, or
-    the shared worker of its folder. Long groups (servers, the Ray cluster, files
-    with a slow test) are handed out first, so the workers finish together rather
-    than one waiting on a long file taken last.
+    Long work units (servers, the Ray cluster, files with a slow test) come first,
+    so that with ``pytest -n`` the workers finish together rather than one waiting
+    on a long file taken last.
     """
     for item in items:
         folder = (
@@ -68,21 +83,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         mark = _FOLDER_MARKS.get(folder or "")
         if mark is not None:
             item.add_marker(mark)
-        group = _SHARED_WORKER.get(folder or "", str(item.path))
-        item.add_marker(pytest.mark.xdist_group(group))
-    long_groups = {
-        _group_of(item)
+    long_units = {
+        work_unit(item.nodeid)
         for item in items
         if item.get_closest_marker("slow") is not None
-        or _group_of(item) in _SHARED_WORKER.values()
+        or work_unit(item.nodeid) in _SHARED_WORKER.values()
     }
-    items.sort(key=lambda item: _group_of(item) not in long_groups)  # stable: order kept
+    items.sort(key=lambda item: work_unit(item.nodeid) not in long_units)  # stable
 
 
-def _group_of(item: pytest.Item) -> str:
-    marker = item.get_closest_marker("xdist_group")
-    assert marker is not None
-    return str(marker.args[0])
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        """Hand out whole :func:`work_unit` s, in collection order (long ones first).
+
+        xdist's own ``--dist loadgroup`` cannot be used: it tags node ids, which
+        pytest 9 no longer lets a plugin change.
+        """
+        from xdist.scheduler import LoadScopeScheduling
+
+        class WorkUnitScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return work_unit(nodeid)
+
+        config.option.loadscopereorder = False  # keep the order chosen above
+        return WorkUnitScheduling(config, log)
 
 
 @pytest.fixture
