@@ -77,11 +77,11 @@ def test_a_keyed_aggregate_on_ray_equals_one_worker_per_key(cluster: Any, tmp_pa
 
 
 def test_ray_actors_killed_mid_run_lose_nothing(cluster: Any, tmp_path: Path) -> None:
-    count = 150_000
+    count = 300_000
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", batch=500)
     kills: list[int] = []
-    summary, _ = run(file, sigkill_workers(kills, within_s=50, every_s=0.3))
+    summary, _ = run(file, sigkill_workers(kills, within_s=120, every_s=0.3))
     assert summary.status == "completed", summary.error
     assert len(kills) == 10, "the run ended before ten kills: make it longer"
     assert outputs(tmp_path) == expected_filter_map(count)
