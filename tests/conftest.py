@@ -44,6 +44,10 @@ EXAMPLES = REPO / "guest_examples"
 # Subprocesses (the CLI tests) inherit it.
 TEST_CACHE = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".dataflare" / "test-cache")
 os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
+# The suite compiles more components (~40 of ~38 MB) than the default 1 GB cap
+# holds: capped, every run evicted and recompiled a third of them (a warm run
+# compiled ~20, seconds each). Tests of the cap set their own.
+os.environ["DATAFLARE_CACHE_MAX_MB"] = "8192"
 
 
 _FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
