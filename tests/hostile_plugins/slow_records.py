@@ -18,6 +18,6 @@ def costs(params: dict[str, str]) -> tuple[float, float]:
 def slow(record: dataflare.Record, cost: tuple[float, float]) -> dataflare.Record:
     seconds = cost[1] if record.value == b"stuck" else cost[0]
     until = time.monotonic() + seconds
-    while time.monotonic() < until:  # busy: the epoch deadline can stop it
+    while time.monotonic() < until:  # busy, not sleeping: a CPU loop the limit ends
         pass
     return record

@@ -644,7 +644,7 @@ class Behaviour:
 
 
 LOOP = Behaviour("(loop $spin (br $spin)) (unreachable)")
-# A 30 s sleep on WASI's monotonic clock: epoch interruption cannot stop it.
+# A 30 s sleep on WASI's monotonic clock: no wasm code runs while it blocks.
 BLOCK = Behaviour("(call $block (call $sub (i64.const 30000000000)))", wasi=True)
 
 
@@ -968,8 +968,8 @@ def test_an_export_that_loops_is_stopped_at_the_time_limit(tmp_path: Path) -> No
 
 
 def test_an_export_blocked_in_wasi_is_killed_at_the_limit_plus_grace(tmp_path: Path) -> None:
-    """``filter`` sleeping 30 s on WASI's monotonic clock, which the epoch cannot
-    interrupt: the sandbox process is killed at the limit plus the grace, twice (the
+    """``filter`` sleeping 30 s on WASI's monotonic clock, blocked outside wasm
+    code: the sandbox process is killed at the limit plus the grace, twice (the
     batch, then the record alone), long before the sleep would end."""
     wasm = component(tmp_path, "nap", "filter", attack=BLOCK)
     with load_plugin(wasm, sandbox=Sandbox(time_limit_s=1.0)) as plugin:

@@ -115,18 +115,15 @@ def test_a_component_rewritten_with_its_size_and_mtime_kept_is_not_taken_for_the
     """Only ctime tells this rewrite apart: the memoised key must not answer for it."""
     component = settled_copy(example_components["uppercase_map"], tmp_path)
     engine = _engine.SharedEngine()
-    try:
-        engine.load(component, cache_root())  # memoises the key of its identity
-        before = component.stat()
-        data = bytearray(component.read_bytes())
-        data[:8] = b"\0" * 8  # no longer WebAssembly; same size
-        component.write_bytes(bytes(data))
-        os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
-        assert component.stat().st_size == before.st_size
-        with pytest.raises(_engine.ComponentError, match="not a valid WebAssembly component"):
-            engine.load(component, cache_root())
-    finally:
-        engine.stop()
+    engine.load(component, cache_root())  # memoises the key of its identity
+    before = component.stat()
+    data = bytearray(component.read_bytes())
+    data[:8] = b"\0" * 8  # no longer WebAssembly; same size
+    component.write_bytes(bytes(data))
+    os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert component.stat().st_size == before.st_size
+    with pytest.raises(_engine.ComponentError, match="not a valid WebAssembly component"):
+        engine.load(component, cache_root())
 
 
 def test_a_rewritten_component_runs_its_new_code_in_a_reused_process(

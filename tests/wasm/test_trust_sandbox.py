@@ -182,7 +182,7 @@ LOOPING_START = f"""
 
 
 # Not built from the SDK: its start function blocks in WASI (a 30 s monotonic-clock
-# sleep), which epoch interruption cannot stop.
+# sleep), blocked outside wasm code.
 BLOCKING_START = """
 (component
   (import "wasi:io/poll@0.2.0" (instance $poll

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -311,17 +311,14 @@ def test_broken_component_is_one_line_naming_the_file(
 
 
 @pytest.fixture
-def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
-    """Call the yielded function to start a new process-wide engine (as a new process would)."""
-    started: list[engine_module.SharedEngine] = []
+def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call the returned function to start a new process-wide engine (as a new process would)."""
 
     def fresh() -> None:
         monkeypatch.setattr(engine_module, "_shared", None)
-        started.append(engine_module.shared_engine())
+        engine_module.shared_engine()
 
-    yield fresh
-    for engine in started:
-        engine.stop()
+    return fresh
 
 
 def artifacts(folder: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""One wasmtime Engine per sandbox configuration, its epoch ticker, and the compile cache.
+"""One wasmtime Engine per sandbox process, and the compile cache.
 
 Compiling a component takes seconds (CPython is inside it); a compiled artifact
 loads in milliseconds. Artifacts are cached on disk, keyed by the component's
@@ -13,7 +13,6 @@ a small memo read and a mapped deserialize, not a read and hash of its 18 MB.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import threading
@@ -25,7 +24,6 @@ import wasmtime
 from wasmtime import component as wc
 
 __all__ = [
-    "EPOCH_TICK_S",
     "RACY_WINDOW_NS",
     "ComponentError",
     "SharedEngine",
@@ -33,10 +31,7 @@ __all__ = [
     "shared_engine",
 ]
 
-EPOCH_TICK_S = 0.01
-"""How often the engine's epoch advances: the resolution of time limits."""
-
-_ENGINE_CONFIG = "epoch_interruption=1;cranelift_opt=speed"  # must match SharedEngine's Config
+_ENGINE_CONFIG = "epoch_interruption=0;cranelift_opt=speed"  # must match SharedEngine's Config
 
 RACY_WINDOW_NS = 2_000_000_000
 """How old a file's last change must be before its key is memoised by its identity.
@@ -91,39 +86,23 @@ def wasmtime_version() -> str:
 
 
 class SharedEngine:
-    """A wasmtime Engine with epoch interruption and a ticker thread.
+    """A wasmtime Engine and its WASI linker, shared by the process's stores.
 
-    One ticker for every store: each store sets its own deadline as a number of
-    ticks, so a limit on one plugin never interrupts another.
+    No epoch interruption: the time limit is the host's, which kills the
+    sandbox process when a call overruns (a CPU loop and a blocking WASI call
+    alike). Epoch checks compiled into every loop and call cost guest code
+    ~20% of its speed (measured), for a limit the kill enforces anyway; all
+    they saved was a process start on each time-out, which is rare.
     """
 
     def __init__(self) -> None:
         config = wasmtime.Config()
-        # Kept on although the host also kills a sandbox process that overruns:
-        # the epoch stops a CPU loop at the limit itself and keeps the process
-        # (measured: off is ~20% faster guest code, but every overrun then
-        # costs the kill grace and a new process, >2x longer per time-out).
-        config.epoch_interruption = True
         config.cranelift_opt_level = "speed"
         self.engine = wasmtime.Engine(config)
         self.linker = wc.Linker(self.engine)
         self.linker.add_wasip2()
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="dataflare-epoch", daemon=True)
-        self._ticker.start()
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
-        atexit.register(self.stop)
-
-    def _tick(self) -> None:
-        while not self._stop.wait(EPOCH_TICK_S):
-            self.engine.increment_epoch()
-
-    def stop(self) -> None:
-        """Stop the ticker (at interpreter exit)."""
-        self._stop.set()
-        if self._ticker.is_alive():
-            self._ticker.join(timeout=1)
 
     def load(self, path: Path, cache_root: Path | None = None) -> wc.Component:
         """The compiled component for the file at ``path``, from memory, disk cache or JIT.

@@ -3,8 +3,8 @@
 Sandbox: each instance lives in a sandbox process the host kills when a call
 outlives its time limit (so blocking WASI calls are bounded too), with WASI
 giving no preopened directory, no environment, no arguments and no network
-(the world imports only WASI); a time limit per call (epoch interruption, then
-the kill) and a memory cap (store limits). Guest stdout/stderr are forwarded,
+(the world imports only WASI); a time limit per call (the kill) and a memory
+cap (store limits). Guest stdout/stderr are forwarded,
 capped, to the ``dataflare.guest`` logger after every call.
 
 After a trap or a limit hit the instance is thrown away (its memory is

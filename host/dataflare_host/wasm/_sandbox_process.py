@@ -1,16 +1,15 @@
 """Component instances in child processes that the host kills when a limit passes.
 
 An :class:`Instance` is one instance of a component, living in a sandbox
-process (:mod:`dataflare_host.wasm._worker`). Every request carries a deadline:
-the process enforces the time limit itself with wasmtime's epoch interruption
-(a trap, and the process stays usable), and when it has not answered shortly
-after the limit (the guest is blocked in a WASI call such as ``time.sleep``, or
-a start function never returns) the host kills it. So the limit holds whatever
-the guest does, including components not built from this SDK.
+process (:mod:`dataflare_host.wasm._worker`). Every request carries a deadline,
+and a process that has not answered shortly after it is killed: a CPU loop, a
+blocking WASI call such as ``time.sleep`` and a start function that never
+returns all end there, in components not built from this SDK too. The engine
+compiles no epoch checks (they slowed guest code ~20%): the kill is the limit.
 
-Processes are reused: one whose instance was dropped cleanly goes back to a
-small pool, so replacing an instance costs an instantiation (~30 ms), not a
-process start.
+Processes are reused: one whose instance was dropped cleanly (or trapped, or
+returned past its limit) goes back to a small pool, so replacing an instance
+costs an instantiation (~30 ms); only a kill costs a process start.
 """
 
 from __future__ import annotations
@@ -26,7 +25,13 @@ from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm._engine import RACY_WINDOW_NS
 from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_pool import SandboxProcess, Unanswered, acquire, release
+from dataflare_host.wasm._sandbox_pool import (
+    SandboxProcess,
+    Unanswered,
+    acquire,
+    prestart,
+    release,
+)
 from dataflare_host.wasm._trap import Trap
 from dataflare_host.wasm._wit import WIT_INTERFACE
 
@@ -34,9 +39,10 @@ __all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Instance"]
 
 log = logging.getLogger("dataflare.guest")
 
-KILL_GRACE_S = 0.5
-"""How long past its time limit a request may take before the process is killed
-(the epoch deadline normally ends running code at the limit itself)."""
+KILL_GRACE_S = 0.2
+"""How long past its time limit a request may take before the process is killed:
+room for the request and answer to cross the pipe (the process times the call
+itself, so a call that ends within this grace but after the limit still fails)."""
 
 COMPILE_TIMEOUT_S = 600.0
 """How long loading (compiling) a component may take: seconds for CPython's 18 MB."""
@@ -135,9 +141,10 @@ class Instance:
             self._process = None
             if exc.died:
                 raise Trap(f"the sandbox process died ({exc.died})", timed_out=False) from exc
+            prestart()  # the next instance's process boots while the caller handles this
             raise Trap(
-                f"still running {KILL_GRACE_S:g} s past the {limit:g} s time limit (blocked "
-                "in a system call?); the sandbox process was killed",
+                f"still running {KILL_GRACE_S:g} s past the {limit:g} s time limit; "
+                "its sandbox process was killed",
                 timed_out=True,
             ) from exc
         try:
