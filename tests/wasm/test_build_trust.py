@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TEST_CACHE
+from filelock import FileLock
 from helpers import without_progress, write_one_processor_pipeline
 
 MARKER_PLUGIN = """
@@ -43,22 +45,41 @@ def dataflare(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_item03_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Path) -> None:
-    """Top-level plugin code does not run in the host process when it is built for WASM."""
-    marker = tmp_path / "host-was-touched"
-    plugin = tmp_path / "sneaky.py"
-    plugin.write_text(MARKER_PLUGIN.format(marker=str(marker)), encoding="utf-8")
+    """Top-level plugin code does not run in the host process when it is built for WASM.
 
-    built = dataflare("build", str(plugin), "-o", str(tmp_path / "sneaky.wasm"))
-    assert built.returncode == 0, built.stderr
-    assert not marker.exists(), "dataflare build ran the plugin's code on the host"
+    The build is real every run: it gets an empty cache of its own. The marker the
+    plugin would write sits at one path per checkout (under the test cache, taken in
+    turns by two sessions), so the plugin's text is the same in every run and
+    validate finds its component built and compiled by an earlier run: a marker in
+    a fresh temporary folder made the text, so the component, new each run, and
+    validate compiled 38 MB every time.
+    """
+    folder = TEST_CACHE / "build-trust"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(TEST_CACHE / "build-trust.lock"):
+        marker = folder / "host-was-touched"
+        marker.unlink(missing_ok=True)  # a failed earlier run's
+        plugin = tmp_path / "sneaky.py"
+        plugin.write_text(MARKER_PLUGIN.format(marker=str(marker)), encoding="utf-8")
 
-    pipeline = write_one_processor_pipeline(
-        tmp_path / "pipeline.yaml",
-        {"plugin_type": "filter", "plugin_source": "wasm", "plugin_path": "sneaky.py"},
-    )
-    validated = dataflare("validate", str(pipeline))
-    assert validated.returncode == 0, validated.stderr
-    assert not marker.exists(), "dataflare validate ran the plugin's code on the host"
+        built = dataflare(
+            "build",
+            str(plugin),
+            "-o",
+            str(tmp_path / "sneaky.wasm"),
+            env={"DATAFLARE_CACHE_DIR": str(tmp_path / "empty-cache")},
+        )
+        assert built.returncode == 0, built.stderr
+        assert "building sneaky.py" in built.stderr  # built here, not found in a cache
+        assert not marker.exists(), "dataflare build ran the plugin's code on the host"
+
+        pipeline = write_one_processor_pipeline(
+            tmp_path / "pipeline.yaml",
+            {"plugin_type": "filter", "plugin_source": "wasm", "plugin_path": "sneaky.py"},
+        )
+        validated = dataflare("validate", str(pipeline))
+        assert validated.returncode == 0, validated.stderr
+        assert not marker.exists(), "dataflare validate ran the plugin's code on the host"
 
 
 @pytest.mark.slow
