@@ -9,11 +9,12 @@ staleness rule.
 """
 
 from dataflare_host.plugins._chain import Chain, ChainResult, OnError, StepReport
-from dataflare_host.plugins._interface import Plugin
+from dataflare_host.plugins._interface import Begun, Plugin
 from dataflare_host.plugins._loader import PLUGIN_GROUP, Runtime, load_plugin
 
 __all__ = [
     "PLUGIN_GROUP",
+    "Begun",
     "Chain",
     "ChainResult",
     "OnError",

@@ -8,6 +8,7 @@ from typing import Literal
 import attrs
 
 from dataflare import PluginKind, ProcessingError, Record
+from dataflare.runtime import BatchResult
 from dataflare_host._closing import Closing
 from dataflare_host.plugins._interface import Plugin
 
@@ -86,8 +87,12 @@ class Chain(Closing):
                 f"on_error has {len(self.on_error)} entries for {len(self.plugins)} plugins"
             )
 
-    def process(self, records: Sequence[Record]) -> ChainResult:
-        """Run the steps over ``records``, ending the chain at a stopping step's failure."""
+    def process(self, records: Sequence[Record], first: BatchResult | None = None) -> ChainResult:
+        """Run the steps over ``records``, ending the chain at a stopping step's failure.
+
+        ``first`` is the first step's result on ``records`` when the caller already
+        has it (a batch it began with :meth:`Plugin.begin`).
+        """
         batch: Sequence[Record] = records
         reports: list[StepReport] = []
         for step, (plugin, on_error) in enumerate(zip(self.plugins, self.on_error, strict=True)):
@@ -95,7 +100,10 @@ class Chain(Closing):
             failures: list[tuple[ProcessingError, Record]] = []
             remaining = batch
             while remaining:
-                result = plugin.process(remaining)
+                if first is not None:
+                    result, first = first, None
+                else:
+                    result = plugin.process(remaining)
                 outputs.extend(result.outputs)
                 if result.error is None:
                     break

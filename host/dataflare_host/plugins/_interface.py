@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import attrs
 
 from dataflare import PluginError, PluginKind, Record
 from dataflare.runtime import EMPTY_SNAPSHOT, BatchResult, LookBackResult, StateBounds
 from dataflare_host._closing import Closing
 
-__all__ = ["Plugin"]
+__all__ = ["Begun", "Plugin"]
+
+
+@attrs.frozen
+class Begun:
+    """A batch a plugin has begun (:meth:`Plugin.begin`): its result, when asked for.
+
+    ``finish`` waits for the batch and returns what :meth:`Plugin.process`
+    would; ``answered(timeout_s)`` says whether it would return without waiting
+    (for a batch the backend runs elsewhere), within ``timeout_s``; ``cancel``
+    abandons a batch whose result will not be asked for (a stopping pipeline).
+    """
+
+    finish: Callable[[], BatchResult]
+    answered: Callable[[float], bool] = attrs.field(default=lambda timeout_s: True)
+    cancel: Callable[[], None] = attrs.field(default=lambda: None)
+
+    def result(self) -> BatchResult:
+        """The batch's result (waiting for it when it is still running)."""
+        return self.finish()
 
 
 class Plugin(Closing, abc.ABC):
@@ -68,6 +89,34 @@ class Plugin(Closing, abc.ABC):
     @abc.abstractmethod
     def _run(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
         """Backend hook: process ``records`` starting from ``accumulator``."""
+
+    def begin(self, records: Sequence[Record]) -> Begun:
+        """Start a batch and return at once; :meth:`Begun.result` gives what :meth:`process`
+        would have.
+
+        A backend that runs plugins in another process (WASM, in its sandbox
+        process) sends the batch now, so the caller can do other work meanwhile
+        (a pipeline writes the previous batch while the guest runs this one).
+        Otherwise, and for a plugin that keeps state between batches (an
+        aggregate, declared state), the batch runs when its result is asked for.
+        Finish one begun batch before beginning or processing another.
+
+        >>> begun = plugin.begin(batch)  # doctest: +SKIP
+        >>> write(previous)  # the sandbox process works on batch meanwhile  # doctest: +SKIP
+        >>> begun.result().outputs  # doctest: +SKIP
+        """
+        if self._closed:
+            raise PluginError(f"plugin {self.name!r} ({self.origin}) is closed")
+        if self.kind is not PluginKind.AGGREGATE and self.state_bounds is None:
+            begun = self._begin(records)
+            if begun is not None:
+                return begun
+        return Begun(lambda: self.process(records))
+
+    def _begin(self, records: Sequence[Record]) -> Begun | None:
+        """Backend hook for :meth:`begin` (a stateless plugin): the batch sent off, or
+        None when this backend runs it in the caller's thread anyway."""
+        return None
 
     def look_back(self, records: Sequence[Record]) -> LookBackResult:
         """Warm the plugin up with ``records`` (oldest first) through its ``@look_back`` hook.

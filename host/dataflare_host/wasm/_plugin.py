@@ -49,7 +49,7 @@ from dataflare.runtime import (
     resolve_params,
 )
 from dataflare.runtime._error_details import preview
-from dataflare_host.plugins._interface import Plugin
+from dataflare_host.plugins._interface import Begun, Plugin
 from dataflare_host.wasm._guest_values import (
     PluginInfo,
     call_error,
@@ -60,7 +60,7 @@ from dataflare_host.wasm._guest_values import (
     shim_ran_out_of_memory,
 )
 from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_process import Instance
+from dataflare_host.wasm._sandbox_process import Call, Instance
 from dataflare_host.wasm._trap import Trap
 
 __all__ = ["WasmPlugin"]
@@ -175,7 +175,12 @@ class WasmPlugin(Plugin):
         results = list(self._pool.map(lambda piece: self._run_narrowing(piece, None), pieces))
         return _merge(results, [len(p) for p in pieces])
 
-    def _run_narrowing(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
+    def _run_narrowing(
+        self,
+        records: Sequence[Record],
+        accumulator: bytes | None,
+        first: BatchResult | None = None,
+    ) -> BatchResult:
         """Run a batch; when it runs out of time, find the record that does.
 
         The time limit is per call, so records that are each fast enough can
@@ -185,7 +190,7 @@ class WasmPlugin(Plugin):
         before it keeps its outputs. A timed-out batch thus costs at most two
         limits before its culprit is known.
         """
-        result = self._run_on_instance(records, accumulator)
+        result = first if first is not None else self._run_on_instance(records, accumulator)
         if len(records) < 2 or not _timed_out(result):
             return result
         results: list[BatchResult] = []
@@ -210,9 +215,43 @@ class WasmPlugin(Plugin):
         return max(1, min(self.sandbox.instances, count // self.sandbox.min_shard))
 
     def _run_on_instance(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
+        instance, call = self._send_on_instance(records, accumulator)
+        return self._finish_on_instance(instance, call, records, accumulator)
+
+    def _begin(self, records: Sequence[Record]) -> Begun | None:
+        # One call in flight on one instance: a batch split across instances runs
+        # when its result is asked for; one that times out is narrowed then.
+        if self._shard_count(len(records)) > 1:
+            return None
+        instance, call = self._send_on_instance(records, None)
+
+        def finish() -> BatchResult:
+            result = self._finish_on_instance(instance, call, records, None)
+            if len(records) < 2 or not _timed_out(result):
+                return result
+            return self._run_narrowing(records, None, first=result)
+
+        return Begun(finish, call.answered, instance.close)
+
+    def _send_on_instance(
+        self, records: Sequence[Record], accumulator: bytes | None
+    ) -> tuple[Instance, Call]:
         instance = self._acquire()
         try:
-            result = self._call_kind(instance, records, accumulator)
+            return instance, self._send_kind(instance, records, accumulator)
+        except BaseException:
+            self._release(instance)
+            raise
+
+    def _finish_on_instance(
+        self,
+        instance: Instance,
+        call: Call,
+        records: Sequence[Record],
+        accumulator: bytes | None,
+    ) -> BatchResult:
+        try:
+            result = self._finish_kind(call.wait(), records)
         except Trap as trap:
             instance.close()  # never reuse an instance that trapped
             if self.state_bounds is not None:
@@ -240,7 +279,10 @@ class WasmPlugin(Plugin):
             return attrs.evolve(result, error=limit)
         # A Python exception the guest caught (or success) leaves the instance as
         # sound as a native plugin after a raise: keep it, with its state.
-        self._release(instance)
+        if self.closed:  # closed while the batch ran (a hot reload swapped it out)
+            instance.close()
+        else:
+            self._release(instance)
         return result
 
     def _state_lost(self, why: str, records: Sequence[Record]) -> PluginError:
@@ -330,15 +372,16 @@ class WasmPlugin(Plugin):
             return error
         return SerializationError(f"{self.path}: {error}")
 
-    def _call_kind(
+    def _send_kind(
         self, instance: Instance, records: Sequence[Record], accumulator: bytes | None
-    ) -> BatchResult:
+    ) -> Call:
         batch = encode_request(records)
+        if self.kind is PluginKind.AGGREGATE:
+            return instance.begin("aggregate", batch, encode_accumulator(accumulator))
+        return instance.begin(self.kind.value.replace("_", "-"), batch)
+
+    def _finish_kind(self, out: Any, records: Sequence[Record]) -> BatchResult:
         kind = self.kind
-        if kind is PluginKind.AGGREGATE:
-            out = instance.call("aggregate", batch, encode_accumulator(accumulator))
-        else:
-            out = instance.call(kind.value.replace("_", "-"), batch)
         if not isinstance(out, wc.Record):
             if shim_ran_out_of_memory(out):
                 # The cap was hit while the shim encoded the results: a limit on

@@ -88,6 +88,14 @@ class SandboxProcess:
 
     def request(self, message: tuple[Any, ...], timeout_s: float) -> tuple[Any, ...]:
         """Send ``message``; the answer, or :class:`Unanswered` after ``timeout_s``."""
+        self.send(message)
+        return self.receive(time.monotonic() + timeout_s)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send ``message`` without waiting for its answer (:meth:`receive` reads it).
+
+        Raises :class:`Unanswered` when the process is gone.
+        """
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             self._in.write(HEADER.pack(len(payload)))
@@ -95,15 +103,24 @@ class SandboxProcess:
             self._in.flush()
         except (BrokenPipeError, OSError) as exc:
             raise Unanswered(self._death()) from exc
-        deadline = time.monotonic() + timeout_s
+
+    def answered(self, timeout_s: float) -> bool:
+        """Whether an answer (or the process's end) is waiting to be read, within ``timeout_s``."""
+        ready, _, _ = select.select([self._out.fileno()], [], [], max(0.0, timeout_s))
+        return bool(ready)
+
+    def receive(self, deadline: float) -> tuple[Any, ...]:
+        """The answer to the last request sent; :class:`Unanswered` (the process killed)
+        when none came by ``deadline`` (a :func:`time.monotonic` time)."""
         fd = self._out.fileno()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if self.answered(0.0):  # answered in time, read late
+                    break
                 self.kill()
                 raise Unanswered(None)
-            ready, _, _ = select.select([fd], [], [], min(remaining, 0.25))
-            if ready:
+            if self.answered(min(remaining, 0.25)):
                 break
         header = _read_exactly(fd, HEADER.size)
         if header is None:

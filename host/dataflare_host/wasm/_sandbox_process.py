@@ -35,7 +35,7 @@ from dataflare_host.wasm._sandbox_pool import (
 from dataflare_host.wasm._trap import Trap
 from dataflare_host.wasm._wit import WIT_INTERFACE
 
-__all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Instance"]
+__all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Call", "Instance"]
 
 log = logging.getLogger("dataflare.guest")
 
@@ -60,6 +60,7 @@ class Instance:
     def __init__(self, path: Path, sandbox: Sandbox, label: str) -> None:
         self._sandbox = sandbox
         self._label = label
+        self._outstanding = False  # a call begun and not waited for
         self._process: SandboxProcess | None = acquire()
         try:
             # The file's identity, not only its path: a component rebuilt or swapped
@@ -132,33 +133,60 @@ class Instance:
 
     def call(self, name: str, *args: Any) -> Any:
         """Call the export ``name``; its lifted value (a Trap when the guest failed hard)."""
-        if self._process is None:
-            raise PluginIOError(f"{self._label}: the instance is closed")
+        return self.begin(name, *args).wait()
+
+    def begin(self, name: str, *args: Any) -> Call:
+        """Send a call of the export ``name`` and return at once; :meth:`Call.wait` gives
+        what :meth:`call` would. Until then the instance takes no other request."""
+        if self._process is None or self._outstanding:
+            raise PluginIOError(f"{self._label}: the instance is closed or busy")
         limit = self._sandbox.time_limit_s
+        self._outstanding = True
         try:
-            answer = self._process.request(("call", name, args, limit), limit + KILL_GRACE_S)
+            self._process.send(("call", name, args, limit))
+        except Unanswered as exc:
+            return Call(self, limit, failed=exc)
+        return Call(self, limit)
+
+    def _finish(self, call: Call) -> Any:
+        process = self._process
+        if process is None:  # closed (so killed) while the call ran
+            raise Trap("the instance was closed before the call's answer", timed_out=False)
+        try:
+            if call.failed is not None:
+                raise call.failed
+            answer = process.receive(call.deadline)
         except Unanswered as exc:
             self._process = None
             if exc.died:
                 raise Trap(f"the sandbox process died ({exc.died})", timed_out=False) from exc
             prestart()  # the next instance's process boots while the caller handles this
             raise Trap(
-                f"still running {KILL_GRACE_S:g} s past the {limit:g} s time limit; "
+                f"still running {KILL_GRACE_S:g} s past the {call.limit:g} s time limit; "
                 "its sandbox process was killed",
                 timed_out=True,
             ) from exc
+        finally:
+            self._outstanding = False
         try:
             return self._answer(answer)
         except Trap:
             # The process dropped the trapped instance itself and can serve others.
-            process, self._process = self._process, None
+            self._process = None
             release(process)
             raise
 
     def close(self) -> None:
-        """Drop the instance; its process goes back to the pool (safe to call twice)."""
+        """Drop the instance; its process goes back to the pool (safe to call twice).
+
+        With a call begun and not waited for, the process is killed instead: its
+        answer would come before the drop's, and the guest may be mid-batch.
+        """
         process, self._process = self._process, None
         if process is None:
+            return
+        if self._outstanding:
+            process.kill()
             return
         try:
             answer = process.request(("drop",), 10.0)
@@ -167,3 +195,29 @@ class Instance:
         if answer[0] == "ok":
             self._log(answer[2])
         release(process)
+
+
+class Call:
+    """A call sent to an :class:`Instance` and not yet answered (see :meth:`Instance.begin`)."""
+
+    def __init__(self, instance: Instance, limit: float, failed: Unanswered | None = None) -> None:
+        self._instance = instance
+        self.limit = limit
+        self.deadline = time.monotonic() + limit + KILL_GRACE_S
+        self.failed = failed
+        self._waited = False
+
+    def answered(self, timeout_s: float) -> bool:
+        """Whether :meth:`wait` would return without waiting (within ``timeout_s``)."""
+        process = self._instance._process
+        left = self.deadline - time.monotonic()
+        if self._waited or self.failed is not None or process is None or left <= 0:
+            return True  # past the deadline, wait() kills at once
+        return process.answered(min(timeout_s, left))
+
+    def wait(self) -> Any:
+        """The call's lifted value; raises :class:`Trap` as :meth:`Instance.call` does."""
+        if self._waited:
+            raise PluginIOError("a call's answer was already taken")
+        self._waited = True
+        return self._instance._finish(self)

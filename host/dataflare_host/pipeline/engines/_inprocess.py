@@ -5,21 +5,39 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from dataflare import Record
 from dataflare_host.connectors import Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._stats import StageStats
 from dataflare_host.pipeline.engines._keyed import dump_keyed, load_keyed
 from dataflare_host.pipeline.engines._plan import Plan, join, run_part
+from dataflare_host.pipeline.engines._protocol import Done
 from dataflare_host.plugins._chain import ChainResult, OnError
+from dataflare_host.plugins._interface import Begun
 
 __all__ = ["InProcessEngine"]
+
+
+@attrs.define
+class _Queued:
+    done: Done
+    records: list[Record]
+    begun: Begun | None = None
 
 
 class InProcessEngine:
     """Runs each batch when the runner asks for its result, on the driver's own plugins
     (so hot reload swaps what runs). ``partition_by: key`` keeps one accumulator (or
-    declared state) per key; unpartitioned declared state lives in the plugin itself."""
+    declared state) per key; unpartitioned declared state lives in the plugin itself.
+
+    A first step that runs elsewhere (a WASM plugin, in its sandbox process) is
+    begun one batch ahead: once a batch's first step answered, the next batch is
+    sent to it, and the guest works on that while this thread runs the rest of
+    the chain, the sinks and the source of the batch before (the two overlap on
+    two cores instead of taking turns).
+    """
 
     name = "in-process"
 
@@ -27,7 +45,7 @@ class InProcessEngine:
         self._stages = stages
         self._plan = Plan.of_stages(stages)
         self._keyed: dict[str, dict[bytes | None, bytes | None]] = {}
-        self._queue: list[Any] = []
+        self._queue: list[_Queued] = []
         self.worker_stats: list[StageStats] = []
 
     def start(self, saved: Mapping[str, bytes | None]) -> None:
@@ -42,37 +60,54 @@ class InProcessEngine:
         """Nothing to hand over: the chain runs where the sources are read."""
 
     def submit(self, tag: Any, records: Sequence[Record]) -> None:
-        """Queue a batch (it runs when its result is asked for)."""
-        from dataflare_host.pipeline.engines._protocol import Done
+        """Queue a batch; the first in line is begun at once (see the class)."""
+        queued = _Queued(Done(tag, _not_yet), list(records))
+        queued.done.compute = lambda: self._run(queued)
+        self._queue.append(queued)
+        if len(self._queue) == 1:
+            self._begin(queued)
 
-        batch = list(records)
-        done = Done(tag, lambda: ChainResult([]))
-        done.compute = lambda: self._run(done, batch)
-        self._queue.append(done)
+    def _begin(self, queued: _Queued) -> None:
+        # A keyed first step runs key by key: nothing of it can start on the whole batch.
+        if (
+            queued.begun is None
+            and self._stages
+            and (self._plan.split > 0 or not self._plan.partitioned)
+        ):
+            queued.begun = self._stages[0].plugin.begin(queued.records)
 
-    def _run(self, done: Any, records: list[Record]) -> ChainResult:
+    def _run(self, queued: _Queued) -> ChainResult:
+        first = queued.begun.result() if queued.begun is not None else None
+        if self._queue:  # the next batch goes to the guest while this one finishes here
+            self._begin(self._queue[0])
+        records = queued.records
         plugins = [s.plugin for s in self._stages]
         on_error: list[OnError] = [
             "stop" if s.config.on_error == "fail" else "continue" for s in self._stages
         ]
         if not self._plan.partitioned:
-            return run_part(plugins, on_error, records)[0]
+            return run_part(plugins, on_error, records, first=first)[0]
         split = self._plan.split
-        first, _, _ = run_part(plugins[:split], on_error[:split], records)
-        if not first.ok:
-            return first
+        first_part, _, _ = run_part(plugins[:split], on_error[:split], records, first=first)
+        if not first_part.ok:
+            return first_part
         steps = {i - split: self._stages[i].id for i in self._plan.carried if i >= split}
         by_key = {step: dict(self._keyed.get(stage, {})) for step, stage in steps.items()}
         second, _, after = run_part(
-            plugins[split:], on_error[split:], first.outputs, by_key=by_key
+            plugins[split:], on_error[split:], first_part.outputs, by_key=by_key
         )
-        done.key_states = {steps[step]: states for step, states in after.items()}
-        return join(first, second, split)
+        queued.done.key_states = {steps[step]: states for step, states in after.items()}
+        return join(first_part, second, split)
 
     def ready(self, timeout: float) -> list[Any]:
-        """Every queued batch (each runs when its result is asked for)."""
-        queued, self._queue = self._queue, []
-        return queued
+        """The batch at the head of the queue, unless its first step is still running
+        elsewhere and no batch waits behind it (then the runner reads on)."""
+        if not self._queue:
+            return []
+        head = self._queue[0]
+        if head.begun is not None and len(self._queue) == 1 and not head.begun.answered(timeout):
+            return []
+        return [self._queue.pop(0).done]
 
     @property
     def pending(self) -> int:
@@ -81,8 +116,8 @@ class InProcessEngine:
 
     @property
     def full(self) -> bool:
-        """Never: batches run one at a time, in the runner's thread."""
-        return False
+        """With one batch running and one waiting: hand one back before reading more."""
+        return len(self._queue) >= 2
 
     def delivered(self, done: Any) -> None:
         """Keep the per-key state of a batch every sink took."""
@@ -98,4 +133,12 @@ class InProcessEngine:
         return "engine in-process, 1 worker (the driver)"
 
     def close(self) -> None:
-        """Nothing to stop."""
+        """Abandon batches begun and never handed back (a stopping pipeline's)."""
+        queued, self._queue = self._queue, []
+        for each in queued:
+            if each.begun is not None:
+                each.begun.cancel()
+
+
+def _not_yet() -> ChainResult:
+    raise AssertionError("a batch's result is computed by its engine")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import attrs
 
 from dataflare import PluginKind, ProcessingError, Record
+from dataflare.runtime import BatchResult
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._config import ProcessorConfig
 from dataflare_host.plugins._chain import Chain, ChainResult, OnError, StepReport
@@ -135,6 +136,7 @@ def run_part(
     *,
     states: dict[int, bytes | None] | None = None,
     by_key: dict[int, dict[bytes | None, bytes | None]] | None = None,
+    first: BatchResult | None = None,
 ) -> tuple[ChainResult, dict[int, bytes | None], dict[int, dict[bytes | None, bytes | None]]]:
     """Run ``plugins`` (a part of the chain) over ``records``.
 
@@ -142,17 +144,20 @@ def run_part(
     from (:func:`carried_state`); ``by_key`` does the same per key, and then each
     key's records (in source order) run through the part on their own. Returns
     the result and the states after the batch, in the same shape as given.
+    ``first`` is the first step's result on ``records``, when already known
+    (not with ``by_key``).
     """
     chain = Chain(plugins, on_error)
     if by_key is None:
         for step, state in (states or {}).items():
             put_state(plugins[step], state)
-        result = chain.process(records)
+        result = chain.process(records, first)
         after = {step: carried_state(plugins[step]) for step in (states or {})}
         return result, after, {}
     groups: dict[bytes | None, list[Record]] = {}
     for record in records:
         groups.setdefault(record.key, []).append(record)
+    assert first is None, "a keyed part runs key by key: its first step cannot have begun"
     results: list[ChainResult] = []
     new_by_key: dict[int, dict[bytes | None, bytes | None]] = {step: {} for step in by_key}
     for key, group in groups.items():

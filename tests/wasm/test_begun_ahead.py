@@ -1,0 +1,175 @@
+"""A WASM plugin's batch runs in its sandbox process while the host does other work.
+
+``Plugin.begin`` sends a stateless WASM plugin's batch at once; the in-process
+engine uses it to keep the guest on batch N+1 while the driver runs the rest of
+the chain and the sinks on batch N. Timings here are wall-clock sleeps and busy
+loops on the monotonic clock, so a loaded machine stretches neither side's work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from dataflare import LimitExceededError, Record
+from dataflare_host import Sandbox, load_plugin
+from dataflare_host.pipeline import Pipeline
+from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
+
+pytestmark = pytest.mark.wasm
+
+SLOW = REPO / "tests" / "hostile_plugins" / "slow_records.py"
+
+
+@pytest.fixture(scope="module")
+def slow_wasm(component_builder) -> Path:  # type: ignore[no-untyped-def]
+    return component_builder(SLOW)
+
+
+def test_a_begun_batch_runs_in_the_sandbox_while_the_caller_works(slow_wasm: Path) -> None:
+    """0.3 s of guest work and 0.3 s of the caller's overlap: well under the 0.6 s in turns."""
+    batch = [Record(b"a", offset=0), Record(b"b", offset=1), Record(b"c", offset=2)]
+    with load_plugin(slow_wasm, {"ms": "100"}) as plugin:
+        plugin.process(batch[:1])  # a warm instance, as in a running pipeline
+        started = time.monotonic()
+        begun = plugin.begin(batch)
+        time.sleep(0.3)  # the caller's own work
+        result = begun.result()
+        elapsed = time.monotonic() - started
+    assert [r.value for r in result.outputs] == [b"a", b"b", b"c"]
+    assert result.error is None
+    assert elapsed < 0.5, f"{elapsed:.2f} s: the batch did not run while the caller worked"
+
+
+def test_a_native_plugin_runs_a_begun_batch_when_its_result_is_asked_for(tmp_path: Path) -> None:
+    """Natively nothing runs elsewhere: begin() only defers the call to result()."""
+    seen = tmp_path / "seen"
+    plugin_file = tmp_path / "mark.py"
+    plugin_file.write_text(
+        "import pathlib\n"
+        "import dataflare\n\n"
+        "@dataflare.filter\n"
+        "def mark(record: dataflare.Record) -> bool:\n"
+        f"    pathlib.Path({str(seen)!r}).write_bytes(record.value)\n"
+        "    return True\n",
+        encoding="utf-8",
+    )
+    with load_plugin(plugin_file) as plugin:
+        begun = plugin.begin([Record(b"x")])
+        assert not seen.exists()
+        assert [r.value for r in begun.result().outputs] == [b"x"]
+        assert seen.read_bytes() == b"x"
+
+
+def test_a_cancelled_batch_kills_its_sandbox_process(slow_wasm: Path) -> None:
+    """A pipeline that stops with a batch in the guest must not leave the guest running."""
+    with load_plugin(slow_wasm, {"ms": "1", "stuck_ms": "30000"}) as plugin:
+        process = plugin._idle[0]._process  # type: ignore[attr-defined]
+        assert process is not None
+        begun = plugin.begin([Record(b"stuck")])
+        started = time.monotonic()
+        begun.cancel()
+        assert process.proc.wait(timeout=2) == -9
+        assert time.monotonic() - started < 1
+        # The plugin goes on with a new instance.
+        assert [r.value for r in plugin.process([Record(b"ok")]).outputs] == [b"ok"]
+
+
+def test_a_begun_batch_past_the_time_limit_fails_at_the_limit_even_when_asked_late(
+    slow_wasm: Path,
+) -> None:
+    """The limit runs from the send: a result asked for after it is a time-out at once,
+    and the record that exceeds the limit alone is the one named."""
+    sandbox = Sandbox(time_limit_s=0.5)
+    with load_plugin(slow_wasm, {"ms": "1", "stuck_ms": "30000"}, sandbox=sandbox) as plugin:
+        batch = [Record(b"fine", offset=7), Record(b"stuck", offset=8)]
+        begun = plugin.begin(batch)
+        time.sleep(0.5 + KILL_GRACE_S + 0.3)
+        started = time.monotonic()
+        result = begun.result()
+        narrowing = time.monotonic() - started
+    assert [r.value for r in result.outputs] == [b"fine"]
+    assert isinstance(result.error, LimitExceededError)
+    assert result.error.offset == 8
+    assert "0.5 s time limit" in result.error.error_message
+    # Killed at once, then the two records alone: one fast, one at the limit.
+    assert narrowing < 0.5 + KILL_GRACE_S + 1.5
+
+
+def _write_pipeline(folder: Path, wasm: Path, lines: int, batch: int) -> Path:
+    source = folder / "in.jsonl"
+    source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(lines)))
+    nap = folder / "nap.py"
+    nap.write_text(
+        "import time\n"
+        "import dataflare\n\n"
+        "@dataflare.map\n"
+        "def nap(record: dataflare.Record) -> dataflare.Record:\n"
+        "    time.sleep(0.04)\n"
+        "    return record\n",
+        encoding="utf-8",
+    )
+    doc = {
+        "name": "ahead",
+        "batch": {"size": batch, "linger_ms": 10},
+        "sources": [
+            {
+                "id": "in",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": str(source)}},
+            }
+        ],
+        "processors": [
+            {
+                "id": "slow",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "map",
+                    "plugin_source": "wasm",
+                    "plugin_path": str(wasm),
+                    "params": {"ms": "40"},
+                },
+            },
+            {
+                "id": "nap",
+                "type": "plugin",
+                "config": {"plugin_type": "map", "plugin_path": str(nap)},
+            },
+        ],
+        "sinks": [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "file",
+                    "connection": {"path": str(folder / "out.jsonl")},
+                },
+            }
+        ],
+    }
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
+    slow_wasm: Path, tmp_path: Path
+) -> None:
+    """Six batches, each 0.2 s in the guest and 0.2 s in a native step: ~2.4 s in turns,
+    ~1.4 s when the guest works on the next batch while the driver finishes this one."""
+    pipeline = Pipeline.from_file(_write_pipeline(tmp_path, slow_wasm, lines=30, batch=5))
+    try:
+        started = time.monotonic()
+        summary = pipeline.run()
+        elapsed = time.monotonic() - started
+    finally:
+        pipeline.close()
+    assert summary.error is None
+    written = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in written] == [{"n": i} for i in range(30)]
+    assert elapsed < 2.0, f"{elapsed:.2f} s: the guest and the driver took turns"
