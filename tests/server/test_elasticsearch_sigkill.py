@@ -102,8 +102,20 @@ def test_sigkill_at_random_points_ends_with_exactly_one_document_per_row(
             child = subprocess.Popen(
                 command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr
             )
-        # Start-up (imports, connecting) takes ~0.7 s of this; the rest is writing.
-        time.sleep(rng.uniform(0.9, 2.0))
+        # Each kill lands while the run is writing: first the index grows past what the
+        # runs before wrote, then a random moment later the kill comes. A fixed cadence
+        # (start-up is ~0.7 s on an idle machine) killed every restart of a loaded one
+        # before its first write (a cold CI run building components meanwhile).
+        before = progress[-1] if progress else 0
+        deadline = time.monotonic() + 30
+        while opensearch_server.count(index) <= before:
+            assert child.poll() is None, (
+                f"the pipeline ended (exit {child.returncode}) before writing; it wrote "
+                f"{opensearch_server.count(index)} of {ROWS} documents: {errors.read_text()!r}"
+            )
+            assert time.monotonic() < deadline, f"no document written in 30 s: {progress}"
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 1.0))
         assert child.poll() is None, (
             f"the pipeline ended (exit {child.returncode}) before the kill; it wrote "
             f"{opensearch_server.count(index)} of {ROWS} documents: {errors.read_text()!r}"
