@@ -19,6 +19,7 @@ from conftest import REPO
 from dataflare import LimitExceededError, Record
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host.pipeline import Pipeline
+from dataflare_host.wasm import _sandbox_pool
 from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
 
 pytestmark = pytest.mark.wasm
@@ -173,3 +174,42 @@ def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
     written = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in written] == [{"n": i} for i in range(30)]
     assert elapsed < 2.0, f"{elapsed:.2f} s: the guest and the driver took turns"
+
+
+def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_free(
+    slow_wasm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second batch is encoded at once but sent to the one instance only after the
+    first is answered: no second sandbox process, results in order."""
+    started: list[object] = []
+    original = _sandbox_pool.SandboxProcess.__init__
+
+    def counted(self: _sandbox_pool.SandboxProcess) -> None:
+        started.append(self)
+        original(self)
+
+    with load_plugin(slow_wasm, {"ms": "50"}) as plugin:
+        monkeypatch.setattr(_sandbox_pool.SandboxProcess, "__init__", counted)
+        first = plugin.begin([Record(b"1", offset=0), Record(b"2", offset=1)])
+        second = plugin.begin([Record(b"3", offset=2)])
+        assert [r.value for r in first.result().outputs] == [b"1", b"2"]
+        second.start()
+        assert [r.value for r in second.result().outputs] == [b"3"]
+    assert started == []
+
+
+def test_a_batch_begun_behind_one_that_times_out_runs_on_a_fresh_instance(
+    slow_wasm: Path,
+) -> None:
+    """The instance the first batch killed is not the second's: it gets a new one."""
+    sandbox = Sandbox(time_limit_s=0.5)
+    with load_plugin(slow_wasm, {"ms": "1", "stuck_ms": "30000"}, sandbox=sandbox) as plugin:
+        first = plugin.begin([Record(b"stuck", offset=0)])
+        second = plugin.begin([Record(b"fine", offset=1)])
+        stuck = first.result()
+        assert isinstance(stuck.error, LimitExceededError)
+        assert stuck.outputs == []
+        second.start()
+        fine = second.result()
+    assert fine.error is None
+    assert [r.value for r in fine.outputs] == [b"fine"]

@@ -22,11 +22,14 @@ class Begun:
     would; ``answered(timeout_s)`` says whether it would return without waiting
     (for a batch the backend runs elsewhere), within ``timeout_s``; ``cancel``
     abandons a batch whose result will not be asked for (a stopping pipeline).
+    ``start`` sends a batch begun while the plugin was busy with the one before
+    it (its request already made), once that one's result is in.
     """
 
     finish: Callable[[], BatchResult]
     answered: Callable[[float], bool] = attrs.field(default=lambda timeout_s: True)
     cancel: Callable[[], None] = attrs.field(default=lambda: None)
+    start: Callable[[], None] = attrs.field(default=lambda: None)
 
     def result(self) -> BatchResult:
         """The batch's result (waiting for it when it is still running)."""
@@ -99,7 +102,9 @@ class Plugin(Closing, abc.ABC):
         (a pipeline writes the previous batch while the guest runs this one).
         Otherwise, and for a plugin that keeps state between batches (an
         aggregate, declared state), the batch runs when its result is asked for.
-        Finish one begun batch before beginning or processing another.
+        A batch begun while the one before it still runs is prepared (encoded)
+        at once and sent by :meth:`Begun.start` (or its result); take results in
+        the order the batches were begun.
 
         >>> begun = plugin.begin(batch)  # doctest: +SKIP
         >>> write(previous)  # the sandbox process works on batch meanwhile  # doctest: +SKIP

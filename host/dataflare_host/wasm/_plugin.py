@@ -60,7 +60,7 @@ from dataflare_host.wasm._guest_values import (
     shim_ran_out_of_memory,
 )
 from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_process import Call, Instance
+from dataflare_host.wasm._sandbox_process import Call, Instance, PreparedCall, prepare_call
 from dataflare_host.wasm._trap import Trap
 
 __all__ = ["WasmPlugin"]
@@ -219,19 +219,15 @@ class WasmPlugin(Plugin):
         return self._finish_on_instance(instance, call, records, accumulator)
 
     def _begin(self, records: Sequence[Record]) -> Begun | None:
-        # One call in flight on one instance: a batch split across instances runs
-        # when its result is asked for; one that times out is narrowed then.
+        # A batch split across instances runs when its result is asked for.
         if self._shard_count(len(records)) > 1:
             return None
-        instance, call = self._send_on_instance(records, None)
-
-        def finish() -> BatchResult:
-            result = self._finish_on_instance(instance, call, records, None)
-            if len(records) < 2 or not _timed_out(result):
-                return result
-            return self._run_narrowing(records, None, first=result)
-
-        return Begun(finish, call.answered, instance.close)
+        ahead = _Ahead(self, records, self._prepare_kind(records, None))
+        with self._lock:
+            free = bool(self._idle)
+        if free:  # else it goes out when the batch before it is answered (Begun.start)
+            ahead.start()
+        return Begun(ahead.finish, ahead.answered, ahead.cancel, ahead.start)
 
     def _send_on_instance(
         self, records: Sequence[Record], accumulator: bytes | None
@@ -375,10 +371,13 @@ class WasmPlugin(Plugin):
     def _send_kind(
         self, instance: Instance, records: Sequence[Record], accumulator: bytes | None
     ) -> Call:
+        return instance.send(self._prepare_kind(records, accumulator))
+
+    def _prepare_kind(self, records: Sequence[Record], accumulator: bytes | None) -> PreparedCall:
         batch = encode_request(records)
         if self.kind is PluginKind.AGGREGATE:
-            return instance.begin("aggregate", batch, encode_accumulator(accumulator))
-        return instance.begin(self.kind.value.replace("_", "-"), batch)
+            return prepare_call(self.sandbox, "aggregate", batch, encode_accumulator(accumulator))
+        return prepare_call(self.sandbox, self.kind.value.replace("_", "-"), batch)
 
     def _finish_kind(self, out: Any, records: Sequence[Record]) -> BatchResult:
         kind = self.kind
@@ -510,6 +509,53 @@ class WasmPlugin(Plugin):
             idle, self._idle = self._idle, []
         for instance in idle:
             instance.close()
+
+
+class _Ahead:
+    """A stateless plugin's batch begun ahead (:meth:`WasmPlugin._begin`): its request
+    is packed at once and sent when an instance is free (:meth:`start`)."""
+
+    def __init__(
+        self, plugin: WasmPlugin, records: Sequence[Record], request: PreparedCall
+    ) -> None:
+        self._plugin = plugin
+        self._records = records
+        self._request: PreparedCall | None = request
+        self._sent: tuple[Instance, Call] | None = None
+
+    def start(self) -> None:
+        """Send the batch, unless it was sent (an instance free now: the one whose
+        batch was just answered, or a new one when that one trapped)."""
+        if self._request is None:
+            return
+        request, self._request = self._request, None
+        instance = self._plugin._acquire()
+        try:
+            self._sent = instance, instance.send(request)
+        except BaseException:
+            self._plugin._release(instance)
+            raise
+
+    def answered(self, timeout_s: float) -> bool:
+        """Whether :meth:`finish` would not wait (True when not sent: it sends, then waits)."""
+        return self._sent is None or self._sent[1].answered(timeout_s)
+
+    def finish(self) -> BatchResult:
+        """The batch's result, narrowed to the record at fault after a time-out."""
+        self.start()
+        assert self._sent is not None
+        instance, call = self._sent
+        records = self._records
+        result = self._plugin._finish_on_instance(instance, call, records, None)
+        if len(records) < 2 or not _timed_out(result):
+            return result
+        return self._plugin._run_narrowing(records, None, first=result)
+
+    def cancel(self) -> None:
+        """Abandon the batch: a sent one's process is killed (it may be mid-batch)."""
+        self._request = None
+        if self._sent is not None:
+            self._sent[0].close()
 
 
 def _timed_out(result: BatchResult) -> bool:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from dataflare_host.wasm._worker import BOOT, HEADER
 
-__all__ = ["SandboxProcess", "Unanswered", "acquire", "prestart", "release"]
+__all__ = ["SandboxProcess", "Unanswered", "acquire", "pack", "prestart", "release"]
 
 _MAX_IDLE = 4
 
@@ -96,7 +96,10 @@ class SandboxProcess:
 
         Raises :class:`Unanswered` when the process is gone.
         """
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self.send_packed(pack(message))
+
+    def send_packed(self, payload: bytes) -> None:
+        """Send a message :func:`pack` made (so it can be made before the process is free)."""
         try:
             self._in.write(HEADER.pack(len(payload)))
             self._in.write(payload)  # no concatenation: a batch is a megabyte
@@ -166,6 +169,11 @@ class SandboxProcess:
         self._remove_scratch()
         with contextlib.suppress(OSError):
             self._out.close()
+
+
+def pack(message: tuple[Any, ...]) -> bytes:
+    """A request as it crosses the channel."""
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Unanswered(Exception):

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._cache import cache_root
 from dataflare_host._text import escape_controls
@@ -29,13 +31,21 @@ from dataflare_host.wasm._sandbox_pool import (
     SandboxProcess,
     Unanswered,
     acquire,
+    pack,
     prestart,
     release,
 )
 from dataflare_host.wasm._trap import Trap
 from dataflare_host.wasm._wit import WIT_INTERFACE
 
-__all__ = ["COMPILE_TIMEOUT_S", "KILL_GRACE_S", "Call", "Instance"]
+__all__ = [
+    "COMPILE_TIMEOUT_S",
+    "KILL_GRACE_S",
+    "Call",
+    "Instance",
+    "PreparedCall",
+    "prepare_call",
+]
 
 log = logging.getLogger("dataflare.guest")
 
@@ -138,15 +148,18 @@ class Instance:
     def begin(self, name: str, *args: Any) -> Call:
         """Send a call of the export ``name`` and return at once; :meth:`Call.wait` gives
         what :meth:`call` would. Until then the instance takes no other request."""
+        return self.send(prepare_call(self._sandbox, name, *args))
+
+    def send(self, prepared: PreparedCall) -> Call:
+        """:meth:`begin` for a call :func:`prepare_call` made (while this instance was busy)."""
         if self._process is None or self._outstanding:
             raise PluginIOError(f"{self._label}: the instance is closed or busy")
-        limit = self._sandbox.time_limit_s
         self._outstanding = True
         try:
-            self._process.send(("call", name, args, limit))
+            self._process.send_packed(prepared.payload)
         except Unanswered as exc:
-            return Call(self, limit, failed=exc)
-        return Call(self, limit)
+            return Call(self, prepared.limit, failed=exc)
+        return Call(self, prepared.limit)
 
     def _finish(self, call: Call) -> Any:
         process = self._process
@@ -195,6 +208,21 @@ class Instance:
         if answer[0] == "ok":
             self._log(answer[2])
         release(process)
+
+
+@attrs.frozen
+class PreparedCall:
+    """A call's request, packed ahead of sending it (see :func:`prepare_call`)."""
+
+    payload: bytes
+    limit: float
+
+
+def prepare_call(sandbox: Sandbox, name: str, *args: Any) -> PreparedCall:
+    """Pack a call of the export ``name`` for :meth:`Instance.send`: the packing (a
+    batch's pickle) can then happen while the instance is still busy with another."""
+    limit = sandbox.time_limit_s
+    return PreparedCall(pack(("call", name, args, limit)), limit)
 
 
 class Call:

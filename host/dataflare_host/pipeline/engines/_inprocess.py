@@ -64,8 +64,7 @@ class InProcessEngine:
         queued = _Queued(Done(tag, _not_yet), list(records))
         queued.done.compute = lambda: self._run(queued)
         self._queue.append(queued)
-        if len(self._queue) == 1:
-            self._begin(queued)
+        self._begin(queued)
 
     def _begin(self, queued: _Queued) -> None:
         # A keyed first step runs key by key: nothing of it can start on the whole batch.
@@ -78,8 +77,9 @@ class InProcessEngine:
 
     def _run(self, queued: _Queued) -> ChainResult:
         first = queued.begun.result() if queued.begun is not None else None
-        if self._queue:  # the next batch goes to the guest while this one finishes here
-            self._begin(self._queue[0])
+        nxt = self._queue[0].begun if self._queue else None
+        if nxt is not None:  # the next batch goes to the guest while this one finishes here
+            nxt.start()
         records = queued.records
         plugins = [s.plugin for s in self._stages]
         on_error: list[OnError] = [
