@@ -33,10 +33,10 @@ class InProcessEngine:
     declared state) per key; unpartitioned declared state lives in the plugin itself.
 
     A first step that runs elsewhere (a WASM plugin, in its sandbox process) is
-    begun one batch ahead: once a batch's first step answered, the next batch is
-    sent to it, and the guest works on that while this thread runs the rest of
-    the chain, the sinks and the source of the batch before (the two overlap on
-    two cores instead of taking turns).
+    begun one batch ahead: the next batch is encoded as soon as it is read and
+    sent the moment the first step answers this one, so the guest works on it
+    while this thread runs the rest of the chain and the sinks on this one (the
+    two overlap on two cores instead of taking turns).
     """
 
     name = "in-process"
@@ -60,7 +60,8 @@ class InProcessEngine:
         """Nothing to hand over: the chain runs where the sources are read."""
 
     def submit(self, tag: Any, records: Sequence[Record]) -> None:
-        """Queue a batch; the first in line is begun at once (see the class)."""
+        """Queue a batch and begin it: sent at once when the first step is free, else
+        encoded now and sent when the batch before it is answered (see the class)."""
         queued = _Queued(Done(tag, _not_yet), list(records))
         queued.done.compute = lambda: self._run(queued)
         self._queue.append(queued)
