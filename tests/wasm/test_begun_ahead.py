@@ -213,3 +213,70 @@ def test_a_batch_begun_behind_one_that_times_out_runs_on_a_fresh_instance(
         fine = second.result()
     assert fine.error is None
     assert [r.value for r in fine.outputs] == [b"fine"]
+
+
+def test_a_failed_record_in_the_first_step_starts_no_second_sandbox_process(
+    example_components: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With on_error: skip, the first step runs again on the rest of a batch after a
+    failed record: the next batch waits for that, so one instance does both."""
+    source = tmp_path / "in.txt"
+    lines = []
+    for batch in range(6):  # the bad line mid-batch: two records after it to run again
+        good = [json.dumps({"n": batch * 5 + i, "status": "active"}) for i in range(4)]
+        lines += [*good[:2], f"not json {batch}", *good[2:]]
+    source.write_text("\n".join(lines) + "\n")
+    doc = {
+        "name": "skips",
+        "batch": {"size": 5, "linger_ms": 10},
+        "sources": [
+            {
+                "id": "in",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": str(source)}},
+            }
+        ],
+        "processors": [
+            {
+                "id": "active",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "filter",
+                    "plugin_source": "wasm",
+                    "plugin_path": str(example_components["json_field_filter"]),
+                    "params": {"field": "status", "value": "active"},
+                    "on_error": "skip",
+                },
+            }
+        ],
+        "sinks": [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "file",
+                    "connection": {"path": str(tmp_path / "out.txt")},
+                },
+            }
+        ],
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    pipeline = Pipeline.from_file(path)
+    started: list[object] = []
+    original = _sandbox_pool.SandboxProcess.__init__
+
+    def counted(self: _sandbox_pool.SandboxProcess) -> None:
+        started.append(self)
+        original(self)
+
+    monkeypatch.setattr(_sandbox_pool.SandboxProcess, "__init__", counted)
+    try:
+        summary = pipeline.run()
+    finally:
+        pipeline.close()
+    assert summary.error is None
+    kept = [json.loads(line)["n"] for line in (tmp_path / "out.txt").read_text().splitlines()]
+    assert kept == [batch * 5 + i for batch in range(6) for i in range(4)]
+    assert [s.errored for s in pipeline.stats if s.stage == "active"] == [6]
+    assert started == []

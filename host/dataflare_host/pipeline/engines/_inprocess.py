@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from dataflare import Record
+from dataflare.runtime import BatchResult
 from dataflare_host.connectors import Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._stats import StageStats
@@ -79,8 +80,17 @@ class InProcessEngine:
     def _run(self, queued: _Queued) -> ChainResult:
         first = queued.begun.result() if queued.begun is not None else None
         nxt = self._queue[0].begun if self._queue else None
-        if nxt is not None:  # the next batch goes to the guest while this one finishes here
+        # The next batch goes to the guest while this one finishes here; after a failed
+        # record the first step runs again on the rest of this batch, so it waits.
+        early = first is None or first.error is None
+        if nxt is not None and early:
             nxt.start()
+        result = self._chain(queued, first)
+        if nxt is not None and not early:
+            nxt.start()
+        return result
+
+    def _chain(self, queued: _Queued, first: BatchResult | None) -> ChainResult:
         records = queued.records
         plugins = [s.plugin for s in self._stages]
         on_error: list[OnError] = [
