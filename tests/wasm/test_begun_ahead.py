@@ -280,3 +280,15 @@ def test_a_failed_record_in_the_first_step_starts_no_second_sandbox_process(
     assert kept == [batch * 5 + i for batch in range(6) for i in range(4)]
     assert [s.errored for s in pipeline.stats if s.stage == "active"] == [6]
     assert started == []
+
+
+def test_cancelling_a_finished_batch_leaves_the_instance_alone(slow_wasm: Path) -> None:
+    """Once its result is taken, a batch's instance is the plugin's again: cancel is a no-op."""
+    with load_plugin(slow_wasm, {"ms": "1"}) as plugin:
+        begun = plugin.begin([Record(b"a")])
+        assert [r.value for r in begun.result().outputs] == [b"a"]
+        process = plugin._idle[0]._process  # type: ignore[attr-defined]
+        begun.cancel()
+        assert process.alive
+        assert [r.value for r in plugin.process([Record(b"b")]).outputs] == [b"b"]
+        assert plugin._idle[0]._process is process  # type: ignore[attr-defined]

@@ -522,6 +522,7 @@ class _Ahead:
         self._records = records
         self._request: PreparedCall | None = request
         self._sent: tuple[Instance, Call] | None = None
+        self._finished = False
 
     def start(self) -> None:
         """Send the batch, unless it was sent (an instance free now: the one whose
@@ -545,6 +546,7 @@ class _Ahead:
         self.start()
         assert self._sent is not None
         instance, call = self._sent
+        self._finished = True  # the instance is the plugin's again: cancel leaves it
         records = self._records
         result = self._plugin._finish_on_instance(instance, call, records, None)
         if len(records) < 2 or not _timed_out(result):
@@ -552,9 +554,10 @@ class _Ahead:
         return self._plugin._run_narrowing(records, None, first=result)
 
     def cancel(self) -> None:
-        """Abandon the batch: a sent one's process is killed (it may be mid-batch)."""
+        """Abandon the batch: a sent one's process is killed (it may be mid-batch);
+        after :meth:`finish`, nothing."""
         self._request = None
-        if self._sent is not None:
+        if self._sent is not None and not self._finished:
             self._sent[0].close()
 
 
