@@ -336,7 +336,9 @@ def test_keyed_aggregate_resumes_from_its_checkpoint_across_worker_counts(
 
 
 def test_sigkill_of_workers_mid_run_loses_nothing(tmp_path: Path) -> None:
-    count = 120_000
+    # Long enough for ten kills 0.15 s apart on a fast moment too: 120,000 records were
+    # once all written after nine (two workers write ~180,000 a second here).
+    count = 300_000
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
     kills: list[int] = []
