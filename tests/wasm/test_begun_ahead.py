@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -102,19 +104,10 @@ def test_a_begun_batch_past_the_time_limit_fails_at_the_limit_even_when_asked_la
     assert narrowing < 0.5 + KILL_GRACE_S + 1.5
 
 
-def _write_pipeline(folder: Path, wasm: Path, lines: int, batch: int) -> Path:
-    source = folder / "in.jsonl"
-    source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(lines)))
-    nap = folder / "nap.py"
-    nap.write_text(
-        "import time\n"
-        "import dataflare\n\n"
-        "@dataflare.map\n"
-        "def nap(record: dataflare.Record) -> dataflare.Record:\n"
-        "    time.sleep(0.04)\n"
-        "    return record\n",
-        encoding="utf-8",
-    )
+def _file_pipeline(
+    folder: Path, source: Path, processors: list[dict[str, Any]], batch: int
+) -> Pipeline:
+    """``source`` (a file) -> ``processors`` (id: config) -> ``folder/out.txt``."""
     doc = {
         "name": "ahead",
         "batch": {"size": batch, "linger_ms": 10},
@@ -126,61 +119,24 @@ def _write_pipeline(folder: Path, wasm: Path, lines: int, batch: int) -> Path:
             }
         ],
         "processors": [
-            {
-                "id": "slow",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "map",
-                    "plugin_source": "wasm",
-                    "plugin_path": str(wasm),
-                    "params": {"ms": "40"},
-                },
-            },
-            {
-                "id": "nap",
-                "type": "plugin",
-                "config": {"plugin_type": "map", "plugin_path": str(nap)},
-            },
+            {"id": step["id"], "type": "plugin", "config": step["config"]} for step in processors
         ],
         "sinks": [
             {
                 "id": "out",
                 "type": "plugin",
-                "config": {
-                    "plugin_type": "file",
-                    "connection": {"path": str(folder / "out.jsonl")},
-                },
+                "config": {"plugin_type": "file", "connection": {"path": str(folder / "out.txt")}},
             }
         ],
     }
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return Pipeline.from_file(path)
 
 
-def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
-    slow_wasm: Path, tmp_path: Path
-) -> None:
-    """Six batches, each 0.2 s in the guest and 0.2 s in a native step: ~2.4 s in turns,
-    ~1.4 s when the guest works on the next batch while the driver finishes this one."""
-    pipeline = Pipeline.from_file(_write_pipeline(tmp_path, slow_wasm, lines=30, batch=5))
-    try:
-        started = time.monotonic()
-        summary = pipeline.run()
-        elapsed = time.monotonic() - started
-    finally:
-        pipeline.close()
-    assert summary.error is None
-    written = (tmp_path / "out.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in written] == [{"n": i} for i in range(30)]
-    assert elapsed < 2.0, f"{elapsed:.2f} s: the guest and the driver took turns"
-
-
-def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_free(
-    slow_wasm: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The second batch is encoded at once but sent to the one instance only after the
-    first is answered: no second sandbox process, results in order."""
+@pytest.fixture
+def sandbox_starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[object]]:
+    """Call it to start counting the sandbox processes started from then on."""
     started: list[object] = []
     original = _sandbox_pool.SandboxProcess.__init__
 
@@ -188,8 +144,59 @@ def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_fre
         started.append(self)
         original(self)
 
-    with load_plugin(slow_wasm, {"ms": "50"}) as plugin:
+    def count_from_now() -> list[object]:
         monkeypatch.setattr(_sandbox_pool.SandboxProcess, "__init__", counted)
+        return started
+
+    return count_from_now
+
+
+def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
+    slow_wasm: Path, tmp_path: Path
+) -> None:
+    """Six batches, each 0.2 s in the guest and 0.2 s in a native step: ~2.4 s in turns,
+    ~1.4 s when the guest works on the next batch while the driver finishes this one."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(30)))
+    nap = tmp_path / "nap.py"
+    nap.write_text(
+        "import time\n"
+        "import dataflare\n\n"
+        "@dataflare.map\n"
+        "def nap(record: dataflare.Record) -> dataflare.Record:\n"
+        "    time.sleep(0.04)\n"
+        "    return record\n",
+        encoding="utf-8",
+    )
+    slow = {
+        "plugin_type": "map",
+        "plugin_source": "wasm",
+        "plugin_path": str(slow_wasm),
+        "params": {"ms": "40"},
+    }
+    nap_step = {"plugin_type": "map", "plugin_path": str(nap)}
+    pipeline = _file_pipeline(
+        tmp_path, source, [{"id": "slow", "config": slow}, {"id": "nap", "config": nap_step}], 5
+    )
+    try:
+        started = time.monotonic()
+        summary = pipeline.run()
+        elapsed = time.monotonic() - started
+    finally:
+        pipeline.close()
+    assert summary.error is None
+    written = (tmp_path / "out.txt").read_text().splitlines()
+    assert [json.loads(line) for line in written] == [{"n": i} for i in range(30)]
+    assert elapsed < 2.0, f"{elapsed:.2f} s: the guest and the driver took turns"
+
+
+def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_free(
+    slow_wasm: Path, sandbox_starts: Callable[[], list[object]]
+) -> None:
+    """The second batch is encoded at once but sent to the one instance only after the
+    first is answered: no second sandbox process, results in order."""
+    with load_plugin(slow_wasm, {"ms": "50"}) as plugin:
+        started = sandbox_starts()
         first = plugin.begin([Record(b"1", offset=0), Record(b"2", offset=1)])
         second = plugin.begin([Record(b"3", offset=2)])
         assert [r.value for r in first.result().outputs] == [b"1", b"2"]
@@ -216,7 +223,9 @@ def test_a_batch_begun_behind_one_that_times_out_runs_on_a_fresh_instance(
 
 
 def test_a_failed_record_in_the_first_step_starts_no_second_sandbox_process(
-    example_components: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    example_components: dict[str, Path],
+    tmp_path: Path,
+    sandbox_starts: Callable[[], list[object]],
 ) -> None:
     """With on_error: skip, the first step runs again on the rest of a batch after a
     failed record: the next batch waits for that, so one instance does both."""
@@ -226,51 +235,15 @@ def test_a_failed_record_in_the_first_step_starts_no_second_sandbox_process(
         good = [json.dumps({"n": batch * 5 + i, "status": "active"}) for i in range(4)]
         lines += [*good[:2], f"not json {batch}", *good[2:]]
     source.write_text("\n".join(lines) + "\n")
-    doc = {
-        "name": "skips",
-        "batch": {"size": 5, "linger_ms": 10},
-        "sources": [
-            {
-                "id": "in",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": str(source)}},
-            }
-        ],
-        "processors": [
-            {
-                "id": "active",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "filter",
-                    "plugin_source": "wasm",
-                    "plugin_path": str(example_components["json_field_filter"]),
-                    "params": {"field": "status", "value": "active"},
-                    "on_error": "skip",
-                },
-            }
-        ],
-        "sinks": [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "file",
-                    "connection": {"path": str(tmp_path / "out.txt")},
-                },
-            }
-        ],
+    active = {
+        "plugin_type": "filter",
+        "plugin_source": "wasm",
+        "plugin_path": str(example_components["json_field_filter"]),
+        "params": {"field": "status", "value": "active"},
+        "on_error": "skip",
     }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    pipeline = Pipeline.from_file(path)
-    started: list[object] = []
-    original = _sandbox_pool.SandboxProcess.__init__
-
-    def counted(self: _sandbox_pool.SandboxProcess) -> None:
-        started.append(self)
-        original(self)
-
-    monkeypatch.setattr(_sandbox_pool.SandboxProcess, "__init__", counted)
+    pipeline = _file_pipeline(tmp_path, source, [{"id": "active", "config": active}], 5)
+    started = sandbox_starts()
     try:
         summary = pipeline.run()
     finally:

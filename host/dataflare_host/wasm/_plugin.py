@@ -549,8 +549,6 @@ class _Ahead:
         self._finished = True  # the instance is the plugin's again: cancel leaves it
         records = self._records
         result = self._plugin._finish_on_instance(instance, call, records, None)
-        if len(records) < 2 or not _timed_out(result):
-            return result
         return self._plugin._run_narrowing(records, None, first=result)
 
     def cancel(self) -> None:

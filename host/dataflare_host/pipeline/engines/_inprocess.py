@@ -65,17 +65,10 @@ class InProcessEngine:
         encoded now and sent when the batch before it is answered (see the class)."""
         queued = _Queued(Done(tag, _not_yet), list(records))
         queued.done.compute = lambda: self._run(queued)
-        self._queue.append(queued)
-        self._begin(queued)
-
-    def _begin(self, queued: _Queued) -> None:
         # A keyed first step runs key by key: nothing of it can start on the whole batch.
-        if (
-            queued.begun is None
-            and self._stages
-            and (self._plan.split > 0 or not self._plan.partitioned)
-        ):
+        if self._stages and (self._plan.split > 0 or not self._plan.partitioned):
             queued.begun = self._stages[0].plugin.begin(queued.records)
+        self._queue.append(queued)
 
     def _run(self, queued: _Queued) -> ChainResult:
         first = queued.begun.result() if queued.begun is not None else None
