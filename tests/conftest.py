@@ -50,6 +50,16 @@ os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
 os.environ["DATAFLARE_CACHE_MAX_MB"] = "8192"
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The sandbox servers the suite started exit with it, not when idle minutes later
+    (in the controller, or the one process without ``-n``: workers have ended)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from dataflare_host.wasm._sandbox_spawn import stop_servers
+
+    stop_servers()
+
+
 _FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
 # With ``pytest -n``, tests sharing one of these session fixtures share a worker:
 # a second PostgreSQL, OpenSearch node or Ray cluster would cost more than it saves.

@@ -23,6 +23,8 @@ from pathlib import Path
 import wasmtime
 from wasmtime import component as wc
 
+from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
+
 __all__ = [
     "RACY_WINDOW_NS",
     "ComponentError",
@@ -32,13 +34,6 @@ __all__ = [
 ]
 
 _ENGINE_CONFIG = "epoch_interruption=0;cranelift_opt=speed"  # must match SharedEngine's Config
-
-RACY_WINDOW_NS = 2_000_000_000
-"""How old a file's last change must be before its key is memoised by its identity.
-
-A file changed again within its own timestamp granularity (a jiffy, or 2 s on
-FAT) can keep every ``stat`` field; one older than this when it was hashed
-cannot change without its ctime moving (git's "racily clean" rule)."""
 
 
 class ComponentError(Exception):

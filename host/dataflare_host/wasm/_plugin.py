@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from wasmtime import component as wc
 
 from dataflare import (
     ConfigurationError,
@@ -50,6 +49,7 @@ from dataflare.runtime import (
 )
 from dataflare.runtime._error_details import preview
 from dataflare_host.plugins._interface import Begun, Plugin
+from dataflare_host.wasm._guest_shapes import GuestRecord
 from dataflare_host.wasm._guest_values import (
     PluginInfo,
     call_error,
@@ -381,7 +381,7 @@ class WasmPlugin(Plugin):
 
     def _finish_kind(self, out: Any, records: Sequence[Record]) -> BatchResult:
         kind = self.kind
-        if not isinstance(out, wc.Record):
+        if not isinstance(out, GuestRecord):
             if shim_ran_out_of_memory(out):
                 # The cap was hit while the shim encoded the results: a limit on
                 # this batch (so on_error applies), not a broken component.
@@ -447,7 +447,7 @@ class WasmPlugin(Plugin):
 
     def _call_look_back(self, instance: Instance, records: Sequence[Record]) -> LookBackResult:
         out = instance.call("look-back", encode_request(records))
-        if not isinstance(out, wc.Record):
+        if not isinstance(out, GuestRecord):
             raise call_error(out, self.path)
         consumed = guest_consumed(out, len(records), self.path, "look-back")
         raw_acc = getattr(out, "accumulator", None)

@@ -1,12 +1,13 @@
 """Sandbox processes and their request channel, started before the WASM backend loads.
 
-Starting a sandbox process is most of a WASM plugin's cold start: its
-interpreter and wasmtime's imports take tens of milliseconds. This module
-imports only the standard library (and the sandbox process's entry point, which
-is as lean), so the host can start a process (:func:`prestart`) the moment it
-knows a WASM plugin will run, *before* it imports wasmtime and the rest of the
-backend itself: both then happen at once, on two cores. The process is handed
-over by :func:`acquire` to the first instance that needs one.
+Starting a sandbox process is most of a WASM plugin's cold start: a new
+interpreter and wasmtime's imports take tens of milliseconds, a fork from the
+sandbox server a few (:mod:`._sandbox_spawn` picks). This module imports only
+the standard library (and the sandbox process's entry point, which is as lean),
+so the host can start a process (:func:`prestart`) the moment it knows a WASM
+plugin will run, *before* it imports the rest of the backend: both then happen
+at once. The process is handed over by :func:`acquire` to the first instance
+that needs one.
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dataflare_host.wasm._worker import BOOT, HEADER
+from dataflare_host.wasm._sandbox_spawn import Spawned, start, start_wanted_server
+from dataflare_host.wasm._sandbox_spawn import server_address as _server_address
+from dataflare_host.wasm._worker import HEADER
 
-__all__ = ["SandboxProcess", "Unanswered", "acquire", "pack", "prestart", "release"]
+__all__ = [
+    "SandboxProcess",
+    "Unanswered",
+    "acquire",
+    "interpreter_flags",
+    "pack",
+    "prestart",
+    "release",
+    "server_address",
+]
 
 _MAX_IDLE = 4
 
@@ -51,6 +63,21 @@ def _import_roots() -> list[str]:
     return roots
 
 
+def interpreter_flags() -> list[str]:
+    """The interpreter flags of a sandbox process (and of the server that forks them).
+
+    -I: no PYTHON* variables, no user site, no current folder on the path; -S: no
+    site-packages scan or .pth files (the roots are given instead). The process
+    needs nothing else, and its interpreter starts ~5 ms sooner.
+    """
+    return ["-I", "-S"] + (["-B"] if sys.flags.dont_write_bytecode else [])
+
+
+def server_address() -> str | None:
+    """Where the sandbox server for this host's code listens (None: the server is off)."""
+    return _server_address(_import_roots(), interpreter_flags())
+
+
 class SandboxProcess:
     """One sandbox process and its request channel.
 
@@ -61,17 +88,12 @@ class SandboxProcess:
     def __init__(self) -> None:
         # Made and removed here, not in the process: a killed process cleans nothing.
         self.scratch = tempfile.mkdtemp(prefix="dataflare-sandbox-")
-        # -I: no PYTHON* variables, no user site, no current folder on the path;
-        # -S: no site-packages scan or .pth files (the roots are given instead).
-        # The process needs nothing else, and its interpreter starts ~5 ms sooner.
-        flags = ["-I", "-S"] + (["-B"] if sys.flags.dont_write_bytecode else [])
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, *flags, "-c", BOOT, self.scratch, *_import_roots()],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=None if os.environ.get("DATAFLARE_DEBUG_SANDBOX") else subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C on the terminal is the host's to handle
+            self.proc: Spawned = start(
+                self.scratch,
+                _import_roots(),
+                interpreter_flags(),
+                stderr_shown=bool(os.environ.get("DATAFLARE_DEBUG_SANDBOX")),
             )
         except BaseException:
             self._remove_scratch()
@@ -81,6 +103,7 @@ class SandboxProcess:
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
         self.loaded: str | None = None
+        self._booted = False
 
     @property
     def alive(self) -> bool:
@@ -133,6 +156,9 @@ class SandboxProcess:
         if body is None:
             raise Unanswered(self._death())
         answer: tuple[Any, ...] = pickle.loads(body)
+        if not self._booted:  # the first answer: the process has booted
+            self._booted = True
+            start_wanted_server()
         return answer
 
     def _death(self) -> str:

@@ -25,7 +25,7 @@ from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._cache import cache_root
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
-from dataflare_host.wasm._engine import RACY_WINDOW_NS
+from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
 from dataflare_host.wasm._sandbox import Sandbox
 from dataflare_host.wasm._sandbox_pool import (
     SandboxProcess,

@@ -1,7 +1,8 @@
 """The sandbox process: runs component instances for the host, which can kill it at any time.
 
-Started by :mod:`dataflare_host.wasm._sandbox_process` (``python -I -S -c
-BOOT``, which runs :func:`main`). It reads requests from stdin and answers on
+Forked by the sandbox server (:mod:`dataflare_host.wasm._sandbox_server`), or
+started by the host as ``python -I -S -c BOOT`` when none runs; either way it
+runs :func:`main`. It reads requests from stdin and answers on
 stdout, one length-prefixed pickle each way (both ends are this package: the
 guest never writes to this channel, it only returns values that this process
 lifts and checks the shape of). Why a process: wasmtime's epoch deadline stops
@@ -11,7 +12,7 @@ the only limit that holds whatever the guest does is a process the host kills.
 Requests (tuples): ``("load", path, cache_root)``, ``("instantiate",
 memory_bytes, time_limit_s, label, interface)``, ``("call", name, args,
 time_limit_s)``, ``("drop",)``, ``("modules",)`` (the names of the modules
-this process imported).
+this process imported) and ``("environ",)`` (its environment).
 A ``bytes`` argument is passed to the export as Latin-1 text, and the framing
 fields of an output (``kept``, ``records``, ``accumulator``) come back as bytes.
 Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
@@ -34,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["BOOT", "HEADER", "main", "read_frame", "write_frame"]
+__all__ = ["BOOT", "HEADER", "main", "preload", "read_frame", "write_frame"]
 
 BOOT = (
     "import sys; sys.path[:0] = sys.argv[2:]; "
@@ -86,6 +87,14 @@ def _texts_as_bytes(value: Any) -> Any:
             with contextlib.suppress(UnicodeEncodeError):
                 setattr(value, field, text.encode("latin-1"))
     return value
+
+
+def preload() -> None:
+    """Import what serving requests needs (wasmtime above all), ahead of the first.
+
+    The sandbox server calls it once, so every process it forks has them.
+    """
+    from dataflare_host.wasm import _engine, _worker_instance  # noqa: F401
 
 
 def main(scratch: str) -> None:
@@ -146,6 +155,8 @@ def _serve(scratch: str) -> None:
                 reply = ("ok", _texts_as_bytes(value), instance.drain_output())
             elif op == "modules":  # what this process imported: tests keep it lean
                 reply = ("ok", sorted(sys.modules), [])
+            elif op == "environ":  # tests: a forked process has its host's, not the server's
+                reply = ("ok", dict(os.environ), [])
             elif op == "drop":
                 if instance is not None:
                     instance.close()

@@ -20,8 +20,9 @@ import wasmtime
 from wasmtime import component as wc
 
 from dataflare_host.wasm._engine import ComponentError, SharedEngine
+from dataflare_host.wasm._guest_shapes import GuestRecord, GuestVariant
 
-__all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap"]
+__all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap", "plain"]
 
 _EXPORTS = (
     "describe",
@@ -148,7 +149,7 @@ class GuestInstance:
                 f"returned after {elapsed:.2f} s, past the {time_limit_s:g} s time limit",
                 timed_out=True,
             )
-        return result
+        return plain(result)
 
     def drain_output(self) -> list[tuple[int, str]]:
         """What the guest printed since the last drain, as (log level, line), capped.
@@ -226,3 +227,18 @@ def _trap_reason(text: str) -> str:
     if "Caused by:" in text:
         return text.rsplit("Caused by:", 1)[1].strip().splitlines()[0].strip()
     return _first_line(wasmtime.WasmtimeError(text))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with wasmtime's records and variants made :mod:`._guest_shapes`'s, so
+    the host unpickles an answer without importing wasmtime."""
+    kind = type(value)
+    if kind is wc.Record:
+        return GuestRecord({name: plain(field) for name, field in vars(value).items()})
+    if kind is wc.Variant:
+        return GuestVariant(value.tag, plain(value.payload))
+    if kind is list:
+        return [plain(item) for item in value]
+    if kind is tuple:
+        return tuple(plain(item) for item in value)
+    return value

@@ -1,0 +1,277 @@
+"""The sandbox server forks sandbox processes that start as a fresh one would (issue 11).
+
+A cached cold start was mostly a new interpreter importing wasmtime; a server
+that did that once forks each sandbox process instead. These tests pin what
+the fork must not change: the child answers as a sandbox process, imports
+nothing heavy, takes its host's environment and folder (not the server's),
+is killed by its host at once, and outlives a server that stops or dies.
+They also pin the server's life: started by a host that found none (after its
+own process booted), gone when idle or asked, refused a folder others can
+enter, and never shared across different code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataflare import Record
+from dataflare_host import load_plugin
+from dataflare_host.wasm import _sandbox_pool, _sandbox_spawn
+from dataflare_host.wasm._sandbox_pool import SandboxProcess
+from dataflare_host.wasm._sandbox_spawn import ForkedProcess, server_address, stop_servers
+
+pytestmark = pytest.mark.wasm
+
+HEAVY = ("dataflare.", "attr", "attrs", "importlib.metadata", "platformdirs", "logging", "tempfile")
+FLAGS = _sandbox_pool.interpreter_flags()
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A cache folder of this test's own (short: a socket path holds ~100 bytes), so
+    its servers are this test's; they are stopped at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="dfs-", dir="/tmp"))
+    monkeypatch.setenv("DATAFLARE_CACHE_DIR", str(folder))
+    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "120")
+    # What this host process already started or wants belongs to other tests' folders.
+    monkeypatch.setattr(_sandbox_spawn, "_started", set())
+    monkeypatch.setattr(_sandbox_spawn, "_wanted", {})
+    _sandbox_pool._pool.close()  # no idle process from another folder's server
+    yield folder / "servers"
+    stop_servers()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def address() -> str:
+    found = _sandbox_pool.server_address()
+    assert found is not None
+    return found
+
+
+def start_server() -> subprocess.Popen[bytes]:
+    """A server for this code, answering before this returns."""
+    _sandbox_spawn._start_server(address(), _sandbox_pool._import_roots(), FLAGS)
+    server = _sandbox_spawn._servers[-1]
+    wait_until_answering(address())
+    return server
+
+
+def wait_until_answering(path: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+            try:
+                probe.connect(path)
+                return
+            except OSError:
+                time.sleep(0.02)
+    raise AssertionError(f"no server answered on {path} within {timeout_s} s")
+
+
+def ask(process: SandboxProcess, *message: object) -> object:
+    answer = process.request(tuple(message), 60.0)
+    assert answer[0] == "ok", answer
+    return answer[1]
+
+
+def parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def test_a_sandbox_process_is_forked_by_a_running_server(servers: Path) -> None:
+    """The server's child answers as a sandbox process and imports nothing heavy."""
+    server = start_server()
+    process = SandboxProcess()
+    try:
+        assert isinstance(process.proc, ForkedProcess)
+        assert parent_of(process.proc.pid) == server.pid
+        modules = ask(process, "modules")
+        assert isinstance(modules, list)
+        assert "wasmtime" in modules
+        assert [m for m in modules if m.startswith(HEAVY)] == []
+    finally:
+        process.kill()
+    assert process.proc.wait(timeout=2) == -signal.SIGKILL
+
+
+def test_a_forked_process_has_its_hosts_environment_and_folder(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the server's: the compile cache's cap, say, is read from the environment."""
+    start_server()
+    monkeypatch.setenv("DATAFLARE_PROBE", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    process = SandboxProcess()
+    try:
+        assert isinstance(process.proc, ForkedProcess)
+        environment = ask(process, "environ")
+        assert isinstance(environment, dict)
+        assert environment["DATAFLARE_PROBE"] == "set after the server started"
+        assert os.readlink(f"/proc/{process.proc.pid}/cwd") == str(tmp_path)
+    finally:
+        process.kill()
+
+
+def test_a_forked_process_ends_cleanly_when_its_host_lets_go(servers: Path) -> None:
+    """stdin closed: it exits 0, the server reports it, and its folder is gone."""
+    start_server()
+    process = SandboxProcess()
+    assert isinstance(process.proc, ForkedProcess)
+    ask(process, "modules")
+    assert process.proc.poll() is None
+    assert process.proc.stdin is not None
+    process.proc.stdin.close()
+    try:
+        assert process.proc.wait(timeout=30) == 0
+        assert not Path(process.scratch).exists()
+    finally:
+        process.kill()  # closes its stdout
+
+
+def test_a_host_that_finds_no_server_starts_one_once_its_own_process_booted(
+    servers: Path,
+) -> None:
+    """The first process is a new interpreter; the server starts after it answered;
+    the next process is forked."""
+    first = SandboxProcess()
+    try:
+        assert not isinstance(first.proc, ForkedProcess)
+        assert not os.path.exists(address())  # not before the first process booted
+        ask(first, "modules")
+        wait_until_answering(address())
+        second = SandboxProcess()
+        try:
+            assert isinstance(second.proc, ForkedProcess)
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+
+
+def test_children_outlive_a_killed_server_and_a_new_server_replaces_it(servers: Path) -> None:
+    """A server SIGKILLed leaves a stale socket: its child still serves and is still
+    killed by its host; the next process starts fresh and brings a new server."""
+    server = start_server()
+    process = SandboxProcess()
+    try:
+        assert isinstance(process.proc, ForkedProcess)
+        server.kill()
+        server.wait()
+        assert os.path.exists(address())  # stale
+        assert "wasmtime" in ask(process, "modules")  # type: ignore[operator]
+        fresh = SandboxProcess()
+        try:
+            assert not isinstance(fresh.proc, ForkedProcess)
+            ask(fresh, "modules")  # booted: it starts a new server
+            wait_until_answering(address())
+            forked = SandboxProcess()
+            assert isinstance(forked.proc, ForkedProcess)
+            forked.kill()
+        finally:
+            fresh.kill()
+    finally:
+        process.kill()
+    assert process.proc.wait(timeout=2) == -signal.SIGKILL  # its status died with the server
+
+
+def test_stopping_the_servers_leaves_their_children_serving(servers: Path) -> None:
+    server = start_server()
+    process = SandboxProcess()
+    try:
+        assert stop_servers() == 1
+        assert server.wait(timeout=10) == 0
+        assert not os.path.exists(address())
+        assert "wasmtime" in ask(process, "modules")  # type: ignore[operator]
+    finally:
+        process.kill()
+
+
+def test_an_idle_server_exits_and_removes_its_socket(
+    servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "0.5")
+    server = start_server()
+    process = SandboxProcess()
+    process.kill()  # a child alive keeps the server; this one is gone
+    assert server.wait(timeout=15) == 0
+    assert not os.path.exists(address())
+
+
+def test_no_server_when_turned_off_or_when_others_can_enter_its_folder(
+    servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    roots = _sandbox_pool._import_roots()
+    assert server_address(roots, FLAGS) is not None
+    servers.chmod(0o755)
+    assert server_address(roots, FLAGS) is None
+    process = SandboxProcess()  # still starts, as a new interpreter
+    try:
+        assert not isinstance(process.proc, ForkedProcess)
+        ask(process, "modules")
+        assert not list(servers.glob("*.sock"))  # and no server was started there
+    finally:
+        process.kill()
+    servers.chmod(0o700)
+    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "0")
+    assert server_address(roots, FLAGS) is None
+
+
+def test_different_code_gets_a_different_server(servers: Path, tmp_path: Path) -> None:
+    """The address is keyed by wasmtime's installed version and the interpreter's flags."""
+    for version in ("40.0.0", "41.0.0"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / f"wasmtime-{version}.dist-info").mkdir()
+    key = _sandbox_spawn._code_key
+    assert key((str(tmp_path / "40.0.0"),), ("-I",)) != key((str(tmp_path / "41.0.0"),), ("-I",))
+    assert key((str(tmp_path / "40.0.0"),), ("-I",)) != key((str(tmp_path / "40.0.0"),), ("-B",))
+
+
+def test_a_plugin_runs_in_a_forked_process(example_components: dict[str, Path]) -> None:
+    """End to end, in the suite's own cache: load, run, and the process is the server's."""
+    roots = _sandbox_pool._import_roots()
+    shared = server_address(roots, FLAGS)
+    assert shared is not None
+    _sandbox_spawn._start_server(shared, roots, FLAGS)  # exits at once if one runs
+    wait_until_answering(shared)
+    _sandbox_pool._pool.close()
+    plugin = load_plugin(example_components["uppercase_map"])
+    try:
+        assert [r.value for r in plugin.process([Record(b"a")]).outputs] == [b"A"]
+        (instance,) = plugin._idle  # type: ignore[attr-defined]
+        assert isinstance(instance._process.proc, ForkedProcess)
+    finally:
+        plugin.close()
+
+
+def test_the_host_never_imports_wasmtime_to_run_a_wasm_plugin(
+    example_components: dict[str, Path],
+) -> None:
+    """Answers arrive as plain records and variants, so the host unpickles them without
+    wasmtime (~20 ms of a cold start)."""
+    code = (
+        "import sys\n"
+        "from dataflare import Record\n"
+        "from dataflare_host import load_plugin\n"
+        f"plugin = load_plugin({str(example_components['uppercase_map'])!r})\n"
+        "print(plugin.process([Record(b'a')]).outputs[0].value)\n"
+        "plugin.close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wasmtime'))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.split("\n")[:2] == ["b'A'", "[]"]
