@@ -343,6 +343,9 @@ def first_use(records: int, work: Path) -> dict[str, Any]:
             "builds": len(builds),
         }
     finally:
+        from dataflare_host.wasm._sandbox_spawn import stop_servers
+
+        stop_servers(cache / "servers")  # the empty cache's server goes with it
         shutil.rmtree(cache, ignore_errors=True)
 
 

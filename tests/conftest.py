@@ -48,6 +48,9 @@ os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
 # holds: capped, every run evicted and recompiled a third of them (a warm run
 # compiled ~20, seconds each). Tests of the cap set their own.
 os.environ["DATAFLARE_CACHE_MAX_MB"] = "8192"
+# Sandbox servers started by tests in caches of their own (not stopped at the end of
+# the session, as the suite's cache's are) exit soon after their last use.
+os.environ.setdefault("DATAFLARE_SANDBOX_SERVER_IDLE_S", "30")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -70,6 +70,7 @@ def test_cache_info_and_clear_commands(cache_dir: Path) -> None:
     assert lines[2].split() == ["compiled/", "2", "file(s)", "6.0", "MB"]
     assert lines[3].split() == ["keys/", "1", "file(s)", "1.0", "MB"]
     assert "1024.0 MB" in lines[4]
+    assert lines[5].split()[:4] == ["sandbox", "servers:", "0", "running"]
     cleared = runner.invoke(main, ["cache", "clear"])
     assert cleared.exit_code == 0, cleared.output
     assert cleared.output.strip() == f"cleared {cache_dir}: 4 file(s), 10.0 MB"

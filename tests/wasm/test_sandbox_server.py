@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dataflare import Record
 from dataflare_host import load_plugin
+from dataflare_host.cli import main
 from dataflare_host.wasm import _sandbox_pool, _sandbox_spawn
 from dataflare_host.wasm._sandbox_pool import SandboxProcess
 from dataflare_host.wasm._sandbox_spawn import ForkedProcess, server_address, stop_servers
@@ -45,7 +47,7 @@ def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("DATAFLARE_CACHE_DIR", str(folder))
     monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "120")
     # What this host process already started or wants belongs to other tests' folders.
-    monkeypatch.setattr(_sandbox_spawn, "_started", set())
+    monkeypatch.setattr(_sandbox_spawn, "_started", {})
     monkeypatch.setattr(_sandbox_spawn, "_wanted", {})
     _sandbox_pool._pool.close()  # no idle process from another folder's server
     yield folder / "servers"
@@ -198,6 +200,18 @@ def test_stopping_the_servers_leaves_their_children_serving(servers: Path) -> No
         assert "wasmtime" in ask(process, "modules")  # type: ignore[operator]
     finally:
         process.kill()
+
+
+def test_cache_info_counts_the_servers_and_cache_clear_stops_them(servers: Path) -> None:
+    server = start_server()
+    runner = CliRunner()
+    info = runner.invoke(main, ["cache", "info"])
+    assert info.exit_code == 0, info.output
+    assert "sandbox servers: 1 running (exit after 120 s idle" in info.output
+    cleared = runner.invoke(main, ["cache", "clear"])
+    assert cleared.exit_code == 0, cleared.output
+    assert cleared.output.splitlines()[-1] == "stopped 1 sandbox server(s)"
+    assert server.wait(timeout=10) == 0
 
 
 def test_an_idle_server_exits_and_removes_its_socket(

@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import weakref
 import zlib
 from pathlib import Path
@@ -41,6 +42,8 @@ __all__ = [
     "IDLE_ENV",
     "ForkedProcess",
     "Spawned",
+    "answering_servers",
+    "idle_seconds",
     "server_address",
     "start",
     "start_wanted_server",
@@ -104,21 +107,24 @@ def start(scratch: str, roots: list[str], flags: list[str], stderr_shown: bool) 
 
 
 def start_wanted_server() -> None:
-    """Start the server that :func:`start` found missing, once per host process.
+    """Start the server that :func:`start` found missing.
 
     The host calls it once a process it started itself has booted: the server's
     own boot (an interpreter and wasmtime) then runs beside the plugin's first
-    records instead of slowing that process's start.
+    records instead of slowing that process's start. A server this host started
+    less than :data:`_REBOOT_AFTER_S` ago is still booting, not missing; one that
+    exited since (idle, stopped, killed) is started again.
     """
+    now = time.monotonic()
     with _lock:
         if not _wanted:
             return
         wanted = [
             (address, roots, flags)
             for address, (roots, flags) in _wanted.items()
-            if address not in _started
+            if now - _started.get(address, -_REBOOT_AFTER_S) >= _REBOOT_AFTER_S
         ]
-        _started.update(_wanted)
+        _started.update((address, now) for address, _, _ in wanted)
         _wanted.clear()
     for address, roots, flags in wanted:
         _start_server(address, roots, flags)
@@ -188,7 +194,8 @@ def _code_key(roots: tuple[str, ...], flags: tuple[str, ...]) -> str:
 
 _lock = threading.Lock()
 _wanted: dict[str, tuple[list[str], list[str]]] = {}  # address -> (roots, flags)
-_started: set[str] = set()
+_started: dict[str, float] = {}  # address -> when this host started a server there
+_REBOOT_AFTER_S = 10.0
 _servers: list[subprocess.Popen[bytes]] = []  # held, so none is reported as never waited for
 
 
@@ -208,15 +215,32 @@ def _start_server(address: str, roots: list[str], flags: list[str]) -> None:
         )
 
 
-def stop_servers() -> int:
-    """Ask every server in :func:`servers_folder` to exit (their children run on);
-    how many answered. A test suite calls it as it ends."""
+def answering_servers(folder: Path | None = None) -> list[Path]:
+    """The sockets in ``folder`` (default :func:`servers_folder`) a server answers on."""
+    import socket  # only now: see _fork
+
+    answering = []
+    for address in sorted((folder or servers_folder()).glob("sandbox-*.sock")):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+            probe.settimeout(5.0)
+            try:
+                probe.connect(str(address))
+            except OSError:
+                continue
+        answering.append(address)
+    return answering
+
+
+def stop_servers(folder: Path | None = None) -> int:
+    """Ask every server in ``folder`` (default :func:`servers_folder`) to exit (their
+    children run on); how many answered. A test suite calls it as it ends, and
+    ``dataflare cache clear``."""
     import socket  # only now: see _fork
 
     from dataflare_host.wasm._sandbox_server import STOP
 
     stopped = 0
-    for address in sorted(servers_folder().glob("sandbox-*.sock")):
+    for address in answering_servers(folder):
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
             connection.settimeout(5.0)
             try:
