@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -91,6 +92,9 @@ def main() -> None:
         capture_output=True,
         text=True,
         check=False,
+        # No sandbox server: a sandbox process is then the run's child, and its
+        # peak counts in RUSAGE_CHILDREN (a server's children are the server's).
+        env={**os.environ, "DATAFLARE_SANDBOX_SERVER_IDLE_S": "0"},
     )
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -88,8 +88,11 @@ def timed(file: Path, count: int) -> tuple[float, float, str]:
     (file.parent / "out.jsonl").unlink(missing_ok=True)
     shutil.rmtree(file.parent / ".dataflare", ignore_errors=True)
     started = time.monotonic()
+    # No sandbox server: every sandbox process is then in the run's process tree, so
+    # its memory counts (a server's children are the server's, not the run's).
     proc = subprocess.Popen([str(EXE), "run", "--quiet", str(file)], cwd=file.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DATAFLARE_SANDBOX_SERVER_IDLE_S": "0"})
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, tree_rss_mb(proc.pid))

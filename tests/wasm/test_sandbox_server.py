@@ -144,6 +144,20 @@ def test_a_forked_process_ends_cleanly_when_its_host_lets_go(servers: Path) -> N
         process.kill()  # closes its stdout
 
 
+def test_a_peer_that_says_nothing_does_not_stall_the_server(servers: Path) -> None:
+    """The server drops a silent connection after half a second and serves the next."""
+    start_server()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as silent:
+        silent.connect(address())
+        started = time.monotonic()
+        process = SandboxProcess()
+        try:
+            assert isinstance(process.proc, ForkedProcess)
+            assert time.monotonic() - started < 2.0
+        finally:
+            process.kill()
+
+
 def test_a_host_that_finds_no_server_starts_one_once_its_own_process_booted(
     servers: Path,
 ) -> None:

@@ -64,6 +64,7 @@ ACK = b"k"
 STOP = b"stop"
 """A request without descriptors that makes the server exit (its children run on)."""
 
+_REQUEST_TIMEOUT_S = 0.5  # our hosts send at once; a silent peer is dropped
 _MAX_REQUEST = 1 << 20  # a pickled environment is a few kilobytes
 
 
@@ -156,10 +157,15 @@ def _loop(listener: socket.socket, idle_s: float, child_main: object) -> None:
             if child.connection is not None
         }
         watched = [listener.fileno(), wake_read, *connections]
+        # poll, not select: a busy server's descriptors can pass select's 1024.
+        poller = select.poll()
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select(watched, [], [], timeout)
+            events = poller.poll(None if timeout is None else timeout * 1000)
         except InterruptedError:
             continue
+        ready = {fd for fd, _ in events}
         if wake_read in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_read, 512):
@@ -203,6 +209,8 @@ def _accept(
 ) -> str:
     """Serve one request: fork a child, or ``"stop"`` when asked to exit."""
     connection, _ = listener.accept()
+    # A peer that connects and says nothing must not stall every other host's start.
+    connection.settimeout(_REQUEST_TIMEOUT_S)
     try:
         credentials = connection.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
@@ -231,6 +239,7 @@ def _accept(
         )  # never returns
     for fd in fds:
         os.close(fd)
+    connection.settimeout(None)  # from here on, only the poll loop reads it
     try:
         connection.send(PID.pack(pid))
     except OSError:  # the host is gone: its child has nothing to serve

@@ -60,6 +60,7 @@ DEFAULT_IDLE_S = 600.0
 _MAX_SOCKET_PATH = 104  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 _STATUS_WAIT_S = 2.0  # the server reaps a child as soon as it ends; this is a ceiling
+_REQUEST_TIMEOUT_S = 3.0  # past the server's 0.5 s for a silent peer ahead of us
 
 
 class Spawned(Protocol):
@@ -262,7 +263,7 @@ def _fork(address: str, scratch: str, stderr_shown: bool) -> ForkedProcess | Non
     from dataflare_host.wasm._sandbox_server import ACK, PID
 
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    connection.settimeout(5.0)
+    connection.settimeout(_REQUEST_TIMEOUT_S)  # a stalled server: start a process ourselves
     try:
         connection.connect(address)
     except OSError:
@@ -360,8 +361,9 @@ class ForkedProcess:
 
 
 def _readable(fd: int, timeout: float | None) -> bool:
-    ready, _, _ = select.select([fd], [], [], timeout)
-    return bool(ready)
+    poller = select.poll()  # not select: a host's descriptors can pass 1024
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
 
 
 def _close(pidfd: int, connection: socket.socket) -> None:
