@@ -176,8 +176,7 @@ def _loop(listener: socket.socket, idle_s: float, child_main: object) -> None:
         _reap(children)
         if listener.fileno() in ready:
             last_activity = time.monotonic()
-            own = (listener.fileno(), wake_read, wake_write)
-            if _accept(listener, children, own, child_main) == "stop":
+            if _accept(listener, children, (wake_read, wake_write), child_main) == "stop":
                 return
         if children:
             last_activity = time.monotonic()
@@ -204,13 +203,14 @@ def _reap(children: dict[int, _Child]) -> None:
 def _accept(
     listener: socket.socket,
     children: dict[int, _Child],
-    own_fds: tuple[int, ...],
+    wake_fds: tuple[int, int],
     child_main: object,
 ) -> str:
     """Serve one request: fork a child, or ``"stop"`` when asked to exit."""
     connection, _ = listener.accept()
     # A peer that connects and says nothing must not stall every other host's start.
     connection.settimeout(_REQUEST_TIMEOUT_S)
+    fds: list[int] = []
     try:
         credentials = connection.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
@@ -227,15 +227,19 @@ def _accept(
             raise ValueError("a request without its three descriptors")
         scratch, environment, folder = pickle.loads(message)
     except (OSError, ValueError, pickle.UnpicklingError, TypeError):
+        for fd in fds:  # a malformed request's descriptors are not kept open here
+            os.close(fd)
         connection.close()
         return "refused"
-    busy = own_fds + tuple(
-        child.connection.fileno() for child in children.values() if child.connection is not None
-    )
+    # The child closes what is the server's: its socket objects (so none is closed
+    # again by number later) and the wake-up pipe.
+    servers_own = [listener, connection] + [
+        child.connection for child in children.values() if child.connection is not None
+    ]
     pid = os.fork()
     if pid == 0:
         _become_sandbox(
-            connection, fds, busy, scratch, environment, folder, child_main
+            servers_own, wake_fds, fds, scratch, environment, folder, child_main
         )  # never returns
     for fd in fds:
         os.close(fd)
@@ -252,9 +256,9 @@ def _accept(
 
 
 def _become_sandbox(
-    connection: socket.socket,
+    servers_own: list[socket.socket],
+    wake_fds: tuple[int, int],
     fds: list[int],
-    busy: tuple[int, ...],
     scratch: str,
     environment: dict[str, str],
     folder: str,
@@ -264,8 +268,9 @@ def _become_sandbox(
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        connection.close()
-        for fd in busy:
+        for own in servers_own:
+            own.close()
+        for fd in wake_fds:
             os.close(fd)
         os.setsid()  # as start_new_session: a Ctrl-C on the host's terminal is the host's
         for target, fd in enumerate(fds):
