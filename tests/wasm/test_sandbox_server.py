@@ -239,7 +239,7 @@ def test_an_idle_server_exits_and_removes_its_socket(
     assert not os.path.exists(address())
 
 
-def test_no_server_when_turned_off_or_when_others_can_enter_its_folder(
+def test_no_server_when_turned_off_not_on_linux_or_when_others_can_enter_its_folder(
     servers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     roots = _sandbox_pool._import_roots()
@@ -254,6 +254,10 @@ def test_no_server_when_turned_off_or_when_others_can_enter_its_folder(
     finally:
         process.kill()
     servers.chmod(0o700)
+    assert server_address(roots, FLAGS) is not None
+    with monkeypatch.context() as elsewhere:
+        elsewhere.delattr(os, "pidfd_open")  # not Linux: no pidfd to signal a child by
+        assert server_address(roots, FLAGS) is None
     monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "0")
     assert server_address(roots, FLAGS) is None
 

@@ -144,10 +144,11 @@ def idle_seconds() -> float:
 
 def server_address(roots: list[str], flags: list[str]) -> str | None:
     """Where the server for this code listens (in the cache folder's ``servers/``);
-    None when the server is off, the folder is not this user's alone, or the path
-    is too long for a Unix socket (then every process starts fresh)."""
-    if idle_seconds() <= 0:
-        return None
+    None when the server is off, the platform has no pidfds (not Linux), the folder
+    is not this user's alone, or the path is too long for a Unix socket (then every
+    process starts fresh)."""
+    if idle_seconds() <= 0 or not hasattr(os, "pidfd_open"):
+        return None  # pidfds are Linux's (5.3+): elsewhere a process is a new interpreter
     folder = servers_folder()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
