@@ -7,11 +7,12 @@ starts a process itself, as before, and starts a server in the background for
 the next one (in this process or the next run). Either way the caller gets an
 object with the :class:`subprocess.Popen` methods it uses (:class:`Spawned`).
 
-The server's address is keyed by the interpreter, its flags, the import roots
-and the size and time of every file it preloads, so a server never forks stale
-code. ``DATAFLARE_SANDBOX_SERVER_IDLE_S`` sets how long a server waits for a
-request before it exits (default :data:`DEFAULT_IDLE_S`); ``0`` turns the
-server off (every sandbox process is then a new interpreter).
+The server's address is keyed by the interpreter, its flags, the import roots,
+wasmtime's installed version and the size and time of the host's own modules,
+so a server never forks stale code. ``DATAFLARE_SANDBOX_SERVER_IDLE_S`` sets
+how long a server waits for a request before it exits (default
+:data:`DEFAULT_IDLE_S`); ``0`` turns the server off (every sandbox process is
+then a new interpreter).
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ def _fork(address: str, scratch: str, stderr_shown: bool) -> ForkedProcess | Non
     stdout_read, stdout_write = os.pipe()
     stderr = 2 if stderr_shown else os.open(os.devnull, os.O_WRONLY)
     ours = [stdin_write, stdout_read]
+    pidfd: int | None = None
     try:
         request = pickle.dumps((scratch, dict(os.environ), os.getcwd()))
         socket.send_fds(connection, [request], [stdin_read, stdout_write, stderr])
@@ -285,7 +287,7 @@ def _fork(address: str, scratch: str, stderr_shown: bool) -> ForkedProcess | Non
         connection.send(ACK)
     except OSError:
         connection.close()  # unacknowledged: the server kills the child it forked
-        for fd in ours:
+        for fd in ours + ([] if pidfd is None else [pidfd]):
             os.close(fd)
         return None
     finally:
