@@ -178,6 +178,28 @@ def test_a_host_that_finds_no_server_starts_one_once_its_own_process_booted(
         first.kill()
 
 
+def test_a_host_starts_its_server_again_once_it_exited_not_while_it_boots(
+    servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = SandboxProcess()
+    ask(first, "modules")  # booted: the server starts
+    wait_until_answering(address())
+    assert stop_servers() == 1
+    assert _sandbox_spawn._servers[-1].wait(timeout=10) == 0
+    # Within the boot window a missing server is taken for one still booting.
+    second = SandboxProcess()
+    ask(second, "modules")
+    assert not isinstance(second.proc, ForkedProcess)
+    assert not os.path.exists(address())
+    # Past it, the host starts a new one.
+    monkeypatch.setattr(_sandbox_spawn, "_REBOOT_AFTER_S", 0.0)
+    third = SandboxProcess()
+    ask(third, "modules")
+    wait_until_answering(address())
+    for process in (first, second, third):
+        process.kill()
+
+
 def test_children_outlive_a_killed_server_and_a_new_server_replaces_it(servers: Path) -> None:
     """A server SIGKILLed leaves a stale socket: its child still serves and is still
     killed by its host; the next process starts fresh and brings a new server."""
