@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
+from servers import PostgresServer
 from test_workers import (
     FILTER_MAP,
+    add_upsert_sink,
+    assert_upserted,
     even_running_sums,
     expected_filter_map,
     keyed_outputs,
@@ -24,7 +27,7 @@ from test_workers import (
     outputs,
     pipeline_file,
     run,
-    sigkill_workers,
+    run_killing_ten,
     write_input,
 )
 
@@ -76,13 +79,17 @@ def test_a_keyed_aggregate_on_ray_equals_one_worker_per_key(cluster: Any, tmp_pa
     assert keyed_outputs(tmp_path, count) == even_running_sums(count)
 
 
-def test_ray_actors_killed_mid_run_lose_nothing(cluster: Any, tmp_path: Path) -> None:
+def test_ray_actors_killed_mid_run_lose_nothing_and_upsert_exactly(
+    cluster: Any, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Ten actors SIGKILLed mid-run: the file is the expected list and a PostgreSQL
+    table upserted on ``id`` beside it the expected set (the server starts in this
+    test's worker)."""
     count = 300_000
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", batch=500)
-    kills: list[int] = []
-    summary, _ = run(file, sigkill_workers(kills, within_s=120, every_s=0.3))
-    assert summary.status == "completed", summary.error
-    assert len(kills) == 10, "the run ended before ten kills: make it longer"
+    dsn = add_upsert_sink(file, postgres_server)
+    summary = run_killing_ten(file, within_s=150, every_s=0.3)
     assert outputs(tmp_path) == expected_filter_map(count)
     assert int(summary.engine.split(", ")[-1].split()[0]) >= 10
+    assert_upserted(postgres_server, dsn, count)

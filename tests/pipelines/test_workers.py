@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -24,6 +24,9 @@ from conftest import EXAMPLES
 
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from dataflare_host.pipeline._stats import StageStats
+
+if TYPE_CHECKING:
+    from servers import PostgresServer
 
 PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 USERS = 13
@@ -60,6 +63,36 @@ def pipeline_file(directory: Path, processors: list[dict[str, Any]], *, key: boo
     file = directory / "pipeline.yaml"
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     return file
+
+
+def add_upsert_sink(file: Path, server: PostgresServer) -> str:
+    """Add a PostgreSQL sink upserting on ``id`` into a new table ``tagged`` beside the
+    file sink of :func:`pipeline_file`; the table's database."""
+    dsn = server.create_database("workers")
+    server.execute(dsn, "CREATE TABLE tagged (id int PRIMARY KEY, status text, tag text)")
+    doc = yaml.safe_load(file.read_text())
+    doc["sinks"].append({"id": "table", "type": "plugin", "config": {
+        "plugin_type": "postgres",
+        "connection": {"dsn": dsn, "table": "tagged", "key_columns": ["id"]}}})
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dsn
+
+
+def assert_upserted(server: PostgresServer, dsn: str, count: int) -> None:
+    """The ``tagged`` table holds exactly the filter-map outputs of ``count`` records."""
+    found = server.execute(dsn, "SELECT id, status, tag FROM tagged")
+    table = {(int(i), str(s), str(t)) for i, s, t in found}  # type: ignore[call-overload]
+    assert table == {(d["id"], d["status"], d["tag"]) for d in expected_filter_map(count)}
+
+
+def run_killing_ten(file: Path, *, within_s: float, every_s: float) -> RunSummary:
+    """Run ``file`` while :func:`sigkill_workers` kills ten workers; the summary of a run
+    that completed after all ten kills."""
+    kills: list[int] = []
+    summary, _ = run(file, sigkill_workers(kills, within_s=within_s, every_s=every_s))
+    assert summary.status == "completed", summary.error
+    assert len(kills) == 10, "the run ended before ten kills: make it longer"
+    return summary
 
 
 def proc(id: str, kind: str, path: Path, **config: Any) -> dict[str, Any]:
@@ -341,10 +374,7 @@ def test_sigkill_of_workers_mid_run_loses_nothing(tmp_path: Path) -> None:
     count = 300_000
     write_input(tmp_path, count)
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
-    kills: list[int] = []
-    summary, _pipeline = run(file, sigkill_workers(kills, within_s=60, every_s=0.15))
-    assert summary.status == "completed", summary.error
-    assert len(kills) == 10, "the run ended before ten kills: make it longer"
+    summary = run_killing_ten(file, within_s=60, every_s=0.15)
     assert outputs(tmp_path) == expected_filter_map(count)
     restarts = summary.engine.split(", ")[-1]
     assert restarts.endswith("restart(s)")

@@ -1,0 +1,42 @@
+"""Worker processes SIGKILLed mid-run, with an upsert sink (issue 10).
+
+Ten kills, while the pipeline writes both a JSONL file (which must be the
+expected list, in order) and a PostgreSQL table upserted on ``id`` (which must
+be the expected set exactly): a killed worker's batch is retried on another,
+and nothing is lost or written twice. The same with Ray actors is in
+``tests/cluster/test_ray_engine.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from servers import PostgresServer
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
+from test_workers import (
+    FILTER_MAP,
+    add_upsert_sink,
+    assert_upserted,
+    expected_filter_map,
+    outputs,
+    pipeline_file,
+    run_killing_ten,
+    write_input,
+)
+
+pytestmark = pytest.mark.server
+
+
+def test_sigkill_of_workers_mid_run_upserts_exactly(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    count = 300_000  # long enough for ten kills mid-run on a fast moment too
+    write_input(tmp_path, count)
+    file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
+    dsn = add_upsert_sink(file, postgres_server)
+    run_killing_ten(file, within_s=90, every_s=0.15)
+    assert outputs(tmp_path) == expected_filter_map(count)
+    assert_upserted(postgres_server, dsn, count)
