@@ -215,7 +215,7 @@ class WasmPlugin(Plugin):
         return max(1, min(self.sandbox.instances, count // self.sandbox.min_shard))
 
     def _run_on_instance(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
-        instance, call = self._send_on_instance(records, accumulator)
+        instance, call = self._send_on_instance(self._prepare_kind(records, accumulator))
         return self._finish_on_instance(instance, call, records, accumulator)
 
     def _begin(self, records: Sequence[Record]) -> Begun | None:
@@ -229,12 +229,11 @@ class WasmPlugin(Plugin):
             ahead.start()
         return Begun(ahead.finish, ahead.answered, ahead.cancel, ahead.start)
 
-    def _send_on_instance(
-        self, records: Sequence[Record], accumulator: bytes | None
-    ) -> tuple[Instance, Call]:
+    def _send_on_instance(self, request: PreparedCall) -> tuple[Instance, Call]:
+        """Send ``request`` on an idle (or new) instance; the instance and its call."""
         instance = self._acquire()
         try:
-            return instance, self._send_kind(instance, records, accumulator)
+            return instance, instance.send(request)
         except BaseException:
             self._release(instance)
             raise
@@ -367,11 +366,6 @@ class WasmPlugin(Plugin):
         if str(self.path) in str(error):
             return error
         return SerializationError(f"{self.path}: {error}")
-
-    def _send_kind(
-        self, instance: Instance, records: Sequence[Record], accumulator: bytes | None
-    ) -> Call:
-        return instance.send(self._prepare_kind(records, accumulator))
 
     def _prepare_kind(self, records: Sequence[Record], accumulator: bytes | None) -> PreparedCall:
         batch = encode_request(records)
@@ -530,12 +524,7 @@ class _Ahead:
         if self._request is None:
             return
         request, self._request = self._request, None
-        instance = self._plugin._acquire()
-        try:
-            self._sent = instance, instance.send(request)
-        except BaseException:
-            self._plugin._release(instance)
-            raise
+        self._sent = self._plugin._send_on_instance(request)
 
     def answered(self, timeout_s: float) -> bool:
         """Whether :meth:`finish` would not wait (True when not sent: it sends, then waits)."""

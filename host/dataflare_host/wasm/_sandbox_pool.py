@@ -17,7 +17,6 @@ import contextlib
 import importlib.util
 import os
 import pickle
-import select
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dataflare_host.wasm._sandbox_spawn import Spawned, start, start_wanted_server
+from dataflare_host.wasm._sandbox_spawn import Spawned, readable, start, start_wanted_server
 from dataflare_host.wasm._sandbox_spawn import server_address as _server_address
 from dataflare_host.wasm._worker import HEADER
 
@@ -132,8 +131,7 @@ class SandboxProcess:
 
     def answered(self, timeout_s: float) -> bool:
         """Whether an answer (or the process's end) is waiting to be read, within ``timeout_s``."""
-        ready, _, _ = select.select([self._out.fileno()], [], [], max(0.0, timeout_s))
-        return bool(ready)
+        return readable(self._out.fileno(), timeout_s)
 
     def receive(self, deadline: float) -> tuple[Any, ...]:
         """The answer to the last request sent; :class:`Unanswered` (the process killed)

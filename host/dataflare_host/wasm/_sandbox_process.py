@@ -143,15 +143,12 @@ class Instance:
 
     def call(self, name: str, *args: Any) -> Any:
         """Call the export ``name``; its lifted value (a Trap when the guest failed hard)."""
-        return self.begin(name, *args).wait()
-
-    def begin(self, name: str, *args: Any) -> Call:
-        """Send a call of the export ``name`` and return at once; :meth:`Call.wait` gives
-        what :meth:`call` would. Until then the instance takes no other request."""
-        return self.send(prepare_call(self._sandbox, name, *args))
+        return self.send(prepare_call(self._sandbox, name, *args)).wait()
 
     def send(self, prepared: PreparedCall) -> Call:
-        """:meth:`begin` for a call :func:`prepare_call` made (while this instance was busy)."""
+        """Send a call :func:`prepare_call` made (perhaps while this instance was busy) and
+        return at once; :meth:`Call.wait` gives what :meth:`call` would. Until then the
+        instance takes no other request."""
         if self._process is None or self._outstanding:
             raise PluginIOError(f"{self._label}: the instance is closed or busy")
         self._outstanding = True
@@ -226,7 +223,7 @@ def prepare_call(sandbox: Sandbox, name: str, *args: Any) -> PreparedCall:
 
 
 class Call:
-    """A call sent to an :class:`Instance` and not yet answered (see :meth:`Instance.begin`)."""
+    """A call sent to an :class:`Instance` and not yet answered (see :meth:`Instance.send`)."""
 
     def __init__(self, instance: Instance, limit: float, failed: Unanswered | None = None) -> None:
         self._instance = instance

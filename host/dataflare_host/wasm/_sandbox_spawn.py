@@ -45,6 +45,7 @@ __all__ = [
     "Spawned",
     "answering_servers",
     "idle_seconds",
+    "readable",
     "server_address",
     "start",
     "start_wanted_server",
@@ -243,11 +244,11 @@ def stop_servers(folder: Path | None = None) -> int:
     from dataflare_host.wasm._sandbox_server import STOP
 
     stopped = 0
-    for address in answering_servers(folder):
+    for address in sorted((folder or servers_folder()).glob("sandbox-*.sock")):
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
             connection.settimeout(5.0)
             try:
-                connection.connect(str(address))
+                connection.connect(str(address))  # a stale socket refuses: skipped
                 connection.send(STOP)
                 connection.recv(1)  # the server closes the connection as it leaves
             except OSError:
@@ -328,14 +329,14 @@ class ForkedProcess:
 
     def poll(self) -> int | None:
         """The exit code once the process ended, else None."""
-        if self.returncode is None and _readable(self._pidfd, 0.0):
+        if self.returncode is None and readable(self._pidfd, 0.0):
             self._collect()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the end (:class:`subprocess.TimeoutExpired` after ``timeout``)."""
         if self.returncode is None:
-            if not _readable(self._pidfd, timeout):
+            if not readable(self._pidfd, timeout):
                 raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
             self._collect()
         assert self.returncode is not None
@@ -353,7 +354,7 @@ class ForkedProcess:
 
         code: int | None = None
         with contextlib.suppress(OSError):
-            if _readable(self._connection.fileno(), _STATUS_WAIT_S):
+            if readable(self._connection.fileno(), _STATUS_WAIT_S):
                 reply = self._connection.recv(PID.size)
                 if len(reply) == PID.size:
                     (code,) = PID.unpack(reply)
@@ -363,8 +364,10 @@ class ForkedProcess:
         self._release()
 
 
-def _readable(fd: int, timeout: float | None) -> bool:
-    poller = select.poll()  # not select: a host's descriptors can pass 1024
+def readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` has something to read (or its end) within ``timeout`` seconds
+    (None: wait). poll, not select: a host's descriptors can pass select's 1024."""
+    poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
 
