@@ -74,7 +74,8 @@ def test_a_broken_link_or_anchor_fails_the_build(tmp_path: Path) -> None:
     page = docs / "pipelines.md"
     page.write_text(
         page.read_text(encoding="utf-8")
-        + "\nSee [the missing page](no-such-page.md) and [a missing heading](scaling.md#no-such-heading).\n",
+        + "\nSee [the missing page](no-such-page.md)"
+        + " and [a missing heading](scaling.md#no-such-heading).\n",
         encoding="utf-8",
     )
     done = build(config, tmp_path / "site")

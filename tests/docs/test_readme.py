@@ -39,4 +39,5 @@ def test_every_relative_link_of_the_readme_exists() -> None:
 def test_every_docs_page_is_linked_from_the_readme() -> None:
     pages = {str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md")}
     pages = {p for p in pages if not p.startswith("docs/_")}
-    assert pages and pages <= set(re.findall(r"\]\((docs/[^)#]+\.md)", README))
+    assert pages
+    assert pages <= set(re.findall(r"\]\((docs/[^)#]+\.md)", README))

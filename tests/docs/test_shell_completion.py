@@ -37,7 +37,11 @@ def test_completion_offers_the_commands() -> None:
         main,
         [],
         prog_name="dataflare",
-        env={"_DATAFLARE_COMPLETE": "bash_complete", "COMP_WORDS": "dataflare ca", "COMP_CWORD": "1"},
+        env={
+            "_DATAFLARE_COMPLETE": "bash_complete",
+            "COMP_WORDS": "dataflare ca",
+            "COMP_CWORD": "1",
+        },
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["plain,cache"]
