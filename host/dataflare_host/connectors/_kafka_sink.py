@@ -205,13 +205,18 @@ class KafkaSink(Sink):
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        if self._in_transaction and self._failure is None:
+        if self._failure is not None:
+            # Nothing more can be delivered in order: drop the queue, so that destroying the
+            # producer does not wait for brokers that are gone.
+            producer.purge()
+            producer.flush(0)
+        elif self._in_transaction:
             # Unflushed: what the pipeline did not checkpoint is written again by the next run.
             try:
                 producer.abort_transaction(self.config.broker_timeout_s)
             except KafkaException as exc:
                 log.debug("%s: abort on close: %s", self.what, exc)
-        elif self._failure is None:
+        else:
             remaining = producer.flush(self.config.broker_timeout_s)
             if remaining:
                 log.warning("%s: %d message(s) not delivered at close", self.what, remaining)

@@ -20,8 +20,9 @@ partition.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -209,12 +210,14 @@ class KafkaSource(Source):
     def _record(self, message: Message) -> Record:
         partition = message.partition()
         offset = message.offset()
-        assert partition is not None and offset is not None
+        assert partition is not None
+        assert offset is not None
         self._next[partition] = offset + 1
         self._at_end.discard(partition)
         kind, timestamp = message.timestamp()
-        metadata = {name: (value or b"").decode(errors="replace")
-                    for name, value in message.headers() or ()}
+        # A consumed message's headers are a list of (name, value) pairs, never a dict.
+        headers = cast("list[tuple[str, str | bytes | None]]", message.headers() or [])
+        metadata = {name: _text(value) for name, value in headers}
         metadata["kafka.topic"] = self.config.topic
         metadata["kafka.partition"] = str(partition)
         return Record(
@@ -251,8 +254,27 @@ class KafkaSource(Source):
 
     def close(self) -> None:
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
-                consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.debug("%s: close: %s", self.what, exc)
+        if consumer is None:
+            return
+        # librdkafka's close waits for the group coordinator (the offsets committed in
+        # ack() still in flight): with the brokers gone, for as long as they stay away.
+        # Bounded here: a run whose brokers are lost ends with its one error line.
+        closing = threading.Thread(target=_close, args=(consumer, self.what), daemon=True)
+        closing.start()
+        closing.join(self.config.broker_timeout_s)
+        if closing.is_alive():
+            log.debug("%s: left closing in the background (no broker answers)", self.what)
+
+
+def _text(value: str | bytes | None) -> str:
+    """A header's value as metadata text (librdkafka hands bytes, or None for a null)."""
+    if isinstance(value, str):
+        return value
+    return (value or b"").decode(errors="replace")
+
+
+def _close(consumer: Consumer, what: str) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.debug("%s: close: %s", what, exc)

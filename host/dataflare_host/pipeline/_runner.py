@@ -36,8 +36,8 @@ from dataflare_host.pipeline._assemble import (
 )
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
-from dataflare_host.pipeline._delivery import TransactionalSink, pair_exactly_once
 from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, rejected_record
+from dataflare_host.pipeline._delivery import TransactionalSink, pair_exactly_once
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
@@ -227,7 +227,7 @@ class Pipeline:
         engine = (
             self._engine.summary()
             if self._engine is not None
-            else attrs.fields(RunSummary).engine.default  # failed before the engine started
+            else str(attrs.fields(RunSummary).engine.default)  # failed before the engine started
         )
         if self._engine is not None:
             self._engine.close()
