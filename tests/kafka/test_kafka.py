@@ -357,8 +357,8 @@ def test_missing_topic_is_one_line(
 def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
     tmp_path: Path, dataflare_exe: Path, kafka_broker: KafkaBroker
 ) -> None:
-    """A broker of its own, stopped while the pipeline writes: the run fails once the
-    broker stayed away ``broker_timeout_s``; started again, the rerun delivers everything."""
+    """A broker of its own, killed (SIGKILL) while the pipeline writes: the run fails once
+    the broker stayed away ``broker_timeout_s``; started again, the rerun delivers everything."""
     broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="dataflare-kafka-lost-")))
     try:
         broker.start()
@@ -378,13 +378,13 @@ def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
         try:
             while child.poll() is None and sum(broker.end_offsets(out)) == 0:
                 time.sleep(0.01)
-            broker.stop()
+            broker.kill()
             _, stderr = child.communicate(timeout=90)
         finally:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
-        assert child.returncode != 0, "the run ended before the broker stopped"
+        assert child.returncode != 0, "the run ended before the broker was killed"
         line = error_line(subprocess.CompletedProcess(child.args, child.returncode, "", stderr))
         assert line.startswith("error: kafka s"), line
         assert "the run stops here" in line, line

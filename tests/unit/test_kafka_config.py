@@ -17,7 +17,7 @@ from dataflare_host.pipeline._schema import pipeline_schema
 
 @pytest.mark.parametrize("servers", ["", "host", "host:port", "a:9092;b:9092", "a b:9092"])
 def test_a_bootstrap_address_that_is_not_host_port_is_refused(servers: str) -> None:
-    with pytest.raises(ConfigurationError, match="bootstrap_servers .* is not a list of host:port"):
+    with pytest.raises(ConfigurationError, match=r"bootstrap_servers .* is not a list of host"):
         KafkaSourceConfig(bootstrap_servers=servers, topic="t")
 
 

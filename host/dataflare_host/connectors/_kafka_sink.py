@@ -46,7 +46,6 @@ class KafkaSink(Sink):
         self._watch = BrokerWatch(self.what, config.broker_timeout_s)
         self._producer: Producer | None = None
         self._failure: str | None = None
-        self._undelivered = 0
         # -- exactly once --
         self._source: KafkaSource | None = None
         self._transactional_id: str | None = None
@@ -82,6 +81,8 @@ class KafkaSink(Sink):
             "compression.type": config.compression,
             # A message not delivered in time fails its flush (the brokers are lost).
             "message.timeout.ms": int(config.broker_timeout_s * 1000),
+            "on_delivery": self._delivered,
+            "delivery.report.only.error": True,
         }
         if self._transactional_id is not None:
             settings["transactional.id"] = self._transactional_id
@@ -107,43 +108,52 @@ class KafkaSink(Sink):
             self._transact("beginning a transaction", producer.begin_transaction)
             self._in_transaction = True
         topic = self.config.topic
+        produce = producer.produce
         for record in records:
-            headers = [
-                (name, value.encode())
-                for name, value in record.metadata.items()
-                if not name.startswith(RESERVED_PREFIX)
-            ]
-            message: dict[str, Any] = {"value": record.value, "on_delivery": self._delivered}
-            if record.key is not None:
-                message["key"] = record.key
-            if record.timestamp is not None:
-                message["timestamp"] = record.timestamp
-            if headers:
-                message["headers"] = headers
-            self._produce(producer, topic, message)
+            metadata = record.metadata
+            headers = (
+                [
+                    (name, value.encode())
+                    for name, value in metadata.items()
+                    if not name.startswith(RESERVED_PREFIX)
+                ]
+                if metadata
+                else None
+            )
+            try:
+                # Positional: topic, value, key (the hot loop; no keyword dict per record).
+                produce(topic, record.value, record.key,
+                        timestamp=record.timestamp or 0, headers=headers or None)
+            except BufferError:
+                self._produce_when_room(producer, topic, record, headers)
+            except KafkaException as exc:
+                self._fail(f"producing failed: {exc.args[0].str()}")
         producer.poll(0)
 
-    def _produce(self, producer: Producer, topic: str, message: dict[str, Any]) -> None:
+    def _produce_when_room(
+        self, producer: Producer, topic: str, record: Record, headers: list[Any] | None
+    ) -> None:
+        """The local queue is full: serve deliveries until there is room (backpressure)."""
         deadline = time.monotonic() + self.config.broker_timeout_s
         while True:
+            producer.poll(0.1)
+            if self._failure is not None:
+                raise PluginIOError(self._failure)
             try:
-                producer.produce(topic, **message)
-                self._undelivered += 1
+                producer.produce(topic, record.value, record.key,
+                                 timestamp=record.timestamp or 0, headers=headers or None)
                 return
             except BufferError:
-                # The local queue is full: wait for deliveries (backpressure).
                 if time.monotonic() > deadline:
                     self._fail(f"the send queue stayed full for {self.config.broker_timeout_s:g} s")
-                producer.poll(0.1)
             except KafkaException as exc:
                 self._fail(f"producing failed: {exc.args[0].str()}")
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        self._undelivered -= 1
+        """librdkafka's delivery report, for failed messages only (a report per delivered
+        message would be a Python call per record)."""
         if error is not None and self._failure is None:
             self._failure = self._failed_line(f"a message was not delivered: {error.str()}")
-        elif error is None:
-            self._watch.answered()
 
     def _failed_line(self, why: str) -> str:
         return (
