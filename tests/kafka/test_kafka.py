@@ -355,7 +355,7 @@ def test_missing_topic_is_one_line(
 
 
 def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
-    tmp_path: Path, dataflare_exe: Path, kafka_broker: KafkaBroker
+    tmp_path: Path, dataflare_exe: Path
 ) -> None:
     """A broker of its own, killed (SIGKILL) while the pipeline writes: the run fails once
     the broker stayed away ``broker_timeout_s``; started again, the rerun delivers everything."""
@@ -372,23 +372,48 @@ def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
             kafka_sink(broker, out, **timeouts),
             processors=["uppercase_map"],
         )
-        child = subprocess.Popen([str(dataflare_exe), "run", "--quiet", str(pipeline)],
-                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        # A second pipeline tails the same topic into a file: it is waiting for records, not
+        # writing, when the broker goes, so its source is what notices.
+        tail = write_pipeline(
+            tmp_path / "tail.yaml",
+            {"bootstrap_servers": broker.bootstrap, "topic": source, "group": "tail", **timeouts},
+            {"plugin_type": "file", "connection": {"path": "tail.jsonl", "format": "lines"}},
+        )
+        def start(path: Path) -> subprocess.Popen[str]:
+            return subprocess.Popen([str(dataflare_exe), "run", "--quiet", str(path)],
+                                    cwd=tmp_path, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+
+        def tailed() -> int:
+            written = tmp_path / "tail.jsonl"
+            return written.read_bytes().count(b"\n") if written.exists() else 0
+
+        runs = [start(tail)]
         try:
-            while child.poll() is None and sum(broker.end_offsets(out)) == 0:
+            while runs[0].poll() is None and tailed() < 20_000:  # caught up, waiting
+                time.sleep(0.01)
+            runs.insert(0, start(pipeline))
+            while runs[0].poll() is None and sum(broker.end_offsets(out)) == 0:
                 time.sleep(0.01)
             broker.kill()
-            _, stderr = child.communicate(timeout=90)
+            ended = [child.communicate(timeout=90) for child in runs]
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-        assert child.returncode != 0, "the run ended before the broker was killed"
-        line = error_line(subprocess.CompletedProcess(child.args, child.returncode, "", stderr))
+            for child in runs:
+                if child.poll() is None:
+                    child.kill()
+                    child.communicate()
+        assert runs[0].returncode != 0, "the run ended before the broker was killed"
+        line = error_line(subprocess.CompletedProcess(runs[0].args, runs[0].returncode, "",
+                                                      ended[0][1]))
         assert line.startswith("error: kafka s"), line
         assert "the run stops here" in line, line
         assert "rerun the pipeline: it resumes from its last checkpoint" in line
+        line = error_line(subprocess.CompletedProcess(runs[1].args, runs[1].returncode, "",
+                                                      ended[1][1]))
+        assert line.startswith(
+            f"error: source 'in' failed: kafka source (topic {source} at {broker.bootstrap}): "
+            "no broker answered for 2 s"
+        ), line
         broker.start()
         assert (done := run(dataflare_exe, pipeline)).returncode == 0, done.stderr
         expected = {json.dumps({"n": n}).upper().encode() for n in range(20_000)}
