@@ -26,9 +26,12 @@ def test_several_brokers_and_ipv6_are_accepted() -> None:
 
 
 def test_the_sasl_password_is_never_shown() -> None:
-    config = KafkaSourceConfig(topic="t", sasl_username="me", sasl_password="s3cret-value")
+    config = KafkaSourceConfig(topic="t", sasl_username="me", sasl_password="s3cret-value",
+                               options={"ssl.key.password": "other-secret"})
     assert "s3cret-value" not in repr(config)
-    assert "me" in repr(config)
+    assert "other-secret" not in repr(config)
+    assert "'me'" in repr(config)
+    assert "ssl.key.password" in repr(config)
 
 
 @pytest.mark.parametrize(("key", "value"), [("connect_timeout_s", 0), ("broker_timeout_s", -1)])

@@ -53,7 +53,8 @@ class KafkaConnection:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = attrs.field(default=None, repr=False)
-    options: dict[str, str] = attrs.Factory(dict)
+    # Only the names: an option may hold a secret (ssl.key.password, sasl.oauthbearer...).
+    options: dict[str, str] = attrs.field(factory=dict, repr=lambda o: repr(sorted(o)))
     connect_timeout_s: float = 10.0
     broker_timeout_s: float = 30.0
 
