@@ -224,11 +224,7 @@ class Pipeline:
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
         # -- engines: the workers hold nothing the commit above still needs --
-        engine = (
-            self._engine.summary()
-            if self._engine is not None
-            else str(attrs.fields(RunSummary).engine.default)  # failed before the engine started
-        )
+        engine = self._engine.summary() if self._engine is not None else RunSummary.engine
         if self._engine is not None:
             self._engine.close()
         summary = RunSummary(
