@@ -33,6 +33,8 @@ __all__ = ["KafkaSink"]
 
 log = logging.getLogger("dataflare.kafka")
 
+_Headers = list[tuple[str, str | bytes | None]]
+
 
 class KafkaSink(Sink):
     """Produces records to ``topic``; transactional once :meth:`pair` ed with a Kafka source."""
@@ -111,7 +113,7 @@ class KafkaSink(Sink):
         produce = producer.produce
         for record in records:
             metadata = record.metadata
-            headers = (
+            headers: _Headers | None = (
                 [
                     (name, value.encode())
                     for name, value in metadata.items()
@@ -131,7 +133,7 @@ class KafkaSink(Sink):
         producer.poll(0)
 
     def _produce_when_room(
-        self, producer: Producer, topic: str, record: Record, headers: list[Any] | None
+        self, producer: Producer, topic: str, record: Record, headers: _Headers | None
     ) -> None:
         """The local queue is full: serve deliveries until there is room (backpressure)."""
         deadline = time.monotonic() + self.config.broker_timeout_s
