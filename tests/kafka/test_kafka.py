@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -359,7 +358,7 @@ def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
 ) -> None:
     """A broker of its own, killed (SIGKILL) while the pipeline writes: the run fails once
     the broker stayed away ``broker_timeout_s``; started again, the rerun delivers everything."""
-    broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="dataflare-kafka-lost-")))
+    broker = KafkaBroker(tmp_path / "broker")
     try:
         broker.start()
         source, out = topic(broker, "lost-in", 2), topic(broker, "lost-out", 2)
