@@ -2,7 +2,7 @@
 
 Folders: ``unit/`` needs nothing (the fast loop: ``pytest tests/unit``),
 ``pipelines/`` runs whole pipelines (some on WASM components), ``wasm/`` builds
-and runs components, ``server/`` starts PostgreSQL and Redis.
+and runs components, ``server/`` starts PostgreSQL and Redis, ``kafka/`` a Kafka broker.
 
 Profiles: ``dev`` (the default) runs 50 examples per property; ``ci`` (chosen when
 the ``CI`` environment variable is set, or with ``HYPOTHESIS_PROFILE=ci``) runs
@@ -63,10 +63,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     stop_servers()
 
 
-_FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster"}
+_FOLDER_MARKS = {"wasm": "wasm", "server": "server", "cluster": "cluster", "kafka": "kafka"}
 # With ``pytest -n``, tests sharing one of these session fixtures share a worker:
-# a second PostgreSQL, OpenSearch node or Ray cluster would cost more than it saves.
-_SHARED_WORKER = {"server": "servers", "cluster": "ray-cluster"}
+# a second PostgreSQL, OpenSearch node, Kafka broker or Ray cluster would cost more than it saves.
+_SHARED_WORKER = {"server": "servers", "cluster": "ray-cluster", "kafka": "kafka-broker"}
 
 
 def work_unit(nodeid: str) -> str:
@@ -75,6 +75,8 @@ def work_unit(nodeid: str) -> str:
 
     >>> work_unit("tests/server/test_redis.py::test_x"), work_unit("tests/unit/test_a.py::t[1]")
     ('servers', 'tests/unit/test_a.py')
+    >>> work_unit("tests/kafka/test_kafka.py::test_y")
+    'kafka-broker'
     """
     file = nodeid.split("::", 1)[0]
     parts = file.split("/")

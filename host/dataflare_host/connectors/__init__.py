@@ -1,8 +1,8 @@
 """Connectors: where pipelines read records from (sources) and write them to (sinks).
 
 Built in: ``file`` (JSONL, CSV, lines, lossless ``records``; a file, directory or
-glob), ``stdin`` / ``stdout``, ``generator``, ``postgres``, ``redis`` (streams) and
-the ``elasticsearch`` sink (Elasticsearch 8/9 and OpenSearch 2, through ``_bulk``).
+glob), ``stdin`` / ``stdout``, ``generator``, ``postgres``, ``redis`` (streams),
+``kafka`` and the ``elasticsearch`` sink (Elasticsearch 8/9 and OpenSearch 2, through ``_bulk``).
 Third parties add their own through the ``dataflare.sources`` /
 ``dataflare.sinks`` entry points, and pipelines name one-file source and sink
 plugins by ``plugin_path:``; both take the built-ins' path (:mod:`._loader`).
@@ -11,9 +11,9 @@ A source or sink plugin subclasses :class:`Source` or :class:`Sink`, declares
 its parameters in ``PARAMS`` and runs natively, in the pipeline's process (it
 does I/O, which the WASM sandbox forbids).
 
-The PostgreSQL, Redis and Elasticsearch connectors import their client
+The PostgreSQL, Redis, Kafka and Elasticsearch connectors import their client
 libraries, so they are loaded only when first named: ``import
-dataflare_host.connectors`` imports none of psycopg, redis, httpx.
+dataflare_host.connectors`` imports none of psycopg, redis, confluent_kafka, httpx.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ __all__ = [
     "FileSourceConfig",
     "GeneratorConfig",
     "GeneratorSource",
+    "KafkaSink",
+    "KafkaSinkConfig",
+    "KafkaSource",
+    "KafkaSourceConfig",
     "NoConnection",
     "Position",
     "PostgresSink",
@@ -77,6 +81,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._elasticsearch import ElasticsearchSink, ElasticsearchSinkConfig
+    from ._kafka_config import KafkaSinkConfig, KafkaSourceConfig
+    from ._kafka_sink import KafkaSink
+    from ._kafka_source import KafkaSource
     from ._postgres_sink import PostgresSink, PostgresSinkConfig
     from ._postgres_source import PostgresSource, PostgresSourceConfig
     from ._redis import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig
@@ -86,6 +93,10 @@ __getattr__ = _lazy_attributes(
     {
         "ElasticsearchSink": "_elasticsearch",
         "ElasticsearchSinkConfig": "_elasticsearch",
+        "KafkaSink": "_kafka_sink",
+        "KafkaSinkConfig": "_kafka_config",
+        "KafkaSource": "_kafka_source",
+        "KafkaSourceConfig": "_kafka_config",
         "PostgresSink": "_postgres_sink",
         "PostgresSinkConfig": "_postgres_sink",
         "PostgresSource": "_postgres_source",

@@ -248,6 +248,9 @@ class PipelineConfig:
     """Where the workers run: processes on this machine, or Ray actors."""
     address: str | None = None
     """The Ray cluster to join (``engine: ray``); none starts a local one."""
+    delivery: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    """``exactly_once``: the sink commits its output and the source's positions in one
+    transaction (Kafka to Kafka); see :mod:`dataflare_host.pipeline._delivery`."""
 
 
 def load_pipeline_config(path: str | Path) -> tuple[PipelineConfig, LocatedYaml]:

@@ -37,6 +37,7 @@ from dataflare_host.pipeline._assemble import (
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
 from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, rejected_record
+from dataflare_host.pipeline._delivery import TransactionalSink, pair_exactly_once
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
@@ -129,6 +130,9 @@ class Pipeline:
                 built = build_connector(entry, doc, where, registry, "source", nested=False)
                 assert isinstance(built, Source)
                 self.look_back_sources[processor.id] = built
+            self._transactional: list[tuple[str, TransactionalSink]] = pair_exactly_once(
+                config, doc, self.sources, self.sinks
+            )
         except BaseException:
             self.close()
             raise
@@ -534,6 +538,8 @@ class Pipeline:
         # Order is the guarantee: sinks durable first, then the positions saying so.
         # What a sink refuses while flushing goes to the dead letter, flushed last.
         refused: list[Record] = []
+        for source_id, transactional in self._transactional:  # delivery: exactly_once
+            transactional.stage_position(positions.get(source_id))
         for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
             sink.flush()
             refused.extend(self._rejections(entry.id, sink))
