@@ -57,7 +57,6 @@ class FileSourceConfig:
     base_dir: str = "."
 
 
-
 @attrs.frozen
 class FileSinkConfig:
     """``connection:`` of a file sink: writes to ``path`` (created with its directory).
@@ -83,4 +82,3 @@ class FileSinkConfig:
     fsync: bool = True
     mode: SinkMode = "append"
     base_dir: str = "."
-

@@ -88,7 +88,6 @@ class ChunkedLines:
         return True
 
 
-
 def csv_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, bytes]]:
     """The rows of the CSV file ``path``, numbered from 1, each as a JSON object's bytes."""
     reader = csv.DictReader(_utf8_lines(handle, path))
@@ -146,4 +145,3 @@ def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
                 f"{path}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line, "
                 f"{exc.reason}); save the file as UTF-8"
             ) from exc
-

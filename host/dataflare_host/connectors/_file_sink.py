@@ -50,7 +50,6 @@ class JoinedValues(Protocol):
         """The values, in order, joined by newlines."""
 
 
-
 class FileSink(Sink):
     """Appends records to a file; ``flush`` makes them durable (fsync).
 
@@ -296,4 +295,3 @@ class FileSink(Sink):
         else:
             advice = "fix that and run again: the run resumes from its last checkpoint"
         return PluginIOError(f"file sink {self.path}: {doing} failed: {reason}; {advice}")
-

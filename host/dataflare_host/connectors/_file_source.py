@@ -359,4 +359,3 @@ class FileSource(Source):
 
     def close(self) -> None:
         self._close_handle()
-

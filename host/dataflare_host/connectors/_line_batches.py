@@ -70,7 +70,6 @@ class LineRecords(DeferredRecords):
         return made
 
 
-
 class LineColumns:
     """A batch of line records as columns, built into records at the end; with
     deferred spans (:class:`LineSpan`) in between, a :class:`LineRecords`."""
@@ -121,4 +120,3 @@ class LineColumns:
         if start < count:
             parts.append(made[start:])
         return LineRecords(parts, self.count)
-
