@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import kill_mid_run
+from support.kills import kill_mid_run
 
 SLOW_COPY = '''"""Pass a record through after a pause (so that a run lasts long enough to kill)."""
 import time

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
+from support.output import line_of
+from support.paths import EXAMPLES
 
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin

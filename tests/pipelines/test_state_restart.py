@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES
-from helpers import kill_mid_run
+from support.kills import kill_mid_run
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.pipeline._runner import Pipeline

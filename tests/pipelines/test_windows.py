@@ -22,10 +22,10 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from conftest import EXAMPLES
-from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
+from support.output import line_of
+from support.paths import EXAMPLES
 
 import dataflare
 from dataflare import ConfigurationError, ProcessingError, Record, Window

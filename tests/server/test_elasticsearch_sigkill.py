@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servers import OpenSearchServer, PostgresServer
+from support.servers import OpenSearchServer, PostgresServer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

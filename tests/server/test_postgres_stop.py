@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from servers import PostgresServer
+from support.servers import PostgresServer
 
 from dataflare_host.connectors import PostgresSource, PostgresSourceConfig
 

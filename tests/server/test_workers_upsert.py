@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import PostgresServer
+from support.servers import PostgresServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
 from test_workers import (

@@ -1,68 +1,14 @@
-"""Small helpers several test modules share (strategies live in strategies.py)."""
+"""Killing a command mid-run with SIGKILL, again and again, then running it to the end."""
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
-
-
-def line_of(text: str, needle: str) -> int:
-    """1-based line number of the one line of ``text`` holding ``needle``."""
-    numbers = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
-    assert len(numbers) == 1, (needle, numbers)
-    return numbers[0]
-
-
-def summary_rows(text: str) -> dict[str, list[str]]:
-    """The rows of a printed summary table, by stage name."""
-    rows = {}
-    for line in text.splitlines():
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if len(cells) == 8:
-            rows[cells[0]] = cells
-    return rows
-
-
-_PROGRESS = re.compile(r"^(building|loading) .*(\.\.\.|\.\.\. \d+ s|: \d+\.\d s)$")
-
-
-def without_progress(stderr: str) -> str:
-    """``stderr`` without the progress lines of long waits (a cold cache builds and compiles).
-
-    Those lines announce waits, never failures (tests/wasm/test_progress_lines.py checks
-    them); a test about a command's error lines compares what remains.
-    """
-    return "".join(
-        line for line in stderr.splitlines(keepends=True) if not _PROGRESS.match(line.rstrip("\n"))
-    )
-
-
-def write_one_processor_pipeline(path: Path, processor: dict[str, Any]) -> Path:
-    """A pipeline file at ``path``: one generated record -> ``processor`` (its ``config:``)
-    -> stdout. For tests about loading one plugin, not about moving records."""
-    doc = {
-        "sources": [
-            {
-                "id": "in",
-                "type": "plugin",
-                "config": {"plugin_type": "generator", "connection": {"count": 1}},
-            }
-        ],
-        "processors": [{"id": "p", "type": "plugin", "config": processor}],
-        "sinks": [{"id": "out", "type": "plugin", "config": {"plugin_type": "stdout"}}],
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def size_of(path: Path) -> int:
@@ -128,15 +74,3 @@ def kill_mid_run(
         check=False,
     )
     assert final.returncode == 0, final.stderr
-
-
-def comparable_json_value(value: Any) -> Any:
-    """A decoded JSON value made comparable with ``==``: NaN by its repr (NaN != NaN),
-    and each value tagged with its type so 1, 1.0 and True stay apart."""
-    if isinstance(value, float):
-        return ("float", repr(value) if math.isnan(value) else value)
-    if isinstance(value, list):
-        return ("list", [comparable_json_value(v) for v in value])
-    if isinstance(value, dict):
-        return ("dict", [(k, comparable_json_value(v)) for k, v in value.items()])
-    return (type(value).__name__, value)

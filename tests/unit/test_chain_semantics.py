@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chain_plugins import failing_on, suffix
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import batches
+from support.chain_plugins import failing_on, suffix
+from support.records import any_batches
 
 import dataflare
 from dataflare import Record
@@ -111,7 +111,7 @@ def test_item17_a_failing_filter_does_not_count_records_after_the_failure_as_fil
     assert Chain.filtered(plugin, report) == 1
 
 
-@given(batch=batches(min_size=1), data=st.data())
+@given(batch=any_batches(min_size=1), data=st.data())
 def test_item17_a_stopping_failure_equals_running_steps_by_hand_up_to_it(
     batch: list[Record], data: st.DataObject
 ) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare_host.cli._main import main
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import line_of
+from support.output import line_of
 
 from dataflare import ConfigurationError
 from dataflare_host.cli._main import main

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import comparable_json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.json_values import comparable_json_value
 
 from dataflare import Record, SerializationError
 from dataflare.runtime import loads_json

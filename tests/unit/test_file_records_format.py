@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import batches
+from support.records import any_batches
 
 from dataflare import Record, SerializationError
 from dataflare_host.connectors import FileSink, FileSinkConfig, FileSource, FileSourceConfig
@@ -34,7 +34,7 @@ def read_all(path: Path, max_records: int = 7) -> list[Record]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(groups=st.lists(batches(), max_size=4))
+@given(groups=st.lists(any_batches(), max_size=4))
 def test_records_keep_key_timestamp_and_metadata_across_files(
     tmp_path_factory: pytest.TempPathFactory, groups: list[list[Record]]
 ) -> None:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.testing import run_pipeline

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import comparable_json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.json_values import comparable_json_value
 
 from dataflare.runtime import loads_json
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import summary_rows
+from support.output import summary_rows
+from support.paths import EXAMPLES
 
 from dataflare_host.cli._main import main
 

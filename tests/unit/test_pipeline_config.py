@@ -19,8 +19,8 @@ from typing import NamedTuple
 import attrs
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import line_of
+from support.output import line_of
+from support.paths import EXAMPLES
 
 from dataflare import ConfigurationError
 from dataflare_host.cli._main import main

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 import dataflare
 from dataflare import ConfigurationError, Record

@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from helpers import line_of, write_one_processor_pipeline
+from support.output import line_of
+from support.pipeline_files import write_one_processor_pipeline
 
 from dataflare import ConfigurationError
 from dataflare_host.pipeline import Pipeline

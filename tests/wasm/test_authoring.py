@@ -16,8 +16,8 @@ from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
-from conftest import TEST_CACHE
 from filelock import FileLock
+from support.paths import TEST_CACHE
 
 from dataflare import PluginKind, Record
 from dataflare_host.cli._main import main

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CACHE
 from filelock import FileLock
-from helpers import without_progress, write_one_processor_pipeline
+from support.output import without_progress
+from support.paths import TEST_CACHE
+from support.pipeline_files import write_one_processor_pipeline
 
 MARKER_PLUGIN = """
 import dataflare

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from helpers import without_progress
+from support.output import without_progress
 
 from dataflare import (
     ConfigurationError,

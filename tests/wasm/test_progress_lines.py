@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 
 def test_a_first_compile_prints_progress_lines_at_least_every_two_seconds(

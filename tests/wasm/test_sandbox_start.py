@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
-from helpers import write_one_processor_pipeline
+from support.paths import EXAMPLES
+from support.pipeline_files import write_one_processor_pipeline
 
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin

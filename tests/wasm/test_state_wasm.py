@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, TEST_CACHE, ComponentBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rust_build import build_rust_component, require_cargo
-from strategies import as_dict
+from support.components import ComponentBuilder
+from support.paths import EXAMPLES, REPO, TEST_CACHE
+from support.records import as_dict
+from support.rust_build import build_rust_component, require_cargo
 
 from dataflare import ConfigurationError, PluginError, Record, SerializationError
 from dataflare.runtime import EMPTY_SNAPSHOT, StateBounds, encode_batch

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
-from helpers import without_progress
+from support.output import without_progress
+from support.paths import REPO
 
 from dataflare import ConfigurationError, LimitExceededError, Record, SerializationError
 from dataflare.runtime import CONTRACT_VERSION
