@@ -1,4 +1,4 @@
-"""Worker processes SIGKILLed mid-run, with an upsert sink (issue 10).
+"""Worker processes SIGKILLed mid-run, with an upsert sink: nothing lost, nothing written twice.
 
 Ten kills, while the pipeline writes both a JSONL file (which must be the
 expected list, in order) and a PostgreSQL table upserted on ``id`` (which must

@@ -446,7 +446,7 @@ def test_batch_result_from_a_sequence_that_is_not_a_list() -> None:
     assert dispatcher(keep).process(batch).outputs == list(batch)
 
 
-def test_item18_a_long_record_is_previewed_truncated_in_the_error() -> None:
+def test_a_long_record_is_previewed_truncated_in_the_error() -> None:
     """The failing record's value is in the error, cut at PREVIEW_CHARS with an ellipsis."""
     from dataflare.runtime._error_details import PREVIEW_CHARS
 

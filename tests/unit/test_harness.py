@@ -1,4 +1,4 @@
-"""The in-memory pipeline harness (issue 13, authors: a pipeline test harness)."""
+"""The in-memory pipeline harness: ``run_pipeline`` runs a pipeline file on given records."""
 
 from __future__ import annotations
 

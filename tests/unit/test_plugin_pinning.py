@@ -1,4 +1,4 @@
-"""``sha256:`` beside ``plugin_path`` pins a plugin's bytes (issue 13, operators)."""
+"""``sha256:`` beside ``plugin_path`` pins a plugin's bytes: other bytes are refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #9 item 13 (no server): a source blocked in a read never holds up a stop.
+"""A source blocked in a read never holds up a stop (no server needed here).
 
 On a stop, sources that can be interrupted are; a reader still running after
 the grace period is abandoned, so the main loop and ``join`` stop waiting.
@@ -83,7 +83,7 @@ def drain(readers: SourceReaders, live: int, limit_s: float) -> list[ReadBatch |
     return items
 
 
-def test_item13_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
+def test_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The main loop gets the blocked reader's end once the grace period is over."""
@@ -110,7 +110,7 @@ def test_item13_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
         source.release.set()
 
 
-def test_item13_join_after_a_failure_does_not_wait_past_the_grace_period() -> None:
+def test_join_after_a_failure_does_not_wait_past_the_grace_period() -> None:
     """A failed run's join waits for a blocked reader no longer than the grace period."""
     source = BlockingSource()
     readers, stop = readers_for({"stuck": source}, grace_s=0.3)
@@ -125,7 +125,7 @@ def test_item13_join_after_a_failure_does_not_wait_past_the_grace_period() -> No
         source.release.set()
 
 
-def test_item13_interruptible_sources_are_interrupted_on_a_stop() -> None:
+def test_interruptible_sources_are_interrupted_on_a_stop() -> None:
     """A stop interrupts the blocked read at once: its reader ends on its own, well in time."""
     source = InterruptibleSource()
     other = BlockingSource()

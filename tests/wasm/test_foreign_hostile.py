@@ -1,4 +1,4 @@
-"""Hostile components not built from the SDK: hand-written WAT against the contract (issue 14).
+"""Hostile components not built from the SDK: hand-written WAT against the contract.
 
 The components here implement the whole ``plugin`` interface of ``wit/plugin.wit``
 in the component-model text format, with no Python and no bindings generator

@@ -1,4 +1,4 @@
-"""Long waits are never silent, even piped (issue 13, operators: every long wait is silent)."""
+"""Long waits are never silent, even piped: a progress line at least every two seconds."""
 
 from __future__ import annotations
 

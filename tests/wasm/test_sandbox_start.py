@@ -1,4 +1,4 @@
-"""A sandbox process starts lean and loads a known component without hashing it (issue 11).
+"""A sandbox process starts lean and loads a known component without hashing it.
 
 The cached cold start to a plugin's first record is mostly the sandbox process's
 start: these tests pin what it must not do again (import the SDK, attrs,

@@ -1,7 +1,8 @@
 """Declared plugin state as a WASM component: the same transitions and snapshots as natively,
 snapshots that cross runtimes, and a guest's snapshot treated as untrusted input.
 
-The SIGKILL acceptance for both runtimes is in tests/pipelines/test_state_restart.py.
+State across SIGKILL restarts, in both runtimes, is checked in
+tests/pipelines/test_state_restart.py.
 """
 
 from __future__ import annotations
