@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.file_sources import read_all
 
 from dataflare import PluginIOError, Record, SerializationError
 from dataflare_host.cli._main import main
@@ -336,32 +337,20 @@ def test_adding_a_window_to_a_checkpointed_aggregate_is_one_line(tmp_path: Path)
 # -- CSV sources ------------------------------------------------------------------------
 
 
-def read_csv(path: Path, **config: Any) -> list[Record]:
-    source = FileSource(FileSourceConfig(str(path), **config), {})
-    source.connect(None)
-    out: list[Record] = []
-    try:
-        while (batch := source.read(100, 0.0)) is not None:
-            out.extend(batch.records)
-    finally:
-        source.close()
-    return out
-
-
 def test_a_short_csv_row_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     """A row with fewer fields than the header is not padded with nulls."""
     path = tmp_path / "people.csv"
     path.write_text("id,name,city\n1,ann,oslo\n2,bob\n")
     expected = r"people\.csv:3: row has 2 field\(s\), the header has 3"
     with pytest.raises(SerializationError, match=expected):
-        read_csv(path)
+        read_all(path, 100)
 
 
 def test_a_bom_is_not_part_of_the_first_header_name(tmp_path: Path) -> None:
     """A UTF-8 BOM (Excel's CSV export) is dropped, so key_field matches the first column."""
     path = tmp_path / "people.csv"
     path.write_bytes(b"\xef\xbb\xbfid,name\n7,ann\n")
-    (record,) = read_csv(path, key_field="id")
+    (record,) = read_all(path, 100, key_field="id")
     assert record.key == b"7"
     assert json.loads(record.value) == {"id": "7", "name": "ann"}
 
@@ -371,7 +360,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_bytes(b"id,name\n1,ann\n" + b"2,b\xffb\n" * 3000)  # past a decoder chunk
     with pytest.raises(SerializationError, match=r"people\.csv:3: not valid UTF-8"):
-        read_csv(path)
+        read_all(path, 100)
 
 
 def test_quoted_newlines_keep_their_line_numbers(tmp_path: Path) -> None:
@@ -379,9 +368,9 @@ def test_quoted_newlines_keep_their_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text('id,note\n1,"two\nlines"\n2\n')
     with pytest.raises(SerializationError, match=r"people\.csv:4: row has 1 field"):
-        read_csv(path)
+        read_all(path, 100)
     path.write_text('id,note\n1,"two\nlines"\n')
-    (record,) = read_csv(path)
+    (record,) = read_all(path, 100)
     assert json.loads(record.value) == {"id": "1", "note": "two\nlines"}
 
 
@@ -389,5 +378,5 @@ def test_a_jsonl_bom_is_dropped_too(tmp_path: Path) -> None:
     """A JSONL file saved with a BOM reads like one without."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"id":1}\n')
-    (record,) = read_csv(path, key_field="id")
+    (record,) = read_all(path, 100, key_field="id")
     assert (record.value, record.key) == (b'{"id":1}', b"1")

@@ -31,7 +31,9 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.file_sources import read_all, read_then_resume
 from support.json_values import comparable_json_value
+from support.source_readers import source_readers
 
 from dataflare import PluginIOError, Record, SerializationError
 from dataflare.runtime import loads_json
@@ -44,9 +46,7 @@ from dataflare_host.connectors import (
     SourceBatch,
     _files,
 )
-from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, ReadsInline, SourceReaders
-from dataflare_host.pipeline._stats import PipelineStats, StageStats
 
 # -- loads_json == json.loads ---------------------------------------------------
 
@@ -177,23 +177,11 @@ def test_evolve_refuses_what_the_constructor_refuses_with_its_words(
 # -- the file source ------------------------------------------------------------------
 
 
-def _read_all(path: Path, **config: Any) -> list[Record]:
-    source = FileSource(FileSourceConfig(str(path), **config), {})
-    source.connect(None)
-    records: list[Record] = []
-    try:
-        while (batch := source.read(3, 1.0)) is not None:
-            records.extend(batch.records)
-    finally:
-        source.close()
-    return records
-
-
 def test_file_source_records_equal_the_checked_constructors(tmp_path: Path) -> None:
     lines = ['{"u": "a", "ts": 10}', "", '{"u": 2}', '{"ts": "11"}', "[1]", '{"u": null}']
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\r\n")
-    got = _read_all(path, key_field="u", timestamp_field="ts")
+    got = read_all(path, 3, key_field="u", timestamp_field="ts")
     expected = [
         Record(b'{"u": "a", "ts": 10}', b"a", 10, {"file": "in.jsonl", "line": "1"}, 0),
         Record(b'{"u": 2}', b"2", None, {"file": "in.jsonl", "line": "3"}, 1),
@@ -209,7 +197,7 @@ def test_file_source_json_error_names_file_line_and_json_loads_reason(tmp_path: 
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n\n{"a": 2} x\n', encoding="utf-8")
     with pytest.raises(SerializationError) as caught:
-        _read_all(path)
+        read_all(path, 3)
     try:
         json.loads(b'{"a": 2} x')
     except ValueError as exc:
@@ -226,7 +214,7 @@ def test_file_source_out_of_range_timestamp_is_refused_like_the_constructor(
     path = tmp_path / "in.jsonl"
     path.write_text(f'{{"ts": {1 << 70}}}\n', encoding="utf-8")
     with pytest.raises(TypeError) as caught:
-        _read_all(path, timestamp_field="ts")
+        read_all(path, 3, timestamp_field="ts")
     with pytest.raises(TypeError) as checked:
         Record(b"", timestamp=1 << 70)
     assert str(caught.value) == str(checked.value)
@@ -235,18 +223,9 @@ def test_file_source_out_of_range_timestamp_is_refused_like_the_constructor(
 def test_file_source_position_counts_every_line_read(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n\n\n{"a": 2}\n{"a": 3}\n', encoding="utf-8")
-    source = FileSource(FileSourceConfig(str(path)), {})
-    source.connect(None)
-    first = source.read(2, 1.0)
-    assert first is not None
+    first, rest = read_then_resume(path, 2)
     assert [r.offset for r in first.records] == [0, 1]
     assert (first.position["line"], first.position["offset"]) == (4, 2)
-    source.close()
-    again = FileSource(FileSourceConfig(str(path)), {})
-    again.connect(first.position)
-    rest = again.read(10, 1.0)
-    again.close()
-    assert rest is not None
     assert [(r.value, r.offset, r.metadata["line"]) for r in rest.records] == [
         (b'{"a": 3}', 2, "5")
     ]
@@ -514,20 +493,6 @@ class ListSource(Source):
         return self.inline
 
 
-def _readers(sources: dict[str, Source]) -> tuple[SourceReaders, PipelineStats, threading.Event]:
-    stop = threading.Event()
-    stats = PipelineStats(StageStats(name, "source", "test") for name in sources)
-    readers = SourceReaders(
-        list(sources.items()),
-        stats,
-        BatchSettings(size=10, linger_ms=10, queue_batches=2),
-        stop,
-        threading.Event(),
-        stop_grace_s=1,
-    )
-    return readers, stats, stop
-
-
 def _drain(readers: SourceReaders) -> list[ReadBatch | ReaderDone]:
     readers.start()
     items: list[ReadBatch | ReaderDone] = []
@@ -559,7 +524,7 @@ def test_inline_reading_equals_a_reader_thread(fail_at: int) -> None:
     got = {}
     for inline in (True, False):
         source = ListSource(batches, inline=inline, fail_at=fail_at)
-        readers, stats, _ = _readers({"s": source})
+        readers, stats, _ = source_readers({"s": source})
         assert readers.inline is inline
         items = _drain(readers)
         got[inline] = (_shown(items), readers.all_exhausted, stats["s"].records_out)
@@ -574,7 +539,7 @@ def test_inline_reading_takes_sources_in_turn_and_starts_no_thread() -> None:
         "one": ListSource([[b"1a"], [b"1b"], [b"1c"]], inline=True),
         "two": ListSource([[b"2a"]], inline=True),
     }
-    readers, _, _ = _readers(sources)
+    readers, _, _ = source_readers(sources)
     before = threading.active_count()
     readers.start()
     assert threading.active_count() == before
@@ -594,7 +559,7 @@ def test_one_source_that_is_not_inline_puts_every_source_on_threads() -> None:
         "file": ListSource([[b"x"]], inline=True),
         "stream": ListSource([[b"y"]], inline=False),
     }
-    readers, _, _ = _readers(sources)
+    readers, _, _ = source_readers(sources)
     assert not readers.inline
     items = _drain(readers)
     assert sorted(map(str, _shown(items))) == sorted(
@@ -612,7 +577,7 @@ def test_one_source_that_is_not_inline_puts_every_source_on_threads() -> None:
 
 def test_a_stop_ends_inline_sources_not_yet_exhausted() -> None:
     source = ListSource([[b"a"], [b"b"]], inline=True)
-    readers, _, stop = _readers({"s": source})
+    readers, _, stop = source_readers({"s": source})
     readers.start()
     first = readers.get(timeout=0.05)
     assert isinstance(first, ReadBatch)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from support.source_readers import source_readers
 
 from dataflare import Record
 from dataflare_host.connectors import Source, SourceBatch
-from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
-from dataflare_host.pipeline._stats import PipelineStats, StageStats
 
 
 class BlockingSource(Source):
@@ -55,22 +53,6 @@ class InterruptibleSource(BlockingSource):
         self.release.set()
 
 
-def readers_for(
-    sources: Mapping[str, Source], grace_s: float
-) -> tuple[SourceReaders, threading.Event]:
-    stop = threading.Event()
-    stats = PipelineStats(StageStats(name, "source", "test") for name in sources)
-    readers = SourceReaders(
-        list(sources.items()),
-        stats,
-        BatchSettings(size=10, linger_ms=10, queue_batches=4),
-        stop,
-        threading.Event(),
-        stop_grace_s=grace_s,
-    )
-    return readers, stop
-
-
 def drain(readers: SourceReaders, live: int, limit_s: float) -> list[ReadBatch | ReaderDone]:
     """What get() returns until ``live`` readers ended, or ``limit_s`` passed."""
     items: list[ReadBatch | ReaderDone] = []
@@ -88,7 +70,7 @@ def test_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
 ) -> None:
     """The main loop gets the blocked reader's end once the grace period is over."""
     source = BlockingSource()
-    readers, stop = readers_for({"stuck": source}, grace_s=0.3)
+    readers, _, stop = source_readers({"stuck": source}, grace_s=0.3, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)
@@ -113,7 +95,7 @@ def test_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
 def test_join_after_a_failure_does_not_wait_past_the_grace_period() -> None:
     """A failed run's join waits for a blocked reader no longer than the grace period."""
     source = BlockingSource()
-    readers, stop = readers_for({"stuck": source}, grace_s=0.3)
+    readers, _, stop = source_readers({"stuck": source}, grace_s=0.3, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)
@@ -129,7 +111,7 @@ def test_interruptible_sources_are_interrupted_on_a_stop() -> None:
     """A stop interrupts the blocked read at once: its reader ends on its own, well in time."""
     source = InterruptibleSource()
     other = BlockingSource()
-    readers, stop = readers_for({"pg": source, "other": other}, grace_s=30)
+    readers, _, stop = source_readers({"pg": source, "other": other}, grace_s=30, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)

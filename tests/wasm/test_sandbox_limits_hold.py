@@ -21,6 +21,7 @@ import yaml
 from click.testing import CliRunner
 from support.output import without_progress
 from support.paths import REPO
+from support.wat import WASI_SLEEP_CORE_IMPORTS, WASI_SLEEP_IMPORTS, WASI_SLEEP_WITH
 
 from dataflare import ConfigurationError, LimitExceededError, Record, SerializationError
 from dataflare.runtime import CONTRACT_VERSION
@@ -183,26 +184,14 @@ LOOPING_START = f"""
 
 # Not built from the SDK: its start function blocks in WASI (a 30 s monotonic-clock
 # sleep), blocked outside wasm code.
-BLOCKING_START = """
+BLOCKING_START = f"""
 (component
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer 1 $pollable (type))
-    (export "pollable" (type (eq 0)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
-  (core func $sub (canon lower (func $clock "subscribe-duration")))
-  (core func $block (canon lower (func $poll "[method]pollable.block")))
+{WASI_SLEEP_IMPORTS}
   (core module $m
-    (import "clock" "sub" (func $sub (param i64) (result i32)))
-    (import "poll" "block" (func $block (param i32)))
+{WASI_SLEEP_CORE_IMPORTS}
     (func $nap (call $block (call $sub (i64.const 30000000000))))
     (start $nap))
-  (core instance (instantiate $m
-    (with "clock" (instance (export "sub" (func $sub))))
-    (with "poll" (instance (export "block" (func $block))))))
+  (core instance (instantiate $m {WASI_SLEEP_WITH}))
   CLAIMS)
 """.replace("CLAIMS", CLAIMS_THE_CONTRACT)
 
