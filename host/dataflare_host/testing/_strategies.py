@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from dataflare import Record
+from dataflare import ConfigurationError, Record
 
 __all__ = [
     "batches",
@@ -107,7 +107,7 @@ def metadata(max_size: int = 3) -> st.SearchStrategy[dict[str, str]]:
     return st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=max_size)
 
 
-_keys, _timestamps, _metadata, _offsets = keys, timestamps, metadata, offsets  # shadowed below
+_keys, _timestamps, _metadata = keys, timestamps, metadata  # parameters below shadow them
 
 
 def records(
@@ -170,7 +170,10 @@ def _at_offsets(drawn: tuple[int, list[tuple[Record, int]]]) -> list[Record]:
     batch = []
     for record, step in steps:
         if step < 1:
-            raise ValueError(f"offset_gaps drew {step}: offsets must increase (a gap of 1 or more)")
+            raise ConfigurationError(
+                f"batches(offset_gaps=...) drew {step}: offsets must increase, so draw gaps of "
+                "1 or more (st.integers(min_value=1, ...))"
+            )
         batch.append(record.evolve(offset=offset))
         offset += step
     return batch
