@@ -1,11 +1,12 @@
-"""The README's connector reference matches the connectors: every key, its type, its default.
+"""The docs' connector reference matches the connectors: every key, its type, its default.
 
 Each connector declares what its ``connection:`` accepts as the fields of its
 ``Config`` attrs class (the pipeline structures the mapping into it and refuses
 any other key), and every entry's own keys are :class:`ConnectorConfig`'s fields.
-These tests read both from the code and compare them with the README's tables,
+These tests read both from the code and compare them with the tables of
+``docs/connectors.md``,
 in both directions: a key added, renamed, retyped or given another default
-without the README following fails here, and so does a documented key that no
+without the page following fails here, and so does a documented key that no
 longer exists.
 """
 
@@ -25,7 +26,7 @@ from dataflare_host.connectors import ConnectorRegistry
 from dataflare_host.connectors._registry import SINK_GROUP, SOURCE_GROUP
 from dataflare_host.pipeline._config import ConnectorConfig
 
-README = Path(__file__).parents[2] / "README.md"
+REFERENCE = Path(__file__).parents[2] / "docs" / "connectors.md"
 
 # Set by the pipeline, not by the class: a connector whose Config has ``base_dir`` gets
 # the pipeline file's folder unless the YAML gives one (pipeline/_assemble.py).
@@ -33,16 +34,12 @@ INJECTED_DEFAULTS = {"base_dir": "the pipeline file's folder"}
 
 
 def reference_sections() -> dict[str, list[str]]:
-    """The reference's ``####`` subsections: heading -> its lines."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index("\n### Connector reference\n")
-    end = re.compile(r"^#{1,3} ", re.MULTILINE).search(text, start + 2)
-    body = text[start : end.start() if end else len(text)]
+    """The reference page's ``##`` sections: heading -> its lines."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in body.splitlines():
-        if line.startswith("#### "):
-            current = sections.setdefault(line[5:].strip(), [])
+    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
         elif current is not None:
             current.append(line)
     return sections
@@ -116,7 +113,7 @@ CONNECTORS = built_in_connectors()
 
 def section_of(role: str, name: str) -> tuple[str, list[str]]:
     matches = [(h, lines) for h, lines in reference_sections().items() if f"`{name}` {role}" in h]
-    assert len(matches) == 1, f"the README's connector reference needs one '#### `{name}` {role}'"
+    assert len(matches) == 1, f"docs/connectors.md needs one '## `{name}` {role}'"
     return matches[0]
 
 
