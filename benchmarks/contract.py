@@ -291,7 +291,7 @@ class Samples:
 def rust_component(tree: Path) -> Path:
     """The Rust plugin of ``tree`` built with cargo, the way the tests build it."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from rust_build import build_rust_component
+    from support.rust_build import build_rust_component
 
     target = ROOT / ".dataflare" / "bench" / "rust-target"
     return build_rust_component(target, tree / "guest_examples" / "rust").component

@@ -1,4 +1,4 @@
-"""Shared test configuration: Hypothesis profiles, test folders, paths, built components.
+"""Shared test configuration: Hypothesis profiles, test folders, the test cache, fixtures.
 
 Folders: ``unit/`` needs nothing (the fast loop: ``pytest tests/unit``),
 ``pipelines/`` runs whole pipelines (some on WASM components), ``wasm/`` builds
@@ -15,12 +15,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from support.components import ComponentBuilder
+from support.paths import EXAMPLES, REPO, TEST_CACHE
+from support.servers import opensearch_server, postgres_server, redis_server  # noqa: F401
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
@@ -36,13 +38,8 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "guest_examples"
-
-# Tests never write the user's cache: builds and compiled artifacts go to a
-# persistent folder under the project (reused across runs, keyed by content).
-# Subprocesses (the CLI tests) inherit it.
-TEST_CACHE = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".dataflare" / "test-cache")
+# Tests never write the user's cache (support.paths.TEST_CACHE); subprocesses (the CLI
+# tests) inherit it.
 os.environ["DATAFLARE_CACHE_DIR"] = str(TEST_CACHE)
 # The suite compiles more components (~40 of ~38 MB) than the default 1 GB cap
 # holds: capped, every run evicted and recompiled a third of them (a warm run
@@ -143,28 +140,6 @@ def dataflare_exe() -> Path:
     return exe
 
 
-class ComponentBuilder:
-    """Components from plugin files, through the product's own build cache, two builds at a time.
-
-    The cache lives under the project (``.dataflare/test-cache``, or
-    ``$DATAFLARE_TEST_CACHE_DIR``) and is keyed by the build's inputs, so a
-    component is built once and reused by every later test run until the
-    plugin, the SDK or the WIT contract changes.
-    """
-
-    def __call__(self, source: Path) -> Path:
-        """The component built from ``source`` (built only on a cache miss)."""
-        from dataflare_host.wasm import component_for
-
-        return component_for(source.resolve())
-
-    def many(self, sources: list[Path]) -> dict[Path, Path]:
-        """Several at once (componentize-py is a subprocess: two run in parallel)."""
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            built = list(pool.map(self, sources))
-        return dict(zip(sources, built, strict=True))
-
-
 @pytest.fixture(scope="session")
 def component_builder() -> ComponentBuilder:
     """Session-wide builder over the persistent test cache."""
@@ -179,4 +154,3 @@ def example_components(component_builder: ComponentBuilder) -> dict[str, Path]:
     return {source.stem: wasm for source, wasm in built.items()}
 
 
-from servers import opensearch_server, postgres_server, redis_server  # noqa: E402,F401

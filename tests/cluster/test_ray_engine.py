@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
-from servers import PostgresServer
+from support.servers import PostgresServer
 from test_workers import (
     FILTER_MAP,
     add_upsert_sink,

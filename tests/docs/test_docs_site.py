@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).parents[2]
+from support.paths import REPO
 
 pytestmark = pytest.mark.slow
 

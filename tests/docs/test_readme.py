@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).parents[2]
+from support.paths import REPO
+
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 SET_UP = "bash scripts/setup"

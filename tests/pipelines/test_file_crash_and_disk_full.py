@@ -1,4 +1,4 @@
-"""Issue #9, acceptance 2 and 3: file pipelines killed with SIGKILL, and on a full disk.
+"""File pipelines killed with SIGKILL at random points, and run on a full disk.
 
 Both run ``python -m dataflare run`` in subprocesses (a SIGKILL must hit a real
 process) on file source -> file sink pipelines (JSONL), and check what every
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import kill_mid_run
+from support.kills import kill_mid_run
 
 SLOW_COPY = '''"""Pass a record through after a pause (so that a run lasts long enough to kill)."""
 import time
@@ -141,7 +141,7 @@ def kill_runs(
         pytest.param(100, 60_000, 500, 0, 11, id="100B-records"),
     ],
 )
-def test_acceptance2_sigkill_at_random_points_keeps_every_line_whole(
+def test_sigkill_at_random_points_keeps_every_line_whole(
     tmp_path: Path, record_size: int, count: int, batch: int, delay_ms: int, kills: int
 ) -> None:
     """SIGKILL 11 times per record size (22 in all), restarting each time: every
@@ -197,7 +197,7 @@ def fill_leaving(directory: Path, free: int) -> Path:
     return filler
 
 
-def test_acceptance3_a_full_disk_is_one_line_and_the_resumed_run_completes(
+def test_a_full_disk_is_one_line_and_the_resumed_run_completes(
     tmp_path: Path, small_disk: Path
 ) -> None:
     """The sink's disk fills up mid-run: one ``error:`` line, no traceback, whole lines;

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 

@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
+from support.cli import invoke_main
+from support.output import line_of
+from support.paths import EXAMPLES
+from support.pipeline_runs import run_to_end
 
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin
-from dataflare_host.cli._main import main
 from dataflare_host.pipeline._checkpoint import Checkpoint
-from dataflare_host.pipeline._runner import Pipeline, RunSummary
+from dataflare_host.pipeline._runner import Pipeline
 
 SUM = EXAMPLES / "sum_aggregate.py"
 FIXTURES = Path(__file__).parent.parent / "window_fixtures"
@@ -86,14 +86,6 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def run(file: Path) -> RunSummary:
-    pipeline = Pipeline.from_file(file)
-    try:
-        return pipeline.run(None, handle_signals=False)
-    finally:
-        pipeline.close()
-
-
 def running(start: int, amounts: Sequence[int]) -> list[str]:
     """The running totals from ``start``, as the sink writes them."""
     return [str(total) for total in itertools.accumulate(amounts, initial=start)][1:]
@@ -119,7 +111,7 @@ def test_look_back_restores_an_aggregates_running_value_after_a_restart(
     plugin = request.getfixturevalue("sum_wasm") if runtime == "wasm" else SUM
     first, second = [3, 4, 10], [1, 5, 20]
     write_amounts(tmp_path / "day1.jsonl", first)
-    summary = run(write_pipeline(tmp_path, "day1", plugin, source="day1.jsonl"))
+    summary = run_to_end(write_pipeline(tmp_path, "day1", plugin, source="day1.jsonl"))
     assert (summary.status, summary.error) == ("completed", None)
     assert lines(tmp_path / "totals.jsonl") == running(0, first)
 
@@ -132,7 +124,7 @@ def test_look_back_restores_an_aggregates_running_value_after_a_restart(
         look_back=look_back_from("totals.jsonl", last=1),
     )
     assert not (tmp_path / "day2.checkpoint.json").exists()
-    summary = run(restarted)
+    summary = run_to_end(restarted)
     assert (summary.status, summary.error) == ("completed", None)
     assert lines(tmp_path / "totals.jsonl") == running(0, first) + running(17, second)
 
@@ -140,14 +132,14 @@ def test_look_back_restores_an_aggregates_running_value_after_a_restart(
 def test_checkpointed_state_wins_over_look_back(tmp_path: Path) -> None:
     """When the checkpoint holds the processor's state, look_back is not used."""
     write_amounts(tmp_path / "in.jsonl", [2, 3])
-    assert run(write_pipeline(tmp_path, "p", SUM)).status == "completed"
+    assert run_to_end(write_pipeline(tmp_path, "p", SUM)).status == "completed"
     (tmp_path / "old_totals.jsonl").write_text("1000\n")
     with (tmp_path / "in.jsonl").open("a") as handle:
         handle.write(json.dumps({"amount": 4}) + "\n")
     resumed = write_pipeline(
         tmp_path, "p", SUM, look_back=look_back_from("old_totals.jsonl", last=1)
     )
-    summary = run(resumed)
+    summary = run_to_end(resumed)
     assert (summary.status, summary.error, summary.resumed) == ("completed", None, True)
     assert lines(tmp_path / "totals.jsonl") == ["2", "5", "9"]
 
@@ -164,7 +156,7 @@ def test_look_back_age_ms_selects_records_by_timestamp(tmp_path: Path) -> None:
     write_amounts(tmp_path / "in.jsonl", [1, 2])
     look_back = look_back_from("history.jsonl", age_ms=60_000)
     look_back["source"]["connection"]["timestamp_field"] = "ts"
-    summary = run(write_pipeline(tmp_path, "p", RESUME_FIELD, look_back=look_back))
+    summary = run_to_end(write_pipeline(tmp_path, "p", RESUME_FIELD, look_back=look_back))
     assert (summary.status, summary.error) == ("completed", None)
     assert lines(tmp_path / "totals.jsonl") == running(50, [1, 2])
 
@@ -173,12 +165,12 @@ def test_look_back_last_n_gives_the_hook_the_last_n_records(tmp_path: Path) -> N
     """last: 1 skips a bad total two lines back, which last: 3 feeds the hook (and fails)."""
     (tmp_path / "old.jsonl").write_text('5\n"not a total"\n7\n')
     write_amounts(tmp_path / "in.jsonl", [1])
-    summary = run(
+    summary = run_to_end(
         write_pipeline(tmp_path, "one", SUM, look_back=look_back_from("old.jsonl", last=1))
     )
     assert (summary.status, summary.error) == ("completed", None)
     assert lines(tmp_path / "totals.jsonl") == ["8"]
-    summary = run(
+    summary = run_to_end(
         write_pipeline(tmp_path, "three", SUM, look_back=look_back_from("old.jsonl", last=3))
     )
     assert summary.status == "failed"
@@ -188,7 +180,8 @@ def test_failing_look_back_hook_fails_the_run_naming_processor_and_record(tmp_pa
     """A hook refusing a record fails the run before any record moves, saying where."""
     (tmp_path / "old.jsonl").write_text('5\n"not a total"\n7\n')
     write_amounts(tmp_path / "in.jsonl", [1])
-    summary = run(write_pipeline(tmp_path, "p", SUM, look_back=look_back_from("old.jsonl", last=2)))
+    look_back = look_back_from("old.jsonl", last=2)
+    summary = run_to_end(write_pipeline(tmp_path, "p", SUM, look_back=look_back))
     assert summary.status == "failed"
     assert summary.error is not None
     assert summary.error.startswith("processor 'total': look_back failed: ")
@@ -326,10 +319,7 @@ def values(result: Any) -> list[bytes]:
 
 
 def cli(*args: str) -> Any:
-    result = CliRunner().invoke(main, ["test", *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+    return invoke_main(["test", *args])
 
 
 def test_cli_lookback_last_uses_only_the_last_n_lines() -> None:

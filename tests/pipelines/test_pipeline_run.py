@@ -22,8 +22,8 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from conftest import EXAMPLES, REPO
-from helpers import summary_rows
+from support.output import summary_rows
+from support.paths import EXAMPLES, REPO
 
 from dataflare import Record
 from dataflare_host.connectors import ConnectorRegistry, Sink

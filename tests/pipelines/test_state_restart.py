@@ -1,5 +1,5 @@
-"""Issue 13 acceptance 3: a dedupe-by-key filter keeps its state across restarts, in both
-runtimes; and declared state follows the checkpoint exactly (issue 10: workers).
+"""A dedupe-by-key filter keeps its state across restarts, in both runtimes; and declared
+state follows the checkpoint exactly, in worker processes too.
 
 The dedupe filter is ``guest_examples/dedupe_filter.py``: it keeps the first record of
 each key. Whatever stops a run (a SIGKILL, a failing batch, the end of the input), the
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES
-from helpers import kill_mid_run
+from support.kills import kill_mid_run
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.pipeline._runner import Pipeline
@@ -304,7 +304,7 @@ def sink_pairs(path: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["native", pytest.param("wasm", marks=pytest.mark.wasm)])
-def test_acceptance3_dedupe_keeps_its_state_across_sigkill_restarts(
+def test_dedupe_keeps_its_state_across_sigkill_restarts(
     tmp_path: Path, runtime: str, component_builder: Any
 ) -> None:
     """File -> slow map -> dedupe -> file, SIGKILLed 8 times mid-run and restarted: each key

@@ -22,16 +22,17 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from conftest import EXAMPLES
-from helpers import line_of
 from hypothesis import given
 from hypothesis import strategies as st
+from support.output import line_of
+from support.paths import EXAMPLES
+from support.pipeline_runs import run_to_end
 
 import dataflare
 from dataflare import ConfigurationError, ProcessingError, Record, Window
 from dataflare.runtime import BatchResult, Dispatcher
 from dataflare_host import load_plugin
-from dataflare_host.pipeline._runner import Pipeline, RunSummary
+from dataflare_host.pipeline._runner import Pipeline
 from dataflare_host.plugins._interface import Plugin
 
 WINDOWED_COUNT = EXAMPLES / "windowed_count_aggregate.py"
@@ -569,14 +570,6 @@ def write_events(directory: Path, timestamps: Sequence[int]) -> None:
     (directory / "events.jsonl").write_text("".join(lines))
 
 
-def run(file: Path) -> RunSummary:
-    pipeline = Pipeline.from_file(file)
-    try:
-        return pipeline.run(None, handle_signals=False)
-    finally:
-        pipeline.close()
-
-
 @pytest.mark.parametrize("runtime", ["native", "wasm"])
 def test_yaml_window_overrides_the_plugins_window_in_a_pipeline(
     tmp_path: Path, runtime: str, request: pytest.FixtureRequest
@@ -597,7 +590,7 @@ def test_yaml_window_overrides_the_plugins_window_in_a_pipeline(
             "window": {"type": "tumbling", "size_ms": 1_000, "lateness_ms": 200},
         },
     )
-    summary = run(file)
+    summary = run_to_end(file)
     assert (summary.status, summary.error) == ("completed", None)
     # Computed by hand: watermark = newest - 200; 950 and 2 250 arrive out of order but
     # inside the bound. [0,1000) closes at 1 500 (100, 900, 950), [1000,2000) at 2 300
@@ -606,44 +599,37 @@ def test_yaml_window_overrides_the_plugins_window_in_a_pipeline(
     assert (tmp_path / "out.jsonl").read_text().splitlines() == ["3", "3", "2"]
 
 
-def test_yaml_window_on_a_non_aggregate_processor_is_a_located_config_error(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("plugin", "window", "reason"),
+    [
+        pytest.param(
+            ("map", EXAMPLES / "uppercase_map.py"),
+            {"type": "tumbling", "size_ms": 1_000},
+            "only aggregate processors take a window",
+            id="on-a-map",
+        ),
+        pytest.param(
+            ("aggregate", WINDOWED_COUNT),
+            {"type": "sliding", "size_ms": 1_000},
+            "a sliding window needs step_ms",
+            id="sliding-without-step",
+        ),
+    ],
+)
+def test_a_bad_yaml_window_is_a_located_config_error(
+    tmp_path: Path, plugin: tuple[str, Path], window: dict[str, Any], reason: str
 ) -> None:
-    """`window:` on a map is refused before anything runs, naming file, line and YAML path."""
+    """A `window:` on a map, or a sliding one without step_ms, is refused before anything
+    runs, naming file, the window's line and YAML path."""
     write_events(tmp_path, [1])
+    plugin_type, plugin_path = plugin
     file = write_pipeline(
-        tmp_path,
-        {
-            "plugin_type": "map",
-            "plugin_path": str(EXAMPLES / "uppercase_map.py"),
-            "window": {"type": "tumbling", "size_ms": 1_000},
-        },
+        tmp_path, {"plugin_type": plugin_type, "plugin_path": str(plugin_path), "window": window}
     )
     line = line_of(file.read_text(), "window:")
     with pytest.raises(ConfigurationError) as caught:
         Pipeline.from_file(file)
-    assert str(caught.value) == (
-        f"{file}:{line}: processors[0].config.window: only aggregate processors take a window"
-    )
-
-
-def test_yaml_sliding_window_without_step_is_a_located_config_error(tmp_path: Path) -> None:
-    """A sliding `window:` needs step_ms; the error points at the window's line."""
-    write_events(tmp_path, [1])
-    file = write_pipeline(
-        tmp_path,
-        {
-            "plugin_type": "aggregate",
-            "plugin_path": str(WINDOWED_COUNT),
-            "window": {"type": "sliding", "size_ms": 1_000},
-        },
-    )
-    line = line_of(file.read_text(), "window:")
-    with pytest.raises(ConfigurationError) as caught:
-        Pipeline.from_file(file)
-    assert str(caught.value) == (
-        f"{file}:{line}: processors[0].config.window: a sliding window needs step_ms"
-    )
+    assert str(caught.value) == f"{file}:{line}: processors[0].config.window: {reason}"
 
 
 def test_late_records_reach_the_dead_letter_sink(tmp_path: Path) -> None:
@@ -664,7 +650,7 @@ def test_late_records_reach_the_dead_letter_sink(tmp_path: Path) -> None:
             "config": {"plugin_type": "file", "connection": {"path": "late.jsonl"}},
         },
     )
-    summary = run(file)
+    summary = run_to_end(file)
     assert (summary.status, summary.error) == ("completed", None)
     # Watermark = newest: 300 comes after 1 200 closed [0,1000); 1 900 after 2 600 closed
     # [1000,2000). Windows: [0,1000) = {100}, [1000,2000) = {1200, 1500}, [2000,3000) = {2600}.

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from dataflare_host.pipeline._stats import StageStats
 
 if TYPE_CHECKING:
-    from servers import PostgresServer
+    from support.servers import PostgresServer
 
 PLUGINS = Path(__file__).parent.parent / "pipeline_fixtures" / "plugins"
 USERS = 13

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
-from servers import OpenSearchServer, PostgresServer
+from support.servers import OpenSearchServer, PostgresServer
 
 from dataflare_host.cli._main import main
 

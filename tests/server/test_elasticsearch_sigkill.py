@@ -1,6 +1,6 @@
 """PostgreSQL -> a map -> the Elasticsearch sink on a real OpenSearch node, under SIGKILL.
 
-Acceptance 2 of issue 12: the pipeline process is killed at random points 10 times while it
+The pipeline process is killed at random points 10 times while it
 writes to the index, restarted each time, then run to the end; the index must hold exactly
 one document per source row, each equal to its expected body (ids from a field, so a replay
 after a crash overwrites instead of duplicating).
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servers import OpenSearchServer, PostgresServer
+from support.servers import OpenSearchServer, PostgresServer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

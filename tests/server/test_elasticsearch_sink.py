@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from servers import OpenSearchServer, free_port
+from support.servers import OpenSearchServer, free_port
 
 from dataflare import PluginIOError, Record
 from dataflare_host.cli._main import main

@@ -1,6 +1,6 @@
 """PostgreSQL -> plugins -> PostgreSQL pipelines, and at-least-once under SIGKILL.
 
-Real servers: the session's PostgreSQL from tests/servers.py.
+Real servers: the session's PostgreSQL from tests/support/servers.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
-from servers import PostgresServer
+from support.paths import EXAMPLES
+from support.servers import PostgresServer
 
 from dataflare_host import Pipeline
 

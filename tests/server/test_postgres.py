@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from servers import PostgresServer
+from support.servers import PostgresServer
 
 from dataflare import ConfigurationError, PluginIOError, Record
 from dataflare_host.connectors import (

@@ -1,4 +1,4 @@
-"""Issue #9 item 13: SIGTERM stops a pipeline whose PostgreSQL read is blocked on a lock.
+"""SIGTERM stops a pipeline whose PostgreSQL read is blocked on a lock.
 
 Another session holds ``LOCK TABLE ... IN ACCESS EXCLUSIVE MODE`` in an open
 transaction, so every read of the table waits. The source reads with a lock
@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from servers import PostgresServer
+from support.servers import PostgresServer
 
 from dataflare_host.connectors import PostgresSource, PostgresSourceConfig
 
@@ -135,7 +135,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_item13_sigterm_stops_a_run_whose_read_waits_for_a_lock(dsn: str, tmp_path: Path) -> None:
+def test_sigterm_stops_a_run_whose_read_waits_for_a_lock(dsn: str, tmp_path: Path) -> None:
     """Rows read, then the table locked: SIGTERM ends the run in seconds, no traceback."""
     file = write_pipeline(tmp_path, dsn, lock_timeout_ms=60_000)
     with started_run(file) as process:
@@ -154,7 +154,7 @@ def test_item13_sigterm_stops_a_run_whose_read_waits_for_a_lock(dsn: str, tmp_pa
     assert checkpoint["positions"]["items"]["last"] == ROWS
 
 
-def test_item13_sigterm_stops_a_run_that_starts_on_a_locked_table(
+def test_sigterm_stops_a_run_that_starts_on_a_locked_table(
     dsn: str, tmp_path: Path
 ) -> None:
     """The table locked before the run starts: it waits, and SIGTERM still ends it in seconds."""
@@ -169,7 +169,7 @@ def test_item13_sigterm_stops_a_run_that_starts_on_a_locked_table(
     assert lines(tmp_path / "out.jsonl") == []
 
 
-def test_item13_interrupt_cancels_a_read_waiting_for_a_lock(dsn: str) -> None:
+def test_interrupt_cancels_a_read_waiting_for_a_lock(dsn: str) -> None:
     """interrupt() from another thread ends a read blocked on a lock at once, with no records."""
     source = PostgresSource(
         PostgresSourceConfig(dsn=dsn, table="items", lock_timeout_ms=60_000), {}
@@ -192,7 +192,7 @@ def test_item13_interrupt_cancels_a_read_waiting_for_a_lock(dsn: str) -> None:
         assert batch.position == {"last": ROWS, "offset": ROWS}
 
 
-def test_item13_a_read_gives_up_on_a_lock_after_the_lock_timeout(dsn: str) -> None:
+def test_a_read_gives_up_on_a_lock_after_the_lock_timeout(dsn: str) -> None:
     """With the table locked, a read returns an empty batch after lock_timeout_ms, no error."""
     source = PostgresSource(
         PostgresSourceConfig(dsn=dsn, table="items", lock_timeout_ms=200), {}
@@ -210,7 +210,7 @@ def test_item13_a_read_gives_up_on_a_lock_after_the_lock_timeout(dsn: str) -> No
         assert [r.key for r in batch.records] == [str(i).encode() for i in range(1, 11)]
 
 
-def test_item13_lock_timeout_must_be_positive() -> None:
+def test_lock_timeout_must_be_positive() -> None:
     """lock_timeout_ms: 0 would let a read wait for a lock forever: refused."""
     from dataflare import ConfigurationError
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
-from servers import RedisServer
+from support.servers import RedisServer
 
 from dataflare import ConfigurationError, PluginIOError, Record
 from dataflare_host.connectors import RedisSink, RedisSinkConfig, RedisSource, RedisSourceConfig

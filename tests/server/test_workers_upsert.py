@@ -1,4 +1,4 @@
-"""Worker processes SIGKILLed mid-run, with an upsert sink (issue 10).
+"""Worker processes SIGKILLed mid-run, with an upsert sink: nothing lost, nothing written twice.
 
 Ten kills, while the pipeline writes both a JSONL file (which must be the
 expected list, in order) and a PostgreSQL table upserted on ``id`` (which must
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import PostgresServer
+from support.servers import PostgresServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
 from test_workers import (

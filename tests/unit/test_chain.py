@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from chain_plugins import failing_on, suffix
-from conftest import EXAMPLES
 from hypothesis import given
-from strategies import batches
+from support.chain_plugins import failing_on, suffix
+from support.paths import EXAMPLES
+from support.records import any_batches
 
 import dataflare
 from dataflare import ProcessingError, Record
@@ -28,7 +28,7 @@ BATCH_WITH_BAD = [
 ]
 
 
-@given(batches())
+@given(any_batches())
 def test_steps_apply_in_order(batch: list[Record]) -> None:
     """Each step sees the previous step's outputs."""
     result = Chain([suffix(b"1"), suffix(b"2"), suffix(b"3")]).process(batch)

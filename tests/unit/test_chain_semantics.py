@@ -1,4 +1,4 @@
-"""Issue #9 item 17: a chain follows Fluvio when a step fails.
+"""A chain follows Fluvio when a step fails.
 
 A stopping step (``on_error="stop"``, the pipeline's ``fail``) that fails ends
 the chain: the result is that step's partial output and its error, and no later
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chain_plugins import failing_on, suffix
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import batches
+from support.chain_plugins import failing_on, suffix
+from support.records import any_batches
 
 import dataflare
 from dataflare import Record
@@ -54,7 +54,7 @@ BATCH = [
 ]
 
 
-def test_item17_a_failing_middle_step_runs_no_later_step() -> None:
+def test_a_failing_middle_step_runs_no_later_step() -> None:
     """No later step sees anything of a batch a stopping step failed on."""
     seen: list[bytes] = []
     result = Chain([suffix(b"1"), failing_on(b"bad"), spy(seen)]).process(BATCH)
@@ -63,7 +63,7 @@ def test_item17_a_failing_middle_step_runs_no_later_step() -> None:
     assert len(result.steps) == 2
 
 
-def test_item17_the_result_is_the_failing_steps_partial_output() -> None:
+def test_the_result_is_the_failing_steps_partial_output() -> None:
     """The outputs are the failing step's, for the records before the failing one."""
     result = Chain([suffix(b"1"), failing_on(b"bad"), suffix(b"3")]).process(BATCH)
     assert [(r.value, r.offset) for r in result.outputs] == [(b"a1", 5), (b"b1", 6)]
@@ -72,7 +72,7 @@ def test_item17_the_result_is_the_failing_steps_partial_output() -> None:
     assert not result.ok
 
 
-def test_item17_a_later_aggregate_folds_nothing_of_a_failed_batch() -> None:
+def test_a_later_aggregate_folds_nothing_of_a_failed_batch() -> None:
     """An aggregate after the failing step keeps its state: it never ran."""
     total = counter()
     chain = Chain([failing_on(b"bad"), total])
@@ -83,7 +83,7 @@ def test_item17_a_later_aggregate_folds_nothing_of_a_failed_batch() -> None:
     assert [r.value for r in result.outputs] == [b"a", b"b"]
 
 
-def test_item17_the_first_stopping_failure_ends_the_chain() -> None:
+def test_the_first_stopping_failure_ends_the_chain() -> None:
     """An earlier step failing on a later record ends the chain before a later step could fail."""
     batch = [Record(b"early", offset=1), Record(b"late", offset=2)]
     result = Chain([failing_on(b"late", "first"), failing_on(b"early", "second")]).process(batch)
@@ -93,7 +93,7 @@ def test_item17_the_first_stopping_failure_ends_the_chain() -> None:
     assert result.outputs == [Record(b"early", offset=1)]
 
 
-def test_item17_a_failing_filter_does_not_count_records_after_the_failure_as_filtered() -> None:
+def test_a_failing_filter_does_not_count_records_after_the_failure_as_filtered() -> None:
     """Records a stopping step never ran on are unprocessed, not filtered."""
 
     @dataflare.filter
@@ -111,8 +111,8 @@ def test_item17_a_failing_filter_does_not_count_records_after_the_failure_as_fil
     assert Chain.filtered(plugin, report) == 1
 
 
-@given(batch=batches(min_size=1), data=st.data())
-def test_item17_a_stopping_failure_equals_running_steps_by_hand_up_to_it(
+@given(batch=any_batches(min_size=1), data=st.data())
+def test_a_stopping_failure_equals_running_steps_by_hand_up_to_it(
     batch: list[Record], data: st.DataObject
 ) -> None:
     """Outputs and error are those of running the steps by hand up to the failing one."""
@@ -181,7 +181,7 @@ def _pipeline(directory: Path, on_error: str) -> Path:
         return {"id": id, "type": "plugin", "config": config}
 
     document = {
-        "name": "item17",
+        "name": "failing-stage",
         "batch": {"size": 3, "linger_ms": 0},
         "sources": [connector("in", "in.jsonl")],
         "processors": [
@@ -209,7 +209,7 @@ def _ids(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_item17_a_failing_stage_runs_no_later_stage_of_the_pipeline(tmp_path: Path) -> None:
+def test_a_failing_stage_runs_no_later_stage_of_the_pipeline(tmp_path: Path) -> None:
     """on_error: fail: the stage after the failing one never runs on the failed batch."""
     status, counts = _run(_pipeline(tmp_path, "fail"))
     assert status == "failed"

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from click.testing import CliRunner
-from conftest import EXAMPLES
-
-from dataflare_host.cli._main import main
+from support.cli import invoke_main
+from support.paths import EXAMPLES
 
 
 class Run(NamedTuple):
@@ -30,9 +28,7 @@ Runner = Callable[..., Run]
 
 
 def run_with_clirunner(args: Sequence[str], stdin: str | None = None) -> Run:
-    result = CliRunner().invoke(main, list(args), input=stdin)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
+    result = invoke_main(args, stdin)
     return Run(result.exit_code, result.stdout, result.stderr)
 
 

@@ -6,10 +6,11 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import INT64, batches, bytes_values, json_values, keys, metadata, text_values
+from support.records import any_batches, any_keys, any_offsets, any_timestamps
 
 from dataflare import Record, SerializationError
 from dataflare_host.connectors import FORMAT_VERSION, decode_batch, encode_batch
+from dataflare_host.testing import byte_values, json_values, metadata, text_values
 
 
 @st.composite
@@ -18,17 +19,17 @@ def wire_batches(draw: st.DrawFn) -> list[Record]:
     count = draw(st.integers(min_value=0, max_value=8))
     return [
         Record(
-            draw(bytes_values | text_values | json_values),
-            key=draw(keys),
-            timestamp=draw(st.none() | INT64),
-            metadata=draw(metadata),
-            offset=draw(INT64),
+            draw(byte_values() | text_values() | json_values()),
+            key=draw(any_keys),
+            timestamp=draw(any_timestamps),
+            metadata=draw(metadata()),
+            offset=draw(any_offsets),
         )
         for _ in range(count)
     ]
 
 
-@given(batches())
+@given(any_batches())
 def test_round_trip(batch: list[Record]) -> None:
     """decode_batch(encode_batch(rs)) == rs for every batch."""
     assert decode_batch(encode_batch(batch)) == batch
@@ -42,7 +43,7 @@ def test_round_trip_extreme_fields(batch: list[Record]) -> None:
     assert [type(r.value) for r in decoded] == [bytes] * len(batch)
 
 
-@given(batches())
+@given(any_batches())
 def test_encode_accepts_any_iterable(batch: list[Record]) -> None:
     """encode_batch reads a generator the same as a list."""
     assert encode_batch(r for r in batch) == encode_batch(batch)

@@ -1,4 +1,4 @@
-"""``${VAR}`` in pipeline files (issue 13, operators: secrets without writing them down)."""
+"""``${VAR}`` in pipeline files: secrets and settings from the environment, never written down."""
 
 from __future__ import annotations
 

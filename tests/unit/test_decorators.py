@@ -380,6 +380,14 @@ def test_find_plugin_without_plugin() -> None:
     assert "plugins/empty.py" in str(info.value)
 
 
+def assert_refused_naming(module: dict[str, Any], origin: str, *names: str) -> None:
+    """find_plugin refuses ``module`` with a ConfigurationError naming ``origin`` and ``names``."""
+    with pytest.raises(ConfigurationError) as info:
+        find_plugin(module, origin)
+    message = str(info.value)
+    assert all(name in message for name in (origin, *names)), message
+
+
 def test_find_plugin_with_two_plugins() -> None:
     """Two plugins are a ConfigurationError naming both and the origin."""
 
@@ -391,12 +399,9 @@ def test_find_plugin_with_two_plugins() -> None:
     def renamed(record: Record) -> Record:
         return record
 
-    with pytest.raises(ConfigurationError) as info:
-        find_plugin({"a": first_plugin, "b": renamed}, "plugins/two.py")
-    message = str(info.value)
-    assert "first_plugin" in message
-    assert "second_plugin" in message
-    assert "plugins/two.py" in message
+    assert_refused_naming(
+        {"a": first_plugin, "b": renamed}, "plugins/two.py", "first_plugin", "second_plugin"
+    )
 
 
 def test_find_plugin_with_two_init_hooks() -> None:
@@ -412,12 +417,9 @@ def test_find_plugin_with_two_init_hooks() -> None:
     @dataflare.init
     def setup_two(params: Mapping[str, str]) -> None: ...
 
-    with pytest.raises(ConfigurationError) as info:
-        find_plugin({"k": keep, "s1": setup_one, "s2": setup_two}, "plugins/hooks.py")
-    message = str(info.value)
-    assert "setup_one" in message
-    assert "setup_two" in message
-    assert "plugins/hooks.py" in message
+    assert_refused_naming(
+        {"k": keep, "s1": setup_one, "s2": setup_two}, "plugins/hooks.py", "setup_one", "setup_two"
+    )
 
 
 def test_find_plugin_counts_an_alias_once() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import line_of
+from support.output import line_of
 
 from dataflare import ConfigurationError
 from dataflare_host.cli._main import main
@@ -179,6 +179,15 @@ CASES = {
 }
 
 
+def validate_error_line(file: Path) -> str:
+    """``dataflare validate file`` fails (exit code 2) with one line: that line."""
+    result = CliRunner().invoke(main, ["validate", str(file)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_bad_design_config_is_one_located_line(project: Path, name: str) -> None:
     """``dataflare validate`` prints one line: file, line, the key as written, what to do."""
@@ -186,15 +195,12 @@ def test_a_bad_design_config_is_one_located_line(project: Path, name: str) -> No
     file = project / f"{name}.yaml"
     file.write_text(text)
     line = line_of(text, "# HERE") if "# HERE" in text else line_of(text, "\"transform\"")
-    result = CliRunner().invoke(main, ["validate", str(file)])
-    assert result.exit_code == 2, result.output
-    lines = result.output.splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith(f"error: {file}:{line}: {path}: "), lines[0]
-    assert message in lines[0], lines[0]
+    error = validate_error_line(file)
+    assert error.startswith(f"error: {file}:{line}: {path}: "), error
+    assert message in error, error
     with pytest.raises(ConfigurationError) as raised:
         Pipeline.from_file(file)
-    assert lines[0] == f"error: {raised.value}"
+    assert error == f"error: {raised.value}"
 
 
 ES_SINK = (
@@ -229,13 +235,10 @@ def test_a_bad_elasticsearch_sink_is_one_located_line(project: Path, name: str) 
     text = edit(ES_SINK, replacement)
     file = project / f"{name}.yaml"
     file.write_text(text)
-    result = CliRunner().invoke(main, ["validate", str(file)])
-    assert result.exit_code == 2, result.output
-    lines = result.output.splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith(f"error: {file}:{line_of(text, '# HERE')}: {path}: "), lines[0]
-    assert message in lines[0], lines[0]
-    assert "hunter2" not in lines[0]
+    error = validate_error_line(file)
+    assert error.startswith(f"error: {file}:{line_of(text, '# HERE')}: {path}: "), error
+    assert message in error, error
+    assert "hunter2" not in error
 
 
 def test_a_valid_elasticsearch_sink_validates_without_a_server(project: Path) -> None:

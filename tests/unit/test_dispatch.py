@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import batches
+from support.records import any_batches
 
 import dataflare
 from dataflare import LimitExceededError, PluginError, ProcessingError, Record
@@ -41,7 +41,7 @@ def _aggregate(emit: str = "each", initial: bytes = b"") -> Dispatcher:
 # --- per-kind semantics ----------------------------------------------------------------
 
 
-@given(batches())
+@given(any_batches())
 def test_filter_keeps_accepted_records_unchanged_in_order(batch: list[Record]) -> None:
     """A filter's outputs are exactly the records it accepted, untouched, in order."""
     @dataflare.filter
@@ -55,7 +55,7 @@ def test_filter_keeps_accepted_records_unchanged_in_order(batch: list[Record]) -
     )
 
 
-@given(batches())
+@given(any_batches())
 def test_filter_indices_are_positions_of_kept_records(batch: list[Record]) -> None:
     """filter_indices returns the indices of accepted records and the consumed count."""
     @dataflare.filter
@@ -67,7 +67,7 @@ def test_filter_indices_are_positions_of_kept_records(batch: list[Record]) -> No
     assert (consumed, error) == (len(batch), None)
 
 
-@given(batches())
+@given(any_batches())
 def test_map_replaces_each_record_keeping_the_input_offset(batch: list[Record]) -> None:
     """A map emits one output per input, in order, at the input's offset."""
     @dataflare.map
@@ -79,7 +79,7 @@ def test_map_replaces_each_record_keeping_the_input_offset(batch: list[Record]) 
     assert result.consumed == len(batch)
 
 
-@given(batches())
+@given(any_batches())
 def test_filter_map_drops_none_and_keeps_transformed(batch: list[Record]) -> None:
     """A filter_map drops records it maps to None and emits the others at the input offset."""
     @dataflare.filter_map
@@ -93,7 +93,7 @@ def test_filter_map_drops_none_and_keeps_transformed(batch: list[Record]) -> Non
 
 
 @pytest.mark.parametrize("style", ["list", "tuple", "generator", "iterator"])
-@given(batch=batches())
+@given(batch=any_batches())
 def test_array_map_concatenates_outputs_at_the_input_offset(
     style: str, batch: list[Record]
 ) -> None:
@@ -141,7 +141,7 @@ def test_output_at_same_offset_is_the_returned_record() -> None:
     assert dispatcher(same).process(batch).outputs[0] is batch[0]
 
 
-@given(batches(), st.binary(max_size=4))
+@given(any_batches(), st.binary(max_size=4))
 def test_aggregate_each_emits_the_running_fold(batch: list[Record], initial: bytes) -> None:
     """emit="each": each input emits itself with the accumulator after it as value."""
     result = _aggregate("each", initial).process(batch)
@@ -155,7 +155,7 @@ def test_aggregate_each_emits_the_running_fold(batch: list[Record], initial: byt
     assert result.consumed == len(batch)
 
 
-@given(batches(), st.binary(max_size=4))
+@given(any_batches(), st.binary(max_size=4))
 def test_aggregate_batch_emits_once_at_the_last_record(batch: list[Record], initial: bytes) -> None:
     """emit="batch": one output per non-empty batch, the last record carrying the accumulator."""
     result = _aggregate("batch", initial).process(batch)
@@ -167,7 +167,7 @@ def test_aggregate_batch_emits_once_at_the_last_record(batch: list[Record], init
 
 
 @pytest.mark.parametrize("emit", ["each", "batch"])
-@given(batches(), batches())
+@given(any_batches(), any_batches())
 def test_aggregate_carries_the_accumulator_across_batches(
     emit: str, first: list[Record], second: list[Record]
 ) -> None:
@@ -275,7 +275,7 @@ KINDS = ["filter", "map", "filter_map", "array_map", "aggregate"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@given(batch=batches(values=st.binary(min_size=1, max_size=4), min_size=1), data=st.data())
+@given(batch=any_batches(values=st.binary(min_size=1, max_size=4), min_size=1), data=st.data())
 def test_raising_plugin_keeps_earlier_outputs_and_reports_the_record(
     kind: str, batch: list[Record], data: st.DataObject
 ) -> None:
@@ -446,7 +446,7 @@ def test_batch_result_from_a_sequence_that_is_not_a_list() -> None:
     assert dispatcher(keep).process(batch).outputs == list(batch)
 
 
-def test_item18_a_long_record_is_previewed_truncated_in_the_error() -> None:
+def test_a_long_record_is_previewed_truncated_in_the_error() -> None:
     """The failing record's value is in the error, cut at PREVIEW_CHARS with an ellipsis."""
     from dataflare.runtime._error_details import PREVIEW_CHARS
 

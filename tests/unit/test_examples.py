@@ -13,13 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import as_dict, batches, bytes_values, json_documents, json_scalars, to_json
+from support.json_values import to_json
+from support.paths import EXAMPLES
+from support.records import any_batches, as_dict
 
 from dataflare import PluginKind, Record
 from dataflare_host import Plugin, load_plugin
+from dataflare_host.testing import byte_values, json_documents, json_scalars
 
 
 def load(name: str, **params: str) -> Plugin:
@@ -54,7 +56,7 @@ letter_soup = st.lists(st.sampled_from([b"e", b"r", b"o", b"x", b"\xff"]), max_s
 
 
 @given(
-    batch=batches(values=letter_soup | bytes_values),
+    batch=any_batches(values=letter_soup | byte_values()),
     needle=st.sampled_from(["error", "err", "r", "ro"]) | st.text(min_size=1, max_size=3),
 )
 def contains_filter_law(batch: list[Record], needle: str) -> None:
@@ -64,7 +66,7 @@ def contains_filter_law(batch: list[Record], needle: str) -> None:
     )
 
 
-@given(batch=batches(values=letter_soup | st.just(b"an error here")))
+@given(batch=any_batches(values=letter_soup | st.just(b"an error here")))
 def contains_filter_default_law(batch: list[Record]) -> None:
     """Without params, contains_filter looks for "error"."""
     check_filter_law(load("contains_filter.py"), batch, lambda r: b"error" in r.value)
@@ -77,7 +79,7 @@ few_values = st.sampled_from([b"", b"a", b"b", b"\xff"])
 
 
 @given(
-    batch=batches(values=few_values),
+    batch=any_batches(values=few_values),
     keys=st.lists(few_keys, min_size=12, max_size=12),
     data=st.data(),
 )
@@ -120,13 +122,13 @@ FIELD_VALUES = st.sampled_from(
 def status_documents(draw: st.DrawFn, fields: Sequence[str]) -> bytes:
     """JSON objects that often have one of ``fields``, plus other JSON documents."""
     other_fields = st.sampled_from(["id", "note", "Status"])
-    document = draw(st.dictionaries(other_fields, json_scalars, max_size=2))
+    document = draw(st.dictionaries(other_fields, json_scalars(), max_size=2))
     for field in fields:
         if draw(st.booleans()):
             document[field] = draw(FIELD_VALUES)
     if draw(st.integers(0, 9)) == 0:
         # Sometimes not an object at all.
-        return to_json(draw(json_scalars | st.lists(json_scalars, max_size=3)))
+        return to_json(draw(json_scalars() | st.lists(json_scalars(), max_size=3)))
     return to_json(document)
 
 
@@ -138,14 +140,14 @@ def json_field_model(field: str, value: str) -> Callable[[Record], bool]:
     return keep
 
 
-@given(batch=batches(values=status_documents(["status", "kind"])))
+@given(batch=any_batches(values=status_documents(["status", "kind"])))
 def json_field_filter_default_law(batch: list[Record]) -> None:
     """json_field_filter keeps objects whose "status" is the string "active" by default."""
     check_filter_law(load("json_field_filter.py"), batch, json_field_model("status", "active"))
 
 
 @given(
-    batch=batches(values=status_documents(["status", "kind"])),
+    batch=any_batches(values=status_documents(["status", "kind"])),
     value=st.sampled_from(["on", "active", ""]),
 )
 def json_field_filter_params_law(batch: list[Record], value: str) -> None:
@@ -166,7 +168,7 @@ regex_soup = st.lists(
 ).map(b"".join)
 
 
-@given(batch=batches(values=regex_soup), pattern=st.sampled_from(PATTERNS))
+@given(batch=any_batches(values=regex_soup), pattern=st.sampled_from(PATTERNS))
 def regex_filter_law(batch: list[Record], pattern: str) -> None:
     """regex_filter keeps records whose text (bad bytes replaced) has a match anywhere."""
     compiled = re.compile(pattern)
@@ -180,7 +182,7 @@ def regex_filter_law(batch: list[Record], pattern: str) -> None:
 # --- uppercase_map.py ------------------------------------------------------------------
 
 
-@given(batch=batches(values=bytes_values | st.text(max_size=10).map(str.encode)))
+@given(batch=any_batches(values=byte_values() | st.text(max_size=10).map(str.encode)))
 def uppercase_map_law(batch: list[Record]) -> None:
     """uppercase_map keeps count and order, upper-cases ASCII letters, leaves the rest alone."""
     plugin = load("uppercase_map.py")
@@ -197,7 +199,7 @@ def uppercase_map_law(batch: list[Record]) -> None:
 integer_text = st.integers(min_value=-(10**20), max_value=10**20).map(lambda n: str(n).encode())
 
 
-@given(batch=batches(values=integer_text))
+@given(batch=any_batches(values=integer_text))
 def even_double_filter_map_law(batch: list[Record]) -> None:
     """even_double keeps the records with even integers, in order, each value doubled."""
     plugin = load("even_double_filter_map.py")
@@ -213,10 +215,10 @@ def even_double_filter_map_law(batch: list[Record]) -> None:
 
 # --- explode_array_map.py --------------------------------------------------------------
 
-json_arrays = st.lists(json_documents, max_size=4)
+json_arrays = st.lists(json_documents(), max_size=4)
 
 
-@given(batch=batches(values=json_arrays.map(to_json)))
+@given(batch=any_batches(values=json_arrays.map(to_json)))
 def explode_array_map_law(batch: list[Record]) -> None:
     """explode's output is the concatenation of its per-record outputs, one per element."""
     plugin = load("explode_array_map.py")
@@ -255,7 +257,7 @@ def running_sum(batch: Sequence[Record], field: str) -> list[bytes]:
     return sums
 
 
-@given(batch=batches(values=amount_documents("amount")), data=st.data())
+@given(batch=any_batches(values=amount_documents("amount")), data=st.data())
 def sum_aggregate_law(batch: list[Record], data: st.DataObject) -> None:
     """sum_aggregate split at any point in two, state carried, equals it over the whole batch."""
     split = data.draw(st.integers(min_value=0, max_value=len(batch)), label="split")
@@ -280,7 +282,7 @@ def sum_aggregate_law(batch: list[Record], data: st.DataObject) -> None:
     ]
 
 
-@given(batch=batches(values=amount_documents("qty")), data=st.data())
+@given(batch=any_batches(values=amount_documents("qty")), data=st.data())
 def sum_aggregate_params_law(batch: list[Record], data: st.DataObject) -> None:
     """With field=qty it sums that field, and splitting still changes nothing."""
     split = data.draw(st.integers(min_value=0, max_value=len(batch)), label="split")

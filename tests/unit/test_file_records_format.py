@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import batches
+from support.file_sources import read_all, read_then_resume
+from support.records import any_batches
 
 from dataflare import Record, SerializationError
-from dataflare_host.connectors import FileSink, FileSinkConfig, FileSource, FileSourceConfig
+from dataflare_host.connectors import FileSink, FileSinkConfig
 
 
 def write(path: Path, groups: list[list[Record]]) -> None:
@@ -21,20 +22,8 @@ def write(path: Path, groups: list[list[Record]]) -> None:
     sink.close()
 
 
-def read_all(path: Path, max_records: int = 7) -> list[Record]:
-    source = FileSource(FileSourceConfig(str(path)), {})
-    source.connect(None)
-    out: list[Record] = []
-    try:
-        while (batch := source.read(max_records, 0.0)) is not None:
-            out.extend(batch.records)
-    finally:
-        source.close()
-    return out
-
-
 @settings(max_examples=40, deadline=None)
-@given(groups=st.lists(batches(), max_size=4))
+@given(groups=st.lists(any_batches(), max_size=4))
 def test_records_keep_key_timestamp_and_metadata_across_files(
     tmp_path_factory: pytest.TempPathFactory, groups: list[list[Record]]
 ) -> None:
@@ -50,16 +39,7 @@ def test_resume_from_a_position_skips_exactly_what_was_read(tmp_path: Path) -> N
     path = tmp_path / "out.records"
     records = [Record(str(i).encode(), key=b"k", timestamp=i) for i in range(10)]
     write(path, [records[:4], records[4:]])
-    source = FileSource(FileSourceConfig(str(path)), {})
-    source.connect(None)
-    first = source.read(6, 0.0)
-    assert first is not None
-    source.close()
-    again = FileSource(FileSourceConfig(str(path)), {})
-    again.connect(first.position)
-    rest = again.read(100, 0.0)
-    again.close()
-    assert rest is not None
+    _, rest = read_then_resume(path, 6)
     assert [r.value for r in rest.records] == [str(i).encode() for i in range(6, 10)]
     assert [r.offset for r in rest.records] == list(range(6, 10))
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.cli import invoke_main
 
 from dataflare import Record
 from dataflare_host.cli._main import main
@@ -31,34 +32,35 @@ def write_once(file_sink: FileSink, *values: bytes) -> None:
 # -- the sink on its own ------------------------------------------------------------
 
 
-def test_append_is_the_default_and_keeps_what_the_file_holds(tmp_path: Path) -> None:
-    """No mode: today's behaviour, even when told the run starts fresh."""
+@pytest.mark.parametrize(
+    ("held", "mode", "resuming", "expected"),
+    [
+        pytest.param(
+            b'{"old":1}\n', "append", False, '{"old":1}\n{"new":2}\n',
+            id="append-keeps-what-the-file-holds-even-on-a-fresh-start",
+        ),
+        pytest.param(
+            b'{"old":1}\n{"old":2}\n', "overwrite", False, '{"new":2}\n',
+            id="overwrite-on-a-fresh-start-empties-the-file-first",
+        ),
+        pytest.param(
+            b'{"old":1}\n{"torn"', "overwrite", True, '{"old":1}\n{"new":2}\n',
+            id="overwrite-on-a-resumed-run-appends-and-still-cuts-a-torn-tail",
+        ),
+    ],
+)
+def test_a_run_start_keeps_or_empties_the_file_by_mode(
+    tmp_path: Path, held: bytes, mode: str, resuming: bool, expected: str
+) -> None:
+    """Append (the default) keeps the file; overwrite empties it on a fresh start only: on
+    a resumed run what the checkpoint covers stays, and only bytes no whole line covers go."""
     out = tmp_path / "out.jsonl"
-    out.write_text('{"old":1}\n')
-    fresh = sink(out)
-    assert fresh.config.mode == "append"
-    fresh.run_starts(resuming=False)
-    write_once(fresh, b'{"new":2}')
-    assert out.read_text() == '{"old":1}\n{"new":2}\n'
-
-
-def test_overwrite_on_a_fresh_start_empties_the_file_first(tmp_path: Path) -> None:
-    out = tmp_path / "out.jsonl"
-    out.write_text('{"old":1}\n{"old":2}\n')
-    fresh = sink(out, mode="overwrite")
-    fresh.run_starts(resuming=False)
-    write_once(fresh, b'{"new":3}')
-    assert out.read_text() == '{"new":3}\n'
-
-
-def test_overwrite_on_a_resumed_run_appends_and_still_cuts_a_torn_tail(tmp_path: Path) -> None:
-    """What the checkpoint covers stays; only bytes no whole line covers are cut."""
-    out = tmp_path / "out.jsonl"
-    out.write_bytes(b'{"old":1}\n{"torn"')
-    resumed = sink(out, mode="overwrite")
-    resumed.run_starts(resuming=True)
-    write_once(resumed, b'{"new":2}')
-    assert out.read_text() == '{"old":1}\n{"new":2}\n'
+    out.write_bytes(held)
+    started = sink(out) if mode == "append" else sink(out, mode=mode)
+    assert started.config.mode == mode
+    started.run_starts(resuming=resuming)
+    write_once(started, b'{"new":2}')
+    assert out.read_text() == expected
 
 
 def test_overwrite_untold_appends_so_validate_connect_never_empties(tmp_path: Path) -> None:
@@ -151,9 +153,7 @@ def feed(directory: Path, ids: range) -> None:
 
 def run(pipeline: Path, *extra: str) -> tuple[int, list[str]]:
     """``dataflare run --quiet``: exit code and the stderr lines before the summary."""
-    result = CliRunner().invoke(main, ["run", "--quiet", *extra, str(pipeline)])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
+    result = invoke_main(["run", "--quiet", *extra, str(pipeline)])
     lines = result.stderr.splitlines()
     before_summary = lines[: next(i for i, line in enumerate(lines) if "modes:" in line)]
     return result.exit_code, [line for line in before_summary if line.strip()]

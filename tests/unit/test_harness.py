@@ -1,4 +1,4 @@
-"""The in-memory pipeline harness (issue 13, authors: a pipeline test harness)."""
+"""The in-memory pipeline harness: ``run_pipeline`` runs a pipeline file on given records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.testing import run_pipeline

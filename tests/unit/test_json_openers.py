@@ -3,7 +3,7 @@
 Bytes starting with ``{`` or ``[`` skip the encoding checks: json.loads would
 read them as UTF-16/32 when the second byte is NUL, which this path relies on
 failing its scan. These cases aim at that edge; the general properties are in
-``test_fast_paths.py``.
+``test_shortcuts_agree.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import comparable_json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.json_values import comparable_json_value
 
 from dataflare.runtime import loads_json
 

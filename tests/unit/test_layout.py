@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, REPO
+from support.paths import EXAMPLES, REPO
 
 SDK = REPO / "sdk" / "dataflare"
 HOST = REPO / "host" / "dataflare_host"

@@ -1,4 +1,4 @@
-"""Operators' views of a run: Prometheus metrics and JSON logs (issue 13, operators)."""
+"""Operators' views of a run: Prometheus metrics and JSON logs."""
 
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import summary_rows
+from support.cli import cli_outcome
+from support.output import summary_rows
+from support.paths import EXAMPLES
 
 from dataflare_host.cli._main import main
 
@@ -35,13 +36,6 @@ def write_pipeline(directory: Path, **document: Any) -> Path:
     file = directory / "pipeline.yaml"
     file.write_text(yaml.safe_dump({"name": "cli", **document}, sort_keys=False))
     return file
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -76,7 +70,7 @@ def test_validate_accepts_a_good_pipeline_through_the_console_script(
 
 def test_run_writes_the_output_and_prints_a_summary_per_stage(tagging_pipeline: Path) -> None:
     """``dataflare run`` exits 0, writes the output, and prints each stage's counts."""
-    code, stdout, stderr = invoke("run", str(tagging_pipeline))
+    code, stdout, stderr = cli_outcome("run", str(tagging_pipeline))
     assert code == 0, stderr
     assert stdout == ""
     directory = tagging_pipeline.parent
@@ -91,7 +85,7 @@ def test_run_writes_the_output_and_prints_a_summary_per_stage(tagging_pipeline: 
 
 def test_quiet_run_prints_only_the_final_summary(tagging_pipeline: Path) -> None:
     """``--quiet`` prints one summary table and no live progress."""
-    code, _, stderr = invoke("run", "--quiet", str(tagging_pipeline))
+    code, _, stderr = cli_outcome("run", "--quiet", str(tagging_pipeline))
     assert code == 0, stderr
     assert stderr.count("cli: completed") == 1
     assert "running" not in stderr
@@ -101,13 +95,13 @@ def test_quiet_run_prints_only_the_final_summary(tagging_pipeline: Path) -> None
 def test_rerun_resumes_and_reset_starts_over(tagging_pipeline: Path) -> None:
     """A second run resumes from the checkpoint (writes nothing); ``--reset`` reads all again."""
     directory = tagging_pipeline.parent
-    assert invoke("run", str(tagging_pipeline))[0] == 0
-    code, _, stderr = invoke("run", str(tagging_pipeline))
+    assert cli_outcome("run", str(tagging_pipeline))[0] == 0
+    code, _, stderr = cli_outcome("run", str(tagging_pipeline))
     assert code == 0
     assert "resumed from checkpoint" in stderr
     assert summary_rows(stderr)["out"][3:5] == ["0", "0"]
     assert output_ids(directory) == list(range(0, 50, 2))
-    code, _, stderr = invoke("run", "--reset", str(tagging_pipeline))
+    code, _, stderr = cli_outcome("run", "--reset", str(tagging_pipeline))
     assert code == 0
     assert "resumed" not in stderr
     assert output_ids(directory) == list(range(0, 50, 2)) * 2
@@ -131,7 +125,7 @@ def test_failing_run_exits_1_with_one_error_line_naming_the_failure(
 ) -> None:
     """A processor failure exits 1; stderr has one ``error:`` line naming stage, plugin, record."""
     file = failing_pipeline(tmp_path)
-    code, _, stderr = invoke("run", *(["--quiet"] if quiet else []), str(file))
+    code, _, stderr = cli_outcome("run", *(["--quiet"] if quiet else []), str(file))
     assert code == 1
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, stderr
@@ -149,7 +143,7 @@ def test_run_on_a_bad_config_exits_2_with_the_located_error(tmp_path: Path) -> N
         sources=[entry("gen", "generator", connection={"count": "ten"})],
         sinks=[entry("out", "stdout")],
     )
-    code, stdout, stderr = invoke("run", str(file))
+    code, stdout, stderr = cli_outcome("run", str(file))
     assert (code, stdout) == (2, "")
     line = next(n for n, text in enumerate(file.read_text().splitlines(), 1) if "count:" in text)
     assert stderr == (f"error: {file}:{line}: sources[0].config.connection.count: "
@@ -223,8 +217,8 @@ def test_validate_loads_example_plugins_by_name_beside_the_pipeline(tmp_path: Pa
         processors=[entry("up", "map", plugin_name="uppercase_map")],
         sinks=[entry("out", "file", connection={"path": "out.txt"})],
     )
-    assert invoke("validate", str(file))[0] == 0
-    assert invoke("run", "--quiet", str(file))[0] == 0
+    assert cli_outcome("validate", str(file))[0] == 0
+    assert cli_outcome("run", "--quiet", str(file))[0] == 0
     assert (tmp_path / "out.txt").read_text().splitlines() == [
         "LINE 0 STATUS=ACTIVE", "LINE 1 STATUS=PAUSED", "LINE 2 STATUS=DELETED"]
 

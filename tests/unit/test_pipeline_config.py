@@ -18,25 +18,28 @@ from typing import NamedTuple
 
 import attrs
 import pytest
-from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import line_of
+from support.cli import cli_outcome
+from support.output import line_of
+from support.paths import EXAMPLES
 
 from dataflare import ConfigurationError
-from dataflare_host.cli._main import main
 from dataflare_host.connectors import FileSourceConfig
 from dataflare_host.pipeline._config import PipelineConfig, ProcessorConfig
 from dataflare_host.pipeline._runner import Pipeline
 
-VALID = """\
-name: demo
-sources:
+SOURCE_ENTRY = """\
   - id: events
     type: plugin
     config:
       plugin_type: file
       connection:
         path: data/events.jsonl
+"""
+
+VALID = """\
+name: demo
+sources:
+""" + SOURCE_ENTRY + """\
 processors:
   - id: active
     type: plugin
@@ -53,14 +56,6 @@ sinks:
         path: out/active.jsonl
 """
 
-SOURCE_ENTRY = """\
-  - id: events
-    type: plugin
-    config:
-      plugin_type: file
-      connection:
-        path: data/events.jsonl
-"""
 
 MARK = "# HERE"
 
@@ -271,10 +266,7 @@ def expected_prefix(file: Path, case: Case) -> str:
 
 
 def validate_with_clirunner(file: Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["validate", str(file)])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return cli_outcome("validate", str(file))
 
 
 def validate_with_subprocess(file: Path) -> tuple[int, str, str]:
@@ -285,7 +277,7 @@ def validate_with_subprocess(file: Path) -> tuple[int, str, str]:
 
 
 def test_the_case_table_is_large_enough() -> None:
-    """The acceptance asks for at least ten bad configs; the table holds more."""
+    """A dozen kinds of bad config at least: a shrinking table would hide lost coverage."""
     assert len(CASES) >= 12
 
 

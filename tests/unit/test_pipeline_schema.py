@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
+from support.paths import REPO
 
 from dataflare_host.cli._main import main
 from dataflare_host.pipeline._schema import pipeline_schema

@@ -11,13 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import EXAMPLES
+from support.cli import cli_outcome
+from support.paths import EXAMPLES
 
 import dataflare
 from dataflare import ConfigurationError, Record
 from dataflare.runtime import resolve_params
-from dataflare_host.cli._main import main
 from dataflare_host.plugins import load_plugin
 from dataflare_host.wasm._build import build_component, build_inputs
 from dataflare_host.wasm._build_cache import build_key
@@ -32,13 +31,6 @@ def package(tmp_path: Path) -> Path:
     copy = tmp_path / "ranked_words"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 # -- packages natively ---------------------------------------------------------
@@ -164,7 +156,7 @@ def test_a_wrong_params_default_names_the_optional_spelling() -> None:
 
 
 def test_format_json_prints_every_field_of_each_output(package: Path) -> None:
-    code, out, err = run_cli("test", str(package), "--text", "b a", "--format", "json")
+    code, out, err = cli_outcome("test", str(package), "--text", "b a", "--format", "json")
     assert (code, err) == (0, "")
     assert [json.loads(line) for line in out.splitlines()] == [
         {"value": "a b", "key": None, "timestamp": None, "metadata": {"limited": "False"},
@@ -173,7 +165,7 @@ def test_format_json_prints_every_field_of_each_output(package: Path) -> None:
 
 
 def test_format_json_shows_timestamps(tmp_path: Path) -> None:
-    code, out, _ = run_cli(
+    code, out, _ = cli_outcome(
         "test", str(EXAMPLES / "uppercase_map.py"), "--text", '{"ts": 5}',
         "--timestamp-field", "ts", "--format", "json",
     )
@@ -184,14 +176,14 @@ def test_format_json_shows_timestamps(tmp_path: Path) -> None:
 
 def test_aggregate_initial_replaces_the_decorators_initial() -> None:
     args = ["test", str(EXAMPLES / "sum_aggregate.py"), "--text", '{"amount": 2}']
-    code, default_out, _ = run_cli(*args)
-    code2, out, err = run_cli(*args, "--aggregate-initial", "40")
+    code, default_out, _ = cli_outcome(*args)
+    code2, out, err = cli_outcome(*args, "--aggregate-initial", "40")
     assert (code, code2, err) == (0, 0, "")
     assert (default_out.strip(), out.strip()) == ("2", "42")
 
 
 def test_aggregate_initial_on_another_kind_is_one_error_line() -> None:
-    code, out, err = run_cli(
+    code, out, err = cli_outcome(
         "test", str(EXAMPLES / "uppercase_map.py"), "--text", "a", "--aggregate-initial", "1"
     )
     assert (code, out) == (2, "")

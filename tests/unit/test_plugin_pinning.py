@@ -1,4 +1,4 @@
-"""``sha256:`` beside ``plugin_path`` pins a plugin's bytes (issue 13, operators)."""
+"""``sha256:`` beside ``plugin_path`` pins a plugin's bytes: other bytes are refused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from helpers import line_of, write_one_processor_pipeline
+from support.output import line_of
+from support.pipeline_files import write_one_processor_pipeline
 
 from dataflare import ConfigurationError
 from dataflare_host.pipeline import Pipeline

@@ -1,4 +1,4 @@
-"""A plugin's declared state (issue 13 item 3): bounds, snapshots, errors, checkpoints.
+"""A plugin's declared state : bounds, snapshots, errors, checkpoints.
 
 ``dataflare.KeyedState`` is a bytes -> bytes mapping with a hard bound; at the
 bound the least recently written entries go. Its snapshot is a ``record-batch``
@@ -474,7 +474,7 @@ def test_a_damaged_state_in_a_checkpoint_names_the_file_and_reset(
 
 
 def test_a_plugin_declaring_state_splits_the_chain_like_stateful_true() -> None:
-    """Issue 10: declared state is never spread across workers unless partitioned by key."""
+    """Declared state is never spread across workers unless partitioned by key."""
     config = ProcessorConfig(plugin_type="filter", plugin_name="x")
     keyed = ProcessorConfig(plugin_type="filter", plugin_name="x", partition_by="key")
     kinds = [PluginKind.MAP, PluginKind.FILTER, PluginKind.MAP]

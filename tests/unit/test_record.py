@@ -9,9 +9,10 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import json_documents, records
+from support.records import any_records
 
 from dataflare import Record
+from dataflare_host.testing import json_documents
 
 
 def test_defaults() -> None:
@@ -133,7 +134,7 @@ def test_text_of_invalid_utf8_raises() -> None:
         _ = Record(b"\xff").text
 
 
-@given(json_documents)
+@given(json_documents())
 def test_from_json_and_json_round_trip(document: object) -> None:
     """from_json writes compact JSON that .json() reads back equal."""
     record = Record.from_json(document)
@@ -149,7 +150,7 @@ def test_from_json_passes_the_other_fields() -> None:
     assert record == Record(b'{"a":1}', b"k", 2, {"x": "y"}, 4)
 
 
-@given(records(), st.text(), st.text())
+@given(any_records(), st.text(), st.text())
 def test_evolve_encodes_str_value_and_key(record: Record, value: str, key: str) -> None:
     """evolve(value=str, key=str) stores UTF-8 bytes and keeps the other fields."""
     evolved = record.evolve(value=value, key=key)
@@ -160,7 +161,7 @@ def test_evolve_encodes_str_value_and_key(record: Record, value: str, key: str) 
     )
 
 
-@given(records(), records())
+@given(any_records(), any_records())
 def test_evolve_replaces_each_given_field(record: Record, other: Record) -> None:
     """evolve with every field of another record gives a record equal to it."""
     evolved = record.evolve(
@@ -189,7 +190,7 @@ def test_evolve_checks_types() -> None:
         Record(b"a").evolve(metadata={"a": 1})
 
 
-@given(records())
+@given(any_records())
 def test_equal_fields_make_equal_records(record: Record) -> None:
     """Two records with equal fields are equal, whatever metadata mapping built them."""
     copy = Record(

@@ -1,4 +1,4 @@
-"""Issue #9 item 13 (no server): a source blocked in a read never holds up a stop.
+"""A source blocked in a read never holds up a stop (no server needed here).
 
 On a stop, sources that can be interrupted are; a reader still running after
 the grace period is abandoned, so the main loop and ``join`` stop waiting.
@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from support.source_readers import source_readers
 
 from dataflare import Record
 from dataflare_host.connectors import Source, SourceBatch
-from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
-from dataflare_host.pipeline._stats import PipelineStats, StageStats
 
 
 class BlockingSource(Source):
@@ -55,22 +53,6 @@ class InterruptibleSource(BlockingSource):
         self.release.set()
 
 
-def readers_for(
-    sources: Mapping[str, Source], grace_s: float
-) -> tuple[SourceReaders, threading.Event]:
-    stop = threading.Event()
-    stats = PipelineStats(StageStats(name, "source", "test") for name in sources)
-    readers = SourceReaders(
-        list(sources.items()),
-        stats,
-        BatchSettings(size=10, linger_ms=10, queue_batches=4),
-        stop,
-        threading.Event(),
-        stop_grace_s=grace_s,
-    )
-    return readers, stop
-
-
 def drain(readers: SourceReaders, live: int, limit_s: float) -> list[ReadBatch | ReaderDone]:
     """What get() returns until ``live`` readers ended, or ``limit_s`` passed."""
     items: list[ReadBatch | ReaderDone] = []
@@ -83,12 +65,12 @@ def drain(readers: SourceReaders, live: int, limit_s: float) -> list[ReadBatch |
     return items
 
 
-def test_item13_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
+def test_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The main loop gets the blocked reader's end once the grace period is over."""
     source = BlockingSource()
-    readers, stop = readers_for({"stuck": source}, grace_s=0.3)
+    readers, _, stop = source_readers({"stuck": source}, grace_s=0.3, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)
@@ -110,10 +92,10 @@ def test_item13_a_reader_blocked_in_a_read_is_abandoned_after_the_grace_period(
         source.release.set()
 
 
-def test_item13_join_after_a_failure_does_not_wait_past_the_grace_period() -> None:
+def test_join_after_a_failure_does_not_wait_past_the_grace_period() -> None:
     """A failed run's join waits for a blocked reader no longer than the grace period."""
     source = BlockingSource()
-    readers, stop = readers_for({"stuck": source}, grace_s=0.3)
+    readers, _, stop = source_readers({"stuck": source}, grace_s=0.3, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)
@@ -125,11 +107,11 @@ def test_item13_join_after_a_failure_does_not_wait_past_the_grace_period() -> No
         source.release.set()
 
 
-def test_item13_interruptible_sources_are_interrupted_on_a_stop() -> None:
+def test_interruptible_sources_are_interrupted_on_a_stop() -> None:
     """A stop interrupts the blocked read at once: its reader ends on its own, well in time."""
     source = InterruptibleSource()
     other = BlockingSource()
-    readers, stop = readers_for({"pg": source, "other": other}, grace_s=30)
+    readers, _, stop = source_readers({"pg": source, "other": other}, grace_s=30, queue_batches=4)
     readers.start()
     try:
         assert source.blocked.wait(5)

@@ -1,4 +1,4 @@
-"""``dataflare validate --connect`` opens every source and sink (issue 13, operators)."""
+"""``dataflare validate --connect`` opens every source and sink; an unreachable one is one line."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ import struct
 import time
 
 import pytest
-from conftest import REPO
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import INT64, as_dict, batches, metadata, records
+from support.paths import REPO
+from support.records import any_batches, any_offsets, any_records, any_timestamps, as_dict
 
 from dataflare import Record, SerializationError
 from dataflare.runtime import (
@@ -36,6 +36,7 @@ from dataflare.runtime import (
     encode_request,
     frame_batch,
 )
+from dataflare_host.testing import metadata
 
 # Every byte, NUL and the Latin-1 upper half weighted in: the risky part of bytes-in-text.
 wire_bytes = st.binary(max_size=40) | st.lists(
@@ -46,9 +47,9 @@ wide_records = st.builds(
     Record,
     wire_bytes,
     key=st.none() | wire_bytes,
-    timestamp=st.none() | INT64,
-    metadata=metadata,
-    offset=INT64,
+    timestamp=any_timestamps,
+    metadata=metadata(),
+    offset=any_offsets,
 )
 
 WIT = REPO / "wit" / "plugin.wit"
@@ -112,7 +113,7 @@ def test_request_round_trips(batch: list[Record]) -> None:
     assert decoded == batch
 
 
-@given(batch=batches(values=wire_bytes))
+@given(batch=any_batches(values=wire_bytes))
 def test_encode_batch_is_the_framing_as_latin1_text(batch: list[Record]) -> None:
     """Text whose every character is one byte of the framing (Latin-1)."""
     columns = ([r.offset for r in batch], [r.value for r in batch], [r.key for r in batch])
@@ -150,7 +151,7 @@ def test_accumulator_rejects_wide_text() -> None:
 @st.composite
 def guest_outputs(draw: st.DrawFn) -> tuple[list[Record], int, list[Record], list[int]]:
     """Inputs, how many were consumed, and outputs with non-decreasing sources below it."""
-    inputs = draw(batches(values=wire_bytes, min_size=0, max_size=8))
+    inputs = draw(any_batches(wire_bytes, min_size=0, max_size=8))
     consumed = draw(st.integers(min_value=0, max_value=len(inputs)))
     if consumed == 0:
         sources: list[int] = []
@@ -159,7 +160,7 @@ def guest_outputs(draw: st.DrawFn) -> tuple[list[Record], int, list[Record], lis
             draw(st.lists(st.integers(min_value=0, max_value=consumed - 1), max_size=10))
         )
     # What the guest's plugin made: any fields; the offset is the host's business.
-    outputs = [draw(records(values=wire_bytes, offsets=INT64)) for _ in sources]
+    outputs = [draw(any_records(wire_bytes, offset=any_offsets)) for _ in sources]
     return inputs, consumed, outputs, sources
 
 

@@ -5,7 +5,6 @@ Builds components: marked wasm and slow; each is built once (in parallel, two at
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +15,9 @@ from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
-from conftest import TEST_CACHE
 from filelock import FileLock
+from support.paths import TEST_CACHE
+from support.pytest_runs import run_pytest
 
 from dataflare import PluginKind, Record
 from dataflare_host.cli._main import main
@@ -126,16 +126,8 @@ def generated_tests(scaffolded: Path) -> dict[str, dict[str, str]]:
     a process per project paid its start-up (pytest, the kit, a sandbox process) ten times.
     """
     report = str(scaffolded / "generated-tests.xml")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [*command, "--junitxml", report, *(str(scaffolded / name) for name in PROJECTS)],
-        cwd=scaffolded,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
+    projects = [str(scaffolded / name) for name in PROJECTS]
+    done = run_pytest("--junitxml", report, *projects, cwd=scaffolded, timeout_s=1200)
     assert Path(report).is_file(), done.stdout[-3000:] + done.stderr[-2000:]
     outcomes: dict[str, dict[str, str]] = {name: {} for name in PROJECTS}
     for case in ElementTree.parse(report).iter("testcase"):

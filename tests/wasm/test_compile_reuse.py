@@ -1,4 +1,4 @@
-"""An unchanged plugin is neither rebuilt nor recompiled (issue 11, acceptance 3).
+"""An unchanged plugin is neither rebuilt nor recompiled.
 
 componentize-py's output is not byte-reproducible, so reproducibility comes
 from the build cache: it is keyed by the build's inputs, so building the same

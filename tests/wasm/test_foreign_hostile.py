@@ -1,4 +1,4 @@
-"""Hostile components not built from the SDK: hand-written WAT against the contract (issue 14).
+"""Hostile components not built from the SDK: hand-written WAT against the contract.
 
 The components here implement the whole ``plugin`` interface of ``wit/plugin.wit``
 in the component-model text format, with no Python and no bindings generator
@@ -37,7 +37,8 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from helpers import without_progress
+from support.output import without_progress
+from support.wat import WASI_SLEEP_CORE_IMPORTS, WASI_SLEEP_IMPORTS, WASI_SLEEP_WITH
 
 from dataflare import (
     ConfigurationError,
@@ -559,28 +560,6 @@ _CORE_HELPERS = """
     (i32.const 0))
 """
 
-# The WASI functions a blocking body calls (wasmtime's linker gives WASI 0.2.x).
-_WASI_IMPORTS = """
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer 1 $pollable (type))
-    (export "pollable" (type (eq 0)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
-  (core func $wasi_sub (canon lower (func $clock "subscribe-duration")))
-  (core func $wasi_block (canon lower (func $poll "[method]pollable.block")))
-"""
-_WASI_CORE_IMPORTS = """
-  (import "wasi" "sub" (func $sub (param i64) (result i32)))
-  (import "wasi" "block" (func $block (param i32)))
-"""
-_WASI_WITH = (
-    '(with "wasi" (instance (export "sub" (func $wasi_sub)) (export "block" (func $wasi_block))))'
-)
-
-
 def _wat_type(t: WitType) -> str:
     if isinstance(t, str):
         return t
@@ -823,15 +802,15 @@ class ComponentText:
         pages = _align_to(self.image.end + 65536, 65536) // 65536
         return f"""(component
 {"".join(type_imports)}
-{_WASI_IMPORTS if wasi else ""}
+{WASI_SLEEP_IMPORTS if wasi else ""}
   (core module $m
-{_WASI_CORE_IMPORTS if wasi else ""}
+{WASI_SLEEP_CORE_IMPORTS if wasi else ""}
     (memory (export "memory") {pages})
     (global $bump (mut i32) (i32.const {_align_to(self.image.end, 8)}))
 {_CORE_HELPERS}
 {chr(10).join(core_funcs)}
     (data (i32.const {self.image.base}) {_wat_bytes(bytes(self.image.data))}))
-  (core instance $main (instantiate $m {_WASI_WITH if wasi else ""}))
+  (core instance $main (instantiate $m {WASI_SLEEP_WITH if wasi else ""}))
   (alias core export $main "memory" (core memory $memory))
   (alias core export $main "cabi_realloc" (core func $realloc))
 {chr(10).join(lifts)}

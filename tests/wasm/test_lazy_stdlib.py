@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ComponentBuilder
+from support.components import ComponentBuilder
 
 from dataflare import Record
 from dataflare_host.testing import run_plugin

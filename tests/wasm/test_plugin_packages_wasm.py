@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES, ComponentBuilder
+from support.components import ComponentBuilder
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.cli._main import main

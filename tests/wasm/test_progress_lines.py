@@ -1,4 +1,4 @@
-"""Long waits are never silent, even piped (issue 13, operators: every long wait is silent)."""
+"""Long waits are never silent, even piped: a progress line at least every two seconds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 
 def test_a_first_compile_prints_progress_lines_at_least_every_two_seconds(

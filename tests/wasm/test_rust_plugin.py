@@ -24,12 +24,14 @@ from typing import Any, NamedTuple
 import attrs
 import pytest
 import wasmtime
-from conftest import EXAMPLES, TEST_CACHE, ComponentBuilder
-from helpers import without_progress, write_one_processor_pipeline
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from rust_build import build_rust_component, require_cargo
-from strategies import INT64, as_dict
+from support.components import ComponentBuilder
+from support.output import without_progress
+from support.paths import EXAMPLES, TEST_CACHE
+from support.pipeline_files import write_one_processor_pipeline
+from support.records import any_timestamps, as_dict
+from support.rust_build import build_rust_component, require_cargo
 from wasmtime import component as wc
 
 from dataflare import ConfigurationError, Record
@@ -73,7 +75,7 @@ VALUES = st.lists(PIECES, max_size=4).map(b"".join)
 FULL_RECORDS = records(
     VALUES,
     keys=st.none() | st.binary(max_size=8),
-    timestamps=st.none() | INT64,
+    timestamps=any_timestamps,
     metadata=st.dictionaries(st.text(max_size=6), st.text(max_size=10), max_size=3),
 )
 BATCHES = st.integers(min_value=0, max_value=2**62).flatmap(

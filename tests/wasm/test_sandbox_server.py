@@ -1,4 +1,4 @@
-"""The sandbox server forks sandbox processes that start as a fresh one would (issue 11).
+"""The sandbox server forks sandbox processes that start as a fresh one would.
 
 A cached cold start was mostly a new interpreter importing wasmtime; a server
 that did that once forks each sandbox process instead. These tests pin what

@@ -1,4 +1,4 @@
-"""A sandbox process starts lean and loads a known component without hashing it (issue 11).
+"""A sandbox process starts lean and loads a known component without hashing it.
 
 The cached cold start to a plugin's first record is mostly the sandbox process's
 start: these tests pin what it must not do again (import the SDK, attrs,
@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
-from helpers import write_one_processor_pipeline
+from support.paths import EXAMPLES
+from support.pipeline_files import write_one_processor_pipeline
 
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin

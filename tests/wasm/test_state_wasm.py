@@ -1,7 +1,8 @@
 """Declared plugin state as a WASM component: the same transitions and snapshots as natively,
 snapshots that cross runtimes, and a guest's snapshot treated as untrusted input.
 
-The SIGKILL acceptance for both runtimes is in tests/pipelines/test_state_restart.py.
+State across SIGKILL restarts, in both runtimes, is checked in
+tests/pipelines/test_state_restart.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, TEST_CACHE, ComponentBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rust_build import build_rust_component, require_cargo
-from strategies import as_dict
+from support.components import ComponentBuilder
+from support.paths import EXAMPLES, REPO, TEST_CACHE
+from support.records import as_dict
+from support.rust_build import build_rust_component, require_cargo
 
 from dataflare import ConfigurationError, PluginError, Record, SerializationError
 from dataflare.runtime import EMPTY_SNAPSHOT, StateBounds, encode_batch

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
-from helpers import without_progress
+from support.output import without_progress
+from support.paths import EXAMPLES
 
 import dataflare_host.cli._main as cli_main
 import dataflare_host.wasm._engine as engine_module

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
 
 from dataflare import LimitExceededError, PluginError, ProcessingError, Record
 from dataflare_host import Plugin, load_plugin

@@ -14,14 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import INT64, as_dict, json_documents, json_scalars, metadata, to_json
+from support.json_values import to_json
+from support.paths import EXAMPLES
+from support.records import any_batches, any_timestamps, as_dict
 
 from dataflare import Record
 from dataflare.runtime import BatchResult
 from dataflare_host import Plugin, load_plugin
+from dataflare_host.testing import json_documents, json_scalars
 from dataflare_host.wasm._plugin import Sandbox
 
 pytestmark = pytest.mark.wasm
@@ -39,7 +41,7 @@ any_bytes = st.binary(max_size=30) | risky_bytes | st.text(max_size=12).map(str.
 not_json = st.sampled_from([b"", b"not json", b"\xff", b"{", b"[1,", b"nul\x00l", b"'a'"])
 integer_text = st.integers(min_value=-(10**20), max_value=10**20).map(lambda n: str(n).encode())
 not_integer = st.sampled_from([b"", b"x", b"1.5", b"0x10", b"\xff", b"4\x00", "\u0663".encode()])
-json_arrays = st.lists(json_documents, max_size=4).map(to_json)
+json_arrays = st.lists(json_documents(), max_size=4).map(to_json)
 amounts = st.integers(min_value=-(10**12), max_value=10**12) | st.floats(
     min_value=-1e6, max_value=1e6, allow_nan=False
 )
@@ -49,7 +51,7 @@ bad_amounts = st.sampled_from(["x", None, [1]])
 @st.composite
 def status_documents(draw: st.DrawFn) -> bytes:
     """JSON objects that often carry "status"/"kind" set to an interesting value."""
-    document = draw(st.dictionaries(st.sampled_from(["id", "note"]), json_scalars, max_size=2))
+    document = draw(st.dictionaries(st.sampled_from(["id", "note"]), json_scalars(), max_size=2))
     for field in ("status", "kind"):
         if draw(st.booleans()):
             document[field] = draw(st.sampled_from(["active", "on", "", "é", 1, None, ["active"]]))
@@ -100,38 +102,29 @@ VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "dedupe_filter": st.one_of(any_bytes, st.sampled_from([b"a", b"b", b"", "é".encode()])),
 }
 
-any_timestamp = st.none() | INT64
 # Around a few one-minute windows, out of order and sometimes late (or missing).
-window_timestamps = st.one_of(*[st.integers(min_value=0, max_value=400_000)] * 8, st.none(), INT64)
+window_timestamps = st.one_of(
+    *[st.integers(min_value=0, max_value=400_000)] * 8, st.none(), any_timestamps
+)
 TIMESTAMPS: dict[str, st.SearchStrategy[int | None]] = {
     "windowed_count_aggregate": window_timestamps
 }
 
 
-@st.composite
 def batches(
-    draw: st.DrawFn,
     values: st.SearchStrategy[bytes],
     min_size: int = 0,
     max_size: int = 12,
-    timestamps: st.SearchStrategy[int | None] = any_timestamp,
-) -> list[Record]:
-    """Records with every field drawn (INT64 timestamps, binary keys), increasing offsets."""
-    count = draw(st.integers(min_value=min_size, max_value=max_size))
-    offset = draw(st.integers(min_value=0, max_value=2**40))
-    batch = []
-    for _ in range(count):
-        batch.append(
-            Record(
-                draw(values),
-                key=draw(st.none() | risky_bytes | st.binary(max_size=8)),
-                timestamp=draw(timestamps),
-                metadata=draw(metadata),
-                offset=offset,
-            )
-        )
-        offset += draw(st.integers(min_value=1, max_value=5))
-    return batch
+    timestamps: st.SearchStrategy[int | None] = any_timestamps,
+) -> st.SearchStrategy[list[Record]]:
+    """Records with every field drawn (int64 timestamps, risky binary keys), increasing offsets."""
+    return any_batches(
+        values,
+        min_size,
+        max_size,
+        keys=st.none() | risky_bytes | st.binary(max_size=8),
+        timestamps=timestamps,
+    )
 
 
 # -- the plugins, loaded once -------------------------------------------------------------
@@ -225,7 +218,7 @@ def cases_of(example: str) -> list[str]:
 def test_native_and_wasm_agree(pairs: dict[str, Pair], example: str) -> None:
     """Same batch, same params: identical outputs, sources, consumed, accumulator, error."""
 
-    timestamps = TIMESTAMPS.get(example, any_timestamp)
+    timestamps = TIMESTAMPS.get(example, any_timestamps)
 
     @PARITY
     @given(
@@ -267,7 +260,7 @@ def test_aggregate_state_carried_across_batches_agrees(
     pairs: dict[str, Pair], example: str
 ) -> None:
     """An aggregate's accumulator, carried over two batches, evolves the same in both."""
-    timestamps = TIMESTAMPS.get(example, any_timestamp)
+    timestamps = TIMESTAMPS.get(example, any_timestamps)
     some_batch = batches(VALUES[example], timestamps=timestamps)
 
     @PARITY

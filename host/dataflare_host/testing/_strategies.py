@@ -8,20 +8,24 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from dataflare import Record
+from dataflare import ConfigurationError, Record
 
 __all__ = [
     "batches",
     "byte_values",
+    "json_documents",
+    "json_scalars",
     "json_values",
     "keys",
     "metadata",
+    "offsets",
     "records",
     "text_values",
     "timestamps",
 ]
 
 _MAX_MS = 4_102_444_800_000  # 2100-01-01: far enough, and inside every int64 field
+_INT64_MAX = 2**63 - 1  # offsets and timestamps cross the contract as int64
 
 
 def byte_values(max_size: int = 64) -> st.SearchStrategy[bytes]:
@@ -37,13 +41,27 @@ def text_values(
     return st.text(chars, max_size=max_size).map(str.encode)
 
 
-def _json_scalars() -> st.SearchStrategy[Any]:
+def json_scalars() -> st.SearchStrategy[Any]:
+    """JSON's scalars as Python values: None, booleans, integers a float holds exactly,
+    finite floats and short text."""
     return (
         st.none()
         | st.booleans()
         | st.integers(min_value=-(2**53), max_value=2**53)
         | st.floats(allow_nan=False, allow_infinity=False)
         | st.text(max_size=16)
+    )
+
+
+def json_documents(max_leaves: int = 10) -> st.SearchStrategy[Any]:
+    """Any JSON document as Python values: a scalar, or lists and objects nesting them
+    (no NaN or infinities, which JSON cannot spell)."""
+    return st.recursive(
+        json_scalars(),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=max_leaves,
     )
 
 
@@ -60,15 +78,7 @@ def json_values(
     >>> strategy = json_values({"status": st.sampled_from(["active", "paused"])})
     """
     if fields is None and optional is None:
-        values = st.recursive(
-            _json_scalars(),
-            lambda inner: (
-                st.lists(inner, max_size=3)
-                | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-            ),
-            max_leaves=8,
-        )
-        documents = st.dictionaries(st.text(max_size=8), values, max_size=5)
+        documents = st.dictionaries(st.text(max_size=8), json_documents(), max_size=5)
     else:
         documents = st.fixed_dictionaries(dict(fields or {}), optional=dict(optional or {}))
     return documents.map(
@@ -76,14 +86,20 @@ def json_values(
     )
 
 
-def keys(max_size: int = 16) -> st.SearchStrategy[bytes | None]:
-    """No key, or a short bytes key."""
-    return st.none() | st.binary(min_size=1, max_size=max_size)
+def keys(max_size: int = 16, *, min_size: int = 1) -> st.SearchStrategy[bytes | None]:
+    """No key, or a short bytes key (``min_size=0`` lets the empty key, not None, in too)."""
+    return st.none() | st.binary(min_size=min_size, max_size=max_size)
 
 
 def timestamps(min_ms: int = 0, max_ms: int = _MAX_MS) -> st.SearchStrategy[int | None]:
     """No timestamp, or milliseconds since the epoch."""
     return st.none() | st.integers(min_value=min_ms, max_value=max_ms)
+
+
+def offsets(min_offset: int = 0, max_offset: int = _INT64_MAX) -> st.SearchStrategy[int]:
+    """Record offsets: whole numbers the contract's int64 field holds, from 0 unless
+    ``min_offset`` (down to ``-2**63``) says otherwise."""
+    return st.integers(min_value=min_offset, max_value=max_offset)
 
 
 def metadata(max_size: int = 3) -> st.SearchStrategy[dict[str, str]]:
@@ -100,16 +116,20 @@ def records(
     keys: st.SearchStrategy[bytes | None] | None = None,
     timestamps: st.SearchStrategy[int | None] | None = None,
     metadata: st.SearchStrategy[dict[str, str]] | None = None,
-    offset: int = 0,
+    offset: int | st.SearchStrategy[int] = 0,
 ) -> st.SearchStrategy[Record]:
-    """Single records; each part defaults to the module's strategy of the same name."""
+    """Single records; each part defaults to the module's strategy of the same name.
+
+    ``offset`` is one offset for every record, or a strategy (such as :func:`offsets`)
+    to draw each record's.
+    """
     return st.builds(
         Record,
         values if values is not None else byte_values(),
         keys if keys is not None else _keys(),
         timestamps if timestamps is not None else _timestamps(),
         metadata if metadata is not None else _metadata(),
-        st.just(offset),
+        offset if isinstance(offset, st.SearchStrategy) else st.just(offset),
     )
 
 
@@ -122,15 +142,38 @@ def batches(
     min_size: int = 0,
     max_size: int = 30,
     records: st.SearchStrategy[Record] | None = None,
-    first_offset: int = 0,
+    first_offset: int | st.SearchStrategy[int] = 0,
+    offset_gaps: st.SearchStrategy[int] | None = None,
 ) -> st.SearchStrategy[list[Record]]:
     """Batches as the host sends them: records at increasing offsets from ``first_offset``.
 
     Give ``values`` for records with those values and no key, timestamp or
     metadata, or ``records`` for full control; the default varies everything.
+    ``first_offset`` is an offset or a strategy drawing one (:func:`offsets`
+    bounded so the batch stays inside int64). Offsets are adjacent, as a source
+    reads them, unless ``offset_gaps`` draws each step to the next record's offset
+    (at least 1), as a filter earlier in a chain leaves them.
+
+    >>> strategy = batches(first_offset=offsets(max_offset=2**40), offset_gaps=st.integers(1, 5))
     """
     if records is None:
         records = st.builds(Record, values) if values is not None else _records()
-    return st.lists(records, min_size=min_size, max_size=max_size).map(
-        lambda items: [r.evolve(offset=first_offset + i) for i, r in enumerate(items)]
-    )
+    firsts = first_offset if isinstance(first_offset, st.SearchStrategy) else st.just(first_offset)
+    steps = offset_gaps if offset_gaps is not None else st.just(1)
+    return st.tuples(
+        firsts, st.lists(st.tuples(records, steps), min_size=min_size, max_size=max_size)
+    ).map(_at_offsets)
+
+
+def _at_offsets(drawn: tuple[int, list[tuple[Record, int]]]) -> list[Record]:
+    offset, steps = drawn
+    batch = []
+    for record, step in steps:
+        if step < 1:
+            raise ConfigurationError(
+                f"batches(offset_gaps=...) drew {step}: offsets must increase, so draw gaps of "
+                "1 or more (st.integers(min_value=1, ...))"
+            )
+        batch.append(record.evolve(offset=offset))
+        offset += step
+    return batch

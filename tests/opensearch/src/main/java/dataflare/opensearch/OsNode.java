@@ -16,7 +16,7 @@ import java.util.Collections;
 import java.util.List;
 
 /**
- * Starts a real single-node OpenSearch (2.19.x) in-process for DataFlare's tests (tests/servers.py):
+ * Starts a real single-node OpenSearch (2.19.x) in-process for DataFlare's tests (tests/support/servers.py):
  * HTTP on 127.0.0.1 only, no security plugin, data under os.home. Built by tests/opensearch/build.
  * System properties: os.http.port (default 9200), os.transport.port (default 9300), os.home (default: new temp dir).
  * Prints "OPENSEARCH_HTTP_READY http://127.0.0.1:PORT" once node.start() has returned.

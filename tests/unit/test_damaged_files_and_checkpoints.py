@@ -1,4 +1,5 @@
-"""Issue #9, items 6, 7, 10 and 16: files and checkpoints a faulty machine or operator breaks.
+"""Files and checkpoints a faulty machine or operator breaks: torn writes, a checkpoint from
+another file, unusable checkpoints, bad CSV.
 
 Fast: native plugins only, pipelines run in-process through click's CliRunner on
 the ``dataflare`` command (the crash and disk-full runs live in
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.file_sources import read_all
 
 from dataflare import PluginIOError, Record, SerializationError
 from dataflare_host.cli._main import main
@@ -70,7 +72,7 @@ def lines_of(path: Path) -> list[Any]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
-# -- item 6: the sink never appends after a torn write ---------------------------------
+# -- the sink never appends after a torn write ------------------------------------------
 
 
 def sink_write(path: Path, values: list[bytes], fmt: str | None = None) -> None:
@@ -80,7 +82,7 @@ def sink_write(path: Path, values: list[bytes], fmt: str | None = None) -> None:
     sink.close()
 
 
-def test_item06_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+def test_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
     """A line cut short by a kill is dropped, not fused with the next record."""
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"id":1}\n{"id":2,"pad":"xxxx')  # killed mid-way through record 2
@@ -88,7 +90,7 @@ def test_item06_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path
     assert lines_of(path) == [{"id": 1}, {"id": 2, "pad": "xxxxxxxx"}, {"id": 3}]
 
 
-def test_item06_a_torn_first_line_leaves_an_empty_file(tmp_path: Path) -> None:
+def test_a_torn_first_line_leaves_an_empty_file(tmp_path: Path) -> None:
     """No newline at all: nothing whole was written, so everything goes."""
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"id":1,"big":"' + b"x" * 3_000_000)  # larger than one scan chunk
@@ -96,7 +98,7 @@ def test_item06_a_torn_first_line_leaves_an_empty_file(tmp_path: Path) -> None:
     assert lines_of(path) == [{"id": 1}]
 
 
-def test_item06_csv_sink_cuts_a_row_torn_inside_a_quoted_newline(tmp_path: Path) -> None:
+def test_csv_sink_cuts_a_row_torn_inside_a_quoted_newline(tmp_path: Path) -> None:
     """A CSV row torn right after a newline inside quotes still counts as torn."""
     path = tmp_path / "out.csv"
     path.write_bytes(b'id,note\r\n1,"two\nlines"\r\n2,"torn\n')
@@ -106,7 +108,7 @@ def test_item06_csv_sink_cuts_a_row_torn_inside_a_quoted_newline(tmp_path: Path)
     assert rows == [{"id": "1", "note": "two\nlines"}, {"id": "2", "note": "whole"}]
 
 
-def test_item06_records_sink_cuts_a_torn_frame(tmp_path: Path) -> None:
+def test_records_sink_cuts_a_torn_frame(tmp_path: Path) -> None:
     """A ``records`` frame cut short is dropped, so the file source reads the file again."""
     path = tmp_path / "out.records"
     sink_write(path, [b"a", b"b"], "records")
@@ -122,7 +124,7 @@ def test_item06_records_sink_cuts_a_torn_frame(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-def test_item06_a_full_disk_is_one_line_plugin_io_error() -> None:
+def test_a_full_disk_is_one_line_plugin_io_error() -> None:
     """ENOSPC while writing is a PluginIOError naming the file, the failure and the fix."""
     sink = FileSink(FileSinkConfig("/dev/full", format="jsonl"), {})
     sink.connect()
@@ -135,7 +137,7 @@ def test_item06_a_full_disk_is_one_line_plugin_io_error() -> None:
     assert "free space" in message
 
 
-def test_item06_a_failed_write_is_cut_back_at_once(tmp_path: Path) -> None:
+def test_a_failed_write_is_cut_back_at_once(tmp_path: Path) -> None:
     """A write that fails half-way leaves the file ending on its last whole line."""
     path = tmp_path / "out.jsonl"
     sink = FileSink(FileSinkConfig(str(path)), {})
@@ -167,10 +169,10 @@ def test_item06_a_failed_write_is_cut_back_at_once(tmp_path: Path) -> None:
     assert lines_of(path) == [{"id": 1}]
 
 
-# -- item 7: a checkpoint from another file is refused ---------------------------------
+# -- a checkpoint from another file is refused ------------------------------------------
 
 
-def test_item07_a_checkpoint_from_another_file_is_refused_naming_reset(tmp_path: Path) -> None:
+def test_a_checkpoint_from_another_file_is_refused_naming_reset(tmp_path: Path) -> None:
     """Pointed at a different (earlier-sorting) file, the run refuses instead of reading 0."""
     (tmp_path / "b.jsonl").write_text("".join(f'{{"id":{i}}}\n' for i in range(5)))
     (tmp_path / "a.jsonl").write_text("".join(f'{{"id":{i}}}\n' for i in range(10, 13)))
@@ -188,7 +190,7 @@ def test_item07_a_checkpoint_from_another_file_is_refused_naming_reset(tmp_path:
     assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [0, 1, 2, 3, 4, 10, 11, 12]
 
 
-def test_item07_a_different_file_under_the_same_name_is_refused(tmp_path: Path) -> None:
+def test_a_different_file_under_the_same_name_is_refused(tmp_path: Path) -> None:
     """The same name holding other contents (replaced, rewritten) is not resumed at line N."""
     source = tmp_path / "in.jsonl"
     source.write_text("".join(f'{{"id":{i}}}\n' for i in range(5)))
@@ -204,7 +206,7 @@ def test_item07_a_different_file_under_the_same_name_is_refused(tmp_path: Path) 
     assert "--reset" in errors[0]
 
 
-def test_item07_the_same_file_grown_or_moved_still_resumes(tmp_path: Path) -> None:
+def test_the_same_file_grown_or_moved_still_resumes(tmp_path: Path) -> None:
     """Appending to the file, or moving it with its data intact, keeps the position valid."""
     source = tmp_path / "in.jsonl"
     source.write_text("".join(f'{{"id":{i}}}\n' for i in range(5)))
@@ -219,7 +221,7 @@ def test_item07_the_same_file_grown_or_moved_still_resumes(tmp_path: Path) -> No
     assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == list(range(6))
 
 
-def test_item07_a_directory_source_goes_on_past_a_file_that_was_cleaned_away(
+def test_a_directory_source_goes_on_past_a_file_that_was_cleaned_away(
     tmp_path: Path,
 ) -> None:
     """Under the same directory, a vanished file is not a mismatch: later files are read."""
@@ -234,7 +236,7 @@ def test_item07_a_directory_source_goes_on_past_a_file_that_was_cleaned_away(
     assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [1, 2]
 
 
-# -- item 10: unusable checkpoints are one line naming the file and --reset -------------
+# -- unusable checkpoints are one line naming the file and --reset ----------------------
 
 
 def counting_pipeline(directory: Path, plugin: str = AGGREGATE) -> Path:
@@ -271,7 +273,7 @@ def assert_one_checkpoint_error(pipeline: Path) -> str:
         ),
     ],
 )
-def test_item10_a_damaged_checkpoint_is_one_line_naming_reset(
+def test_a_damaged_checkpoint_is_one_line_naming_reset(
     tmp_path: Path, damage: Any
 ) -> None:
     """Empty, truncated, binary or misshapen checkpoint files: one line, non-zero exit."""
@@ -292,7 +294,7 @@ def test_item10_a_damaged_checkpoint_is_one_line_naming_reset(
         pytest.param({"file": "in.jsonl", "line": "x"}, id="a-bad-line"),  # ValueError
     ],
 )
-def test_item10_another_connectors_position_is_one_line_naming_reset(
+def test_another_connectors_position_is_one_line_naming_reset(
     tmp_path: Path, position: Any
 ) -> None:
     """A file source given a position it did not write refuses it, in one line."""
@@ -303,7 +305,7 @@ def test_item10_another_connectors_position_is_one_line_naming_reset(
     assert_one_checkpoint_error(pipeline)
 
 
-def test_item10_a_file_position_given_to_a_generator_is_one_line(tmp_path: Path) -> None:
+def test_a_file_position_given_to_a_generator_is_one_line(tmp_path: Path) -> None:
     """A connector without its own check (the generator: KeyError) is caught by the run."""
     pipeline = write_pipeline(
         tmp_path,
@@ -319,7 +321,7 @@ def test_item10_a_file_position_given_to_a_generator_is_one_line(tmp_path: Path)
     assert "KeyError" in error
 
 
-def test_item10_adding_a_window_to_a_checkpointed_aggregate_is_one_line(tmp_path: Path) -> None:
+def test_adding_a_window_to_a_checkpointed_aggregate_is_one_line(tmp_path: Path) -> None:
     """The old accumulator is not a window state: refused up front, not a TypeError."""
     pipeline = counting_pipeline(tmp_path)
     assert run_cli(pipeline)[:2] == (0, [])
@@ -332,61 +334,49 @@ def test_item10_adding_a_window_to_a_checkpointed_aggregate_is_one_line(tmp_path
     assert (code, errors) == (0, [])
 
 
-# -- item 16: CSV sources --------------------------------------------------------------
+# -- CSV sources ------------------------------------------------------------------------
 
 
-def read_csv(path: Path, **config: Any) -> list[Record]:
-    source = FileSource(FileSourceConfig(str(path), **config), {})
-    source.connect(None)
-    out: list[Record] = []
-    try:
-        while (batch := source.read(100, 0.0)) is not None:
-            out.extend(batch.records)
-    finally:
-        source.close()
-    return out
-
-
-def test_item16_a_short_csv_row_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+def test_a_short_csv_row_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     """A row with fewer fields than the header is not padded with nulls."""
     path = tmp_path / "people.csv"
     path.write_text("id,name,city\n1,ann,oslo\n2,bob\n")
     expected = r"people\.csv:3: row has 2 field\(s\), the header has 3"
     with pytest.raises(SerializationError, match=expected):
-        read_csv(path)
+        read_all(path, 100)
 
 
-def test_item16_a_bom_is_not_part_of_the_first_header_name(tmp_path: Path) -> None:
+def test_a_bom_is_not_part_of_the_first_header_name(tmp_path: Path) -> None:
     """A UTF-8 BOM (Excel's CSV export) is dropped, so key_field matches the first column."""
     path = tmp_path / "people.csv"
     path.write_bytes(b"\xef\xbb\xbfid,name\n7,ann\n")
-    (record,) = read_csv(path, key_field="id")
+    (record,) = read_all(path, 100, key_field="id")
     assert record.key == b"7"
     assert json.loads(record.value) == {"id": "7", "name": "ann"}
 
 
-def test_item16_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
+def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
     """A bad byte is reported with the file and the line it is on."""
     path = tmp_path / "people.csv"
     path.write_bytes(b"id,name\n1,ann\n" + b"2,b\xffb\n" * 3000)  # past a decoder chunk
     with pytest.raises(SerializationError, match=r"people\.csv:3: not valid UTF-8"):
-        read_csv(path)
+        read_all(path, 100)
 
 
-def test_item16_quoted_newlines_keep_their_line_numbers(tmp_path: Path) -> None:
+def test_quoted_newlines_keep_their_line_numbers(tmp_path: Path) -> None:
     """Decoding line by line still hands the csv module quoted newlines whole."""
     path = tmp_path / "people.csv"
     path.write_text('id,note\n1,"two\nlines"\n2\n')
     with pytest.raises(SerializationError, match=r"people\.csv:4: row has 1 field"):
-        read_csv(path)
+        read_all(path, 100)
     path.write_text('id,note\n1,"two\nlines"\n')
-    (record,) = read_csv(path)
+    (record,) = read_all(path, 100)
     assert json.loads(record.value) == {"id": "1", "note": "two\nlines"}
 
 
-def test_item16_a_jsonl_bom_is_dropped_too(tmp_path: Path) -> None:
+def test_a_jsonl_bom_is_dropped_too(tmp_path: Path) -> None:
     """A JSONL file saved with a BOM reads like one without."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"id":1}\n')
-    (record,) = read_csv(path, key_field="id")
+    (record,) = read_all(path, 100, key_field="id")
     assert (record.value, record.key) == (b'{"id":1}', b"1")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+from support.paths import REPO
 
 from dataflare import LimitExceededError, Record
 from dataflare_host import Sandbox, load_plugin

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES
+from support.paths import EXAMPLES
 
 from dataflare import Record
 from dataflare_host.connectors import FileSource

@@ -1,8 +1,8 @@
 """Building a plugin never runs it on the host, and a build that hangs stops with one line.
 
-Issue 9, item 3: a ``.py`` destined for the sandbox used to be imported natively
-(its top-level code ran as the host user) by ``dataflare build`` and by pipelines
-with ``plugin_source: wasm``, and a plugin looping at import hung the build.
+A ``.py`` destined for the sandbox is never imported natively (its top-level code
+would run as the host user), neither by ``dataflare build`` nor by pipelines with
+``plugin_source: wasm``; a plugin looping at import cannot hang the build.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CACHE
 from filelock import FileLock
-from helpers import without_progress, write_one_processor_pipeline
+from support.output import without_progress
+from support.paths import TEST_CACHE
+from support.pipeline_files import write_one_processor_pipeline
 
 MARKER_PLUGIN = """
 import dataflare
@@ -44,7 +45,7 @@ def dataflare(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def test_item03_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Path) -> None:
+def test_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Path) -> None:
     """Top-level plugin code does not run in the host process when it is built for WASM.
 
     The build is real every run: it gets an empty cache of its own. The marker the
@@ -83,7 +84,7 @@ def test_item03_build_and_validate_never_run_the_plugin_on_the_host(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_item03_a_plugin_that_loops_at_import_fails_the_build_with_one_line(
+def test_a_plugin_that_loops_at_import_fails_the_build_with_one_line(
     tmp_path: Path,
 ) -> None:
     """The build runs under a time limit; hanging there is one error line, exit 2."""

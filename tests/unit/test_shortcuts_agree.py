@@ -1,5 +1,12 @@
-"""The file source's and the source readers' fast paths give exactly what the slow ones do.
+"""Each shortcut taken for speed gives exactly what the plain path it replaces gives.
 
+- ``loads_json`` (the guest's ``json.loads``, the file source's JSON check)
+  returns the same value and raises the same exception type and message as
+  ``json.loads`` on generated JSON and non-JSON.
+- ``Record.evolve`` keeps the metadata mapping, checks what changed like
+  ``Record()`` does, and gives a record equal to the checked constructor's.
+- The file source's records equal the ones the checked constructor builds,
+  and its errors keep their wording (file, line, value).
 - ``ChunkedLines`` (a JSONL or lines file read a megabyte at a time and split with
   ``bytes.split``) gives the lines iterating the file gives, line ends
   stripped and a JSONL byte-order mark dropped, whatever the chunk size.
@@ -15,26 +22,233 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
+from support.file_sources import read_all, read_then_resume
+from support.json_values import comparable_json_value
+from support.source_readers import source_readers
 
-from dataflare import Record
+from dataflare import PluginIOError, Record, SerializationError
+from dataflare.runtime import loads_json
 from dataflare_host.connectors import (
+    FileSink,
+    FileSinkConfig,
     FileSource,
     FileSourceConfig,
     Source,
     SourceBatch,
     _file_readers,
 )
-from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, ReadsInline, SourceReaders
-from dataflare_host.pipeline._stats import PipelineStats, StageStats
+
+# -- loads_json == json.loads ---------------------------------------------------
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_whitespace = st.text(alphabet=" \t\r\n", max_size=3)
+
+
+def _json_outcome(call: Any, value: Any) -> tuple[str, Any]:
+    try:
+        result = call(value)
+    except Exception as exc:  # noqa: BLE001 - comparing whatever both raise
+        return ("raised", (type(exc), str(exc)))
+    return ("returned", comparable_json_value(result))
+
+
+def _same(value: str | bytes | bytearray) -> None:
+    assert _json_outcome(loads_json, value) == _json_outcome(json.loads, value)
+
+
+@given(_json_values, _whitespace, _whitespace, st.booleans(), st.booleans())
+def test_loads_json_equals_json_loads_on_json(
+    value: Any, before: str, after: str, as_bytes: bool, ascii_only: bool
+) -> None:
+    text = before + json.dumps(value, ensure_ascii=ascii_only) + after
+    _same(text.encode() if as_bytes else text)
+
+
+@given(st.binary(max_size=40))
+@example(b"")
+@example(b"\xef\xbb\xbf{}")
+@example(b"\xff\xfe1\x00")
+@example(b"\x001")
+@example(b"1\x00")
+@example(b'"\xed\xa0\x80"')
+@example(b"[1] x")
+@example(b"[1,]")
+@example(b"NaN")
+@example(b"-Infinity ")
+@example(b" \n")
+def test_loads_json_equals_json_loads_on_any_bytes(data: bytes) -> None:
+    _same(data)
+    _same(bytearray(data))
+
+
+@given(st.text(max_size=40))
+@example("\ufeff[]")
+@example("nan")
+@example('{"a": 1}}')
+@example("[" * 100_000)
+def test_loads_json_equals_json_loads_on_any_text(text: str) -> None:
+    _same(text)
+
+
+@given(_json_values, st.sampled_from(["]", "}", ",", " x", "\x00", "'", '"']))
+def test_loads_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> None:
+    text = json.dumps(value)
+    for broken in (text + junk, junk + text, text[: len(text) // 2]):
+        _same(broken)
+        _same(broken.encode())
+
+
+def test_loads_json_keeps_json_loads_keywords_and_types() -> None:
+    assert loads_json("[1.5]", parse_float=str) == ["1.5"]
+    assert loads_json('{"a": 1}', object_pairs_hook=list) == [("a", 1)]
+    with pytest.raises(TypeError) as fast:
+        loads_json(12)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as slow:
+        json.loads(12)  # type: ignore[arg-type]
+    assert str(fast.value) == str(slow.value)
+
+
+# -- Record.evolve ------------------------------------------------------------------
+
+
+def test_evolve_keeps_the_metadata_mapping_and_equals_the_constructor() -> None:
+    record = Record(b"a", b"k", 5, {"file": "f.jsonl", "line": "3"}, 7)
+    evolved = record.evolve(value="b")
+    assert evolved.metadata is record.metadata  # not copied and frozen again
+    assert evolved == Record(b"b", b"k", 5, {"file": "f.jsonl", "line": "3"}, 7)
+    assert hash(evolved) == hash(Record(b"b", b"k", 5, {"file": "f.jsonl", "line": "3"}, 7))
+    assert record.evolve(offset=9, key=None).key is None
+    assert record.evolve(metadata={"x": "y"}).metadata == {"x": "y"}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"value": 1},
+        {"value": None},
+        {"key": 3},
+        {"timestamp": 1 << 64},
+        {"timestamp": True},
+        {"offset": "1"},
+        {"value": b"ok", "offset": -(1 << 64)},
+        {"metadata": {"a": 1}},
+        {"valeu": b"x"},
+    ],
+)
+def test_evolve_refuses_what_the_constructor_refuses_with_its_words(
+    changes: dict[str, Any],
+) -> None:
+    record = Record(b"a", metadata={"m": "n"})
+    with pytest.raises(TypeError) as fast:
+        record.evolve(**changes)
+    fields = {
+        "value": record.value,
+        "key": record.key,
+        "timestamp": record.timestamp,
+        "metadata": record.metadata,
+        "offset": record.offset,
+        **changes,
+    }
+    with pytest.raises(TypeError) as checked:
+        Record(**fields)
+    assert str(fast.value) == str(checked.value)
+
+
+# -- the file source ------------------------------------------------------------------
+
+
+def test_file_source_records_equal_the_checked_constructors(tmp_path: Path) -> None:
+    lines = ['{"u": "a", "ts": 10}', "", '{"u": 2}', '{"ts": "11"}', "[1]", '{"u": null}']
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\r\n")
+    got = read_all(path, 3, key_field="u", timestamp_field="ts")
+    expected = [
+        Record(b'{"u": "a", "ts": 10}', b"a", 10, {"file": "in.jsonl", "line": "1"}, 0),
+        Record(b'{"u": 2}', b"2", None, {"file": "in.jsonl", "line": "3"}, 1),
+        Record(b'{"ts": "11"}', None, 11, {"file": "in.jsonl", "line": "4"}, 2),
+        Record(b"[1]", None, None, {"file": "in.jsonl", "line": "5"}, 3),
+        Record(b'{"u": null}', None, None, {"file": "in.jsonl", "line": "6"}, 4),
+    ]
+    assert got == expected
+    assert all(type(r.metadata) is type(e.metadata) for r, e in zip(got, expected, strict=True))
+
+
+def test_file_source_json_error_names_file_line_and_json_loads_reason(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2} x\n', encoding="utf-8")
+    with pytest.raises(SerializationError) as caught:
+        read_all(path, 3)
+    try:
+        json.loads(b'{"a": 2} x')
+    except ValueError as exc:
+        reason = str(exc)
+    assert str(caught.value) == (
+        f"{path}:3: not valid JSON ({reason}); fix the line or set validate: false to pass "
+        "it through as bytes"
+    )
+
+
+def test_file_source_out_of_range_timestamp_is_refused_like_the_constructor(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(f'{{"ts": {1 << 70}}}\n', encoding="utf-8")
+    with pytest.raises(TypeError) as caught:
+        read_all(path, 3, timestamp_field="ts")
+    with pytest.raises(TypeError) as checked:
+        Record(b"", timestamp=1 << 70)
+    assert str(caught.value) == str(checked.value)
+
+
+def test_file_source_position_counts_every_line_read(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n\n{"a": 2}\n{"a": 3}\n', encoding="utf-8")
+    first, rest = read_then_resume(path, 2)
+    assert [r.offset for r in first.records] == [0, 1]
+    assert (first.position["line"], first.position["offset"]) == (4, 2)
+    assert [(r.value, r.offset, r.metadata["line"]) for r in rest.records] == [
+        (b'{"a": 3}', 2, "5")
+    ]
+
+
+def test_file_sink_refuses_a_value_with_a_newline_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    sink = FileSink(FileSinkConfig(str(path), fsync=False), {})
+    sink.connect()
+    try:
+        sink.write([Record(b"a", offset=1), Record(b"b\nc", offset=2), Record(b"d\n", offset=3)])
+    except PluginIOError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a newline inside a value was written")
+    sink.write([Record(b"x", offset=4), Record(b"y", offset=5)])
+    sink.close()
+    assert message == (
+        f"file sink {path}: record at offset 2 holds a newline, which would split it in "
+        "jsonl output"
+    )
+    assert path.read_bytes() == b"x\ny\n"
+
 
 _BOM = b"\xef\xbb\xbf"
 _CHUNKS = st.sampled_from([1, 2, 3, 7, 64, 1 << 20])
@@ -83,7 +297,7 @@ def _file_bytes(lines: list[bytes], *, bom: bool, crlf: bool, last_newline: bool
     return (_BOM if bom else b"") + data
 
 
-# -- _Lines == iterating the file -------------------------------------------------
+# -- ChunkedLines == iterating the file -------------------------------------------------
 
 
 def _iterated(data: bytes, strip_bom: bool) -> list[bytes]:
@@ -279,20 +493,6 @@ class ListSource(Source):
         return self.inline
 
 
-def _readers(sources: dict[str, Source]) -> tuple[SourceReaders, PipelineStats, threading.Event]:
-    stop = threading.Event()
-    stats = PipelineStats(StageStats(name, "source", "test") for name in sources)
-    readers = SourceReaders(
-        list(sources.items()),
-        stats,
-        BatchSettings(size=10, linger_ms=10, queue_batches=2),
-        stop,
-        threading.Event(),
-        stop_grace_s=1,
-    )
-    return readers, stats, stop
-
-
 def _drain(readers: SourceReaders) -> list[ReadBatch | ReaderDone]:
     readers.start()
     items: list[ReadBatch | ReaderDone] = []
@@ -324,7 +524,7 @@ def test_inline_reading_equals_a_reader_thread(fail_at: int) -> None:
     got = {}
     for inline in (True, False):
         source = ListSource(batches, inline=inline, fail_at=fail_at)
-        readers, stats, _ = _readers({"s": source})
+        readers, stats, _ = source_readers({"s": source})
         assert readers.inline is inline
         items = _drain(readers)
         got[inline] = (_shown(items), readers.all_exhausted, stats["s"].records_out)
@@ -339,7 +539,7 @@ def test_inline_reading_takes_sources_in_turn_and_starts_no_thread() -> None:
         "one": ListSource([[b"1a"], [b"1b"], [b"1c"]], inline=True),
         "two": ListSource([[b"2a"]], inline=True),
     }
-    readers, _, _ = _readers(sources)
+    readers, _, _ = source_readers(sources)
     before = threading.active_count()
     readers.start()
     assert threading.active_count() == before
@@ -359,7 +559,7 @@ def test_one_source_that_is_not_inline_puts_every_source_on_threads() -> None:
         "file": ListSource([[b"x"]], inline=True),
         "stream": ListSource([[b"y"]], inline=False),
     }
-    readers, _, _ = _readers(sources)
+    readers, _, _ = source_readers(sources)
     assert not readers.inline
     items = _drain(readers)
     assert sorted(map(str, _shown(items))) == sorted(
@@ -377,7 +577,7 @@ def test_one_source_that_is_not_inline_puts_every_source_on_threads() -> None:
 
 def test_a_stop_ends_inline_sources_not_yet_exhausted() -> None:
     source = ListSource([[b"a"], [b"b"]], inline=True)
-    readers, _, stop = _readers({"s": source})
+    readers, _, stop = source_readers({"s": source})
     readers.start()
     first = readers.get(timeout=0.05)
     assert isinstance(first, ReadBatch)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import attrs
 
+from support.paths import REPO
+
 __all__ = ["RUST_CRATE", "RustBuild", "build_rust_component", "cargo", "require_cargo"]
 
-RUST_CRATE = Path(__file__).resolve().parent.parent / "guest_examples" / "rust"
+RUST_CRATE = REPO / "guest_examples" / "rust"
 TARGET = "wasm32-wasip2"
 _BUILD_TIMEOUT_S = 900  # a cold release build with LTO on a busy 2-core machine
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
+from support.pytest_runs import run_pytest
 
 from dataflare import ConfigurationError, PluginKind, ProcessingError, Record
 from dataflare_host.cli._main import main
@@ -133,15 +131,9 @@ def test_the_generated_projects_own_tests_pass_natively(generated: Path) -> None
         "settings.load_profile('quick')\n"
     )
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-             "-k", "not native_and_wasm", str(generated)],
-            cwd=generated,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        done = run_pytest(
+            "-p", "no:randomly", "-k", "not native_and_wasm", str(generated),
+            cwd=generated, timeout_s=300,
         )
     finally:
         conftest.unlink()

@@ -1,4 +1,4 @@
-"""The sandbox holds against what an attacker tries (issue 9: items 1, 2, 4, 8, 9, 11, 12, 15).
+"""The sandbox holds against what an attacker tries.
 
 Python guests come from ``tests/hostile_plugins``; components not built from the
 SDK are written here in the component-model text format, so the limits are shown
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
-from helpers import without_progress
+from support.output import without_progress
+from support.paths import REPO
+from support.wat import WASI_SLEEP_CORE_IMPORTS, WASI_SLEEP_IMPORTS, WASI_SLEEP_WITH
 
 from dataflare import ConfigurationError, LimitExceededError, Record, SerializationError
 from dataflare.runtime import CONTRACT_VERSION
@@ -56,14 +57,14 @@ def attack(wasm: Path, name: str, **limits: float) -> object:
 ATTACK = [Record(b"first", offset=1), Record(b"attack", offset=2), Record(b"last", offset=3)]
 
 
-# --- item 1: blocking calls ------------------------------------------------------------
+# --- blocking calls ---------------------------------------------------------------------
 
 
-def test_item01_a_blocking_sleep_is_stopped_at_the_time_limit(hostile_wasm: Path) -> None:
+def test_a_blocking_sleep_is_stopped_at_the_time_limit(hostile_wasm: Path) -> None:
     """time.sleep(30) in the guest with a 2 s limit fails at the limit, not at 30 s.
 
-    One limit for the batch, one for the record alone (narrowing, item 8), each
-    ended by killing the sandbox process at the limit plus a short grace.
+    One limit for the batch, one for the record alone (narrowing: the time-out is blamed
+    on that record), each ended by killing the sandbox process at the limit plus a short grace.
     """
     with load_plugin(
         hostile_wasm, {"attack": "sleep"}, sandbox=Sandbox(time_limit_s=2.0)
@@ -136,7 +137,7 @@ def write_pipeline(tmp_path: Path, wasm: Path, attack_name: str, count: int) -> 
 
 
 @pytest.mark.slow
-def test_item01_sigterm_stops_a_pipeline_whose_guest_sleeps(
+def test_sigterm_stops_a_pipeline_whose_guest_sleeps(
     hostile_wasm: Path, tmp_path: Path
 ) -> None:
     """SIGTERM during a guest's blocking call stops `dataflare run` within a few seconds."""
@@ -164,7 +165,7 @@ def test_item01_sigterm_stops_a_pipeline_whose_guest_sleeps(
     assert "skipped a record" in stderr  # the limit, not the sleep, ended each call
 
 
-# --- item 2: a deadline while instantiating --------------------------------------------
+# --- a deadline while instantiating -----------------------------------------------------
 
 # Both claim the contract (an empty interface at this host's version), so they
 # pass the version check and their start function runs.
@@ -183,26 +184,14 @@ LOOPING_START = f"""
 
 # Not built from the SDK: its start function blocks in WASI (a 30 s monotonic-clock
 # sleep), blocked outside wasm code.
-BLOCKING_START = """
+BLOCKING_START = f"""
 (component
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer 1 $pollable (type))
-    (export "pollable" (type (eq 0)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
-  (core func $sub (canon lower (func $clock "subscribe-duration")))
-  (core func $block (canon lower (func $poll "[method]pollable.block")))
+{WASI_SLEEP_IMPORTS}
   (core module $m
-    (import "clock" "sub" (func $sub (param i64) (result i32)))
-    (import "poll" "block" (func $block (param i32)))
+{WASI_SLEEP_CORE_IMPORTS}
     (func $nap (call $block (call $sub (i64.const 30000000000))))
     (start $nap))
-  (core instance (instantiate $m
-    (with "clock" (instance (export "sub" (func $sub))))
-    (with "poll" (instance (export "block" (func $block))))))
+  (core instance (instantiate $m {WASI_SLEEP_WITH}))
   CLAIMS)
 """.replace("CLAIMS", CLAIMS_THE_CONTRACT)
 
@@ -216,7 +205,7 @@ def component_file(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_item02_a_start_function_that_loops_is_a_load_error_at_the_limit(
+def test_a_start_function_that_loops_is_a_load_error_at_the_limit(
     tmp_path: Path,
 ) -> None:
     """A component not built from the SDK whose start function never returns: one clear error."""
@@ -230,7 +219,7 @@ def test_item02_a_start_function_that_loops_is_a_load_error_at_the_limit(
     assert "time limit" in message
 
 
-def test_item01_item02_a_component_blocking_in_wasi_at_start_is_killed_at_the_limit(
+def test_a_component_blocking_in_wasi_at_start_is_killed_at_the_limit(
     tmp_path: Path,
 ) -> None:
     """A non-SDK component that blocks (a 30 s WASI sleep) while instantiating: the
@@ -245,7 +234,7 @@ def test_item01_item02_a_component_blocking_in_wasi_at_start_is_killed_at_the_li
     assert str(wasm) in str(caught.value)
 
 
-def test_item02_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
+def test_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
     hostile_wasm: Path,
 ) -> None:
     """Loading runs init under the limit: a looping @init hook is one clear error."""
@@ -257,7 +246,7 @@ def test_item02_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
     assert "time limit" in str(caught.value)
 
 
-def test_item02_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path) -> None:
+def test_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path) -> None:
     """The CLI answers with one error line and exit code 2 instead of hanging."""
     wasm = component_file(tmp_path, "spin.wasm", LOOPING_START)
     result = CliRunner().invoke(main, ["test", str(wasm), "--text", "x", "--time-limit", "1"])
@@ -268,10 +257,10 @@ def test_item02_dataflare_test_on_a_looping_component_is_one_line(tmp_path: Path
     assert "time limit" in lines[0]
 
 
-# --- item 4: guest output is capped ----------------------------------------------------
+# --- guest output is capped -------------------------------------------------------------
 
 
-def test_item04_guest_output_is_capped_per_call(
+def test_guest_output_is_capped_per_call(
     hostile_wasm: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """20 MB printed by the guest: at most the cap reaches the log, with a marker, and the
@@ -292,10 +281,10 @@ def test_item04_guest_output_is_capped_per_call(
     assert grown_kib < 20 * 1024
 
 
-# --- item 8: a time-out is blamed on the record that caused it -------------------------
+# --- a time-out is blamed on the record that caused it ----------------------------------
 
 
-def test_item08_records_that_fit_alone_are_not_blamed_for_a_batch_time_out(
+def test_records_that_fit_alone_are_not_blamed_for_a_batch_time_out(
     slow_wasm: Path,
 ) -> None:
     """Ten records of 0.3 s under a 1 s limit: every one comes through, none is blamed."""
@@ -306,7 +295,7 @@ def test_item08_records_that_fit_alone_are_not_blamed_for_a_batch_time_out(
     assert [r.value for r in result.outputs] == [r.value for r in batch]
 
 
-def test_item08_only_the_record_that_exceeds_the_limit_alone_is_reported(
+def test_only_the_record_that_exceeds_the_limit_alone_is_reported(
     slow_wasm: Path,
 ) -> None:
     """Among fast records, the one that takes 5 s alone is the one reported (and nothing
@@ -323,10 +312,10 @@ def test_item08_only_the_record_that_exceeds_the_limit_alone_is_reported(
     assert [r.value for r in result.outputs] == [b"a", b"b"]
 
 
-# --- item 9: a failed batch keeps a stateful plugin's state, as natively ---------------
+# --- a failed batch keeps a stateful plugin's state, as natively ------------------------
 
 
-def test_item09_native_and_wasm_agree_on_state_after_a_failed_batch(rising_wasm: Path) -> None:
+def test_native_and_wasm_agree_on_state_after_a_failed_batch(rising_wasm: Path) -> None:
     """A Python exception in the guest keeps the instance (and its state), like native."""
     batches = [
         [Record(b"1", offset=0), Record(b"5", offset=1)],
@@ -344,7 +333,7 @@ def test_item09_native_and_wasm_agree_on_state_after_a_failed_batch(rising_wasm:
         assert [r.value for r in right.outputs] == [b"7"]  # 5 was remembered
 
 
-# --- item 11: components that are not what they claim ----------------------------------
+# --- components that are not what they claim --------------------------------------------
 
 ONLY_DESCRIBE = """
 (component
@@ -378,7 +367,7 @@ WRONG_TYPES = """
     ],
     ids=["only-describe", "wrong-types", "empty"],
 )
-def test_item11_a_mismatched_component_is_a_clear_load_error(
+def test_a_mismatched_component_is_a_clear_load_error(
     tmp_path: Path, text: str, fragment: str
 ) -> None:
     wasm = component_file(tmp_path, "odd.wasm", text.replace("CONTRACT", CONTRACT_VERSION))
@@ -405,7 +394,7 @@ def test_a_component_of_another_contract_version_is_refused_naming_both(
     assert "Traceback" not in result.output
 
 
-def test_item11_broken_wasm_bytes_are_a_clear_load_error(tmp_path: Path) -> None:
+def test_broken_wasm_bytes_are_a_clear_load_error(tmp_path: Path) -> None:
     wasm = tmp_path / "broken.wasm"
     wasm.write_bytes(b"\x00asm\x0d\x00\x01\x00garbage")
     with pytest.raises(ConfigurationError) as caught:
@@ -413,10 +402,10 @@ def test_item11_broken_wasm_bytes_are_a_clear_load_error(tmp_path: Path) -> None
     assert "is not a valid WebAssembly component" in str(caught.value)
 
 
-# --- item 12: the memory cap while the shim serializes ---------------------------------
+# --- the memory cap while the shim serializes -------------------------------------------
 
 
-def test_item12_memory_cap_in_the_shim_is_a_limit_for_the_batch(hostile_wasm: Path) -> None:
+def test_memory_cap_in_the_shim_is_a_limit_for_the_batch(hostile_wasm: Path) -> None:
     """Outputs too big to encode under the cap fail the batch as a LimitExceededError,
     so the pipeline's error policy applies, and the next batch runs."""
     with attack(hostile_wasm, "bloat", memory_limit_mb=64) as plugin:
@@ -427,10 +416,10 @@ def test_item12_memory_cap_in_the_shim_is_a_limit_for_the_batch(hostile_wasm: Pa
         assert after.error is None
 
 
-# --- item 15: what the guest returns is checked -----------------------------------------
+# --- what the guest returns is checked --------------------------------------------------
 
 
-def test_item15_forged_outputs_are_refused(hostile_wasm: Path) -> None:
+def test_forged_outputs_are_refused(hostile_wasm: Path) -> None:
     """A guest whose shim claims 100,000 outputs for a map of three records is refused."""
     with (
         attack(hostile_wasm, "forge") as plugin,
@@ -439,7 +428,7 @@ def test_item15_forged_outputs_are_refused(hostile_wasm: Path) -> None:
         plugin.process(ATTACK)
 
 
-def test_item15_out_of_range_timestamps_fail_the_record_in_both_runtimes(
+def test_out_of_range_timestamps_fail_the_record_in_both_runtimes(
     hostile_wasm: Path,
 ) -> None:
     native = load_plugin(HOSTILE, {"attack": "far_future"}).process(ATTACK)
@@ -451,7 +440,7 @@ def test_item15_out_of_range_timestamps_fail_the_record_in_both_runtimes(
     assert "64-bit" in native.error.error_message
 
 
-def test_item15_terminal_escapes_in_guest_errors_are_escaped_on_the_cli(
+def test_terminal_escapes_in_guest_errors_are_escaped_on_the_cli(
     hostile_wasm: Path,
 ) -> None:
     result = CliRunner().invoke(
@@ -463,10 +452,10 @@ def test_item15_terminal_escapes_in_guest_errors_are_escaped_on_the_cli(
     assert "\\x1b]0;pwned\\x07\\x1b[2Jscreen cleared" in result.stderr
 
 
-# --- item 18: the cause chain and the record travel with the error -----------------------
+# --- the cause chain and the record travel with the error -------------------------------
 
 
-def test_item18_errors_carry_the_cause_chain_and_the_record_in_both_runtimes(
+def test_errors_carry_the_cause_chain_and_the_record_in_both_runtimes(
     hostile_wasm: Path,
 ) -> None:
     batch = [Record(b"first", offset=1), Record(b"attack", key=b"user-\xff", offset=2)]

@@ -1,0 +1,36 @@
+"""Reading what a command printed: one line's number, a summary table, stderr without progress."""
+
+from __future__ import annotations
+
+import re
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line number of the one line of ``text`` holding ``needle``."""
+    numbers = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(numbers) == 1, (needle, numbers)
+    return numbers[0]
+
+
+def summary_rows(text: str) -> dict[str, list[str]]:
+    """The rows of a printed summary table, by stage name."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 8:
+            rows[cells[0]] = cells
+    return rows
+
+
+_PROGRESS = re.compile(r"^(building|loading) .*(\.\.\.|\.\.\. \d+ s|: \d+\.\d s)$")
+
+
+def without_progress(stderr: str) -> str:
+    """``stderr`` without the progress lines of long waits (a cold cache builds and compiles).
+
+    Those lines announce waits, never failures (tests/wasm/test_progress_lines.py checks
+    them); a test about a command's error lines compares what remains.
+    """
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not _PROGRESS.match(line.rstrip("\n"))
+    )
