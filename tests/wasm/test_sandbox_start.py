@@ -31,6 +31,7 @@ from dataflare_host.wasm.sandbox.child import _wasmtime_engine
 from dataflare_host.wasm.sandbox.host import _process
 from dataflare_host.wasm.sandbox.host._instance import Instance
 from dataflare_host.wasm.sandbox.host._process import SandboxProcess, Unanswered
+from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS
 
 pytestmark = pytest.mark.wasm
 
@@ -68,7 +69,7 @@ def settled_copy(component: Path, folder: Path) -> Path:
     copy = folder / component.name
     shutil.copyfile(component, copy)
     age_s = (time.time_ns() - copy.stat().st_ctime_ns) / 1e9
-    time.sleep(max(0.0, _wasmtime_engine.RACY_WINDOW_NS / 1e9 - age_s + 0.1))
+    time.sleep(max(0.0, RACY_WINDOW_NS / 1e9 - age_s + 0.1))
     return copy
 
 
@@ -115,7 +116,7 @@ def test_a_component_rewritten_with_its_size_and_mtime_kept_is_not_taken_for_the
 ) -> None:
     """Only ctime tells this rewrite apart: the memoised key must not answer for it."""
     component = settled_copy(example_components["uppercase_map"], tmp_path)
-    engine = _wasmtime_engine.SharedEngine()
+    engine = _wasmtime_engine.WasmtimeEngine()
     engine.load(component, cache_root())  # memoises the key of its identity
     before = component.stat()
     data = bytearray(component.read_bytes())

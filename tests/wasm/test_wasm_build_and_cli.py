@@ -26,6 +26,7 @@ import dataflare_host.cli._main as cli_main
 import dataflare_host.wasm.sandbox.child._wasmtime_engine as engine_module
 from dataflare import Record
 from dataflare_host import load_plugin
+from dataflare_host._cache import cache_root
 
 pytestmark = pytest.mark.wasm
 
@@ -316,7 +317,7 @@ def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 
     def fresh() -> None:
         monkeypatch.setattr(engine_module, "_shared", None)
-        engine_module.shared_engine()
+        engine_module.wasmtime_engine()
 
     return fresh
 
@@ -346,10 +347,10 @@ def test_compiled_components_are_cached_on_disk_per_component(
 
     Uses the session's cache directory, so no component is compiled twice in a session.
     """
-    cache = engine_module.compiled_dir()
+    cache = cache_root() / "compiled"
     for wasm in example_components.values():
         fresh_engines()
-        engine_module.shared_engine().load(wasm)  # compiles, or reads the artifact
+        engine_module.wasmtime_engine().load(wasm, cache_root())  # compiles, or reads the artifact
     assert len(artifacts(cache)) >= len(example_components)  # one each, not one shared
     before = artifacts(cache)
 

@@ -50,6 +50,7 @@ from dataflare_host.pipeline._design_names import (
     unknown_processor_type,
 )
 from dataflare_host.pipeline._structure import structure_at
+from dataflare_host.pipeline._workers_setting import parse_workers
 from dataflare_host.pipeline._yaml import LocatedYaml, load_located
 from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
 
@@ -436,9 +437,6 @@ def _check_processor(
 
 def _check_scaling(config: PipelineConfig, doc: LocatedYaml) -> None:
     """``workers:`` must be a count from 1 or ``auto``; ``partition_by`` needs a stateful step."""
-    # Imported here: the engines package imports this module.
-    from dataflare_host.pipeline.engines import parse_workers
-
     where: list[tuple[tuple[str | int, ...], str | None]] = [(("workers",), config.workers)]
     where += [
         (("processors", i, "config", "workers"), p.config.workers)

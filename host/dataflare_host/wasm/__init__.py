@@ -18,7 +18,6 @@ The WASM backend itself, ``WasmPlugin``, lives beside the native one in
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
@@ -47,12 +46,13 @@ def __getattr__(name: str) -> object:
     if name == "WasmPlugin":
         # Moved beside the native backend so that this package never imports
         # plugins/; the old name still works, with a warning.
+        import importlib
+        import warnings
+
         warnings.warn(
             "dataflare_host.wasm.WasmPlugin moved: import it from dataflare_host.plugins",
             DeprecationWarning,
             stacklevel=2,
         )
-        import importlib
-
         return importlib.import_module("dataflare_host.plugins").WasmPlugin
     return _package_attribute(name)

@@ -1,15 +1,16 @@
-"""Component instances in child processes that the host kills when a limit passes.
+"""Component instances in sandbox processes that the host kills when a limit passes.
 
-An :class:`Instance` is one instance of a component, living in a sandbox
-process (:mod:`dataflare_host.wasm.sandbox.child._main`). Every request carries a deadline,
+Runs in the host process. An :class:`Instance` is one instance of a component,
+living in a sandbox process (:mod:`dataflare_host.wasm.sandbox.child._main`).
+Every request carries a deadline,
 and a process that has not answered shortly after it is killed: a CPU loop, a
 blocking WASI call such as ``time.sleep`` and a start function that never
-returns all end there, in components not built from this SDK too. The engine
-compiles no epoch checks (they slowed guest code ~20%): the kill is the limit.
+returns all end there, in components not built from this SDK too. The wasmtime
+engine compiles no epoch checks (they slow guest code down): the kill is the limit.
 
 Processes are reused: one whose instance was dropped cleanly (or trapped, or
 returned past its limit) goes back to a small pool, so replacing an instance
-costs an instantiation (~30 ms); only a kill costs a process start.
+costs an instantiation; only a kill costs a process start.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import attrs
 
 from dataflare import ConfigurationError, PluginIOError
-from dataflare_host._cache import cache_root
+from dataflare_host._cache import cache_max_bytes, cache_root, evict
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm.build._wit import WIT_INTERFACE
@@ -43,6 +44,7 @@ __all__ = [
     "Call",
     "Instance",
     "PreparedCall",
+    "evict_compiled",
     "prepare_call",
 ]
 
@@ -93,7 +95,9 @@ class Instance:
                     answer = self._process.request(
                         ("load", str(path.resolve()), str(cache_root())), COMPILE_TIMEOUT_S
                     )
-                self._answer(answer)
+                compiled = self._answer(answer)
+                if compiled is not None:
+                    evict_compiled(Path(compiled))
                 # A file changed less than RACY_WINDOW_NS ago could change again
                 # without its stat moving: it is loaded (and checked) every time.
                 settled = time.time_ns() - stat.st_ctime_ns > RACY_WINDOW_NS
@@ -204,6 +208,19 @@ class Instance:
         if answer[0] == "ok":
             self._log(answer[2])
         release(process)
+
+
+def evict_compiled(artifact: Path) -> None:
+    """After a sandbox process compiled ``artifact``: keep the compile cache under its cap.
+
+    The host does it, not the sandbox process, which imports nothing of the
+    host. A bad cap (``DATAFLARE_CACHE_MAX_MB``) is logged, not raised: it
+    must not fail the load it follows.
+    """
+    try:
+        evict(artifact.parent, cache_max_bytes(), keep=artifact)
+    except ConfigurationError as exc:
+        logging.getLogger("dataflare.wasm").warning("compile cache not evicted: %s", exc)
 
 
 @attrs.frozen

@@ -1,14 +1,15 @@
 """How the host starts a sandbox process: forked by a running sandbox server, else a new one.
 
-A new interpreter with wasmtime imported takes ~60 ms, most of a WASM plugin's
-cached cold start; a fork from :mod:`dataflare_host.wasm.sandbox.server._main` takes a
-few. :func:`start` asks the server for a child first; when none answers, it
-starts a process itself, as before, and starts a server in the background for
-the next one (in this process or the next run). Either way the caller gets an
-object with the :class:`subprocess.Popen` methods it uses (:class:`Spawned`).
+Runs in the host process. A new interpreter with wasmtime imported is most of
+a WASM plugin's cached cold start; a fork from the server
+(:mod:`dataflare_host.wasm.sandbox.server._main`) is far cheaper. :func:`start`
+asks the server for a child first; when none answers, it starts a process
+itself, as before, and starts a server in the background for the next one (in
+this process or the next run). Either way the caller gets an object with the
+:class:`subprocess.Popen` methods it uses (:class:`Spawned`).
 
 The server's address is keyed by the interpreter, its flags, the import roots,
-wasmtime's installed version and the size and time of the host's own modules,
+wasmtime's installed version and the size and time of the modules a child runs,
 so a server never forks stale code. ``DATAFLARE_SANDBOX_SERVER_IDLE_S`` sets
 how long a server waits for a request before it exits (default
 :data:`DEFAULT_IDLE_S`); ``0`` turns the server off (every sandbox process is
@@ -179,7 +180,7 @@ def _code_key(roots: tuple[str, ...], flags: tuple[str, ...]) -> str:
     The interpreter, its flags and import roots; wasmtime's installed version
     (its ``.dist-info`` folder) and the size and time of the modules a child runs.
     CRC-32 and Adler-32 rather than hashlib: this runs before a sandbox process
-    starts, and hashlib's import alone costs ~6 ms of that cold start.
+    starts, and hashlib's import alone is a noticeable part of that cold start.
     """
     parts = [sys.executable, sys.version, *flags, *roots]
     for root in roots:
@@ -264,8 +265,8 @@ def stop_servers(folder: Path | None = None) -> int:
 
 def _fork(address: str, scratch: str, stderr_shown: bool) -> ForkedProcess | None:
     """A child of the server at ``address``, or None (no server, or it failed us)."""
-    # Imported only when a server's socket file exists: socket alone is ~3 ms
-    # of the start of a process when there is no server.
+    # Imported only when a server's socket file exists: importing socket is a
+    # noticeable part of the start of a process when there is no server.
     import socket
 
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -1,12 +1,16 @@
-"""The sandbox server: a process that has imported wasmtime and forks sandbox processes.
+"""The sandbox server (the fork server): a process that has imported wasmtime and forks
+sandbox processes. This module runs in the server process, and in each child until it
+becomes a sandbox process.
 
-A sandbox process spends ~60 ms of a WASM plugin's cold start on a fresh
+A sandbox process spends most of a WASM plugin's cold start on a fresh
 interpreter and wasmtime's imports, before it loads anything. The server pays
 that once: it imports what a sandbox process imports, then waits on a Unix
 socket, and for each request forks a child that becomes a sandbox process
-(:func:`dataflare_host.wasm.sandbox.child._main.main`) on pipes the host sent along. A fork
-is ~2 ms, so a host that finds a server running gets its sandbox process at
-once; :mod:`dataflare_host.wasm.sandbox.host._spawn` is the host's side.
+(:func:`dataflare_host.wasm.sandbox.child._main.main`) on pipes the host sent
+along. A fork is far cheaper than a new interpreter, so a host that finds a
+server running gets its sandbox process at once;
+:mod:`dataflare_host.wasm.sandbox.host._spawn` is the host's side, and
+:mod:`dataflare_host.wasm.sandbox.protocol` holds what crosses the socket.
 
 Why this is safe to share:
 
