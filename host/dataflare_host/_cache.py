@@ -3,7 +3,7 @@
 ``compiled/`` is bounded: when a new artifact takes it past its size cap
 (:func:`cache_max_bytes`), the least recently used artifacts go first
 (:func:`evict`). "Used" is the
-file's modification time, which the engine refreshes on every cache hit
+file's modification time, which the wasmtime engine refreshes on every cache hit
 (:func:`touch`): access times are not kept on most mounts (``noatime``,
 ``relatime``), so they cannot say what was used last.
 """

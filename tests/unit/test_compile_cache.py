@@ -46,6 +46,33 @@ def test_evict_of_a_missing_folder_is_nothing(cache_dir: Path) -> None:
     assert _cache.evict(cache_dir / "compiled", 0) == []
 
 
+def test_the_host_evicts_after_a_sandbox_process_compiled(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox process imports nothing of the host: the host keeps the cap after its compile."""
+    from dataflare_host.wasm.sandbox.host._instance import evict_compiled
+
+    compiled = cache_dir / "compiled"
+    old = _file(compiled, "old.cwasm", 1 << 20, used=1_000)
+    new = _file(compiled, "new.cwasm", 1 << 20, used=2_000)
+    monkeypatch.setenv("DATAFLARE_CACHE_MAX_MB", "1")
+    evict_compiled(new)
+    assert not old.exists()
+    assert new.exists()  # the artifact just compiled stays, even alone at the cap
+
+
+def test_a_bad_cap_is_logged_not_raised_after_a_compile(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataflare_host.wasm.sandbox.host._instance import evict_compiled
+
+    new = _file(cache_dir / "compiled", "new.cwasm", 10, used=2_000)
+    monkeypatch.setenv("DATAFLARE_CACHE_MAX_MB", "lots")
+    evict_compiled(new)
+    assert "compile cache not evicted" in caplog.text
+    assert "DATAFLARE_CACHE_MAX_MB" in caplog.text
+
+
 def test_cap_comes_from_the_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _cache.cache_max_bytes() == _cache.DEFAULT_MAX_MB << 20
     monkeypatch.setenv("DATAFLARE_CACHE_MAX_MB", "1.5")

@@ -126,3 +126,20 @@ def test_package_docstrings(package: ModuleType) -> None:
     """Every package says what it is."""
     assert package.__doc__
     assert package.__doc__.strip()
+
+
+def test_names_that_moved_with_the_sandbox_still_import() -> None:
+    """``Sandbox`` is ``SandboxLimits``; ``WasmPlugin`` lives in plugins/, and its old
+    place (``dataflare_host.wasm``) still gives it, with a warning naming the new one."""
+    import dataflare_host
+    from dataflare_host import plugins, wasm
+
+    assert dataflare_host.Sandbox is dataflare_host.SandboxLimits is wasm.SandboxLimits
+    assert wasm.Sandbox is wasm.SandboxLimits
+    assert dataflare_host.WasmPlugin is plugins.WasmPlugin
+    assert "WasmPlugin" not in wasm.__all__
+    with pytest.warns(DeprecationWarning, match="import it from dataflare_host.plugins"):
+        from dataflare_host.wasm import WasmPlugin
+    assert WasmPlugin is plugins.WasmPlugin
+    with pytest.raises(AttributeError):
+        wasm.NoSuchName  # noqa: B018

@@ -23,9 +23,10 @@ from support.output import without_progress
 from support.paths import EXAMPLES
 
 import dataflare_host.cli._main as cli_main
-import dataflare_host.wasm._engine as engine_module
+import dataflare_host.wasm.sandbox.child._wasmtime_engine as engine_module
 from dataflare import Record
 from dataflare_host import load_plugin
+from dataflare_host._cache import cache_root
 
 pytestmark = pytest.mark.wasm
 
@@ -92,7 +93,7 @@ def test_build_command_reports_the_component(
     def no_rebuild(source: Path, output: Path | None = None, **_: object) -> Path:
         raise AssertionError(f"{source} was built again: the build cache should have it")
 
-    monkeypatch.setattr("dataflare_host.wasm._build_cache.build_component", no_rebuild)
+    monkeypatch.setattr("dataflare_host.wasm.build._cache.build_component", no_rebuild)
     out = tmp_path / "upper.wasm"
     result = CliRunner().invoke(
         cli_main.main, ["build", str(EXAMPLES / "uppercase_map.py"), "-o", str(out)]
@@ -316,7 +317,7 @@ def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 
     def fresh() -> None:
         monkeypatch.setattr(engine_module, "_shared", None)
-        engine_module.shared_engine()
+        engine_module.wasmtime_engine()
 
     return fresh
 
@@ -346,10 +347,10 @@ def test_compiled_components_are_cached_on_disk_per_component(
 
     Uses the session's cache directory, so no component is compiled twice in a session.
     """
-    cache = engine_module.compiled_dir()
+    cache = cache_root() / "compiled"
     for wasm in example_components.values():
         fresh_engines()
-        engine_module.shared_engine().load(wasm)  # compiles, or reads the artifact
+        engine_module.wasmtime_engine().load(wasm, cache_root())  # compiles, or reads the artifact
     assert len(artifacts(cache)) >= len(example_components)  # one each, not one shared
     before = artifacts(cache)
 

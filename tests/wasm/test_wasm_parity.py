@@ -24,7 +24,7 @@ from dataflare import Record
 from dataflare.runtime import BatchResult
 from dataflare_host import Plugin, load_plugin
 from dataflare_host.testing import json_documents, json_scalars
-from dataflare_host.wasm._plugin import Sandbox
+from dataflare_host.wasm import SandboxLimits
 
 pytestmark = pytest.mark.wasm
 
@@ -338,7 +338,7 @@ SHARDED_EXAMPLES = [
 @pytest.fixture(scope="module")
 def sharded(example_components: Mapping[str, Any]) -> Iterator[dict[str, Plugin]]:
     """Record-wise examples on two instances, sharding any batch of 4 or more."""
-    sandbox = Sandbox(instances=2, min_shard=2)
+    sandbox = SandboxLimits(instances=2, min_shard=2)
     loaded = {
         name: load_plugin(example_components[name], sandbox=sandbox) for name in SHARDED_EXAMPLES
     }

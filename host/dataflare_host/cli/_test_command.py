@@ -15,7 +15,7 @@ from dataflare import ConfigurationError, PluginError, PluginKind, Record
 from dataflare.runtime import BatchResult
 from dataflare_host.cli._failure import fail
 from dataflare_host.plugins import Runtime, load_plugin
-from dataflare_host.wasm import Sandbox
+from dataflare_host.wasm import SandboxLimits
 
 __all__ = ["test"]
 
@@ -187,7 +187,7 @@ def test(
     parsed = _parse_params(params)
     initial = None if aggregate_initial is None else aggregate_initial.encode("utf-8")
     try:
-        sandbox = Sandbox(time_limit_s=time_limit, memory_limit_mb=memory_limit)
+        sandbox = SandboxLimits(time_limit_s=time_limit, memory_limit_mb=memory_limit)
         records = [
             _input_record(line, offset, timestamp_field)
             for offset, line in enumerate(_input_lines(texts, file, stdin))
@@ -233,7 +233,7 @@ def _run_once(
     plugin: Path,
     runtime: Runtime | None,
     params: dict[str, str],
-    sandbox: Sandbox,
+    sandbox: SandboxLimits,
     warm_up: list[Record],
     records: list[Record],
     initial: bytes | None = None,

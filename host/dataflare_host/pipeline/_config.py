@@ -50,8 +50,9 @@ from dataflare_host.pipeline._design_names import (
     unknown_processor_type,
 )
 from dataflare_host.pipeline._structure import structure_at
+from dataflare_host.pipeline._workers_setting import parse_workers
 from dataflare_host.pipeline._yaml import LocatedYaml, load_located
-from dataflare_host.wasm._sandbox import Sandbox
+from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
 
 __all__ = [
     "BatchSettings",
@@ -203,9 +204,9 @@ class ProcessorConfig:
             raise ConfigurationError(unknown_processor_type(self.plugin_type))
         return kind
 
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> SandboxLimits:
         """The processor's WASM limits (raises ConfigurationError naming the setting)."""
-        return Sandbox(
+        return SandboxLimits(
             time_limit_s=self.time_limit_s,
             memory_limit_mb=self.memory_limit_mb,
             instances=self.instances,
@@ -439,9 +440,6 @@ def _check_processor(
 
 def _check_scaling(config: PipelineConfig, doc: LocatedYaml) -> None:
     """``workers:`` must be a count from 1 or ``auto``; ``partition_by`` needs a stateful step."""
-    # Imported here: the engines package imports this module.
-    from dataflare_host.pipeline.engines import parse_workers
-
     where: list[tuple[tuple[str | int, ...], str | None]] = [(("workers",), config.workers)]
     where += [
         (("processors", i, "config", "workers"), p.config.workers)

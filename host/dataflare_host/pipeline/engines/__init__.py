@@ -14,13 +14,12 @@ run one batch at a time is decided in :mod:`._plan`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataflare import ConfigurationError
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._config import PipelineConfig
+from dataflare_host.pipeline._workers_setting import parse_workers
 from dataflare_host.pipeline.engines._inprocess import InProcessEngine
 from dataflare_host.pipeline.engines._plan import Plan
 from dataflare_host.pipeline.engines._pool import Backend, PoolEngine
@@ -37,26 +36,6 @@ __all__ = [
     "parse_workers",
     "worker_count",
 ]
-
-MAX_WORKERS = 256
-
-
-def parse_workers(value: str) -> int:
-    """A ``workers:`` setting as a count: a whole number from 1, or ``auto`` (the cores)."""
-    if value.strip().lower() == "auto":
-        return os.cpu_count() or 1
-    try:
-        count = int(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"must be a number of workers or auto, got {value!r}", setting="workers"
-        ) from None
-    if not 1 <= count <= MAX_WORKERS:
-        raise ConfigurationError(
-            f"must be from 1 to {MAX_WORKERS} (or auto), got {count}", setting="workers"
-        )
-    return count
-
 
 def worker_count(config: PipelineConfig) -> int:
     """The pipeline's workers: the top-level count, raised by any processor asking for more."""

@@ -1,9 +1,10 @@
-"""The sandbox process: runs component instances for the host, which can kill it at any time.
+"""The sandbox process's main loop: runs component instances for the host, which can kill it.
 
-Forked by the sandbox server (:mod:`dataflare_host.wasm._sandbox_server`), or
-started by the host as ``python -I -S -c BOOT`` when none runs; either way it
-runs :func:`main`. It reads requests from stdin and answers on
-stdout, one length-prefixed pickle each way (both ends are this package: the
+Runs in the sandbox process. Forked by the sandbox server
+(:mod:`dataflare_host.wasm.sandbox.server._main`), or started by the host as
+``python -I -S -c BOOT`` when none runs; either way it runs :func:`main`. It
+reads requests from stdin and answers on stdout, one length-prefixed pickle
+each way (:mod:`dataflare_host.wasm.sandbox.protocol`; both ends are this package: the
 guest never writes to this channel, it only returns values that this process
 lifts and checks the shape of). Why a process: wasmtime's epoch deadline stops
 running wasm code but not a blocking WASI call (``time.sleep`` in the guest), so
@@ -17,57 +18,27 @@ A ``bytes`` argument is passed to the export as Latin-1 text, and the framing
 fields of an output (``kept``, ``records``, ``accumulator``) come back as bytes.
 Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
 ``("error", message)`` where ``output`` is what the guest printed during the
-request, capped.
+request, capped. A load's ``value`` is the path of the artifact it compiled
+(None when the component was cached): the host then evicts old artifacts.
 
 This process starts before every plugin's first record, so it stays lean: it
-imports only wasmtime and the standard library (never ``dataflare``, attrs or
-``importlib.metadata``; ``tests/wasm/test_sandbox_start.py`` checks), and the
-host starts it with ``-I -S`` and an explicit ``sys.path`` (:data:`BOOT`).
+imports only wasmtime, the standard library and the protocol (never
+``dataflare``, attrs or ``importlib.metadata``; ``tests/wasm/test_sandbox_start.py``
+and ``tests/unit/test_layout.py`` check), and the host starts it with ``-I -S``
+and an explicit ``sys.path`` (:data:`~dataflare_host.wasm.sandbox.protocol.BOOT`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pickle
-import struct
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-__all__ = ["BOOT", "HEADER", "main", "preload", "read_frame", "write_frame"]
+from dataflare_host.wasm.sandbox.protocol import read_frame, write_frame
 
-BOOT = (
-    "import sys; sys.path[:0] = sys.argv[2:]; "
-    "from dataflare_host.wasm._worker import main; main(sys.argv[1])"
-)
-"""The ``-c`` program of a sandbox process. Its first argument is the process's
-scratch folder (the host makes and removes it, even after a kill), the others
-the folders to import from: started with ``-S``, it reads no ``site-packages``
-and no ``.pth`` file."""
-
-HEADER = struct.Struct(">Q")
-"""Frame header: the payload's length."""
-
-
-def read_frame(stream: IO[bytes]) -> Any:
-    """One pickled message from ``stream``; raises EOFError when the stream ends."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        raise EOFError("the channel closed")
-    (size,) = HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("the channel closed mid-message")
-    return pickle.loads(payload)
-
-
-def write_frame(stream: IO[bytes], message: Any) -> None:
-    """Send one pickled message on ``stream``."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(payload)) + payload)
-    stream.flush()
-
+__all__ = ["main", "preload"]
 
 _TEXT_FIELDS = ("kept", "records", "accumulator")
 
@@ -94,7 +65,7 @@ def preload() -> None:
 
     The sandbox server calls it once, so every process it forks has them.
     """
-    from dataflare_host.wasm import _engine, _worker_instance  # noqa: F401
+    from dataflare_host.wasm.sandbox.child import _instance, _wasmtime_engine  # noqa: F401
 
 
 def main(scratch: str) -> None:
@@ -120,10 +91,13 @@ def _serve(scratch: str) -> None:
     os.dup2(2, 1)
     requests = sys.stdin.buffer
 
-    from dataflare_host.wasm._engine import ComponentError, shared_engine
-    from dataflare_host.wasm._worker_instance import GuestInstance, GuestTrap
+    from dataflare_host.wasm.sandbox.child._instance import GuestInstance, GuestTrap
+    from dataflare_host.wasm.sandbox.child._wasmtime_engine import (
+        ComponentError,
+        wasmtime_engine,
+    )
 
-    engine = shared_engine()
+    engine = wasmtime_engine()
     component: Any = None
     instance: GuestInstance | None = None
     instances = 0
@@ -135,8 +109,8 @@ def _serve(scratch: str) -> None:
         op = request[0]
         try:
             if op == "load":
-                component = engine.load(Path(request[1]), Path(request[2]))
-                reply: tuple[Any, ...] = ("ok", None, [])
+                component, compiled = engine.load(Path(request[1]), Path(request[2]))
+                reply: tuple[Any, ...] = ("ok", None if compiled is None else str(compiled), [])
             elif op == "instantiate":
                 _, memory_bytes, time_limit_s, label, interface = request
                 if instance is not None:
@@ -178,5 +152,6 @@ def _serve(scratch: str) -> None:
             return
 
 
-if __name__ == "__main__":  # by hand, to debug: python -m dataflare_host.wasm._worker DIR
+# By hand, to debug: python -m dataflare_host.wasm.sandbox.child._main DIR
+if __name__ == "__main__":
     main(sys.argv[1])

@@ -1,9 +1,9 @@
-"""Sandbox processes and their request channel, started before the WASM backend loads.
+"""Sandbox processes (:class:`SandboxProcess`) and their request channel, as the host holds them.
 
-Starting a sandbox process is most of a WASM plugin's cold start: a new
-interpreter and wasmtime's imports take tens of milliseconds, a fork from the
-sandbox server a few (:mod:`._sandbox_spawn` picks). This module imports only
-the standard library (and the sandbox process's entry point, which is as lean),
+Runs in the host process. Starting a sandbox process is most of a WASM
+plugin's cold start: a new interpreter and wasmtime's imports, or a cheaper
+fork from the sandbox server (:mod:`._spawn` picks). This module imports only
+the standard library (and the protocol, which is as lean),
 so the host can start a process (:func:`prestart`) the moment it knows a WASM
 plugin will run, *before* it imports the rest of the backend: both then happen
 at once. The process is handed over by :func:`acquire` to the first instance
@@ -26,16 +26,15 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dataflare_host.wasm._sandbox_spawn import Spawned, readable, start, start_wanted_server
-from dataflare_host.wasm._sandbox_spawn import server_address as _server_address
-from dataflare_host.wasm._worker import HEADER
+from dataflare_host.wasm.sandbox.host._spawn import Spawned, readable, start, start_wanted_server
+from dataflare_host.wasm.sandbox.host._spawn import server_address as _server_address
+from dataflare_host.wasm.sandbox.protocol import HEADER, pack
 
 __all__ = [
     "SandboxProcess",
     "Unanswered",
     "acquire",
     "interpreter_flags",
-    "pack",
     "prestart",
     "release",
     "server_address",
@@ -45,13 +44,13 @@ _MAX_IDLE = 4
 
 
 def _import_roots() -> list[str]:
-    """The folders a sandbox process imports from: wasmtime's, this package's, the SDK's.
+    """The folders a sandbox process imports from: wasmtime's and this package's.
 
-    A cached start imports only the first two; a compile (seconds anyway) also
-    evicts old artifacts with the host's cache module, which needs the SDK.
+    Not the SDK's: a sandbox process never imports it (the host evicts old
+    compiled artifacts itself), and a checkout keeps the SDK in a folder of its own.
     """
     roots: list[str] = []
-    for package in ("wasmtime", "dataflare_host", "dataflare"):
+    for package in ("wasmtime", "dataflare_host"):
         # Found, not imported: prestart() runs before the host imports wasmtime.
         spec = importlib.util.find_spec(package)
         assert spec is not None
@@ -67,7 +66,7 @@ def interpreter_flags() -> list[str]:
 
     -I: no PYTHON* variables, no user site, no current folder on the path; -S: no
     site-packages scan or .pth files (the roots are given instead). The process
-    needs nothing else, and its interpreter starts ~5 ms sooner.
+    needs nothing else, and its interpreter starts sooner.
     """
     return ["-I", "-S"] + (["-B"] if sys.flags.dont_write_bytecode else [])
 
@@ -193,11 +192,6 @@ class SandboxProcess:
         self._remove_scratch()
         with contextlib.suppress(OSError):
             self._out.close()
-
-
-def pack(message: tuple[Any, ...]) -> bytes:
-    """A request as it crosses the channel."""
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Unanswered(Exception):

@@ -1,15 +1,16 @@
-"""Component instances in child processes that the host kills when a limit passes.
+"""Component instances in sandbox processes that the host kills when a limit passes.
 
-An :class:`Instance` is one instance of a component, living in a sandbox
-process (:mod:`dataflare_host.wasm._worker`). Every request carries a deadline,
+Runs in the host process. An :class:`Instance` is one instance of a component,
+living in a sandbox process (:mod:`dataflare_host.wasm.sandbox.child._main`).
+Every request carries a deadline,
 and a process that has not answered shortly after it is killed: a CPU loop, a
 blocking WASI call such as ``time.sleep`` and a start function that never
-returns all end there, in components not built from this SDK too. The engine
-compiles no epoch checks (they slowed guest code ~20%): the kill is the limit.
+returns all end there, in components not built from this SDK too. The wasmtime
+engine compiles no epoch checks (they slow guest code down): the kill is the limit.
 
 Processes are reused: one whose instance was dropped cleanly (or trapped, or
 returned past its limit) goes back to a small pool, so replacing an instance
-costs an instantiation (~30 ms); only a kill costs a process start.
+costs an instantiation; only a kill costs a process start.
 """
 
 from __future__ import annotations
@@ -22,21 +23,20 @@ from typing import Any
 import attrs
 
 from dataflare import ConfigurationError, PluginIOError
-from dataflare_host._cache import cache_root
+from dataflare_host._cache import cache_max_bytes, cache_root, evict
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
-from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
-from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_pool import (
+from dataflare_host.wasm.build._wit import WIT_INTERFACE
+from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
+from dataflare_host.wasm.sandbox.host._process import (
     SandboxProcess,
     Unanswered,
     acquire,
-    pack,
     prestart,
     release,
 )
-from dataflare_host.wasm._trap import Trap
-from dataflare_host.wasm._wit import WIT_INTERFACE
+from dataflare_host.wasm.sandbox.host._trap import Trap
+from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS, pack
 
 __all__ = [
     "COMPILE_TIMEOUT_S",
@@ -44,6 +44,7 @@ __all__ = [
     "Call",
     "Instance",
     "PreparedCall",
+    "evict_compiled",
     "prepare_call",
 ]
 
@@ -67,7 +68,7 @@ class Instance:
     to be killed.
     """
 
-    def __init__(self, path: Path, sandbox: Sandbox, label: str) -> None:
+    def __init__(self, path: Path, sandbox: SandboxLimits, label: str) -> None:
         self._sandbox = sandbox
         self._label = label
         self._outstanding = False  # a call begun and not waited for
@@ -94,7 +95,9 @@ class Instance:
                     answer = self._process.request(
                         ("load", str(path.resolve()), str(cache_root())), COMPILE_TIMEOUT_S
                     )
-                self._answer(answer)
+                compiled = self._answer(answer)
+                if compiled is not None:
+                    evict_compiled(Path(compiled))
                 # A file changed less than RACY_WINDOW_NS ago could change again
                 # without its stat moving: it is loaded (and checked) every time.
                 settled = time.time_ns() - stat.st_ctime_ns > RACY_WINDOW_NS
@@ -207,6 +210,19 @@ class Instance:
         release(process)
 
 
+def evict_compiled(artifact: Path) -> None:
+    """After a sandbox process compiled ``artifact``: keep the compile cache under its cap.
+
+    The host does it, not the sandbox process, which imports nothing of the
+    host. A bad cap (``DATAFLARE_CACHE_MAX_MB``) is logged, not raised: it
+    must not fail the load it follows.
+    """
+    try:
+        evict(artifact.parent, cache_max_bytes(), keep=artifact)
+    except ConfigurationError as exc:
+        logging.getLogger("dataflare.wasm").warning("compile cache not evicted: %s", exc)
+
+
 @attrs.frozen
 class PreparedCall:
     """A call's request, packed ahead of sending it (see :func:`prepare_call`)."""
@@ -215,7 +231,7 @@ class PreparedCall:
     limit: float
 
 
-def prepare_call(sandbox: Sandbox, name: str, *args: Any) -> PreparedCall:
+def prepare_call(sandbox: SandboxLimits, name: str, *args: Any) -> PreparedCall:
     """Pack a call of the export ``name`` for :meth:`Instance.send`: the packing (a
     batch's pickle) can then happen while the instance is still busy with another."""
     limit = sandbox.time_limit_s

@@ -1,9 +1,10 @@
 """One instance of a plugin component inside a sandbox process: a Store, its limits, its exports.
 
-The sandbox process's side of :class:`dataflare_host.wasm._sandbox_process.Instance`.
-Like :mod:`dataflare_host.wasm._worker`, it imports only wasmtime and the
-standard library: every sandbox process pays its imports before a plugin's
-first record (``dataflare`` alone cost ~42 ms), so what the SDK would give it
+Runs in the sandbox process: its side of
+:class:`dataflare_host.wasm.sandbox.host._instance.Instance`. Like
+:mod:`dataflare_host.wasm.sandbox.child._main`, it imports only wasmtime, the
+standard library and the protocol: every sandbox process pays its imports before
+a plugin's first record (``dataflare`` would be a large part of them), so what the SDK would give it
 (the contract version, the error types) comes from the host in the request
 and goes back as plain messages the host turns into its own exceptions.
 """
@@ -19,8 +20,8 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from dataflare_host.wasm._engine import ComponentError, SharedEngine
-from dataflare_host.wasm._guest_shapes import GuestRecord, GuestVariant
+from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, WasmtimeEngine
+from dataflare_host.wasm.sandbox.protocol import GuestRecord, GuestVariant
 
 __all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap", "plain"]
 
@@ -36,7 +37,7 @@ _EXPORTS = (
     "snapshot-state",
     "restore-state",
 )
-# logging's levels, by value: importing logging costs a sandbox process ~5 ms.
+# logging's levels, by value: a sandbox process does not import logging.
 _INFO, _WARNING = 20, 30
 
 OUTPUT_CAP_BYTES = 64 * 1024
@@ -47,7 +48,7 @@ class GuestTrap(Exception):
     """The instance trapped or hit a limit: it must not be used again.
 
     ``timed_out`` says the time limit ended it. The host answers with its own
-    :class:`dataflare_host.wasm._trap.Trap`.
+    :class:`dataflare_host.wasm.sandbox.host._trap.Trap`.
     """
 
     def __init__(self, message: str, *, timed_out: bool) -> None:
@@ -70,7 +71,7 @@ class GuestInstance:
 
     def __init__(
         self,
-        shared: SharedEngine,
+        shared: WasmtimeEngine,
         component: wc.Component,
         memory_limit_bytes: int,
         time_limit_s: float,
@@ -80,7 +81,7 @@ class GuestInstance:
     ) -> None:
         self._label = label
         # A new folder (inside the process's private scratch folder, which the
-        # host removes), not tempfile's: importing tempfile costs ~3 ms.
+        # host removes), not tempfile's: a sandbox process does not import tempfile.
         capture.mkdir(mode=0o700)
         self._capture = capture
         self._out = capture / "stdout"
@@ -195,7 +196,7 @@ class GuestInstance:
 
 
 def _check_contract(
-    component: wc.Component, shared: SharedEngine, label: str, interface: str
+    component: wc.Component, shared: WasmtimeEngine, label: str, interface: str
 ) -> None:
     # Read from the component's type, before anything of it runs.
     prefix, _, wanted = interface.rpartition("@")
@@ -230,7 +231,7 @@ def _trap_reason(text: str) -> str:
 
 
 def plain(value: Any) -> Any:
-    """``value`` with wasmtime's records and variants made :mod:`._guest_shapes`'s, so
+    """``value`` with wasmtime's records and variants made the protocol's, so
     the host unpickles an answer without importing wasmtime."""
     kind = type(value)
     if kind is wc.Record:

@@ -1,14 +1,17 @@
-"""One wasmtime Engine per sandbox process, and the compile cache.
+"""The wasmtime engine of a sandbox process, and the compile cache it reads and writes.
 
-Compiling a component takes seconds (CPython is inside it); a compiled artifact
-loads in milliseconds. Artifacts are cached on disk, keyed by the component's
-hash, the wasmtime version and the engine configuration, because an artifact
-is only valid for the exact engine that produced it.
+Runs in the sandbox process. Compiling a component takes seconds (CPython is
+inside it); a compiled artifact loads far faster. Artifacts are cached on disk,
+keyed by the component's hash, the wasmtime version and the engine
+configuration, because an artifact is only valid for the exact engine that
+produced it. The host names the cache folder in its request and keeps the
+folder's size down itself (it evicts after a compile), so this module needs
+nothing of the host.
 
-This module runs in every sandbox process, on the path to a plugin's first
-record: it imports only wasmtime and the standard library (no ``dataflare``,
-no attrs, no ``importlib.metadata``), and a cached component costs a ``stat``,
-a small memo read and a mapped deserialize, not a read and hash of its 18 MB.
+This module is on the path to a plugin's first record: it imports only
+wasmtime, the standard library and the protocol (no ``dataflare``, no attrs,
+no ``importlib.metadata``), and a cached component costs a ``stat``, a small
+memo read and a mapped deserialize, not a read and hash of the whole component.
 """
 
 from __future__ import annotations
@@ -19,38 +22,20 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import wasmtime
 from wasmtime import component as wc
 
-from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
+from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS
 
-__all__ = [
-    "RACY_WINDOW_NS",
-    "ComponentError",
-    "SharedEngine",
-    "compiled_dir",
-    "shared_engine",
-]
+__all__ = ["ComponentError", "Loaded", "WasmtimeEngine", "wasmtime_engine"]
 
-_ENGINE_CONFIG = "epoch_interruption=0;cranelift_opt=speed"  # must match SharedEngine's Config
+_ENGINE_CONFIG = "epoch_interruption=0;cranelift_opt=speed"  # must match WasmtimeEngine's Config
 
 
 class ComponentError(Exception):
     """A component file that cannot be read or is not a valid component; one line."""
-
-
-def _cache_root() -> Path:
-    # Imported here: the cache root needs platformdirs and attrs, which a
-    # sandbox process (told the folder by the host) never loads.
-    from dataflare_host._cache import cache_root
-
-    return cache_root()
-
-
-def compiled_dir() -> Path:
-    """Where compiled components are cached (``compiled/`` under the cache root)."""
-    return _cache_root() / "compiled"
 
 
 _wasmtime_version: str | None = None
@@ -60,8 +45,8 @@ def wasmtime_version() -> str:
     """The installed wasmtime-py's version: artifacts are only valid for it.
 
     Read from its ``.dist-info`` folder beside the package (a directory
-    listing), falling back to :mod:`importlib.metadata`, which costs a
-    sandbox process ~20 ms to import.
+    listing), falling back to :mod:`importlib.metadata`, whose import is a
+    large part of a sandbox process's start.
     """
     global _wasmtime_version
     if _wasmtime_version is None:
@@ -80,14 +65,25 @@ def wasmtime_version() -> str:
     return _wasmtime_version
 
 
-class SharedEngine:
-    """A wasmtime Engine and its WASI linker, shared by the process's stores.
+class Loaded(NamedTuple):
+    """A component :meth:`WasmtimeEngine.load` returns, and the artifact it compiled, if any.
+
+    ``compiled`` is the artifact written by this load (None when the component
+    came from memory or the disk cache): the host evicts old artifacts then.
+    """
+
+    component: wc.Component
+    compiled: Path | None
+
+
+class WasmtimeEngine:
+    """wasmtime's Engine and its WASI linker, shared by the sandbox process's stores.
 
     No epoch interruption: the time limit is the host's, which kills the
     sandbox process when a call overruns (a CPU loop and a blocking WASI call
-    alike). Epoch checks compiled into every loop and call cost guest code
-    ~20% of its speed (measured), for a limit the kill enforces anyway; all
-    they saved was a process start on each time-out, which is rare.
+    alike). Epoch checks compiled into every loop and call slow guest code
+    down measurably, for a limit the kill enforces anyway; all they saved was
+    a process start on each time-out, which is rare.
     """
 
     def __init__(self) -> None:
@@ -99,20 +95,20 @@ class SharedEngine:
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
 
-    def load(self, path: Path, cache_root: Path | None = None) -> wc.Component:
+    def load(self, path: Path, cache_root: Path) -> Loaded:
         """The compiled component for the file at ``path``, from memory, disk cache or JIT.
 
-        ``cache_root`` holds ``compiled/`` (the artifacts) and ``keys/``
-        (:func:`_artifact_key`'s memos); default: the host's cache root.
-        Raises :class:`ComponentError` when the file cannot be read or is not
-        a component.
+        ``cache_root`` (the host's, named in its request) holds ``compiled/``
+        (the artifacts) and ``keys/`` (:func:`_artifact_key`'s memos). Raises
+        :class:`ComponentError` when the file cannot be read or is not a
+        component.
         """
-        root = cache_root if cache_root is not None else _cache_root()
-        key, data = _artifact_key(path, root / "keys")
+        key, data = _artifact_key(path, cache_root / "keys")
+        compiled: Path | None = None
         with self._lock:
             component = self._components.get(key)
             if component is None:
-                component = self._deserialize(root / "compiled" / f"{key}.cwasm")
+                component = self._deserialize(cache_root / "compiled" / f"{key}.cwasm")
             if component is None:
                 if data is None:
                     # The key came from the memo and its artifact is gone. The bytes
@@ -120,15 +116,17 @@ class SharedEngine:
                     # its stat, its old key must not name the new code.
                     data = _read(path)
                     key = _key_of(data)
-                component = self._compile(path, data, root / "compiled" / f"{key}.cwasm")
+                artifact = cache_root / "compiled" / f"{key}.cwasm"
+                component, written = self._compile(path, data, artifact)
+                compiled = artifact if written else None
             self._components[key] = component
-            return component
+            return Loaded(component, compiled)
 
     def _deserialize(self, artifact: Path) -> wc.Component | None:
         if not artifact.is_file():
             return None
         try:
-            # Mapped, not read: ~15 ms for CPython's 36 MB artifact, vs ~90 from bytes.
+            # Mapped, not read: a fraction of the time of a deserialize from bytes.
             component = wc.Component.deserialize_file(self.engine, str(artifact))
         except wasmtime.WasmtimeError:
             artifact.unlink(missing_ok=True)  # stale or corrupt: compile again
@@ -139,7 +137,8 @@ class SharedEngine:
             os.utime(artifact)
         return component
 
-    def _compile(self, path: Path, data: bytes, artifact: Path) -> wc.Component:
+    def _compile(self, path: Path, data: bytes, artifact: Path) -> tuple[wc.Component, bool]:
+        """The component compiled from ``data``, and whether its artifact was written."""
         try:
             component = wc.Component(self.engine, data)
         except wasmtime.WasmtimeError as exc:
@@ -154,9 +153,8 @@ class SharedEngine:
             partial.write_bytes(component.serialize())
             partial.replace(artifact)
         except OSError:
-            return component  # an unwritable cache only costs the next run a compile
-        _evict(artifact)
-        return component
+            return component, False  # an unwritable cache only costs the next run a compile
+        return component, True
 
 
 def _read(path: Path) -> bytes:
@@ -168,7 +166,7 @@ def _read(path: Path) -> bytes:
 
 def _key_of(data: bytes) -> str:
     """The compile-cache key of a component's bytes."""
-    import hashlib  # loads OpenSSL (~2 ms): only for a file the memo does not know
+    import hashlib  # loads OpenSSL: only for a file the memo does not know
 
     digest = hashlib.sha256(data).hexdigest()
     return hashlib.sha256(
@@ -207,7 +205,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
     The key is a hash of the content's SHA-256, the wasmtime version and the
     engine settings. A file whose identity (:func:`_identity`) was seen before
     has its key memoised in ``folder``, so a cached start neither reads and
-    hashes 18 MB (~25 ms) nor loads OpenSSL for hashlib (~2 ms). Only a file
+    hashes the whole component nor loads OpenSSL for hashlib. Only a file
     whose last change is older than :data:`RACY_WINDOW_NS` is memoised: a later
     change moves its ctime, so a changed file never maps to the key (and the
     artifact) of its old content. A memo holds its identity in full and is
@@ -258,27 +256,14 @@ def _prune(folder: Path) -> None:
             os.unlink(path)
 
 
-def _evict(artifact: Path) -> None:
-    # Only after a compile (seconds): the cache module's imports cost nothing here.
-    import logging
-
-    from dataflare import ConfigurationError
-    from dataflare_host._cache import cache_max_bytes, evict
-
-    try:
-        evict(artifact.parent, cache_max_bytes(), keep=artifact)
-    except ConfigurationError as exc:  # a bad cap must not fail the load it follows
-        logging.getLogger("dataflare.wasm").warning("compile cache not evicted: %s", exc)
-
-
-_shared: SharedEngine | None = None
+_shared: WasmtimeEngine | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_engine() -> SharedEngine:
-    """The process's engine (created on first use)."""
+def wasmtime_engine() -> WasmtimeEngine:
+    """The sandbox process's wasmtime engine (created on first use)."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = SharedEngine()
+            _shared = WasmtimeEngine()
         return _shared
