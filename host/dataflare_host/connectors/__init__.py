@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
-from ._base import NoConnection, Position, Rejected, Sink, Source, SourceBatch
+from ._base import Backlog, NoConnection, Position, Rejected, Sink, Source, SourceBatch
 from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
 from ._loader import (
@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SINK_GROUP",
     "SOURCE_GROUP",
+    "Backlog",
     "ConnectorRegistry",
     "ElasticsearchSink",
     "ElasticsearchSinkConfig",
