@@ -176,12 +176,15 @@ def _box(root: ET.Element, node: Node, x: float, y: float) -> None:
                 "style": f"{_FONT};{style};fill:#263238",
             },
         )
-        item.text = _fit(text, 30 if index else 26)
+        item.text = _fit(text, 30) if index else _fit(text, 26, keep_end=False)
 
 
-def _fit(text: str, characters: int) -> str:
-    """Text cut to what fits a box's width (the full id stays in the box's title)."""
-    return text if len(text) <= characters else text[: characters - 1] + "…"
+def _fit(text: str, characters: int, *, keep_end: bool = True) -> str:
+    """Text cut to what fits a box's width: a path keeps its end (the file's name); the
+    full id stays in the box's title."""
+    if len(text) <= characters:
+        return text
+    return "…" + text[-(characters - 1) :] if keep_end else text[: characters - 1] + "…"
 
 
 def _arrow(
