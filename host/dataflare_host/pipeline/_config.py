@@ -64,7 +64,9 @@ __all__ = [
     "ProcessorConfig",
     "ProcessorEntry",
     "check_connector_form",
+    "check_processor",
     "config_problems",
+    "pipeline_problems",
     "load_pipeline_config",
 ]
 
@@ -284,13 +286,45 @@ def config_problems(config: PipelineConfig, doc: LocatedYaml) -> list[Configurat
     attempt(_check_ids, config, doc)
     attempt(_check_bounds, config, doc)
     for index, processor in enumerate(config.processors):
-        attempt(_check_processor, processor.config, doc, ("processors", index, "config"))
+        attempt(check_processor, processor.config, doc, ("processors", index, "config"))
     roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = [
         *((("sources", i, "config"), e.config, "source") for i, e in enumerate(config.sources)),
         *((("sinks", i, "config"), e.config, "sink") for i, e in enumerate(config.sinks)),
     ]
     if config.dead_letter is not None:
         roles.append((("dead_letter", "config"), config.dead_letter.config, "sink"))
+    for where, connector, role in roles:
+        attempt(check_connector_form, connector, role, doc, where)
+    problems.extend(_across_entries(config, doc))
+    return problems
+
+
+def pipeline_problems(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
+    """The problems no single entry has alone: ids used twice, bounds, look-back sources,
+    worker counts, a dead-letter policy without a dead-letter sink."""
+    problems: list[ConfigurationError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigurationError as exc:
+            problems.append(exc)
+
+    attempt(_check_ids, config, doc)
+    attempt(_check_bounds, config, doc)
+    return problems + _across_entries(config, doc)
+
+
+def _across_entries(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
+    problems: list[ConfigurationError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigurationError as exc:
+            problems.append(exc)
+
+    roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = []
     for index, processor in enumerate(config.processors):
         if processor.config.look_back is not None:
             at: tuple[str | int, ...] = ("processors", index, "config", "look_back", "source")
@@ -408,7 +442,7 @@ def check_connector_form(
             raise doc.error((*path, "plugin_path"), f"file {resolved} does not exist")
 
 
-def _check_processor(
+def check_processor(
     config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]
 ) -> None:
     if processor_kind(config.plugin_type) is None:

@@ -9,6 +9,7 @@ every plugin and connector (each on its own, closed again at once).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from dataflare_host.pipeline._config import (
     ConnectorEntry,
     PipelineConfig,
     ProcessorEntry,
-    config_problems,
+    check_connector_form,
+    check_processor,
     load_pipeline_config,
+    pipeline_problems,
 )
 from dataflare_host.pipeline._design_names import ConnectorRole
 from dataflare_host.pipeline._runner import Pipeline
@@ -45,15 +48,16 @@ def validate_pipeline(path: Path, registry: ConnectorRegistry | None = None) -> 
     try:
         config, doc = load_pipeline_config(path)
     except ConfigurationError as first:
-        return Validation(None, _config_problems(path) or [first])
+        return Validation(None, _config_problems(path, registry) or [first])
     try:
         return Validation(Pipeline(config, doc, registry), [])
     except PluginError as first:
         return Validation(None, _load_problems(config, doc, registry) or [first])
 
 
-def _config_problems(path: Path) -> list[PluginError]:
-    """The shape's problems, entry by entry; when the shape is right, the config checks'."""
+def _config_problems(path: Path, registry: ConnectorRegistry | None) -> list[PluginError]:
+    """The shape's problems, entry by entry, with what the entries that have the right
+    shape get wrong on their own; when the whole shape is right, the config checks'."""
     try:
         doc = load_located(path)
     except ConfigurationError as exc:
@@ -75,18 +79,53 @@ def _config_problems(path: Path) -> list[PluginError]:
         rest[group] = []
         for index, entry in enumerate(entries):
             try:
-                structure_at(doc, entry, entry_type, (group, index))
+                shaped: ConnectorEntry | ProcessorEntry = structure_at(
+                    doc, entry, entry_type, (group, index)
+                )
             except ConfigurationError as exc:
                 problems.append(exc)
+                continue
+            problems.extend(_entry_problems(shaped, doc, (group, index), registry))
     try:
         structure_at(doc, rest, PipelineConfig, ())
     except ConfigurationError as exc:
         problems.append(exc)
-    if problems:
-        return problems
-    # Every entry and the rest structure: the checks see the whole config.
-    config = structure_at(doc, doc.data, PipelineConfig, ())
-    return list(config_problems(config, doc))
+    else:
+        if all(isinstance(doc.data.get(group), list) for group in lists if group in doc.data):
+            try:  # every entry has its shape: the checks across entries can run too
+                config = structure_at(doc, doc.data, PipelineConfig, ())
+            except ConfigurationError:
+                pass
+            else:
+                problems.extend(pipeline_problems(config, doc))
+    return sorted(problems, key=_line)
+
+
+def _line(problem: PluginError) -> int:
+    """The file line a problem names (``file:LINE: ...``), to list them in file order."""
+    match = re.match(r"[^:]*:(\d+): ", str(problem))
+    return int(match.group(1)) if match else 0
+
+
+def _entry_problems(
+    entry: ConnectorEntry | ProcessorEntry,
+    doc: LocatedYaml,
+    where: tuple[str | int, ...],
+    registry: ConnectorRegistry | None,
+) -> list[PluginError]:
+    """What one well-shaped entry gets wrong on its own: a processor's settings, or a
+    connector's form and settings (built, not connected)."""
+    try:
+        if isinstance(entry, ProcessorEntry):
+            check_processor(entry.config, doc, (*where, "config"))
+            return []
+        role: ConnectorRole = "source" if where[0] == "sources" else "sink"
+        check_connector_form(entry.config, role, doc, (*where, "config"))
+        registry = registry or ConnectorRegistry.from_entry_points()
+        build_connector(entry, doc, where, registry, role).close()
+    except PluginError as exc:
+        return [exc]
+    return []
 
 
 def _load_problems(
