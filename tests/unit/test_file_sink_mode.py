@@ -36,7 +36,8 @@ def test_append_is_the_default_and_keeps_what_the_file_holds(tmp_path: Path) -> 
     out = tmp_path / "out.jsonl"
     out.write_text('{"old":1}\n')
     fresh = sink(out)
-    assert fresh.config.mode == "append"
+    assert fresh.config.mode is None  # not given: appends (--reset asks first)
+    assert fresh.held_output() == f"{out} (1 line)"
     fresh.run_starts(resuming=False)
     write_once(fresh, b'{"new":2}')
     assert out.read_text() == '{"old":1}\n{"new":2}\n'
@@ -176,9 +177,15 @@ def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> 
     )
     assert ids(out) == list(range(5))
     feed(tmp_path, range(5, 8))
-    assert run(pipeline) == (0, [])  # resumed: nothing announced, nothing emptied
-    assert ids(out) == list(range(8))
     checkpoint = tmp_path / "modes.checkpoint.json"
+    assert run(pipeline) == (  # resumed: said first, nothing emptied
+        0,
+        [
+            f"resuming from {checkpoint}: source 'in' (file): skipping 5 record(s) already "
+            "delivered (in.jsonl up to line 5); --reset starts over"
+        ],
+    )
+    assert ids(out) == list(range(8))
     code, lines = run(pipeline, "--reset")
     assert (code, lines) == (
         0,
@@ -194,9 +201,10 @@ def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> 
 
 
 def test_append_mode_reset_says_appended_and_appends(tmp_path: Path) -> None:
-    """Existing pipelines (no mode) keep their behaviour: --reset delivers all again, after."""
+    """An explicit mode: append keeps both copies on purpose: --reset delivers all again,
+    after what the file holds (without a mode, --reset refuses: test_operator_cli)."""
     feed(tmp_path, range(3))
-    pipeline = pipeline_file(tmp_path, mode=None, dead_letter=True)
+    pipeline = pipeline_file(tmp_path, mode="append", dead_letter=True)
     assert run(pipeline) == (0, [])  # append mode announces nothing on a fresh start
     out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
     code, lines = run(pipeline, "--reset")

@@ -7,10 +7,11 @@ Before a run, the operator is told exactly what will happen:
   1,054 record(s) already delivered (in.jsonl up to line 1,054); --reset starts over``);
 - with ``--reset``, one line for the checkpoint it discards and one per sink
   (``--reset: sink 'out' (file): out.jsonl (1,234 lines) will be overwritten``),
-  printed before anything is discarded. A file sink in ``mode: append`` that
+  printed before anything is discarded. A file sink without a ``mode:`` that
   already holds lines makes ``--reset`` refuse instead (:meth:`RunStart.refusal`):
   reading every source again would append a second copy of every record, a
-  silent duplicate; the error says how to go on, and nothing is discarded;
+  silent duplicate; the error says how to go on (``mode: overwrite``, an explicit
+  ``mode: append``, or moving the file away), and nothing is discarded;
 - without ``--reset``, a line for each file sink that a fresh start empties
   (``mode: overwrite``): ``starting fresh: sink 'out' (file): out.jsonl (1,234
   lines) will be overwritten``.
@@ -93,10 +94,10 @@ class RunStart:
             held = sink.held_output()
             if held is not None:
                 return ConfigurationError(
-                    f"--reset: {name}: {held} would get a second copy of every record (mode: "
-                    "append); set mode: overwrite on this sink (a fresh start then empties "
-                    f"it), or move {sink.path} away, then run --reset again; nothing was "
-                    "discarded"
+                    f"--reset: {name}: {held} would get a second copy of every record "
+                    "appended; set mode: overwrite on this sink (a fresh start empties it), "
+                    f"mode: append (keep both copies), or move {sink.path} away, then run "
+                    "--reset again; nothing was discarded"
                 )
         return None
 
@@ -104,7 +105,8 @@ class RunStart:
         """What the operator is told before the run (see the module), first line first."""
         if not self.reset:
             if self.resuming:
-                return [self._resuming_line()]
+                line = self._resuming_line()
+                return [] if line is None else [line]
             if self.resuming is None:
                 return []
             return [
@@ -124,16 +126,23 @@ class RunStart:
             lines.append(f"--reset: {name}: {what}")
         return lines
 
-    def _resuming_line(self) -> str:
-        """``resuming from CHECKPOINT: source 'in' (file): skipping N record(s) ...``."""
+    def _resuming_line(self) -> str | None:
+        """``resuming from CHECKPOINT: source 'in' (file): skipping N record(s) ...``; None
+        when a source cannot resume from its position (the run fails on it, in one line
+        naming the checkpoint and --reset)."""
         config = self.pipeline.config
         parts = []
         for entry, source in zip(config.sources, self.pipeline.sources, strict=True):
             name = f"source {entry.id!r} ({entry.config.connector})"
-            if entry.id in self.positions:
-                parts.append(f"{name}: {source.describe_position(self.positions[entry.id])}")
-            else:
+            if entry.id not in self.positions:
                 parts.append(f"{name}: from its start (no position saved)")
+                continue
+            position = self.positions[entry.id]
+            try:
+                source.check_position(position)
+                parts.append(f"{name}: {source.describe_position(position)}")
+            except (PluginError, KeyError, TypeError, ValueError, AttributeError):
+                return None  # a foreign or hand-edited position: the run's error says it
         where = self.pipeline.checkpoints.path
         return f"resuming from {where}: {'; '.join(parts)}; --reset starts over"
 

@@ -48,7 +48,10 @@ def validate_pipeline(path: Path, registry: ConnectorRegistry | None = None) -> 
     try:
         config, doc = load_pipeline_config(path)
     except ConfigurationError as first:
-        return Validation(None, _config_problems(path, registry) or [first])
+        found = _config_problems(path, registry)
+        # One problem: the run's own message for it (the whole-file check words some
+        # problems better than the entry-by-entry one).
+        return Validation(None, found if len(found) > 1 else [first])
     try:
         return Validation(Pipeline(config, doc, registry), [])
     except PluginError as first:
