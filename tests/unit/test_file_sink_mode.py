@@ -36,7 +36,7 @@ def test_append_is_the_default_and_keeps_what_the_file_holds(tmp_path: Path) -> 
     out = tmp_path / "out.jsonl"
     out.write_text('{"old":1}\n')
     fresh = sink(out)
-    assert fresh.config.mode is None  # not given: appends (--reset asks first)
+    assert fresh.config.mode == "append"
     assert fresh.held_output() == f"{out} (1 line)"
     fresh.run_starts(resuming=False)
     write_once(fresh, b'{"new":2}')
@@ -200,22 +200,30 @@ def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> 
     assert ids(out) == list(range(8))
 
 
-def test_append_mode_reset_says_appended_and_appends(tmp_path: Path) -> None:
-    """An explicit mode: append keeps both copies on purpose: --reset delivers all again,
-    after what the file holds (without a mode, --reset refuses: test_operator_cli)."""
+def test_append_mode_reset_refuses_a_second_copy_until_the_file_is_moved(
+    tmp_path: Path,
+) -> None:
+    """Append mode (the default): --reset would append a second copy after the 3 lines, so
+    it refuses, changing nothing; with the file moved away it says what it does and writes
+    one copy (the empty dead-letter file is appended to: it holds nothing to duplicate)."""
     feed(tmp_path, range(3))
-    pipeline = pipeline_file(tmp_path, mode="append", dead_letter=True)
+    pipeline = pipeline_file(tmp_path, mode=None, dead_letter=True)
     assert run(pipeline) == (0, [])  # append mode announces nothing on a fresh start
     out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    result = CliRunner().invoke(main, ["run", "--quiet", "--reset", str(pipeline)])
+    assert result.exit_code == 2
+    assert "would get a second copy of every record appended" in result.stderr
+    assert ids(out) == [0, 1, 2]
+    out.rename(tmp_path / "kept.jsonl")
     code, lines = run(pipeline, "--reset")
     assert code == 0
     assert lines[1:] == [
-        f"--reset: sink 'out' (file): {out} (3 lines) will be appended to",
+        f"--reset: sink 'out' (file): {out} does not exist yet; it will be created",
         lines[2],
         f"--reset: dead_letter 'rejects' (file): {rejects} (0 lines) will be appended to",
     ]
     assert lines[2].startswith("--reset: sink 'echo' (stdout): what it holds is kept")
-    assert ids(out) == [0, 1, 2, 0, 1, 2]
+    assert ids(out) == [0, 1, 2]
 
 
 def test_reset_without_a_checkpoint_says_there_is_nothing_to_discard(tmp_path: Path) -> None:

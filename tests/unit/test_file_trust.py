@@ -186,9 +186,9 @@ def test_item07_a_checkpoint_from_another_file_is_refused_naming_reset(tmp_path:
     assert "--reset" in errors[0]
     assert "b.jsonl" in errors[0]
     assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == list(range(5))
-    code, errors, _ = run_cli(copy_pipeline(tmp_path, "a.jsonl", mode="append"), "--reset")
+    code, errors, _ = run_cli(copy_pipeline(tmp_path, "a.jsonl", mode="overwrite"), "--reset")
     assert (code, errors) == (0, [])
-    assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [10, 11, 12]
 
 
 def test_item07_a_different_file_under_the_same_name_is_refused(tmp_path: Path) -> None:

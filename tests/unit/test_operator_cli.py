@@ -177,8 +177,8 @@ def test_a_resumed_run_says_so_on_its_first_line(tmp_path: Path) -> None:
 
 
 def test_reset_refuses_to_append_a_second_copy_and_discards_nothing(tmp_path: Path) -> None:
-    """No mode: and lines in the file: --reset stops before discarding anything, saying
-    how to go on; the output and the checkpoint stay as they were."""
+    """mode: append (the default) with lines in the file: --reset stops before discarding
+    anything, saying how to go on; the output and the checkpoint stay as they were."""
     feed(tmp_path, 6)
     pipeline = copy_pipeline(tmp_path)
     assert invoke("run", "--quiet", str(pipeline))[0] == 0
@@ -189,9 +189,9 @@ def test_reset_refuses_to_append_a_second_copy_and_discards_nothing(tmp_path: Pa
     assert code == 2
     assert stderr.splitlines()[-1] == (
         f"error: --reset: sink 'out' (file): {out} (6 lines) would get a second copy of "
-        "every record appended; set mode: overwrite on this sink (a fresh start empties "
-        f"it), mode: append (keep both copies), or move {out} away, then run --reset again; "
-        "nothing was discarded"
+        "every record appended (mode: append); set mode: overwrite on this sink (a fresh "
+        f"start empties it) or move {out} away, then run --reset again; nothing was "
+        "discarded"
     )
     assert (out.read_bytes(), checkpoint.read_bytes()) == before
 

@@ -100,7 +100,8 @@ def test_quiet_run_prints_only_the_final_summary(tagging_pipeline: Path) -> None
 
 def test_rerun_resumes_and_reset_starts_over(tagging_pipeline: Path) -> None:
     """A second run resumes from the checkpoint (writes nothing); ``--reset`` refuses to
-    append a second copy to the sink (no mode:), and with mode: append reads all again."""
+    append a second copy to the sink (mode: append), and with mode: overwrite reads all
+    again into an emptied file."""
     directory = tagging_pipeline.parent
     assert invoke("run", str(tagging_pipeline))[0] == 0
     code, _, stderr = invoke("run", str(tagging_pipeline))
@@ -113,12 +114,12 @@ def test_rerun_resumes_and_reset_starts_over(tagging_pipeline: Path) -> None:
     assert "would get a second copy of every record appended" in stderr
     assert output_ids(directory) == list(range(0, 50, 2))
     document = yaml.safe_load(tagging_pipeline.read_text())
-    document["sinks"][0]["config"]["connection"]["mode"] = "append"
+    document["sinks"][0]["config"]["connection"]["mode"] = "overwrite"
     tagging_pipeline.write_text(yaml.safe_dump(document))
     code, _, stderr = invoke("run", "--reset", str(tagging_pipeline))
     assert code == 0
     assert "resumed" not in stderr
-    assert output_ids(directory) == list(range(0, 50, 2)) * 2
+    assert output_ids(directory) == list(range(0, 50, 2))
 
 
 def failing_pipeline(directory: Path) -> Path:

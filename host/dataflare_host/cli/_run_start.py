@@ -7,11 +7,11 @@ Before a run, the operator is told exactly what will happen:
   1,054 record(s) already delivered (in.jsonl up to line 1,054); --reset starts over``);
 - with ``--reset``, one line for the checkpoint it discards and one per sink
   (``--reset: sink 'out' (file): out.jsonl (1,234 lines) will be overwritten``),
-  printed before anything is discarded. A file sink without a ``mode:`` that
-  already holds lines makes ``--reset`` refuse instead (:meth:`RunStart.refusal`):
-  reading every source again would append a second copy of every record, a
-  silent duplicate; the error says how to go on (``mode: overwrite``, an explicit
-  ``mode: append``, or moving the file away), and nothing is discarded;
+  printed before anything is discarded. A file sink in ``mode: append`` (the
+  default) that already holds lines makes ``--reset`` refuse instead
+  (:meth:`RunStart.refusal`): reading every source again would append a second
+  copy of every record, a silent duplicate; the error says how to go on
+  (``mode: overwrite``, or moving the file away), and nothing is discarded;
 - without ``--reset``, a line for each file sink that a fresh start empties
   (``mode: overwrite``): ``starting fresh: sink 'out' (file): out.jsonl (1,234
   lines) will be overwritten``.
@@ -95,9 +95,9 @@ class RunStart:
             if held is not None:
                 return ConfigurationError(
                     f"--reset: {name}: {held} would get a second copy of every record "
-                    "appended; set mode: overwrite on this sink (a fresh start empties it), "
-                    f"mode: append (keep both copies), or move {sink.path} away, then run "
-                    "--reset again; nothing was discarded"
+                    "appended (mode: append); set mode: overwrite on this sink (a fresh start "
+                    f"empties it) or move {sink.path} away, then run --reset again; nothing "
+                    "was discarded"
                 )
         return None
 

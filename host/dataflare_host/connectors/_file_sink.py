@@ -118,11 +118,10 @@ class FileSink(Sink):
         return f"{self.path} ({self._measure(info.st_size)}) {fate}"
 
     def held_output(self) -> str | None:
-        """What a fresh start would append a second copy of every record after, unasked:
-        ``out.jsonl (6 lines)``; None when it would not, or was asked to (``mode:
-        overwrite`` empties the file first, an explicit ``mode: append`` keeps it; a
-        missing, empty or not regular file holds nothing to duplicate)."""
-        if self.config.mode is not None:
+        """What a fresh start would append a second copy of every record after:
+        ``out.jsonl (6 lines)``; None when it would not (``mode: overwrite`` empties the
+        file first; a missing, empty or not regular file holds nothing to duplicate)."""
+        if self.config.mode == "overwrite":
             return None
         try:
             info = self.path.stat()

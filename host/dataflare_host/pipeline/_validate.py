@@ -75,7 +75,9 @@ def _config_problems(path: Path, registry: ConnectorRegistry | None) -> list[Plu
     }
     rest: dict[str, Any] = {k: v for k, v in doc.data.items() if k not in lists}
     for group, entry_type in lists.items():
-        entries = doc.data.get(group)
+        if group not in doc.data:
+            continue  # processors: may be left out; sources: and sinks: were checked
+        entries = doc.data[group]
         if not isinstance(entries, list):
             rest[group] = entries  # the whole-file structuring says what is wrong
             continue
