@@ -40,8 +40,8 @@ and each component file's artifact key remembered by file identity (so a cached 
 maps its artifact without reading and hashing the component)."""
 
 DEFAULT_MAX_MB = 1024
-"""Size cap of ``compiled/`` unless ``$DATAFLARE_CACHE_MAX_MB`` says otherwise:
-about 28 compiled components of ~36 MB."""
+"""Size cap of ``compiled/`` unless ``$DATAFLARE_CACHE_MAX_MB`` says otherwise: room
+for a few dozen compiled components."""
 
 
 def cache_root() -> Path:

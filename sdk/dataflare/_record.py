@@ -78,7 +78,7 @@ class Record:
 
     def __attrs_post_init__(self) -> None:
         # Plain type checks instead of attrs validators: records are built on the
-        # hot path (10k per batch, inside the WASM guest too) and this is 2x faster.
+        # hot path (10k per batch, inside the WASM guest too) and they cost less.
         if type(self.value) is not bytes:
             raise _type_error("value", "bytes", self.value)
         if self.key is not None and type(self.key) is not bytes:

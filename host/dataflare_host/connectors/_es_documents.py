@@ -72,11 +72,6 @@ class IndexTemplate:
                 )
         return cls(text, tuple(parts))
 
-    @property
-    def needs_document(self) -> bool:
-        """Whether rendering reads the record's JSON value."""
-        return any(part.kind == "field" for part in self.parts)
-
     def render(self, record: Record, document: dict[str, Any]) -> str:
         """The index for ``record``; raises ValueError saying what the record lacks."""
         out: list[str] = []

@@ -16,12 +16,21 @@ from psycopg import sql
 
 from dataflare import ConfigurationError, PluginIOError
 
-__all__: list[str] = []
+__all__ = [
+    "PostgresConnection",
+    "cancel_statement",
+    "conninfo",
+    "jsonable",
+    "key_text",
+    "lsn_text",
+    "open_connection",
+    "parse_lsn",
+    "qualified",
+    "set_lock_timeout",
+    "to_json",
+]
 
 log = logging.getLogger("dataflare.connectors.postgres")
-
-
-# -- shared helpers ----------------------------------------------------------------------------
 
 
 def _describe_dsn(dsn: str) -> str:
@@ -34,7 +43,8 @@ def _describe_dsn(dsn: str) -> str:
     return " ".join(f"{name}={value}" for name, value in parts.items())
 
 
-def _connect(dsn: str, what: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+def open_connection(dsn: str, what: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+    """A connection to ``dsn``; a failure is a PluginIOError naming ``what`` (no password)."""
     try:
         return psycopg.connect(dsn, autocommit=autocommit)
     except psycopg.Error as exc:
@@ -43,7 +53,7 @@ def _connect(dsn: str, what: str, *, autocommit: bool) -> psycopg.Connection[Any
         ) from exc
 
 
-def _set_lock_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
+def set_lock_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
     """Make every later statement on ``conn`` give up waiting for a lock after ``milliseconds``.
 
     A statement waiting for a lock (a migration's ``ALTER TABLE``, a ``VACUUM
@@ -53,7 +63,7 @@ def _set_lock_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{milliseconds}ms",))
 
 
-def _cancel(conn: psycopg.Connection[Any], what: str, timeout_s: float) -> None:
+def cancel_statement(conn: psycopg.Connection[Any], what: str, timeout_s: float) -> None:
     """Ask the server to cancel the statement running on ``conn`` (callable from any thread).
 
     Best effort: a cancel request that cannot be delivered within ``timeout_s``
@@ -65,7 +75,7 @@ def _cancel(conn: psycopg.Connection[Any], what: str, timeout_s: float) -> None:
         log.warning("%s: could not cancel the running statement: %s", what, exc)
 
 
-def _qualified(name: str) -> sql.Identifier:
+def qualified(name: str) -> sql.Identifier:
     """``schema.table`` or ``table`` as a quoted identifier."""
     return sql.Identifier(*name.split("."))
 
@@ -81,13 +91,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _to_json(document: Any) -> bytes:
+def to_json(document: Any) -> bytes:
+    """A row (or change) as compact JSON; values JSON has no type for become text."""
     return json.dumps(
         document, separators=(",", ":"), ensure_ascii=False, default=_json_default
     ).encode()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """``value`` as something json.dumps takes as-is (a key kept in a position)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -96,21 +107,21 @@ def _jsonable(value: Any) -> Any:
     return _json_default(value)
 
 
-def _key_text(value: Any) -> bytes:
-    jsonable = _jsonable(value)
-    return (jsonable if isinstance(jsonable, str) else json.dumps(jsonable)).encode()
+def key_text(value: Any) -> bytes:
+    """A key column's value as a record key: its text."""
+    plain = jsonable(value)
+    return (plain if isinstance(plain, str) else json.dumps(plain)).encode()
 
 
-def _lsn(text: str) -> int:
+def parse_lsn(text: str) -> int:
+    """A log sequence number written ``16/B374D848`` as a number."""
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) | int(low, 16)
 
 
-def _lsn_text(value: int) -> str:
+def lsn_text(value: int) -> str:
+    """A log sequence number as PostgreSQL writes it (``16/B374D848``)."""
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-# -- source ------------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)

@@ -22,9 +22,9 @@ from dataflare import ConfigurationError, PluginIOError, Record
 from ._base import Sink
 from ._postgres_common import (
     PostgresConnection,
-    _connect,
-    _qualified,
     conninfo,
+    open_connection,
+    qualified,
 )
 
 __all__ = ["PostgresSink", "PostgresSinkConfig"]
@@ -110,7 +110,7 @@ class PostgresSink(Sink):
         self._what = f"postgres sink (table {config.table})"
 
     def connect(self) -> None:
-        self._conn = _connect(self._dsn, self._what, autocommit=False)
+        self._conn = open_connection(self._dsn, self._what, autocommit=False)
         try:
             self._inspect()
         except psycopg.Error as exc:
@@ -183,7 +183,7 @@ class PostgresSink(Sink):
         )
         self._conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                _qualified(self.config.table),
+                qualified(self.config.table),
                 definition,
                 sql.SQL(", ").join(map(sql.Identifier, self.config.key_columns)),
             )
@@ -276,7 +276,7 @@ class PostgresSink(Sink):
     def _upsert(self, columns: list[str], staged: list[tuple[int, dict[str, Any]]]) -> None:
         assert self._conn is not None
         config = self.config
-        target = _qualified(config.table)
+        target = qualified(config.table)
         column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
         stage = sql.Identifier("dataflare_stage")
         self._conn.execute(

@@ -6,15 +6,7 @@ column must be unique and new rows must get larger keys (a serial, an identity,
 a timestamp with a tie-breaking unique key is *not* enough).
 
 Source, CDC mode: changes decoded by ``test_decoding`` from a logical replication
-slot, read with ``pg_logical_slot_peek_changes`` and released with
-``pg_replication_slot_advance`` only in ``ack()``, after every sink flushed them:
-a crash before that re-delivers them (at least once). Transactions are delivered
-in commit order; the position is the commit LSN of the last whole transaction
-delivered (plus how far into a transaction larger than one batch). Records are
-``{"op": "insert"|"update"|"delete"|"truncate", "table": ..., "row": {...}}``
-(plus ``"old"``, the old key, when an update changed it); a delete's row holds
-only the replica identity (the primary key, unless ``REPLICA IDENTITY FULL``).
-Changes made before the slot was created are not delivered: CDC has no snapshot.
+slot, released only in ``ack()``, after every sink flushed them (:mod:`._postgres_cdc`).
 
 Stopping: a read never blocks a stop. Statements run with ``lock_timeout``, so
 a read waiting for a lock someone else holds (``LOCK TABLE``, ``ALTER TABLE``,
@@ -31,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import threading
 import time
@@ -45,18 +36,18 @@ from psycopg.rows import dict_row
 
 from dataflare import ConfigurationError, PluginIOError, Record
 from dataflare_host.connectors._base import Position, Source, SourceBatch
+from dataflare_host.connectors._postgres_cdc import SlotChanges, change_record
 from dataflare_host.connectors._postgres_common import (
     PostgresConnection,
-    _cancel,
-    _connect,
-    _jsonable,
-    _key_text,
-    _lsn,
-    _lsn_text,
-    _qualified,
-    _set_lock_timeout,
-    _to_json,
+    cancel_statement,
     conninfo,
+    jsonable,
+    key_text,
+    open_connection,
+    parse_lsn,
+    qualified,
+    set_lock_timeout,
+    to_json,
 )
 
 __all__ = ["PostgresSource", "PostgresSourceConfig"]
@@ -153,12 +144,9 @@ class PostgresSource(Source):
         self._key: str | None = config.key_column
         self._page: sql.Composed | None = None
         self._first_page: sql.Composed | None = None
-        # CDC state: the commit LSN of the last whole transaction delivered, and a
-        # transaction larger than a batch that is only partly delivered.
-        self._done_lsn = 0
-        self._partial: tuple[int, int] | None = None
-        self._table_prefix: str | None = None
-        self._peek_hint = 0
+        self._changes = (
+            SlotChanges(config.slot, self._what) if config.cdc and config.slot else None
+        )
         # Stopping: ``_statement_lock`` lets one statement at a time use the
         # connection (a read's, or ack()'s), so that ``_in_read`` says exactly
         # whether a cancel would hit a read; ``_state`` guards the flags.
@@ -180,7 +168,7 @@ class PostgresSource(Source):
         config = self.config
         # Autocommit: an idle source must not hold a transaction open (it would
         # block VACUUM, and replication slot creation waits for open transactions).
-        self._conn = _connect(self._dsn, self._what, autocommit=True)
+        self._conn = open_connection(self._dsn, self._what, autocommit=True)
         with self._state:
             self._interrupted = self._close_pending = False
             self._wake.clear()
@@ -190,9 +178,9 @@ class PostgresSource(Source):
             if config.cdc:
                 self._connect_cdc(position)
                 # After creating the slot, which waits for open transactions by design.
-                _set_lock_timeout(self._conn, config.lock_timeout_ms)
+                set_lock_timeout(self._conn, config.lock_timeout_ms)
             else:
-                _set_lock_timeout(self._conn, config.lock_timeout_ms)
+                set_lock_timeout(self._conn, config.lock_timeout_ms)
                 self._connect_incremental(position)
         except psycopg.Error as exc:
             self.close()
@@ -211,7 +199,7 @@ class PostgresSource(Source):
             self._key = self._primary_key(str(config.table))
         key = sql.Identifier(self._key)
         if config.table is not None:
-            origin: sql.Composable = _qualified(config.table)
+            origin: sql.Composable = qualified(config.table)
         else:
             # The query is the user's SQL, run as written: a % in it is not a placeholder.
             query = str(config.query).replace("%", "%%")
@@ -309,7 +297,7 @@ class PostgresSource(Source):
             if conn is not None:
                 # Under the lock: the read cannot end its statement and start
                 # another one before the cancel request reached the server.
-                _cancel(conn, self._what, _CANCEL_TIMEOUT_S)
+                cancel_statement(conn, self._what, _CANCEL_TIMEOUT_S)
 
     @contextlib.contextmanager
     def _statement(self) -> Iterator[psycopg.Connection[Any]]:
@@ -367,47 +355,34 @@ class PostgresSource(Source):
             if value is None:
                 raise PluginIOError(f"{self._what}: key column {key!r} is NULL in a row")
             document = {name: row[name] for name in columns} if columns else row
-            records.append(Record(_to_json(document), _key_text(value), None, None, self._offset))
+            records.append(Record(to_json(document), key_text(value), None, None, self._offset))
             self._offset += 1
-            self._last = _jsonable(value)
+            self._last = jsonable(value)
         return records
 
     # CDC -----------------------------------------------------------------------------------
 
     def _connect_cdc(self, position: Mapping[str, Any]) -> None:
         assert self._conn is not None
+        assert self._changes is not None
         config = self.config
-        self._done_lsn = _lsn(position["lsn"]) if position.get("lsn") else 0
-        partial = position.get("partial")
-        self._partial = (_lsn(partial[0]), int(partial[1])) if partial else None
+        self._changes.resume(position)
         if config.table is not None:
-            row = self._conn.execute(
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
-                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.oid = %s::regclass",
-                (config.table,),
-            ).fetchone()
-            assert row is not None
-            self._table_prefix = f"table {row[0]}: "
+            self._changes.only_table(self._conn, config.table)
             if self._key is None:
                 try:
                     self._key = self._primary_key(config.table)
                 except ConfigurationError:
                     self._key = None  # changes then have no record key
-        slot = self._conn.execute(
-            "SELECT plugin, database = current_database() FROM pg_replication_slots "
-            "WHERE slot_name = %s",
-            (config.slot,),
-        ).fetchone()
-        if slot is None:
-            self._conn.execute(
-                "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (config.slot,)
-            )
-        elif slot[0] != "test_decoding" or not slot[1]:
-            raise ConfigurationError(
-                f"{self._what}: replication slot {config.slot!r} exists but is not a "
-                "test_decoding slot of this database"
-            )
+        self._changes.open_slot(self._conn)
+
+    def _read_changes(self, max_records: int) -> list[Record]:
+        assert self._changes is not None
+        records = []
+        for change in self._changes.next_changes(self._peek, max_records):
+            records.append(change_record(change, self._key, self._offset))
+            self._offset += 1
+        return records
 
     def _peek(self, limit: int) -> list[tuple[str, str]]:
         with self._statement() as conn:
@@ -418,80 +393,10 @@ class PostgresSource(Source):
             ).fetchall()
         return [(str(lsn), str(data)) for lsn, data in rows]
 
-    def _read_changes(self, max_records: int) -> list[Record]:
-        # Peeking starts at the slot's acknowledged position every time: fetch
-        # enough to get past what was delivered but not acknowledged yet, and more
-        # when that was not enough.
-        limit = self._peek_hint + max_records + 2
-        while True:
-            rows = self._peek(limit)
-            changes, skipped, done_lsn, partial = self._select_changes(rows, max_records)
-            if len(changes) >= max_records or len(rows) < limit:
-                break
-            limit *= 2
-        self._peek_hint = skipped + len(changes)
-        self._done_lsn, self._partial = done_lsn, partial
-        return [self._change_record(lsn, text) for lsn, text in changes]
-
-    def _select_changes(
-        self, rows: list[tuple[str, str]], max_records: int
-    ) -> tuple[list[tuple[str, str]], int, int, tuple[int, int] | None]:
-        """The next changes to deliver, in whole transactions where they fit.
-
-        Returns them, how many peeked rows came before them, and the position
-        after them (the last whole transaction's commit LSN, and the partly
-        delivered transaction if any). Changes the source's state not at all.
-        """
-        selected: list[tuple[str, str]] = []
-        skipped = 0
-        done_lsn, partial = self._done_lsn, self._partial
-        transaction: list[tuple[str, str]] = []
-        for lsn, data in rows:
-            if data.startswith("BEGIN"):
-                transaction = []
-                continue
-            if not data.startswith("COMMIT"):
-                transaction.append((lsn, data))
-                continue
-            commit = _lsn(lsn)
-            if commit <= done_lsn:
-                skipped += len(transaction) + 2
-                continue
-            start = partial[1] if partial and partial[0] == commit else 0
-            if self._table_prefix is not None:
-                transaction = [
-                    (change_lsn, text)
-                    for change_lsn, text in transaction
-                    if text.startswith(self._table_prefix)
-                ]
-            taken = transaction[start : start + max_records - len(selected)]
-            selected.extend(taken)
-            if start + len(taken) < len(transaction):
-                partial = (commit, start + len(taken))
-                break
-            done_lsn, partial = commit, None
-            if len(selected) >= max_records:
-                break
-        return selected, skipped, done_lsn, partial
-
-    def _change_record(self, lsn: str, text: str) -> Record:
-        table, operation, row, old = _parse_change(text)
-        document: dict[str, Any] = {"op": operation, "table": table, "row": row}
-        if old is not None:
-            document["old"] = old
-        key = None
-        if self._key is not None:
-            key_value = row.get(self._key, (old or {}).get(self._key))
-            key = None if key_value is None else _key_text(key_value)
-        record = Record(_to_json(document), key, None, {"lsn": lsn, "op": operation}, self._offset)
-        self._offset += 1
-        return record
-
     def _position(self) -> Position:
-        if not self.config.cdc:
+        if self._changes is None:
             return {"last": self._last, "offset": self._offset}
-        partial = [_lsn_text(self._partial[0]), self._partial[1]] if self._partial else None
-        return {"lsn": _lsn_text(self._done_lsn), "partial": partial, "offset": self._offset}
+        return self._changes.position(self._offset)
 
     def ack(self, position: Position) -> None:
         """CDC: let the slot release the changes of transactions up to ``position``."""
@@ -499,7 +404,7 @@ class PostgresSource(Source):
             return
         if self._conn is None:
             raise PluginIOError(f"{self._what} is not connected")
-        if _lsn(position["lsn"]) == 0:
+        if parse_lsn(position["lsn"]) == 0:
             return
         if not self._acquire_for_ack():
             # Skipping an ack is always safe: the slot keeps the changes and the
@@ -550,59 +455,6 @@ class PostgresSource(Source):
                 # connection under its statement is not safe, so cancel the
                 # statement and leave the closing to that reader.
                 self._close_pending = True
-                _cancel(conn, self._what, _CANCEL_TIMEOUT_S)
+                cancel_statement(conn, self._what, _CANCEL_TIMEOUT_S)
                 return
         conn.close()
-
-
-# test_decoding prints a change as
-#   table public.items: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 name[text]:'x'
-_CHANGE = re.compile(
-    r"table (?P<table>.+?): (?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?P<rest>.*)$", re.DOTALL
-)
-_COLUMN = re.compile(
-    r"""\s*(?P<name>"(?:[^"]|"")*"|[^\s\[]+)\[(?P<type>.*?)\]:(?P<value>'(?:[^']|'')*'|\S+)""",
-    re.DOTALL,
-)
-_INT_TYPES = {"smallint", "integer", "bigint", "oid"}
-_FLOAT_TYPES = {"real", "double precision"}
-
-
-def _parse_columns(text: str) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for match in _COLUMN.finditer(text):
-        name = match["name"]
-        if name.startswith('"'):
-            name = name[1:-1].replace('""', '"')
-        kind, raw = match["type"], match["value"]
-        value: Any
-        if raw == "null":
-            value = None
-        elif raw.startswith("'"):
-            value = raw[1:-1].replace("''", "'")
-        elif kind in _INT_TYPES:
-            value = int(raw)
-        elif kind in _FLOAT_TYPES:
-            number = float(raw)
-            value = number if math.isfinite(number) else raw
-        elif kind == "boolean":
-            value = raw == "true"
-        else:  # numeric (kept exact, as text), bit strings, unchanged-toast-datum
-            value = raw
-        row[name] = value
-    return row
-
-
-def _parse_change(text: str) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-    match = _CHANGE.match(text)
-    if match is None:
-        raise PluginIOError(f"postgres source: cannot parse a decoded change: {text[:200]!r}")
-    rest = match["rest"]
-    old = None
-    if "old-key:" in rest and " new-tuple:" in rest:
-        old_text, _, rest = rest.partition(" new-tuple:")
-        old = _parse_columns(old_text.replace("old-key:", "", 1))
-    return match["table"], match["op"].lower(), _parse_columns(rest), old
-
-
-# -- sink --------------------------------------------------------------------------------------

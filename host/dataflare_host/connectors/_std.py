@@ -8,27 +8,23 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-import attrs
-
 from dataflare import PluginIOError, Record
 
-from ._base import Position, Sink, Source, SourceBatch
+from ._base import NoConnection, Position, Sink, Source, SourceBatch
 
-__all__ = ["StdinSource", "StdoutSink"]
+__all__ = ["StdinConfig", "StdinSource", "StdoutConfig", "StdoutSink"]
 
-
-@attrs.frozen
-class StdinConfig:
-    """``connection:`` of the stdin source (nothing to set)."""
+# Neither takes a connection key: their Config is the default, NoConnection; these
+# names stay importable for code written when each had its own empty class.
+StdinConfig = NoConnection
+StdoutConfig = NoConnection
 
 
 class StdinSource(Source):
     """Lines of standard input. A pipe cannot be rewound: positions only count lines."""
 
-    Config = StdinConfig
-
     def __init__(
-        self, config: StdinConfig, params: Mapping[str, str], stream: IO[bytes] | None = None
+        self, config: NoConnection, params: Mapping[str, str], stream: IO[bytes] | None = None
     ) -> None:
         super().__init__(config, params)
         self._stream = stream
@@ -72,18 +68,11 @@ class StdinSource(Source):
         return SourceBatch(records, {"offset": self._offset})
 
 
-@attrs.frozen
-class StdoutConfig:
-    """``connection:`` of the stdout sink (nothing to set)."""
-
-
 class StdoutSink(Sink):
     """Each record's value on its own line of standard output."""
 
-    Config = StdoutConfig
-
     def __init__(
-        self, config: StdoutConfig, params: Mapping[str, str], stream: IO[bytes] | None = None
+        self, config: NoConnection, params: Mapping[str, str], stream: IO[bytes] | None = None
     ) -> None:
         super().__init__(config, params)
         self._stream = stream

@@ -83,7 +83,7 @@ def _check_pin(
 def prestart_sandbox_for(processors: Sequence[ProcessorEntry]) -> None:
     """Start a sandbox process now if a processor runs as WASM.
 
-    It boots (~70 ms: Python and wasmtime) on another core while this process
+    It boots (Python and wasmtime, slow to start) on another core while this process
     builds the connectors and imports the WASM backend; the first WASM
     processor's instance then runs in it.
     """

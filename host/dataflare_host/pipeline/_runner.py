@@ -7,9 +7,10 @@ flushes the sinks and only then saves the source positions, aggregate state and
 plugins' declared state.
 Between batches it also swaps in processors whose file changed (hot reload).
 
-The steps live beside this module: reader threads in ``_readers``, look-back
-warm-up in ``_look_back``, hot reload in ``_hot_reload``, the write-up of
-failed records in ``_dead_letter`` and the counters in ``_stats``.
+The steps live beside this module: the checkpoint checked and state restored
+in ``_resume``, reader threads in ``_readers``, look-back warm-up in
+``_look_back``, hot reload in ``_hot_reload``, the write-up of failed records
+in ``_dead_letter`` and the counters in ``_stats``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from dataflare_host.pipeline._failure_log import FailureLog
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
+from dataflare_host.pipeline._resume import checked_checkpoint
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.pipeline.engines import Done, Engine, make_engine
@@ -287,66 +289,9 @@ class Pipeline:
         return restore
 
     def _load_checkpoint(self) -> Checkpoint:
-        """The checkpoint, checked against this pipeline before anything connects.
-
-        Each source checks its own position (:meth:`Source.check_position`) and
-        each aggregate's state is tried on an empty batch, so a checkpoint from
-        another pipeline, connector or plugin version (say an aggregate that
-        gained a window) fails here, in one line naming the file and --reset.
-        """
-        checkpoint = self.checkpoints.load()
-        for entry, source in zip(self.config.sources, self.sources, strict=True):
-            if entry.id not in checkpoint.positions:
-                continue
-            try:
-                source.check_position(checkpoint.positions[entry.id])
-            except PluginError as exc:
-                raise self.checkpoints.unusable(f"source {entry.id!r}: {exc}") from exc
-        for stage in self.processors:
-            # Only an aggregate carries state; a stage that no longer is one drops it.
-            if stage.id not in checkpoint.accumulators:
-                continue
-            if stage.plugin.kind is not PluginKind.AGGREGATE:
-                log.warning(
-                    "processor %r is not an aggregate: ignoring its state in %s",
-                    stage.id,
-                    self.checkpoints.path,
-                )
-                continue
-            saved = checkpoint.accumulators[stage.id]
-            stage.plugin.accumulator = saved
-            try:
-                failure: BaseException | None = stage.plugin.process([]).error
-            except Exception as exc:  # noqa: BLE001 - whatever the state breaks is reported
-                failure = exc
-            stage.plugin.accumulator = saved  # exactly as saved, not as the probe re-encoded it
-            if failure is not None:
-                raise self.checkpoints.unusable(
-                    f"processor {stage.id!r} cannot continue from its saved state: "
-                    f"{type(failure).__name__}: {failure}"
-                ) from failure
-        self._restore_states(checkpoint)
-        return checkpoint
-
-    def _restore_states(self, checkpoint: Checkpoint) -> None:
-        """Put each plugin's declared state back as the checkpoint saved it (before the
-        first batch); a processor with saved state that no longer declares any drops it."""
-        for stage in self.processors:
-            if stage.id not in checkpoint.states:
-                continue
-            if stage.plugin.state_bounds is None:
-                log.warning(
-                    "processor %r declares no state: ignoring its state in %s",
-                    stage.id,
-                    self.checkpoints.path,
-                )
-                continue
-            try:
-                stage.plugin.restore_state(checkpoint.states[stage.id])
-            except PluginError as exc:
-                raise self.checkpoints.unusable(
-                    f"processor {stage.id!r} cannot restore its saved state: {exc}"
-                ) from exc
+        """The checkpoint, checked against this pipeline before anything connects."""
+        sources = list(zip(self.config.sources, self.sources, strict=True))
+        return checked_checkpoint(self.checkpoints, sources, self.processors)
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:
         """Run look-back for processors the checkpoint holds no state for."""

@@ -92,7 +92,7 @@ def _is_package_path(reference: str | os.PathLike[str]) -> bool:
 
 
 def _prestart_sandbox() -> None:
-    # A sandbox process takes ~70 ms to boot (Python + wasmtime); started now, it
+    # A sandbox process is slow to boot (Python + wasmtime); started now, it
     # boots on the other core while this process imports the WASM backend.
     from dataflare_host.wasm._sandbox_pool import prestart
 

@@ -23,9 +23,9 @@ __all__ = ["build_trusted_records"]
 
 # A pickle (protocol 2, opcodes written by hand) that makes bare Records: GLOBAL
 # Record, memoized and popped, then per record BINGET 0, EMPTY_TUPLE, NEWOBJ,
-# all in one LIST. NEWOBJ calls Record's tp_new from C, which costs a third
-# less per record than map(Record.__new__, ...) through its Python-facing
-# wrapper (0.135 vs 0.205 us in the WASM guest, 0.053 vs 0.069 natively).
+# all in one LIST. NEWOBJ calls Record's tp_new from C, which costs less per
+# record than map(Record.__new__, ...) through its Python-facing wrapper, in
+# the WASM guest and natively.
 # Only this module's own bytes are ever unpickled here.
 _BARE_RECORDS_HEAD = (
     b"\x80\x02c" + f"{Record.__module__}\n{Record.__qualname__}\n".encode() + b"q\x000("
@@ -52,7 +52,7 @@ def build_trusted_records(
     """Records from columns whose types are already right, skipping ``__init__``.
 
     Only for data this process wrote or fully trusts (the host's batch, as the
-    guest reads it): it is 3x faster than the checked constructor, which matters
+    guest reads it): it skips the checked constructor's work, which matters
     at 10k records per batch inside the slower WASM guest.
     """
     count = len(values)
