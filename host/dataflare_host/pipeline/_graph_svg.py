@@ -176,7 +176,7 @@ def _box(root: ET.Element, node: Node, x: float, y: float) -> None:
                 "style": f"{_FONT};{style};fill:#263238",
             },
         )
-        item.text = _fit(text, 30) if index else _fit(text, 26, keep_end=False)
+        item.text = _fit(text, 28) if index else _fit(text, 26, keep_end=False)
 
 
 def _fit(text: str, characters: int, *, keep_end: bool = True) -> str:
