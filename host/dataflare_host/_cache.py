@@ -23,7 +23,9 @@ from dataflare import ConfigurationError
 __all__ = [
     "CACHE_FOLDERS",
     "DEFAULT_MAX_MB",
+    "CacheEntry",
     "CacheFolder",
+    "cache_entries",
     "cache_info",
     "cache_max_bytes",
     "cache_root",
@@ -105,6 +107,31 @@ def cache_info() -> list[CacheFolder]:
         entries = _entries(root / name)
         folders.append(CacheFolder(name, root / name, len(entries), sum(map(_size, entries))))
     return folders
+
+
+@attrs.frozen
+class CacheEntry:
+    """One cached file: its folder, name, size and when it was last used (mtime, Unix time)."""
+
+    folder: str
+    name: str
+    bytes: int
+    used: float
+
+
+def cache_entries() -> list[CacheEntry]:
+    """Every cached file, folder by folder, the most recently used first in each."""
+    listed = []
+    for folder in CACHE_FOLDERS:
+        found = []
+        for entry in _entries(cache_root() / folder):
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # evicted meanwhile
+                continue
+            found.append(CacheEntry(folder, entry.name, info.st_size, info.st_mtime))
+        listed.extend(sorted(found, key=lambda e: (-e.used, e.name)))
+    return listed
 
 
 def clear_cache(names: Sequence[str] = CACHE_FOLDERS) -> CacheFolder:

@@ -59,11 +59,14 @@ def run_cli(pipeline: Path, *extra: str) -> tuple[int, list[str], str]:
     return result.exit_code, errors, result.stderr
 
 
-def copy_pipeline(directory: Path, source: str = "in.jsonl") -> Path:
+def copy_pipeline(directory: Path, source: str = "in.jsonl", mode: str | None = None) -> Path:
+    sink: dict[str, Any] = {"path": "out.jsonl"}
+    if mode is not None:
+        sink["mode"] = mode  # without one, --reset refuses to append to lines already there
     return write_pipeline(
         directory,
         sources=[entry("in", "file", connection={"path": source})],
-        sinks=[entry("out", "file", connection={"path": "out.jsonl"})],
+        sinks=[entry("out", "file", connection=sink)],
     )
 
 
@@ -185,9 +188,9 @@ def test_a_checkpoint_from_another_file_is_refused_naming_reset(tmp_path: Path) 
     assert "--reset" in errors[0]
     assert "b.jsonl" in errors[0]
     assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == list(range(5))
-    code, errors, _ = run_cli(copy_pipeline(tmp_path, "a.jsonl"), "--reset")
+    code, errors, _ = run_cli(copy_pipeline(tmp_path, "a.jsonl", mode="overwrite"), "--reset")
     assert (code, errors) == (0, [])
-    assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert [e["id"] for e in lines_of(tmp_path / "out.jsonl")] == [10, 11, 12]
 
 
 def test_a_different_file_under_the_same_name_is_refused(tmp_path: Path) -> None:
@@ -248,7 +251,7 @@ def counting_pipeline(directory: Path, plugin: str = AGGREGATE) -> Path:
         directory,
         sources=[entry("in", "file", connection={"path": "in.jsonl", "timestamp_field": "ts"})],
         processors=[entry("count", "aggregate", plugin_path="count.py")],
-        sinks=[entry("out", "file", connection={"path": "out.jsonl"})],
+        sinks=[entry("out", "file", connection={"path": "out.jsonl", "mode": "overwrite"})],
     )
 
 

@@ -63,6 +63,14 @@ def test_a_run_start_keeps_or_empties_the_file_by_mode(
     assert out.read_text() == expected
 
 
+def test_a_sink_names_the_output_a_fresh_start_would_append_to(tmp_path: Path) -> None:
+    """``held_output`` is what ``--reset`` refuses to append a second copy after."""
+    out = tmp_path / "out.jsonl"
+    assert sink(out).held_output() is None
+    out.write_text('{"old":1}\n')
+    assert sink(out).held_output() == f"{out} (1 line)"
+
+
 def test_overwrite_untold_appends_so_validate_connect_never_empties(tmp_path: Path) -> None:
     """``dataflare validate --connect`` connects sinks without running: nothing is lost."""
     out = tmp_path / "out.jsonl"
@@ -176,9 +184,15 @@ def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> 
     )
     assert ids(out) == list(range(5))
     feed(tmp_path, range(5, 8))
-    assert run(pipeline) == (0, [])  # resumed: nothing announced, nothing emptied
-    assert ids(out) == list(range(8))
     checkpoint = tmp_path / "modes.checkpoint.json"
+    assert run(pipeline) == (  # resumed: said first, nothing emptied
+        0,
+        [
+            f"resuming from {checkpoint}: source 'in' (file): skipping 5 record(s) already "
+            "delivered (in.jsonl up to line 5); --reset starts over"
+        ],
+    )
+    assert ids(out) == list(range(8))
     code, lines = run(pipeline, "--reset")
     assert (code, lines) == (
         0,
@@ -193,21 +207,30 @@ def test_overwrite_resumes_by_appending_and_a_reset_rewrites(tmp_path: Path) -> 
     assert ids(out) == list(range(8))
 
 
-def test_append_mode_reset_says_appended_and_appends(tmp_path: Path) -> None:
-    """Existing pipelines (no mode) keep their behaviour: --reset delivers all again, after."""
+def test_append_mode_reset_refuses_a_second_copy_until_the_file_is_moved(
+    tmp_path: Path,
+) -> None:
+    """Append mode (the default): --reset would append a second copy after the 3 lines, so
+    it refuses, changing nothing; with the file moved away it says what it does and writes
+    one copy (the empty dead-letter file is appended to: it holds nothing to duplicate)."""
     feed(tmp_path, range(3))
     pipeline = pipeline_file(tmp_path, mode=None, dead_letter=True)
     assert run(pipeline) == (0, [])  # append mode announces nothing on a fresh start
     out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    result = CliRunner().invoke(main, ["run", "--quiet", "--reset", str(pipeline)])
+    assert result.exit_code == 2
+    assert "would get a second copy of every record appended" in result.stderr
+    assert ids(out) == [0, 1, 2]
+    out.rename(tmp_path / "kept.jsonl")
     code, lines = run(pipeline, "--reset")
     assert code == 0
     assert lines[1:] == [
-        f"--reset: sink 'out' (file): {out} (3 lines) will be appended to",
+        f"--reset: sink 'out' (file): {out} does not exist yet; it will be created",
         lines[2],
         f"--reset: dead_letter 'rejects' (file): {rejects} (0 lines) will be appended to",
     ]
     assert lines[2].startswith("--reset: sink 'echo' (stdout): what it holds is kept")
-    assert ids(out) == [0, 1, 2, 0, 1, 2]
+    assert ids(out) == [0, 1, 2]
 
 
 def test_reset_without_a_checkpoint_says_there_is_nothing_to_discard(tmp_path: Path) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dataflare_host.pipeline import Pipeline
@@ -113,3 +116,222 @@ def test_log_format_json_lines_parse(tmp_path: Path) -> None:
         for entry in logs
     ), done.stderr
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in logs)
+
+
+HOLD_AT = 120  # the record the plugin waits on while the test scrapes
+
+HOLDING_PLUGIN = """
+import os
+import time
+
+import dataflare
+
+
+@dataflare.map
+def hold(record):
+    document = record.json()
+    if document["id"] == 7:
+        raise ValueError("seven is refused")
+    if document["id"] == {hold_at}:
+        # Tell the test the run is mid-way, then wait for it to have scraped.
+        open({ready!r}, "w").close()
+        while not os.path.exists({go!r}):
+            time.sleep(0.01)
+    return record
+"""
+
+
+def families(text: str) -> dict[str, str]:
+    """Every family of a scrape by its exposed name, with its TYPE."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
+
+
+def test_a_running_pipeline_exposes_the_families_operators_alert_on(tmp_path: Path) -> None:
+    """Scraped mid-run over HTTP: latency histograms in seconds, checkpoint age, remaining
+    input bytes, dead letters, retries, worker restarts and the process families, each
+    with Prometheus' conventional name and type."""
+    import threading
+    import time as clock
+
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    (tmp_path / "hold.py").write_text(
+        HOLDING_PLUGIN.format(hold_at=HOLD_AT, ready=str(ready), go=str(go)), encoding="utf-8"
+    )
+    now_ms = int(clock.time() * 1000)
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"id": i, "ts": now_ms}) + "\n" for i in range(300)), encoding="utf-8"
+    )
+    document = {
+        "name": "alerting",
+        "batch": {"size": 10, "linger_ms": 0},
+        "checkpoint": {"interval_ms": 1},
+        "sources": [
+            {
+                "id": "in",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "file",
+                    "connection": {"path": "in.jsonl", "timestamp_field": "ts"},
+                },
+            }
+        ],
+        "processors": [
+            {
+                "id": "hold",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "map",
+                    "plugin_path": "hold.py",
+                    "on_error": "dead_letter",
+                },
+            }
+        ],
+        "sinks": [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
+            }
+        ],
+        "dead_letter": {
+            "id": "failed",
+            "type": "plugin",
+            "config": {"plugin_type": "file", "connection": {"path": "failed.jsonl"}},
+        },
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    pipeline = Pipeline.from_file(path)
+    pipeline.measure_record_latency = True
+    server = MetricsServer(0, pipeline="alerting", health=pipeline.health)
+    summaries = []
+    runner = threading.Thread(
+        target=lambda: summaries.append(pipeline.run(server, handle_signals=False))
+    )
+    runner.start()
+    try:
+        while not ready.exists():  # an event the plugin raises, not a time
+            assert runner.is_alive(), "the run ended before reaching the held record"
+            clock.sleep(0.01)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    finally:
+        go.touch()
+        runner.join(timeout=60)
+        pipeline.close()
+        server.close()
+    assert summaries
+    assert summaries[0].status == "completed"
+    found = families(text)
+    expected = {
+        "dataflare_stage_batch_duration_seconds": "histogram",
+        "dataflare_record_latency_seconds": "histogram",
+        "dataflare_checkpoint_age_seconds": "gauge",
+        "dataflare_last_checkpoint_timestamp_seconds": "gauge",
+        "dataflare_source_remaining_bytes": "gauge",
+        "dataflare_source_lag_offsets": "gauge",
+        "dataflare_dead_letter_records": "counter",
+        "dataflare_sink_retries": "counter",
+        "dataflare_worker_restarts": "counter",
+        "dataflare_records_in": "counter",
+        "process_cpu_seconds": "counter",
+        "process_resident_memory_bytes": "gauge",
+        "process_open_fds": "gauge",
+    }
+    for name, kind in expected.items():
+        assert found.get(name) == kind, (name, found.get(name))
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    labels = 'pipeline="alerting",role="{role}",stage="{stage}"'
+    for role, stage in (("source", "in"), ("processor", "hold"), ("sink", "out")):
+        stage_labels = labels.format(role=role, stage=stage)
+        count = samples[f"dataflare_stage_batch_duration_seconds_count{{{stage_labels}}}"]
+        assert count >= 1, (role, stage)
+    sink = labels.format(role="sink", stage="out")
+    assert samples[f"dataflare_record_latency_seconds_count{{{sink}}}"] >= 1
+    # Held at record HOLD_AT of 300: most of the file's bytes are still unread... or read
+    # ahead into the reader's buffer: either way a figure no larger than the file.
+    source = labels.format(role="source", stage="in")
+    remaining = samples[f"dataflare_source_remaining_bytes{{{source}}}"]
+    assert 0 <= remaining <= (tmp_path / "in.jsonl").stat().st_size
+    assert samples['dataflare_checkpoint_age_seconds{pipeline="alerting"}'] >= 0
+    assert samples['dataflare_last_checkpoint_timestamp_seconds{pipeline="alerting"}'] > 0
+    failed = labels.format(role="dead_letter", stage="failed")
+    assert samples[f"dataflare_dead_letter_records_total{{{failed}}}"] == 1
+    assert samples['dataflare_sink_retries_total{pipeline="alerting",stage="out"}'] == 0
+    assert samples["process_resident_memory_bytes"] > 0
+
+
+def test_dead_letters_are_logged_as_summaries_not_one_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 dead-lettered records: the first logged at once, the rest as one summary with
+    the count; every record is in the dead-letter sink."""
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"id": i}) + "\n" for i in range(400)), encoding="utf-8"
+    )
+    (tmp_path / "odd.py").write_text(
+        "import dataflare\n\n@dataflare.map\ndef odd(record):\n"
+        "    if record.json()['id'] % 2:\n        raise ValueError('odd')\n    return record\n",
+        encoding="utf-8",
+    )
+    document = {
+        "name": "letters",
+        "batch": {"size": 16, "linger_ms": 0},
+        "sources": [
+            {
+                "id": "in",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": "in.jsonl"}},
+            }
+        ],
+        "processors": [
+            {
+                "id": "odd",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "map",
+                    "plugin_path": "odd.py",
+                    "on_error": "dead_letter",
+                },
+            }
+        ],
+        "sinks": [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
+            }
+        ],
+        "dead_letter": {
+            "id": "failed",
+            "type": "plugin",
+            "config": {"plugin_type": "file", "connection": {"path": "failed.jsonl"}},
+        },
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    pipeline = Pipeline.from_file(path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="dataflare.pipeline"):
+            summary = pipeline.run(handle_signals=False)
+    finally:
+        pipeline.close()
+    assert summary.status == "completed"
+    assert len((tmp_path / "failed.jsonl").read_text().splitlines()) == 200
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert lines[0].startswith("processor 'odd' dead-lettered a record: ")
+    assert "ValueError: odd" in lines[0]
+    # The other 199 in summaries (one per interval; a fast run has one).
+    counted = 0
+    for line in lines[1:]:
+        match = re.search(r"dead-lettered ([\d,]+) more record\(s\)", line)
+        assert match is not None, line
+        counted += int(match.group(1).replace(",", ""))
+    assert counted == 199
+    assert len(lines) < 10

@@ -93,7 +93,9 @@ def test_quiet_run_prints_only_the_final_summary(tagging_pipeline: Path) -> None
 
 
 def test_rerun_resumes_and_reset_starts_over(tagging_pipeline: Path) -> None:
-    """A second run resumes from the checkpoint (writes nothing); ``--reset`` reads all again."""
+    """A second run resumes from the checkpoint (writes nothing); ``--reset`` refuses to
+    append a second copy to the sink (mode: append), and with mode: overwrite reads all
+    again into an emptied file."""
     directory = tagging_pipeline.parent
     assert cli_outcome("run", str(tagging_pipeline))[0] == 0
     code, _, stderr = cli_outcome("run", str(tagging_pipeline))
@@ -102,9 +104,16 @@ def test_rerun_resumes_and_reset_starts_over(tagging_pipeline: Path) -> None:
     assert summary_rows(stderr)["out"][3:5] == ["0", "0"]
     assert output_ids(directory) == list(range(0, 50, 2))
     code, _, stderr = cli_outcome("run", "--reset", str(tagging_pipeline))
+    assert code == 2
+    assert "would get a second copy of every record appended" in stderr
+    assert output_ids(directory) == list(range(0, 50, 2))
+    document = yaml.safe_load(tagging_pipeline.read_text())
+    document["sinks"][0]["config"]["connection"]["mode"] = "overwrite"
+    tagging_pipeline.write_text(yaml.safe_dump(document))
+    code, _, stderr = cli_outcome("run", "--reset", str(tagging_pipeline))
     assert code == 0
     assert "resumed" not in stderr
-    assert output_ids(directory) == list(range(0, 50, 2)) * 2
+    assert output_ids(directory) == list(range(0, 50, 2))
 
 
 def failing_pipeline(directory: Path) -> Path:

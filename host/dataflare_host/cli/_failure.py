@@ -5,16 +5,13 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-import click
-
 from dataflare import PluginError
-from dataflare_host._text import one_line
+from dataflare_host.cli._run_output import say_error
 
 __all__ = ["fail"]
 
 
 def fail(error: PluginError) -> NoReturn:
     """One readable line on stderr and the error's exit code; never a traceback."""
-    # One line even when a plugin's exception message spans several.
-    click.echo(f"error: {one_line(str(error))}", err=True)
+    say_error(str(error))  # one line even when a plugin's message spans several
     sys.exit(error.exit_code)

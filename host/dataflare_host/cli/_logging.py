@@ -1,12 +1,15 @@
 """The command line's logging: log lines on stderr, as text or JSON, at the chosen level;
-progress lines (a first build, a first compile) at any level."""
+progress lines (a first build, a first compile) and a run's own lines (start, progress,
+summary, error: :mod:`._run_output`) at any level."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "json_lines"]
+
+_JSON = {"on": False}  # set by configure_logging: --log-format json
 
 
 def configure_logging(verbose: int, log_format: str) -> None:
@@ -30,7 +33,14 @@ def configure_logging(verbose: int, log_format: str) -> None:
     for handler in root.handlers:
         if isinstance(handler, _StderrLines):
             handler.setFormatter(formatter)
-    _show_progress_lines(formatter if log_format == "json" else None)
+    _JSON["on"] = log_format == "json"
+    _show_lines("dataflare.progress", formatter if log_format == "json" else None)
+    _show_lines("dataflare.run", formatter if log_format == "json" else None)
+
+
+def json_lines() -> bool:
+    """Whether ``--log-format json`` is on: everything said on stderr is then JSON."""
+    return _JSON["on"]
 
 
 class _StderrLines(logging.Handler):
@@ -44,10 +54,11 @@ class _StderrLines(logging.Handler):
             pass
 
 
-def _show_progress_lines(formatter: logging.Formatter | None) -> None:
-    # Long waits (a first build, a first compile) announce themselves on this
-    # logger; they are shown at any verbosity, as plain lines even when piped.
-    progress = logging.getLogger("dataflare.progress")
+def _show_lines(name: str, formatter: logging.Formatter | None) -> None:
+    # Long waits (a first build, a first compile) announce themselves on
+    # dataflare.progress, and a run's own lines go to dataflare.run (as JSON only):
+    # they are shown at any verbosity, as plain lines even when piped.
+    progress = logging.getLogger(name)
     progress.setLevel(logging.INFO)
     progress.propagate = False
     handlers = [h for h in progress.handlers if isinstance(h, _StderrLines)]

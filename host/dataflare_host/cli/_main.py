@@ -10,7 +10,7 @@ import click
 from dataflare_host.cli._authoring_commands import build, new
 from dataflare_host.cli._cache_commands import cache
 from dataflare_host.cli._logging import configure_logging
-from dataflare_host.cli._pipeline_commands import run, schema, validate
+from dataflare_host.cli._pipeline_commands import graph, run, schema, validate
 from dataflare_host.cli._test_command import test
 
 __all__ = ["main"]
@@ -36,5 +36,6 @@ main.add_command(test)
 main.add_command(build)
 main.add_command(validate)
 main.add_command(run)
+main.add_command(graph)
 main.add_command(schema)
 main.add_command(cache)

@@ -1,24 +1,28 @@
-"""``dataflare validate``, ``dataflare run`` and ``dataflare schema``: check a pipeline
-file, run it, print the JSON Schema of pipeline files."""
+"""``dataflare validate``, ``dataflare run``, ``dataflare graph`` and ``dataflare schema``:
+check a pipeline file, run it, draw it, print the JSON Schema of pipeline files."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
 from dataflare import ConfigurationError, PluginError, PluginIOError
 from dataflare_host._text import one_line
 from dataflare_host.cli._failure import fail
+from dataflare_host.cli._logging import json_lines
+from dataflare_host.cli._run_output import JsonProgress, say, say_error
 from dataflare_host.cli._run_start import RunStart
 from dataflare_host.pipeline import Pipeline, ProgressReporter, RunSummary, StageStats
 
-__all__ = ["run", "schema", "validate"]
+__all__ = ["graph", "run", "schema", "validate"]
 
 
 @click.command()
@@ -31,14 +35,23 @@ __all__ = ["run", "schema", "validate"]
 def validate(pipeline: Path, connect: bool) -> None:
     """Check PIPELINE (YAML): structure, plugins, kinds, parameters, connectors.
 
-    Loads every plugin and connector without reading a record; exits 2 with one
-    line naming the file, line and YAML path of the first problem. With
-    --connect, also opens every source and sink (exit 1 when one cannot).
+    Loads every plugin and connector without reading a record. Reports every
+    problem it finds, one line each naming the file, line and YAML path, and
+    exits 2 (a problem that is not the file's, such as an unreadable file, exits
+    with its own code). With --connect, also opens every source and sink (exit 1
+    when one cannot).
     """
-    try:
-        loaded = Pipeline.from_file(pipeline)
-    except PluginError as error:
-        fail(error)
+    from dataflare_host.pipeline._validate import validate_pipeline
+
+    checked = validate_pipeline(pipeline)
+    if checked.pipeline is None:
+        if len(checked.problems) == 1:
+            fail(checked.problems[0])
+        say_error(f"{pipeline}: {len(checked.problems)} problem(s)")
+        for problem in checked.problems:
+            say(one_line(str(problem)), "problem", logging.ERROR)
+        sys.exit(max(problem.exit_code for problem in checked.problems))
+    loaded = checked.pipeline
     try:
         if connect:
             loaded.check_connections()
@@ -76,7 +89,15 @@ def validate(pipeline: Path, connect: bool) -> None:
     "--metrics-port",
     type=click.IntRange(0, 65535),
     metavar="PORT",
-    help="Serve Prometheus metrics (per-stage counters and rates) on 127.0.0.1:PORT/metrics.",
+    help="Serve Prometheus metrics (counters, latencies, checkpoint age, backlog) on "
+    "127.0.0.1:PORT/metrics.",
+)
+@click.option(
+    "--status-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve a live status page (rates and lag over the last minutes) on "
+    "http://127.0.0.1:PORT/ (0: any free port, printed at the start).",
 )
 def run(
     pipeline: Path,
@@ -86,13 +107,16 @@ def run(
     engine: str | None,
     ray_address: str | None,
     metrics_port: int | None,
+    status_port: int | None,
 ) -> None:
     """Run PIPELINE (YAML) until its sources are exhausted or it is interrupted.
 
     Shows records in/out/filtered/errored and the rate of every stage while it
     runs (a line every 2 s when piped), and a summary at the end whose time counts
     loading. Ctrl-C (or SIGTERM) stops reading, finishes the batch in flight, flushes
-    and checkpoints; the next run resumes where this one stopped (exit 130 after Ctrl-C).
+    and checkpoints; the next run resumes where this one stopped, and says so on its
+    first line (exit 130 after Ctrl-C). With --log-format json, every line on stderr is
+    a JSON object (start, progress, summary, error).
     """
     from rich.console import Console
 
@@ -106,7 +130,7 @@ def run(
     # compile, then cached): say so on a terminal instead of sitting silent.
     waiting = (
         console.status(f"loading {pipeline} (a WASM plugin's first use builds and compiles it)")
-        if console.is_terminal and not quiet
+        if console.is_terminal and not quiet and not json_lines()
         else contextlib.nullcontext()
     )
     loading_started = time.monotonic()
@@ -116,29 +140,51 @@ def run(
     except PluginError as error:
         fail(error)
         return
+    servers: list[Any] = []  # the metrics server and the status page, closed at the end
     try:
         start = RunStart.of(loaded, reset=reset)
+        refusal = start.refusal()
+        if refusal is not None:
+            fail(refusal)  # before anything is discarded
         for line in start.lines():  # before --reset discards anything
-            click.echo(line, err=True)
+            say(line, "start")
         start.apply()
         loading_s = time.monotonic() - loading_started
         reporters: list[ProgressReporter] = []
-        if not quiet:
+        if json_lines():
+            # Even --quiet: the summary (and error) are the lines a collector needs.
+            reporters.append(JsonProgress(loaded.config.name, loading_s=loading_s))
+        elif not quiet:
             reporters.append(RichProgress(loaded.config.name, loading_s=loading_s))
-        metrics = None
         if metrics_port is not None:
             from dataflare_host.pipeline._metrics import MetricsServer
 
             try:
-                metrics = MetricsServer(metrics_port, pipeline=loaded.config.name)
+                metrics = MetricsServer(
+                    metrics_port, pipeline=loaded.config.name, health=loaded.health
+                )
             except OSError as exc:
                 fail(PluginIOError(f"--metrics-port {metrics_port}: cannot listen: {exc}"))
+            servers.append(metrics)
             reporters.append(metrics)
+            loaded.measure_record_latency = True
+        if status_port is not None:
+            from dataflare_host.pipeline._status_page import StatusPage
+
+            try:
+                page = StatusPage(status_port, pipeline=loaded.config.name)
+            except OSError as exc:
+                fail(PluginIOError(f"--status-port {status_port}: cannot listen: {exc}"))
+            servers.append(page)
+            reporters.append(page)
+            say(f"status page: http://127.0.0.1:{page.port}/", "status_page", port=page.port)
         summary = loaded.run(_Fanout(reporters) if reporters else None)
     finally:
         loaded.close()
-        if metrics is not None:
-            metrics.close()
+        for server in servers:
+            server.close()
+    if json_lines():
+        sys.exit(summary.exit_code)  # the summary and error are JsonProgress's events
     if quiet:
         console.print(summary_table(summary.stats, summary_title(summary, loading_s)))
     click.echo(summary.engine, err=True)  # which engine ran the chain, and on how many workers
@@ -174,6 +220,38 @@ def _load_scaled(
         address=address or config.address,
     )
     return Pipeline(config, doc)
+
+
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "picture",
+    type=click.Choice(["mermaid", "svg"]),
+    default="mermaid",
+    show_default=True,
+    help="mermaid: a flowchart for Markdown; svg: a standalone drawing.",
+)
+def graph(pipeline: Path, picture: str) -> None:
+    """Draw PIPELINE (YAML): sources, processors with their runtime, sinks, workers.
+
+    Reads the YAML only (no plugin is loaded, no connector opened) and prints the
+    picture on stdout.
+
+    \b
+    Example:
+        dataflare graph pipeline.yaml --format svg > pipeline.svg
+    """
+    from dataflare_host.pipeline._config import load_pipeline_config
+    from dataflare_host.pipeline._graph import graph_of, mermaid
+    from dataflare_host.pipeline._graph_svg import svg
+
+    try:
+        config, _ = load_pipeline_config(pipeline)
+    except PluginError as error:
+        fail(error)
+    drawn = graph_of(config)
+    click.echo(svg(drawn) if picture == "svg" else mermaid(drawn))
 
 
 @click.command()

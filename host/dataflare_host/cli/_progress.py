@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from collections.abc import Sequence
 
@@ -13,7 +15,7 @@ from dataflare_host._text import one_line
 from dataflare_host.pipeline._runner import RunSummary
 from dataflare_host.pipeline._stats import StageStats
 
-__all__ = ["RichProgress", "progress_line", "summary_table", "summary_title"]
+__all__ = ["RichProgress", "progress_line", "summary_table", "summary_title", "terminal_width"]
 
 
 def summary_title(summary: RunSummary, loading_s: float = 0.0) -> str:
@@ -66,6 +68,20 @@ def progress_line(name: str, stats: Sequence[StageStats]) -> str:
     return f"{name}: " + "; ".join(parts)
 
 
+def terminal_width(console: Console) -> int | None:
+    """The width of the terminal ``console`` draws on, measured now (None: not a terminal).
+
+    rich takes the size of the first standard stream that is a terminal, with
+    ``$COLUMNS`` over it: a stale ``COLUMNS=80`` (exported by some shells and tools)
+    or another stream's terminal would cut a wider table at 80 columns.
+    """
+    try:
+        columns = os.get_terminal_size(console.file.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+    return columns or None
+
+
 class RichProgress:
     """Redraws the stage table in place on a terminal; on a pipe, prints a line every 2 s.
 
@@ -86,6 +102,7 @@ class RichProgress:
         if not self.console.is_terminal:
             # Piped or logged output: do not squeeze stage names into 80 columns.
             self.console.width = max(self.console.width, 110)
+        self._fit_terminal()
         self._every = every_s
         self._last_print = time.monotonic()
         self._live: Live | None = None
@@ -96,6 +113,7 @@ class RichProgress:
     def update(self, stats: Sequence[StageStats]) -> None:
         """Show the current counters."""
         table = summary_table(stats, f"{self.name}: running")
+        self._fit_terminal()  # the terminal may have been resized since
         if self._live is not None:
             self._live.update(table)
         elif time.monotonic() - self._last_print >= self._every:
@@ -103,6 +121,11 @@ class RichProgress:
             self.console.file.write(progress_line(self.name, stats) + "\n")
             self.console.file.flush()
             self._last_print = time.monotonic()
+
+    def _fit_terminal(self) -> None:
+        width = terminal_width(self.console) if self.console.is_terminal else None
+        if width is not None:
+            self.console.width = width
 
     def finish(self, summary: RunSummary) -> None:
         """Replace the live table by the final summary."""

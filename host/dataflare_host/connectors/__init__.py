@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
-from ._base import NoConnection, Position, Rejected, Sink, Source, SourceBatch
+from ._base import Backlog, NoConnection, Position, Rejected, Sink, Source, SourceBatch
 from ._deferred import DeferredRecords
 from ._file_config import FileSinkConfig, FileSourceConfig
 from ._file_sink import FileSink, JoinedValues
@@ -48,6 +48,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SINK_GROUP",
     "SOURCE_GROUP",
+    "Backlog",
     "ConnectorRegistry",
     "DeferredRecords",
     "ElasticsearchSink",

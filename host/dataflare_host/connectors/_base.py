@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 
 from dataflare import Record
 from dataflare_host._closing import Closing
 
-__all__ = ["NoConnection", "Position", "Rejected", "Sink", "Source", "SourceBatch"]
+__all__ = ["Backlog", "NoConnection", "Position", "Rejected", "Sink", "Source", "SourceBatch"]
 
 Position = Any
 """Where a source resumes: any JSON-serialisable value the source itself defines."""
@@ -27,6 +27,15 @@ class SourceBatch:
 
     records: Sequence[Record]
     position: Position
+
+
+@attrs.frozen
+class Backlog:
+    """What a source has not read yet: ``amount`` in ``unit`` (``bytes`` of input files,
+    ``offsets`` of a log such as a stream or a topic). Feeds the lag metrics."""
+
+    amount: int
+    unit: Literal["bytes", "offsets"]
 
 
 @attrs.frozen
@@ -100,6 +109,20 @@ class Source(Closing, abc.ABC):
     def ack(self, position: Position) -> None:
         """Everything up to ``position`` reached every sink (Redis XACKs here)."""
 
+    def describe_position(self, position: Position) -> str:
+        """Where a checkpointed ``position`` resumes, in a phrase for the line a resumed
+        run starts with (``skipping 1,054 record(s) already delivered``)."""
+        shown = repr(position)
+        return f"resuming after position {shown[:80]}{'...' if len(shown) > 80 else ''}"
+
+    def backlog(self) -> Backlog | None:
+        """What is left to read, when the source can tell (None: it cannot).
+
+        Called by the reader after each :meth:`read`, in the thread that reads;
+        it must be cheap (no round trip per call).
+        """
+        return None
+
     def close(self) -> None:
         """Release connections and files; safe to call twice."""
 
@@ -140,6 +163,10 @@ class Sink(Closing, abc.ABC):
     @abc.abstractmethod
     def flush(self) -> None:
         """Make everything written so far durable."""
+
+    def retries(self) -> int:
+        """How many writes this sink retried so far (transient failures it waited out)."""
+        return 0
 
     def take_rejected(self) -> list[Rejected]:
         """Records the target refused since the last call, and forget them.

@@ -83,6 +83,11 @@ class ElasticsearchSink(Sink):
         self._buffer: list[BulkAction] = []
         self._buffered_bytes = 0
         self._rejected: list[Rejected] = []
+        self._retried = 0
+
+    def retries(self) -> int:
+        """Bulk requests (or the connect check) sent again after a 429/5xx or a timeout."""
+        return self._retried
 
     def connect(self) -> None:
         """Check the server answers (a down server fails the run here, in one line)."""
@@ -189,6 +194,7 @@ class ElasticsearchSink(Sink):
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
+        self._retried += 1
         log.warning("elasticsearch sink: retrying (attempt %d): %s", state.attempt_number, error)
 
 

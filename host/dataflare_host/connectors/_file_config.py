@@ -70,10 +70,12 @@ class FileSinkConfig:
 
     ``mode`` says what happens to a file already there when a run starts
     fresh (no checkpoint: the first run, or ``dataflare run --reset``):
-    ``append`` (the default, and the only behaviour before ``mode`` existed)
-    keeps it and writes after it; ``overwrite`` empties it first. A run that
-    resumes from a checkpoint appends in both modes: what the file holds is
-    output the checkpoint covers, and emptying it would lose it for good.
+    ``append`` (the default) keeps it and writes after it; ``overwrite`` empties
+    it first. ``dataflare run --reset`` refuses to start while an ``append``
+    sink's file holds lines: reading every source again would append a second
+    copy of every record (the operator sets ``overwrite`` or moves the file
+    away). A run that resumes from a checkpoint appends in both modes: what the
+    file holds is output the checkpoint covers, and emptying it would lose it.
     """
 
     path: str

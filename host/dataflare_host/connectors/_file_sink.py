@@ -117,6 +117,20 @@ class FileSink(Sink):
         )
         return f"{self.path} ({self._measure(info.st_size)}) {fate}"
 
+    def held_output(self) -> str | None:
+        """What a fresh start would append a second copy of every record after:
+        ``out.jsonl (6 lines)``; None when it would not (``mode: overwrite`` empties the
+        file first; a missing, empty or not regular file holds nothing to duplicate)."""
+        if self.config.mode == "overwrite":
+            return None
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return None
+        return f"{self.path} ({self._measure(info.st_size)})"
+
     def _measure(self, size: int) -> str:
         """How much the file holds: lines for text formats, frames for ``records``."""
         try:

@@ -18,7 +18,7 @@ from typing import IO, Any, cast
 
 from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
 from dataflare.runtime import loads_json
-from dataflare_host.connectors._base import Position, Source, SourceBatch
+from dataflare_host.connectors._base import Backlog, Position, Source, SourceBatch
 from dataflare_host.connectors._file_config import FileSourceConfig, Format, infer_format
 from dataflare_host.connectors._file_position import (
     Fingerprint,
@@ -57,6 +57,7 @@ class FileSource(Source):
         self._fingerprint = Fingerprint(0, hashlib.sha256(b"").hexdigest())
         self._rows: Iterator[tuple[int, bytes | Record]] | None = None
         self._lines: ChunkedLines | None = None  # JSONL and lines: read a chunk at a time
+        self._later_bytes = 0  # the size of the files after the current one
         self._exhausted = False
         self._format: Format = config.format or infer_format(config.path)
         self._defer = False
@@ -149,6 +150,9 @@ class FileSource(Source):
         except OSError as exc:
             raise PluginIOError(f"file source: cannot open {path}: {exc.strerror}") from exc
         self._line = 0
+        # The files after this one, measured once per file rather than per batch.
+        later = self._files[self._index + 1 :]
+        self._later_bytes = sum(p.stat().st_size for p in later if p.exists())
         if self._format in ("jsonl", "lines"):
             self._lines = ChunkedLines(self._handle, strip_bom=self._format == "jsonl")
             self._lines.skip(skip)
@@ -313,6 +317,26 @@ class FileSource(Source):
             return False
         finally:
             self._line, self._offset = line, offset
+
+    def describe_position(self, position: Position) -> str:
+        """``skipping 1,054 record(s) already delivered (events.jsonl up to line 1,054)``."""
+        records = int(position.get("offset", 0))
+        where = f"{position.get('file') or self.config.path} up to line {position.get('line', 0):,}"
+        return f"skipping {records:,} record(s) already delivered ({where})"
+
+    def backlog(self) -> Backlog | None:
+        """Bytes not read yet: the rest of the current file and every file after it.
+
+        The reader reads ahead (JSONL and lines: up to a megabyte), so this counts
+        bytes not yet read from disk, not records not yet handed on.
+        """
+        if self._exhausted or self._handle is None:
+            return Backlog(0, "bytes")
+        try:
+            current = os.fstat(self._handle.fileno()).st_size - self._handle.tell()
+        except OSError:
+            return None
+        return Backlog(max(current, 0) + self._later_bytes, "bytes")
 
     def _position(self) -> Position:
         if not self._files:

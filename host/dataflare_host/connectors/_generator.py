@@ -68,6 +68,10 @@ class GeneratorSource(Source):
         self._next = 0
         self._started = time.monotonic()
 
+    def describe_position(self, position: Position) -> str:
+        """``skipping N record(s) already delivered``: the next index is the count."""
+        return f"skipping {int(position['next']):,} record(s) already delivered"
+
     def connect(self, position: Position | None) -> None:
         self._next = int(position["next"]) if position else 0
         self._started = time.monotonic()

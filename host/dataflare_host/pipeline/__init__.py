@@ -7,7 +7,13 @@
 
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import PipelineConfig, load_pipeline_config
-from dataflare_host.pipeline._runner import Pipeline, PipelineError, ProgressReporter, RunSummary
+from dataflare_host.pipeline._runner import (
+    Pipeline,
+    PipelineError,
+    ProgressReporter,
+    RunHealth,
+    RunSummary,
+)
 from dataflare_host.pipeline._stats import StageStats
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "PipelineConfig",
     "PipelineError",
     "ProgressReporter",
+    "RunHealth",
     "RunSummary",
     "StageStats",
     "load_pipeline_config",

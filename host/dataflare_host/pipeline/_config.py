@@ -65,6 +65,9 @@ __all__ = [
     "ProcessorConfig",
     "ProcessorEntry",
     "check_connector_form",
+    "check_processor",
+    "config_problems",
+    "pipeline_problems",
     "load_pipeline_config",
 ]
 
@@ -268,6 +271,76 @@ def load_pipeline_config(path: str | Path) -> tuple[PipelineConfig, LocatedYaml]
 
 
 def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
+    problems = config_problems(config, doc)
+    if problems:
+        raise problems[0]
+
+
+def config_problems(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
+    """Every problem of a structured config, in file order of the checks (``validate``
+    lists them all; a run stops at the first)."""
+    problems: list[ConfigurationError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigurationError as exc:
+            problems.append(exc)
+
+    attempt(_check_ids, config, doc)
+    attempt(_check_bounds, config, doc)
+    for index, processor in enumerate(config.processors):
+        attempt(check_processor, processor.config, doc, ("processors", index, "config"))
+    roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = [
+        *((("sources", i, "config"), e.config, "source") for i, e in enumerate(config.sources)),
+        *((("sinks", i, "config"), e.config, "sink") for i, e in enumerate(config.sinks)),
+    ]
+    if config.dead_letter is not None:
+        roles.append((("dead_letter", "config"), config.dead_letter.config, "sink"))
+    for where, connector, role in roles:
+        attempt(check_connector_form, connector, role, doc, where)
+    problems.extend(_across_entries(config, doc))
+    return problems
+
+
+def pipeline_problems(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
+    """The problems no single entry has alone: ids used twice, bounds, look-back sources,
+    worker counts, a dead-letter policy without a dead-letter sink."""
+    problems: list[ConfigurationError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigurationError as exc:
+            problems.append(exc)
+
+    attempt(_check_ids, config, doc)
+    attempt(_check_bounds, config, doc)
+    return problems + _across_entries(config, doc)
+
+
+def _across_entries(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
+    problems: list[ConfigurationError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigurationError as exc:
+            problems.append(exc)
+
+    roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = []
+    for index, processor in enumerate(config.processors):
+        if processor.config.look_back is not None:
+            at: tuple[str | int, ...] = ("processors", index, "config", "look_back", "source")
+            roles.append((at, processor.config.look_back.source, "source"))
+    for where, connector, role in roles:
+        attempt(check_connector_form, connector, role, doc, where)
+    attempt(_check_scaling, config, doc)
+    attempt(_check_dead_letter, config, doc)
+    return problems
+
+
+def _check_ids(config: PipelineConfig, doc: LocatedYaml) -> None:
     seen: dict[str, tuple[str | int, ...]] = {}
     groups: list[tuple[str, list[Any]]] = [
         ("sources", config.sources),
@@ -294,6 +367,9 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
             f"id {config.dead_letter.id!r} is already used at line "
             f"{doc.line_of(seen[config.dead_letter.id])}; ids must be unique",
         )
+
+
+def _check_bounds(config: PipelineConfig, doc: LocatedYaml) -> None:
     # Bounds, not just signs: a batch of a billion records is a memory bomb that
     # fails minutes later; say so before anything runs.
     for where, value, low, high in (
@@ -304,29 +380,13 @@ def _check(config: PipelineConfig, doc: LocatedYaml) -> None:
     ):
         if not low <= value <= high:
             raise doc.error(where, f"must be from {low:,} to {high:,}, got {value:,}")
-    needs_dead_letter = False
-    for index, processor in enumerate(config.processors):
-        _check_processor(processor.config, doc, ("processors", index, "config"))
-        needs_dead_letter |= processor.config.on_error == "dead_letter"
-    roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = [
-        *((("sources", i, "config"), e.config, "source") for i, e in enumerate(config.sources)),
-        *((("sinks", i, "config"), e.config, "sink") for i, e in enumerate(config.sinks)),
-    ]
-    if config.dead_letter is not None:
-        roles.append((("dead_letter", "config"), config.dead_letter.config, "sink"))
-    for index, processor in enumerate(config.processors):
-        if processor.config.look_back is not None:
-            at: tuple[str | int, ...] = ("processors", index, "config", "look_back", "source")
-            roles.append((at, processor.config.look_back.source, "source"))
-    for at, connector, role in roles:
-        check_connector_form(connector, role, doc, at)
-    _check_scaling(config, doc)
-    if needs_dead_letter and config.dead_letter is None:
-        index = next(
-            i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter"
-        )
+
+
+def _check_dead_letter(config: PipelineConfig, doc: LocatedYaml) -> None:
+    needs = [i for i, p in enumerate(config.processors) if p.config.on_error == "dead_letter"]
+    if needs and config.dead_letter is None:
         raise doc.error(
-            ("processors", index, "config", "on_error"),
+            ("processors", needs[0], "config", "on_error"),
             "is dead_letter but the pipeline has no dead_letter: sink; add one",
         )
 
@@ -386,7 +446,7 @@ def check_connector_form(
             raise doc.error((*path, "plugin_path"), f"file {resolved} does not exist")
 
 
-def _check_processor(
+def check_processor(
     config: ProcessorConfig, doc: LocatedYaml, path: tuple[str | int, ...]
 ) -> None:
     if processor_kind(config.plugin_type) is None:

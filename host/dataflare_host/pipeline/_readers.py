@@ -32,7 +32,7 @@ import attrs
 
 from dataflare_host.connectors import Source, SourceBatch
 from dataflare_host.pipeline._config import BatchSettings
-from dataflare_host.pipeline._stats import PipelineStats
+from dataflare_host.pipeline._stats import PipelineStats, StageStats
 
 __all__ = ["Interruptible", "ReadBatch", "ReaderDone", "ReadsInline", "SourceReaders"]
 
@@ -216,7 +216,9 @@ class SourceReaders:
                 self._ended.add(source_id)
                 return ReaderDone(source_id)
             try:
+                began = time.perf_counter()
                 batch = source.read(self._size, self._linger)
+                _measure(self._stats[source_id], source, batch, time.perf_counter() - began)
             except Exception as exc:  # noqa: BLE001 - any connector failure must reach the main loop
                 self._ended.add(source_id)
                 return ReaderDone(source_id, exc)
@@ -235,7 +237,9 @@ class SourceReaders:
         stats = self._stats[source_id]
         try:
             while not self._stop.is_set():
+                began = time.perf_counter()
                 batch = source.read(self._size, self._linger)
+                _measure(stats, source, batch, time.perf_counter() - began)
                 if batch is None:
                     self._exhausted.add(source_id)
                     break
@@ -320,3 +324,11 @@ class SourceReaders:
             self._grace,
         )
         return ReaderDone(source_id)
+
+
+def _measure(stats: StageStats, source: Source, batch: SourceBatch | None, seconds: float) -> None:
+    """A read's time (when it brought records: an idle wait is no latency) and the
+    source's backlog after it."""
+    if batch is not None and batch.records:
+        stats.batch_seconds.observe(seconds)
+    stats.backlog = source.backlog()

@@ -40,6 +40,7 @@ from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load
 from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, rejected_record
 from dataflare_host.pipeline._delivery import TransactionalSink, pair_exactly_once
 from dataflare_host.pipeline._errors import PipelineError
+from dataflare_host.pipeline._failure_log import FailureLog
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
@@ -49,7 +50,7 @@ from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.pipeline.engines import Done, Engine, make_engine
 from dataflare_host.plugins._chain import Chain, ChainResult
 
-__all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunSummary"]
+__all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunHealth", "RunSummary"]
 
 log = logging.getLogger("dataflare.pipeline")
 
@@ -64,6 +65,18 @@ class ProgressReporter(Protocol):
 
     def finish(self, summary: RunSummary) -> None:
         """Called once, when the run ends."""
+
+
+@attrs.frozen
+class RunHealth:
+    """What a running pipeline's counters do not hold: for the metrics server."""
+
+    started_at: float
+    """When the run started (``time.time()``)."""
+    checkpointed_at: float | None
+    """When the last checkpoint was committed (``time.time()``), None before the first."""
+    retries: dict[str, int]
+    """Per sink id (the dead-letter sink's too): writes it retried so far."""
 
 
 @attrs.frozen
@@ -162,6 +175,12 @@ class Pipeline:
         # A batch failed after stateful plugins may have run on it: their live state
         # is then ahead of the positions, so this run saves no further checkpoint.
         self._state_ahead = False
+        self._failures = FailureLog()
+        self._checkpointed_at: float | None = None
+        self._started_at = time.time()
+        self.measure_record_latency = False
+        """Whether sinks time each batch's first timestamped record against the clock
+        (the metrics server turns it on: it costs a look at one record per batch)."""
         # -- engines: where the chain runs (built in run(): Ray joins a cluster) --
         self._engine: Engine | None = None
 
@@ -178,6 +197,14 @@ class Pipeline:
         workers = self._engine.worker_stats if self._engine is not None else []
         return [*self._stats.ordered, *workers]
 
+    def health(self) -> RunHealth:
+        """The checkpoint's age and the sinks' retries, as of now (any thread)."""
+        named = [(e.id, s) for e, s in zip(self.config.sinks, self.sinks, strict=True)]
+        if self.dead_letter is not None and self.config.dead_letter is not None:
+            named.append((self.config.dead_letter.id, self.dead_letter))
+        retries = {stage: sink.retries() for stage, sink in named}
+        return RunHealth(self._started_at, self._checkpointed_at, retries)
+
     # -- running ------------------------------------------------------------
 
     def stop(self) -> None:
@@ -190,6 +217,7 @@ class Pipeline:
     ) -> RunSummary:
         """Run until every source is exhausted, :meth:`stop` is called, or a failure."""
         started = time.monotonic()
+        self._started_at = time.time()
         for stage_stats in self.stats:
             stage_stats.started = started
         restore = self._install_signal_handlers() if handle_signals else None
@@ -225,6 +253,7 @@ class Pipeline:
                 self._commit(positions)
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
+        self._failures.flush()  # the last interval's counts, before the summary
         # -- engines: the workers hold nothing the commit above still needs --
         engine = self._engine.summary() if self._engine is not None else RunSummary.engine
         if self._engine is not None:
@@ -344,6 +373,10 @@ class Pipeline:
         assert engine is not None
         interval = self.config.checkpoint.interval_ms / 1000
         last_commit = last_reload = last_progress = time.monotonic()
+        if progress is not None:
+            # At once, not a quarter second in: a reporter keeps these (live) counters,
+            # so a scrape during a first slow batch already sees every stage.
+            progress.update(self.stats)
         try:
             while live or engine.pending:
                 if self._stop.is_set():
@@ -373,6 +406,7 @@ class Pipeline:
                 if now - last_commit >= interval:
                     self._commit(positions)
                     last_commit = now
+                self._failures.tick(now)
                 if progress is not None and now - last_progress >= 0.25:
                     progress.update(self.stats)
                     last_progress = now
@@ -410,16 +444,33 @@ class Pipeline:
     def _write(self, done: Done, positions: dict[str, Any]) -> None:
         item: ReadBatch = done.tag
         outputs, dead = self._process(done.result())
+        age = self._record_age(outputs) if self.measure_record_latency else None
         for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
+            stats = self._stats[entry.id]
             try:
+                began = time.perf_counter()
                 sink.write(outputs)
             except PluginError as exc:
                 self._sinks_healthy = False
                 raise PipelineError(f"sink {entry.id!r} failed: {exc}") from exc
-            self._stats[entry.id].add(records_in=len(outputs), records_out=len(outputs))
+            if outputs:
+                stats.batch_seconds.observe(time.perf_counter() - began)
+            if age is not None:
+                stats.record_latency.observe(age)
+            stats.add(records_in=len(outputs), records_out=len(outputs))
             dead.extend(self._rejections(entry.id, sink))
         self._write_dead_letter(dead)
         positions[item.source] = item.batch.position
+
+    @staticmethod
+    def _record_age(outputs: Sequence[Record]) -> float | None:
+        """Seconds since the batch's first record's timestamp (None: it has none)."""
+        if not outputs:
+            return None
+        timestamp = outputs[0].timestamp
+        if timestamp is None:
+            return None
+        return max(time.time() - timestamp / 1000, 0.0)
 
     def _rejections(self, stage: str, sink: Sink) -> list[Record]:
         """Dead-letter records for what ``sink`` refused; fails when there is no dead letter."""
@@ -436,7 +487,7 @@ class Pipeline:
                 "sink to keep refused records and go on"
             )
         for each in rejected:
-            log.warning("sink %r refused a record: %s%s", stage, each.reason, describe(each.record))
+            self._failures.note(f"sink {stage!r}", "refused", each.reason + describe(each.record))
         return [rejected_record(stage, each) for each in rejected]
 
     def _write_dead_letter(self, dead: list[Record]) -> None:
@@ -459,12 +510,15 @@ class Pipeline:
         # that ran have a report.
         ran = self.processors[: len(result.steps)]
         for stage, report in zip(ran, result.steps, strict=True):
-            self._stats[stage.id].add(
+            stats = self._stats[stage.id]
+            stats.add(
                 records_in=report.records_in,
                 records_out=report.records_out,
                 filtered=Chain.filtered(stage.plugin, report),
                 errored=report.errored,
             )
+            if report.records_in:
+                stats.batch_seconds.observe(report.seconds)
             for error, failed in report.failures:
                 if stage.config.on_error == "fail":
                     raise PipelineError(
@@ -472,9 +526,7 @@ class Pipeline:
                         "set on_error: skip or dead_letter to go on past such records"
                     )
                 action = "dead-lettered" if stage.config.on_error == "dead_letter" else "skipped"
-                log.warning(
-                    "processor %r %s a record: %s%s", stage.id, action, error, describe(failed)
-                )
+                self._failures.note(f"processor {stage.id!r}", action, f"{error}{describe(failed)}")
                 if stage.config.on_error == "dead_letter":
                     dead.append(dead_letter_record(stage, error, failed))
         return result.outputs, dead
@@ -508,6 +560,7 @@ class Pipeline:
                 else:
                     accumulators[key] = value
         self.checkpoints.save(Checkpoint(dict(positions), accumulators, states))
+        self._checkpointed_at = time.time()
         for entry, source in zip(self.config.sources, self.sources, strict=True):
             if entry.id in positions:
                 source.ack(positions[entry.id])

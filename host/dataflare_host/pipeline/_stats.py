@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["PipelineStats", "StageStats"]
+from dataflare_host.connectors._base import Backlog
+
+__all__ = ["LATENCY_BUCKETS", "Histogram", "PipelineStats", "StageStats"]
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the latency histograms: a batch through a fast native
+plugin up to a record a minute late."""
+
+
+@attrs.define
+class Histogram:
+    """Observations counted per bucket (Prometheus' cumulative form is made at a scrape).
+
+    ``counts[i]`` counts observations at most ``bounds[i]`` and above the bound
+    before; the last entry counts those above every bound.
+    """
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = attrs.field()
+    total: float = 0.0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
+
+    @counts.default
+    def _no_counts(self) -> list[int]:
+        return [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Count one observation (thread-safe)."""
+        index = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            self.counts[index] += 1
+            self.total += value
+
+    def snapshot(self) -> tuple[list[int], float]:
+        """The counts per bucket and the sum of every observation, read together."""
+        with self._lock:
+            return list(self.counts), self.total
 
 
 @attrs.define
 class StageStats:
-    """Records through one stage. ``role`` is source, processor, sink or dead_letter."""
+    """Records through one stage. ``role`` is source, processor, sink, dead_letter or worker.
+
+    ``batch_seconds`` holds how long the stage took per batch (a source's read, a
+    processor's plugin, a sink's write); ``record_latency`` (sinks) how old each
+    delivered batch's first timestamped record was; ``backlog`` (sources) what is
+    left to read; ``restarts`` (workers) how often the worker was started again.
+    """
 
     stage: str
     role: str
@@ -23,7 +69,11 @@ class StageStats:
     filtered: int = 0
     errored: int = 0
     reloads: int = 0
+    restarts: int = 0
     started: float = attrs.field(factory=time.monotonic)
+    batch_seconds: Histogram = attrs.field(factory=Histogram, repr=False, eq=False)
+    record_latency: Histogram = attrs.field(factory=Histogram, repr=False, eq=False)
+    backlog: Backlog | None = attrs.field(default=None, repr=False, eq=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
     def add(

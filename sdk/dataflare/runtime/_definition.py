@@ -155,7 +155,7 @@ def resolve_params(
         if not isinstance(name, str) or not isinstance(value, str):
             raise ConfigurationError(
                 f"{label}: parameter {name!r} must be a str mapped to a str (got "
-                f"{type(value).__name__}); pass numbers as text, e.g. -e limit=10",
+                f"{type(value).__name__}); pass numbers as text, e.g. {{'limit': '10'}}",
                 setting="params",
             )
     if declared is None:
@@ -176,8 +176,11 @@ def resolve_params(
             continue  # absent means unset: the plugin reads params.get(name)
         elif default is None:
             raise ConfigurationError(
-                f"{label} needs parameter {name!r}; "
-                f"give it with -e {name}=VALUE or under params: in the pipeline",
+                # Says how for each place a plugin takes parameters from: a
+                # pipeline's params: (dataflare run has no option for them) and
+                # dataflare test's -e.
+                f"{label} needs parameter {name!r}; in a pipeline, give it under its "
+                f"params: ({name}: VALUE); with dataflare test, -e {name}=VALUE",
                 setting="params",
             )
         else:

@@ -190,6 +190,7 @@ def merge(results: Sequence[ChainResult], steps: int) -> ChainResult:
                 sum(p.records_out for p in parts),
                 [failure for p in parts for failure in p.failures],
                 sum(p.unprocessed for p in parts),
+                sum(p.seconds for p in parts),
             )
         )
     return ChainResult(outputs, error, failed_step, reports)

@@ -418,6 +418,7 @@ class PoolEngine:
     def _spawn_again(self, slot: int) -> None:
         self._dead.discard(slot)
         self.restarts[slot] += 1
+        self.worker_stats[slot].restarts += 1
         where = self._backend.spawn(slot)
         self.worker_stats[slot].kind = (
             f"{self.name} {where}, {self.restarts[slot]} restart(s)"

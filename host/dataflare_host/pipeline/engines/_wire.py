@@ -135,6 +135,7 @@ def from_result(result: ChainResult) -> tuple[Any, ...]:
             step.records_out,
             [(_error(error), frame_records([record])) for error, record in step.failures],
             step.unprocessed,
+            step.seconds,
         )
         for step in result.steps
     ]
@@ -151,8 +152,9 @@ def to_result(wire: tuple[Any, ...]) -> ChainResult:
             records_out,
             [(_error_back(e), unframe_records(r)[0]) for e, r in failures],
             unprocessed,
+            seconds,
         )
-        for records_in, records_out, failures, unprocessed in steps
+        for records_in, records_out, failures, unprocessed, seconds in steps
     ]
     return ChainResult(
         WorkerRecords(*outputs), _error_back(error) if error is not None else None, step, reports
