@@ -29,7 +29,11 @@ import attrs
 
 import dataflare
 from dataflare import ConfigurationError, PluginIOError
-from dataflare_host.wasm.build._dependencies import PROJECT_FILE, bundled_files, declared_dependencies
+from dataflare_host.wasm.build._dependencies import (
+    PROJECT_FILE,
+    bundled_files,
+    declared_dependencies,
+)
 from dataflare_host.wasm.build._wit import WIT_WORLD, wit_dir
 
 __all__ = [
