@@ -14,8 +14,12 @@ OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
 
 
 def documented_shells() -> list[str]:
-    """The ``_DATAFLARE_COMPLETE=<shell>_source`` values the page gives."""
-    return re.findall(r"_DATAFLARE_COMPLETE=(\w+)_source dataflare", OPERATIONS.read_text())
+    """The shells of the page's ``_DATAFLARE_COMPLETE=<shell>_source`` lines, each once.
+
+    A shell may appear twice (bash: the start-up line, and writing the script to a file).
+    """
+    lines = re.findall(r"_DATAFLARE_COMPLETE=(\w+)_source dataflare", OPERATIONS.read_text())
+    return sorted(set(lines))
 
 
 def test_the_page_documents_bash_zsh_and_fish() -> None:
