@@ -10,7 +10,8 @@ Between batches it also swaps in processors whose file changed (hot reload).
 The steps live beside this module: the checkpoint checked and state restored
 in ``_resume``, reader threads in ``_readers``, look-back warm-up in
 ``_look_back``, hot reload in ``_hot_reload``, the write-up of failed records
-in ``_dead_letter`` and the counters in ``_stats``.
+in ``_dead_letter``, the counters in ``_stats`` and what a run reports in
+``_run_outcome``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, Protocol
-
-import attrs
+from typing import Any, Literal
 
 from dataflare import PluginError, PluginKind, Record
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
@@ -45,6 +44,7 @@ from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
 from dataflare_host.pipeline._resume import checked_checkpoint
+from dataflare_host.pipeline._run_outcome import ProgressReporter, RunHealth, RunSummary
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.pipeline.engines import Done, Engine, make_engine
@@ -55,52 +55,6 @@ __all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunHealth", "RunSum
 log = logging.getLogger("dataflare.pipeline")
 
 _RELOAD_CHECK_S = 0.2
-
-
-class ProgressReporter(Protocol):
-    """Receives the stage counters while a pipeline runs."""
-
-    def update(self, stats: Sequence[StageStats]) -> None:
-        """Called a few times per second from the pipeline's main loop."""
-
-    def finish(self, summary: RunSummary) -> None:
-        """Called once, when the run ends."""
-
-
-@attrs.frozen
-class RunHealth:
-    """What a running pipeline's counters do not hold: for the metrics server."""
-
-    started_at: float
-    """When the run started (``time.time()``)."""
-    checkpointed_at: float | None
-    """When the last checkpoint was committed (``time.time()``), None before the first."""
-    retries: dict[str, int]
-    """Per sink id (the dead-letter sink's too): writes it retried so far."""
-
-
-@attrs.frozen
-class RunSummary:
-    """How a run ended, with every stage's counters."""
-
-    name: str
-    status: Literal["completed", "stopped", "failed"]
-    stats: list[StageStats]
-    seconds: float
-    error: str | None = None
-    resumed: bool = False
-    signal: str | None = None
-    """The signal that stopped the run (``SIGINT``, ``SIGTERM``), if one did."""
-    engine: str = "engine in-process, 1 worker (the driver)"
-    """The engine and its workers (``workers:``, ``engine:``)."""
-
-    @property
-    def exit_code(self) -> int:
-        """1 when the run failed; 130 when SIGINT stopped it (the shell's convention for
-        Ctrl-C); 0 when it completed or SIGTERM/:meth:`Pipeline.stop` stopped it cleanly."""
-        if self.status == "failed":
-            return 1
-        return 130 if self.signal == "SIGINT" else 0
 
 
 class Pipeline:
