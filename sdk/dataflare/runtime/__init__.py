@@ -21,8 +21,6 @@ Like the rest of the SDK it is pure Python with attrs as its only dependency:
 it runs inside the component too.
 """
 
-from dataflare._json import loads_json
-
 from ._definition import (
     MARK,
     RESERVED_PARAM_PREFIX,
@@ -36,6 +34,7 @@ from ._definition import (
     resolve_params,
 )
 from ._dispatch import BatchResult, Dispatcher, LookBackResult
+from ._json import loads_json
 from ._state import EMPTY_SNAPSHOT, StateBounds
 from ._window_state import LateRecordError, WindowState, window_from_json, window_from_mapping
 from ._wire import (

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dataflare._errors import ConfigurationError, ProcessingError, SerializationError
-from dataflare._json import install_in_json_module
 from dataflare._kinds import PluginKind
 
 from ._definition import PluginModule, find_plugin
 from ._dispatch import Dispatcher
+from ._json import install_in_json_module
 from ._wire import (
     decode_accumulator,
     decode_request,
