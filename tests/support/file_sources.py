@@ -8,10 +8,14 @@ from dataflare import Record
 from dataflare_host.connectors import FileSource, FileSourceConfig, SourceBatch
 
 
-def read_all(path: Any, max_records: int = 7, **config: Any) -> list[Record]:
+def read_all(
+    path: Any, max_records: int = 7, *, defer: bool = False, **config: Any
+) -> list[Record]:
     """Every record of the file source on ``path`` (``config``: its other settings),
-    read ``max_records`` at a time."""
+    read ``max_records`` at a time; ``defer``: as deferred (worker) batches."""
     source = FileSource(FileSourceConfig(str(path), **config), {})
+    if defer:
+        source.defer_records()
     source.connect(None)
     records: list[Record] = []
     try:

@@ -7,6 +7,10 @@
   ``Record()`` does, and gives a record equal to the checked constructor's.
 - The file source's records equal the ones the checked constructor builds,
   and its errors keep their wording (file, line, value).
+- Parse once: a JSONL source's check hands each line's parse to the record's
+  first ``json()`` (no second parse), with the same records, values and errors
+  as without the check, inline and in deferred (worker) batches alike.
+- The host's ``parse_json`` (orjson where it agrees) equals ``json.loads``.
 - ``ChunkedLines`` (a JSONL or lines file read a megabyte at a time and split with
   ``bytes.split``) gives the lines iterating the file gives, line ends
   stripped and a JSONL byte-order mark dropped, whatever the chunk size.
@@ -37,6 +41,7 @@ from support.source_readers import source_readers
 
 from dataflare import PluginIOError, Record, SerializationError
 from dataflare.runtime import loads_json
+from dataflare_host._json import parse_json
 from dataflare_host.connectors import (
     FileSink,
     FileSinkConfig,
@@ -116,6 +121,47 @@ def test_loads_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> N
     for broken in (text + junk, junk + text, text[: len(text) // 2]):
         _same(broken)
         _same(broken.encode())
+
+
+# -- the host's parse_json (orjson where it agrees) == json.loads ------------------------
+
+
+def _same_parse(data: bytes) -> None:
+    assert _json_outcome(parse_json, data) == _json_outcome(json.loads, data)
+
+
+@given(_json_values, _whitespace, _whitespace, st.booleans())
+@example(12345678901234567890, "", "", True)
+@example(-(2**63) - 1, "", "", True)
+@example(2**64, "", "", False)
+@example([1e400, -1e-400, 0.1, 2.5e-308], "", "", True)
+def test_parse_json_equals_json_loads_on_json(
+    value: Any, before: str, after: str, ascii_only: bool
+) -> None:
+    """On JSON: the same value as json.loads (big integers, floats, text, nesting)."""
+    _same_parse((before + json.dumps(value, ensure_ascii=ascii_only) + after).encode())
+
+
+@given(st.binary(max_size=40))
+@example(b"\xef\xbb\xbf{}")
+@example(b'"\xed\xa0\x80"')
+@example(b'"\\ud800"')
+@example(b"1e400")
+@example(b"[NaN, -Infinity]")
+@example(b"123456789012345678901234567890")
+@example(b'{"a": 1, "a": 2}')
+@example(b'"a\x01"')
+@example(b"[" * 100_000)
+def test_parse_json_equals_json_loads_on_any_bytes(data: bytes) -> None:
+    """On any bytes: the same value, or the same exception type and message."""
+    _same_parse(data)
+
+
+@given(_json_values, st.sampled_from(["]", "}", ",", " x", "\x00", "'", '"']))
+def test_parse_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> None:
+    text = json.dumps(value)
+    for broken in (text + junk, junk + text, text[: len(text) // 2]):
+        _same_parse(broken.encode())
 
 
 def test_loads_json_keeps_json_loads_keywords_and_types() -> None:
@@ -589,3 +635,61 @@ def test_a_stop_ends_inline_sources_not_yet_exhausted() -> None:
 
 def test_the_file_source_reads_inline() -> None:
     assert isinstance(FileSource.__new__(FileSource), ReadsInline)
+
+
+# -- parse once: the source's check hands its parse to json() ----------------------------
+
+_LINES = st.lists(
+    st.one_of(
+        st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=6), max_size=4),
+        st.lists(st.integers(), max_size=3),
+    ).map(lambda document: json.dumps(document, ensure_ascii=False)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(lines=_LINES, blank_every=st.integers(min_value=0, max_value=4))
+def test_checked_lines_read_as_the_unchecked_ones_and_parse_the_same(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], blank_every: int
+) -> None:
+    """The fast path (validate: the source's parse kept for json()) gives the same records
+    as the slow one (no check, json() parses), and every json() equals json.loads."""
+    path = tmp_path_factory.mktemp("parse-once") / "in.jsonl"
+    shown = [
+        line
+        for i, line in enumerate(lines)
+        for line in ([line, ""] if blank_every and i % blank_every == 0 else [line])
+    ]
+    path.write_text("\n".join(shown) + "\n", encoding="utf-8")
+    checked = read_all(path)
+    unchecked = read_all(path, validate=False)
+    assert checked == unchecked == read_all(path, defer=True)
+    for fast, slow in zip(checked, unchecked, strict=True):
+        expected = json.loads(slow.value)
+        assert fast.json() == slow.json() == expected
+        assert fast.json() == expected  # the second call parses again
+
+
+def test_a_checked_line_is_parsed_once_for_its_first_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source's check is the only parse a plugin's first record.json() costs."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": [2]}\n', encoding="utf-8")
+    records = read_all(path) + read_all(path, defer=True)
+    calls: list[bytes] = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda v: calls.append(v) or real(v))
+    assert [r.json() for r in records] == [{"a": 1}, {"a": [2]}] * 2
+    assert calls == []
+    assert records[1].json() == {"a": [2]}
+    assert calls == [b'{"a": [2]}']
+
+
+def test_a_malformed_line_among_checked_ones_still_names_its_file_and_line(tmp_path: Path) -> None:
+    """Keeping the parses changes no error: the bad line of a slice is named as before."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": \n{"a": 3}\n', encoding="utf-8")
+    with pytest.raises(SerializationError, match=rf"^{path}:3: not valid JSON \("):
+        read_all(path)

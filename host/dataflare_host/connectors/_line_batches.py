@@ -3,13 +3,13 @@ they are used, in a pipeline worker for instance) as :class:`LineRecords`."""
 
 from __future__ import annotations
 
-from collections import deque
+from typing import Any
 
 import attrs
 
 from dataflare import Record
-from dataflare.runtime import loads_json
 from dataflare.runtime._trusted_records import build_trusted_records
+from dataflare_host._json import parse_json
 from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._file_readers import not_json
 
@@ -36,21 +36,22 @@ class LineSpan:
         """The records the source would have read: values, ``file`` and ``line``
         metadata, offsets; a line that is not JSON fails with the source's words."""
         values = self.lines.split(b"\n")
+        parsed = None
         if self.validate:
             try:
-                deque(map(loads_json, values), maxlen=0)
+                parsed = list(map(parse_json, values))  # kept for each record's json()
             except Exception:
                 # Line by line: the first line that is not JSON, named as the source names it.
                 for line, value in enumerate(values, start=self.first):
                     try:
-                        loads_json(value)
+                        parse_json(value)
                     except ValueError as exc:
                         raise not_json(self.path, line, exc) from exc
                 raise
         first, name, size = self.first, self.name, len(values)
         metadata = [{"file": name, "line": line} for line in map(str, range(first, first + size))]
         offsets = list(range(self.offset, self.offset + size))
-        return build_trusted_records(values, None, None, metadata, offsets)
+        return build_trusted_records(values, None, None, metadata, offsets, parsed)
 
 
 class LineRecords(DeferredRecords):
@@ -81,6 +82,7 @@ class LineColumns:
         self.timestamps: list[int | None] | None = None
         self.metadata: list[dict[str, str]] = []
         self.offsets: list[int] = []
+        self.parsed: list[Any] = []  # each value's parse, used when every value has one
         self.spans: list[tuple[int, LineSpan]] = []  # each after this many column records
 
     def add_span(self, span: LineSpan, size: int) -> None:
@@ -107,7 +109,10 @@ class LineColumns:
         if keys is not None and timestamps is not None:
             keys.extend([None] * (count - len(keys)))
             timestamps.extend([None] * (count - len(timestamps)))
-        made = build_trusted_records(self.values, keys, timestamps, self.metadata, self.offsets)
+        parsed = self.parsed if len(self.parsed) == count else None
+        made = build_trusted_records(
+            self.values, keys, timestamps, self.metadata, self.offsets, parsed
+        )
         if not self.spans:
             return made
         parts: list[list[Record] | LineSpan] = []
