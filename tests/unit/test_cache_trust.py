@@ -101,7 +101,7 @@ def test_cached_files_must_be_unwritable_by_others_and_not_links(cache_dir: Path
         trusted_file(mine)
     link = folder / "link.wasm"
     link.symlink_to(mine)
-    with pytest.raises(ConfigurationError, match="link.wasm is a symbolic link"):
+    with pytest.raises(ConfigurationError, match=r"link\.wasm is a symbolic link"):
         trusted_file(link)
 
 
