@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 from wasmtime import component as wc
 
+from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, SharedEngine
 from dataflare_host.wasm.sandbox.protocol import GuestRecord, GuestVariant
 
@@ -95,7 +95,8 @@ class GuestInstance:
         self.store.set_wasi(wasi)
         self.store.set_limits(memory_size=memory_limit_bytes)
         _check_contract(component, shared, label, interface)
-        started = time.monotonic()
+        # Charged time, not the wall clock: a busy machine's delay is not the plugin's.
+        watch = Stopwatch(thread_self=True)
         try:
             instance = shared.linker.instantiate(self.store, component)
         except wasmtime.WasmtimeError as exc:
@@ -103,7 +104,7 @@ class GuestInstance:
                 f"{label} cannot be instantiated: {_first_line(exc)} (is it a DataFlare "
                 "plugin component built with dataflare build?)"
             ) from exc
-        elapsed = time.monotonic() - started
+        elapsed = watch.read().charged_s
         if elapsed > time_limit_s:  # returned after the limit, before the host's kill
             raise GuestTrap(
                 f"its start function returned after {elapsed:.2f} s, past the "
@@ -132,7 +133,7 @@ class GuestInstance:
         the limit all the same.
         """
         func = self.funcs[name]
-        started = time.monotonic()
+        watch = Stopwatch(thread_self=True)
         try:
             result = func(self.store, *args)
             func.post_return(self.store)
@@ -143,7 +144,7 @@ class GuestInstance:
             raise GuestTrap(
                 f"the {name!r} export refused its arguments: {exc}", timed_out=False
             ) from exc
-        elapsed = time.monotonic() - started
+        elapsed = watch.read().charged_s
         if elapsed > time_limit_s:
             raise GuestTrap(
                 f"returned after {elapsed:.2f} s, past the {time_limit_s:g} s time limit",
