@@ -79,15 +79,13 @@ def trusted_folder(name: str) -> Path:
             pass  # a file or a dangling link where the folder should be: said below
         except OSError as exc:
             raise ConfigurationError(
-                f"cache folder {path} cannot be created ({exc.strerror}); {FIX}",
-                setting="DATAFLARE_CACHE_DIR",
+                f"cache folder {path} cannot be created ({exc.strerror}); {FIX}"
             ) from exc
         problem = untrusted(path, folder=True)
         if problem is not None:
             raise ConfigurationError(
                 f"cache folder {path} {problem}, so another user could plant code in it; "
-                f"refusing to use it: {FIX}",
-                setting="DATAFLARE_CACHE_DIR",
+                f"refusing to use it: {FIX}"
             )
     return root / name
 
@@ -101,8 +99,7 @@ def trusted_file(path: Path) -> bool:
     problem = untrusted(path, folder=False)
     if problem is not None:
         raise ConfigurationError(
-            f"cached file {path} {problem}; refusing to use it: {FIX}",
-            setting="DATAFLARE_CACHE_DIR",
+            f"cached file {path} {problem}; refusing to use it: {FIX}"
         )
     return path.exists()
 

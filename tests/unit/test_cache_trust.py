@@ -116,3 +116,88 @@ def test_cache_clear_does_not_follow_a_symlinked_folder(cache_dir: Path, tmp_pat
     assert cleared.files == 0
     assert (elsewhere / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert not (cache_dir / "compiled").exists()
+
+
+# -- the loading paths: builds/ and keys/ (compiled/ is in tests/wasm) ------------------
+
+PLUGIN = """import dataflare
+
+
+@dataflare.map
+def same(record: dataflare.Record) -> dataflare.Record:
+    return record
+"""
+
+
+def test_a_planted_build_is_refused_not_run(cache_dir: Path, tmp_path: Path) -> None:
+    """Another user's file under the very name of this plugin's build: refused, not loaded."""
+    from dataflare_host.wasm.build._cache import build_key, component_for
+
+    uid = other_uid()
+    plugin = tmp_path / "same.py"
+    plugin.write_text(PLUGIN, encoding="utf-8")
+    planted = trusted_folder("builds") / f"same-{build_key(plugin)}.wasm"
+    planted.write_bytes(b"\0asm evil")
+    os.chown(planted, uid, -1)
+    with pytest.raises(ConfigurationError, match=rf"cached file {planted} belongs to uid {uid}"):
+        component_for(plugin)
+
+
+def test_a_run_on_a_cache_of_another_user_stops_with_one_line(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """``dataflare run`` of a WASM plugin: the refused cache is the one error line, exit 2."""
+    from click.testing import CliRunner
+
+    from dataflare_host.cli._main import main
+
+    uid = other_uid()
+    (tmp_path / "same.py").write_text(PLUGIN, encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text('{"id": 1}\n', encoding="utf-8")
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "sources: [{id: in, type: plugin, config: {plugin_type: file, "
+        "connection: {path: in.jsonl}}}]\n"
+        "processors: [{id: same, type: plugin, config: {plugin_type: map, "
+        "plugin_source: wasm, plugin_path: same.py}}]\n"
+        "sinks: [{id: out, type: plugin, config: {plugin_type: file, "
+        "connection: {path: out.jsonl}}}]\n",
+        encoding="utf-8",
+    )
+    trusted_folder("builds")
+    os.chown(cache_dir / "builds", uid, -1)
+    result = CliRunner().invoke(main, ["run", "--quiet", str(pipeline)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"error: {pipeline}:2: processors[0].config: cache folder {cache_dir / 'builds'} "
+        f"belongs to uid {uid}, not to you "
+        f"(uid {os.getuid()}), so another user could plant code in it; refusing to use it: "
+        "remove it, or set DATAFLARE_CACHE_DIR to a folder of your own"
+    ]
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_planted_key_memo_is_refused(cache_dir: Path, tmp_path: Path) -> None:
+    """A memo names the artifact a component maps: another user's memo is refused."""
+    import zlib
+
+    from dataflare_host.wasm.sandbox.child._wasmtime_engine import (
+        ComponentError,
+        _artifact_key,
+        _identity,
+    )
+
+    uid = other_uid()
+    component = tmp_path / "c.wasm"
+    component.write_bytes(b"\0asm\r\0\1\0")
+    keys = trusted_folder("keys")
+    identity, _ = _identity(component)
+    memo = keys / f"{zlib.crc32(identity.encode()):08x}.key"
+    memo.write_text(f"{identity}\n{'e' * 32}", encoding="utf-8")
+    os.chown(memo, uid, -1)
+    with pytest.raises(ComponentError, match=rf"cached file {memo} belongs to uid {uid}"):
+        _artifact_key(component, keys)
+    os.chown(memo, os.getuid(), -1)
+    assert _artifact_key(component, keys) == ("e" * 32, None)  # the check, not the memo, refused
