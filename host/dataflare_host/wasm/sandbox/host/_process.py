@@ -111,7 +111,9 @@ class SandboxProcess:
 
     def request(self, message: tuple[Any, ...], timeout_s: float) -> tuple[Any, ...]:
         """Send ``message``; the answer, or :class:`Unanswered` after ``timeout_s``."""
-        self.send(message)
+        # Every thread's waits: a load compiles on wasmtime's threads while the main
+        # thread waits for them (the hot path, send_packed alone, reads one file).
+        self.send_packed(pack(message), all_threads=True)
         return self.receive(time.monotonic() + timeout_s)
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -121,11 +123,11 @@ class SandboxProcess:
         """
         self.send_packed(pack(message))
 
-    def send_packed(self, payload: bytes) -> None:
+    def send_packed(self, payload: bytes, *, all_threads: bool = False) -> None:
         """Send a message :func:`pack` made (so it can be made before the process is free)."""
         # The guest runs on the process's main thread: its waits for a CPU are the
         # machine's, not the plugin's, and move the request's deadline (see receive).
-        self._watch = Stopwatch(self.proc.pid, main_thread=True)
+        self._watch = Stopwatch(self.proc.pid, main_thread=not all_threads)
         try:
             self._in.write(HEADER.pack(len(payload)))
             self._in.write(payload)  # no concatenation: a batch is a megabyte
@@ -150,11 +152,12 @@ class SandboxProcess:
         when none came by ``deadline`` (a :func:`time.monotonic` time, moved later by
         the time the process waited for a CPU: see :meth:`charged_deadline`)."""
         fd = self._out.fileno()
+        charged = deadline
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = charged - time.monotonic()
             if remaining <= 0:
-                deadline = self.charged_deadline(deadline)
-                remaining = deadline - time.monotonic()
+                charged = self.charged_deadline(deadline)  # from the original, each time
+                remaining = charged - time.monotonic()
             if remaining <= 0:
                 if self.answered(0.0):  # answered in time, read late
                     break
