@@ -325,10 +325,20 @@ def _run_charged(
                     continue
                 process.kill()
                 process.communicate()
+                if used.waited_s > used.charged_s:
+                    # Most of the wall time went to other processes: say so, rather
+                    # than blame a plugin that may only have been starved.
+                    why = (
+                        "the machine is heavily loaded; if the plugin does not loop or "
+                        "block when imported, retry, or raise DATAFLARE_BUILD_TIMEOUT_S"
+                    )
+                else:
+                    why = (
+                        "does the plugin loop or block when imported? (module-level code "
+                        "runs at build time; DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
+                    )
                 raise ConfigurationError(
                     f"building {path} was stopped after {used.charged_s:.0f} s of its "
-                    f"{timeout_s:g} s build time limit {used.machine_note()}: does the plugin "
-                    "loop or block when imported? (module-level code runs at build time; "
-                    "DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
+                    f"{timeout_s:g} s build time limit {used.machine_note()}: {why}"
                 ) from None
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
