@@ -26,7 +26,7 @@ class Readings:
     def __init__(self, *readings: Charged) -> None:
         self._readings = list(readings)
 
-    def __call__(self, _pid: object) -> Readings:
+    def __call__(self, _pid: object, **_options: object) -> Readings:
         return self
 
     def read(self) -> Charged:

@@ -8,7 +8,9 @@ did not spend it. Wall time minus that wait is what the plugin consumed
 (running, or blocked in a call it made), on an idle machine and a loaded one
 alike. Both the host (which kills a sandbox process or a build past its
 limit) and the sandbox process (which checks a call that returned late)
-count this way. Where ``schedstat`` is missing, it is the wall clock.
+count this way, on the one thread that runs the plugin: summed over threads
+that contend with each other, waits could cover the whole wall clock. Where
+``schedstat`` is missing, it is the wall clock.
 
 Standard library only: a sandbox process imports it.
 """
