@@ -117,3 +117,18 @@ def test_charged_time_leaves_out_a_wait_for_a_cpu_and_counts_a_sleep() -> None:
     slept = asleep.read()
     assert slept.charged_s >= 0.2 - slept.waited_s
     assert slept.cpu_s < slept.charged_s
+
+
+def test_a_build_that_mostly_did_not_run_is_not_blamed_on_the_plugin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Charged 30 s with 8.7 s of CPU (the rest blocked: threads waiting on each other,
+    a busy disk): the machine, not a loop, is the likely cause."""
+    with pytest.raises(ConfigurationError) as caught:
+        run(
+            monkeypatch,
+            tmp_path,
+            Charged(wall_s=45.9, cpu_s=8.7, waited_s=15.5),
+            code="import time; time.sleep(60)",
+        )
+    assert "the machine is heavily loaded" in str(caught.value)

@@ -326,9 +326,10 @@ def _run_charged(
                     continue
                 process.kill()
                 process.communicate()
-                if used.waited_s > used.charged_s:
-                    # Most of the wall time went to other processes: say so, rather
-                    # than blame a plugin that may only have been starved.
+                if used.waited_s > used.charged_s or used.cpu_s < used.charged_s / 2:
+                    # Starved, or mostly neither running nor waiting for a CPU (its
+                    # threads waiting on each other, a busy disk): a loaded machine
+                    # looks like this; say so rather than blame the plugin.
                     why = (
                         "the machine is heavily loaded; if the plugin does not loop or "
                         "block when imported, retry, or raise DATAFLARE_BUILD_TIMEOUT_S"
