@@ -151,7 +151,12 @@ def test_sigterm_stops_a_pipeline_whose_guest_sleeps(
         env=env,
     )
     try:
-        time.sleep(8)  # loaded, and a few sleeping records skipped at the limit
+        # Running (its sink connected: after the signal handlers are installed), not a
+        # guess at how long loading takes on a loaded machine; then a few sleeping
+        # records skipped at the limit (a sleep is charged in full).
+        while not (tmp_path / "out.txt").exists() and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(5)
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         _, stderr = proc.communicate(timeout=30)
@@ -210,10 +215,10 @@ def test_a_start_function_that_loops_is_a_load_error_at_the_limit(
 ) -> None:
     """A component not built from the SDK whose start function never returns: one clear error."""
     wasm = component_file(tmp_path, "spin.wasm", LOOPING_START)
-    started = time.monotonic()
+    # No wall-clock bound: the limit counts the loop's own time, which a loaded
+    # machine hands out slowly.
     with pytest.raises(ConfigurationError) as caught:
         load_plugin(wasm, sandbox=Sandbox(time_limit_s=1.0))
-    assert time.monotonic() - started < 20  # the first load also compiles it
     message = str(caught.value)
     assert str(wasm) in message
     assert "time limit" in message
@@ -238,10 +243,8 @@ def test_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
     hostile_wasm: Path,
 ) -> None:
     """Loading runs init under the limit: a looping @init hook is one clear error."""
-    started = time.monotonic()
     with pytest.raises(ConfigurationError) as caught:
         attack(hostile_wasm, "init_loop", time_limit_s=1.0)
-    assert time.monotonic() - started < 10
     assert "init trapped" in str(caught.value)
     assert "time limit" in str(caught.value)
 

@@ -47,7 +47,8 @@ class RunSummary:
     signal: str | None = None
     """The signal that stopped the run (``SIGINT``, ``SIGTERM``), if one did."""
     engine: str = "engine in-process, 1 worker (the driver)"
-    """The engine and its workers (``workers:``, ``engine:``)."""
+    """The engine and its workers (``workers:``, ``engine:``); empty when the run failed
+    before an engine started (a damaged checkpoint, a refused connection)."""
 
     @property
     def exit_code(self) -> int:

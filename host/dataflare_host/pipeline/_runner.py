@@ -209,7 +209,9 @@ class Pipeline:
                 status, error = "failed", error or str(exc)
         self._failures.flush()  # the last interval's counts, before the summary
         # -- engines: the workers hold nothing the commit above still needs --
-        engine = self._engine.summary() if self._engine is not None else RunSummary.engine
+        # Not RunSummary.engine: on a slotted attrs class that is the slot's descriptor
+        # (printed as "<member 'engine' of 'RunSummary' objects>"), not its default.
+        engine = self._engine.summary() if self._engine is not None else ""
         if self._engine is not None:
             self._engine.close()
         summary = RunSummary(

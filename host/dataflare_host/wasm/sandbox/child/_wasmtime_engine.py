@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 import zlib
@@ -123,6 +124,9 @@ class WasmtimeEngine:
             return Loaded(component, compiled)
 
     def _deserialize(self, artifact: Path) -> wc.Component | None:
+        # A compiled artifact is native code: mapped only when this user wrote it
+        # and no one else can have (the folder was checked by the host).
+        _refuse_untrusted(artifact)
         if not artifact.is_file():
             return None
         try:
@@ -150,11 +154,39 @@ class WasmtimeEngine:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
             partial = artifact.with_name(f".{artifact.name}.{os.getpid()}.partial")
-            partial.write_bytes(component.serialize())
+            _write_private(partial, component.serialize())
             partial.replace(artifact)
         except OSError:
             return component, False  # an unwritable cache only costs the next run a compile
         return component, True
+
+
+def _refuse_untrusted(path: Path) -> None:
+    """ComponentError naming ``path`` when it is a link, not a regular file, another user's,
+    or writable by its group or anyone: such a cache file is code another user could plant.
+
+    The host's own check (``dataflare_host._ownership``) is not imported here: a sandbox
+    process imports nothing of the host package.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return  # a cache miss
+    foreign = info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode) or foreign:
+        raise ComponentError(
+            f"cached file {path} is not a regular file that only you (uid {os.getuid()}) can "
+            f"write (owner uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}); refusing "
+            "to use it: remove it, or set DATAFLARE_CACHE_DIR to a folder of your own"
+        )
+
+
+def _write_private(path: Path, data: bytes | bytearray) -> None:
+    """Write a new cache file only this user can write, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o644)  # the umask may have left group write on
+        handle.write(data)
 
 
 def _read(path: Path) -> bytes:
@@ -215,6 +247,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
     """
     identity, before = _identity(path)
     memo = folder / f"{zlib.crc32(identity.encode()):08x}.key"
+    _refuse_untrusted(memo)  # a planted memo would name another plugin's artifact
     with contextlib.suppress(OSError, UnicodeDecodeError):
         remembered, _, key = memo.read_text(encoding="utf-8").rpartition("\n")
         if remembered == identity and len(key) == 32:
@@ -226,7 +259,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
             partial = memo.with_name(f".{memo.name}.{os.getpid()}.partial")
-            partial.write_text(f"{identity}\n{key}", encoding="utf-8")
+            _write_private(partial, f"{identity}\n{key}".encode())
             partial.replace(memo)
             _prune(folder)
     return key, data
