@@ -35,6 +35,7 @@ line and the YAML path of what is wrong, with the key the user wrote.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,13 +281,7 @@ def config_problems(config: PipelineConfig, doc: LocatedYaml) -> list[Configurat
     """Every problem of a structured config, in file order of the checks (``validate``
     lists them all; a run stops at the first)."""
     problems: list[ConfigurationError] = []
-
-    def attempt(check: Any, *args: Any) -> None:
-        try:
-            check(*args)
-        except ConfigurationError as exc:
-            problems.append(exc)
-
+    attempt = _collecting(problems)
     attempt(_check_ids, config, doc)
     attempt(_check_bounds, config, doc)
     for index, processor in enumerate(config.processors):
@@ -307,16 +302,22 @@ def pipeline_problems(config: PipelineConfig, doc: LocatedYaml) -> list[Configur
     """The problems no single entry has alone: ids used twice, bounds, look-back sources,
     worker counts, a dead-letter policy without a dead-letter sink."""
     problems: list[ConfigurationError] = []
+    attempt = _collecting(problems)
+    attempt(_check_ids, config, doc)
+    attempt(_check_bounds, config, doc)
+    return problems + _across_entries(config, doc)
 
-    def attempt(check: Any, *args: Any) -> None:
+
+def _collecting(problems: list[ConfigurationError]) -> Callable[..., None]:
+    """A runner of checks that adds each one's ConfigurationError to ``problems``."""
+
+    def attempt(check: Callable[..., object], *args: Any) -> None:
         try:
             check(*args)
         except ConfigurationError as exc:
             problems.append(exc)
 
-    attempt(_check_ids, config, doc)
-    attempt(_check_bounds, config, doc)
-    return problems + _across_entries(config, doc)
+    return attempt
 
 
 def _across_entries(config: PipelineConfig, doc: LocatedYaml) -> list[ConfigurationError]:
