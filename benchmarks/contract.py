@@ -66,9 +66,10 @@ def _phase_timers(totals: dict[str, float]) -> Iterator[None]:
     """Time the host's phases of a WASM call by wrapping the names the backend calls.
 
     Both the old and the new backend call ``encode_request``, ``Instance.call`` and
-    the ``decode_*`` functions through module globals of ``dataflare_host.wasm._plugin``.
+    the ``decode_*`` functions through module globals of ``dataflare_host.plugins._wasm``.
     """
-    from dataflare_host.wasm import _plugin, _sandbox_process
+    from dataflare_host.plugins import _wasm as _plugin
+    from dataflare_host.wasm.sandbox.host import _instance
 
     def timed(phase: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -87,7 +88,7 @@ def _phase_timers(totals: dict[str, float]) -> Iterator[None]:
         (_plugin, "decode_kept", "decode"),
         (_plugin, "decode_records", "decode"),
         (_plugin, "decode_accumulator", "decode"),
-        (_sandbox_process.Instance, "call", "call"),
+        (_instance.Instance, "call", "call"),
     ]
     for owner, name, phase in patches:
         original = getattr(owner, name)

@@ -230,11 +230,12 @@ def child_cold_breakdown() -> dict[str, Any]:
     """
     from dataflare import Record
     from dataflare_host import load_plugin
-    from dataflare_host.wasm import _sandbox_pool, component_for
+    from dataflare_host.wasm import component_for
+    from dataflare_host.wasm.sandbox.host import _process
 
     component = component_for(FILTER)
     phases: dict[str, float] = {}
-    process_class: Any = _sandbox_pool.SandboxProcess
+    process_class: Any = _process.SandboxProcess
     original_init, original_request = process_class.__init__, process_class.request
 
     def timed_init(self: Any) -> None:
@@ -268,7 +269,7 @@ def _sandbox_server_running(timeout_s: float = 30.0) -> bool:
     """Whether a sandbox server for this code answers (waiting for one that boots)."""
     import socket
 
-    from dataflare_host.wasm._sandbox_pool import server_address
+    from dataflare_host.wasm.sandbox.host._process import server_address
 
     address = server_address()
     deadline = time.monotonic() + timeout_s
@@ -343,7 +344,7 @@ def first_use(records: int, work: Path) -> dict[str, Any]:
             "builds": len(builds),
         }
     finally:
-        from dataflare_host.wasm._sandbox_spawn import stop_servers
+        from dataflare_host.wasm.sandbox.host._spawn import stop_servers
 
         stop_servers(cache / "servers")  # the empty cache's server goes with it
         shutil.rmtree(cache, ignore_errors=True)
@@ -491,7 +492,7 @@ def main() -> None:
         )
         # The runs above started a sandbox server (a host that finds none starts one);
         # the cold start is timed once it answers, then without one.
-        from dataflare_host.wasm._sandbox_spawn import IDLE_ENV
+        from dataflare_host.wasm.sandbox.host._spawn import IDLE_ENV
 
         served = _sandbox_server_running()
         cold = statistics.median(run_child("cold")["first_record_ms"] for _ in range(3))

@@ -58,7 +58,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (in the controller, or the one process without ``-n``: workers have ended)."""
     if hasattr(session.config, "workerinput"):
         return
-    from dataflare_host.wasm._sandbox_spawn import stop_servers
+    from dataflare_host.wasm.sandbox.host._spawn import stop_servers
 
     stop_servers()
 

@@ -1,8 +1,9 @@
 """The DataFlare host: load plugins (native or WASM), chain them, run pipelines.
 
-Grouped by concept: :mod:`dataflare_host.plugins` (the interface and the one
-loader), :mod:`dataflare_host.wasm` (build, build cache, compile cache,
-sandbox), :mod:`dataflare_host.pipeline` (YAML, assembly, the runner,
+Grouped by concept: :mod:`dataflare_host.plugins` (the interface, the one
+loader, the native and the WASM backends), :mod:`dataflare_host.wasm` (build,
+build cache, and the sandbox: the host's side, the sandbox processes and their
+fork server), :mod:`dataflare_host.pipeline` (YAML, assembly, the runner,
 checkpoints), :mod:`dataflare_host.connectors`, :mod:`dataflare_host.cli` and
 :mod:`dataflare_host.testing` (the plugin author's test kit). Names load on
 first use, so ``import dataflare_host`` stays cheap.
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
         StageStats,
         load_pipeline_config,
     )
-    from dataflare_host.plugins import Chain, ChainResult, Plugin, load_plugin
-    from dataflare_host.wasm import Sandbox, build_component
+    from dataflare_host.plugins import Chain, ChainResult, Plugin, WasmPlugin, load_plugin
+    from dataflare_host.wasm import Sandbox, SandboxLimits, build_component
 
 __all__ = [
     "Chain",
@@ -47,15 +48,17 @@ __all__ = [
     "ProgressReporter",
     "RunSummary",
     "Sandbox",
+    "SandboxLimits",
     "StageStats",
+    "WasmPlugin",
     "build_component",
     "load_pipeline_config",
     "load_plugin",
 ]
 
 _PACKAGES = {
-    "plugins": ("Chain", "ChainResult", "Plugin", "load_plugin"),
-    "wasm": ("Sandbox", "build_component"),
+    "plugins": ("Chain", "ChainResult", "Plugin", "WasmPlugin", "load_plugin"),
+    "wasm": ("Sandbox", "SandboxLimits", "build_component"),
     "pipeline": (
         "Checkpoint",
         "CheckpointStore",

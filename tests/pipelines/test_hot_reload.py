@@ -159,7 +159,7 @@ def test_changed_wasm_component_is_swapped_in_between_batches(
     tmp_path: Path, component_builder: Any,
 ) -> None:
     """Copying a new .wasm over the running one: active records before, the others after."""
-    from dataflare_host.wasm._build_cache import component_for
+    from dataflare_host.wasm.build._cache import component_for
 
     # v1 is the content-cached json_field_filter component other tests use too, so
     # this test builds (and compiles) only v2.

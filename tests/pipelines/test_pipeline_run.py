@@ -123,7 +123,7 @@ def json_filter_wasm(component_builder: Any) -> Path:
     session directory), so the README demo below reuses this build and its
     compiled artifact instead of paying for a second one.
     """
-    from dataflare_host.wasm._build_cache import component_for
+    from dataflare_host.wasm.build._cache import component_for
 
     return component_for(EXAMPLES / "json_field_filter.py")
 

@@ -15,7 +15,7 @@ ASK = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from dataflare_host.wasm import _build_cache
+    from dataflare_host.wasm.build import _cache as _build_cache
 
     def slow_build(path, target):
         with open(sys.argv[2], "a") as log:

@@ -19,9 +19,9 @@ from dataflare import ConfigurationError, Record
 from dataflare.runtime import resolve_params
 from dataflare_host.cli._main import main
 from dataflare_host.plugins import load_plugin
-from dataflare_host.wasm._build import build_component, build_inputs
-from dataflare_host.wasm._build_cache import build_key
-from dataflare_host.wasm._dependencies import bundled_files
+from dataflare_host.wasm.build._cache import build_key
+from dataflare_host.wasm.build._componentize import build_component, build_inputs
+from dataflare_host.wasm.build._dependencies import bundled_files
 
 PACKAGE = Path(__file__).parents[1] / "wasm" / "plugins" / "ranked_words"
 

@@ -25,7 +25,7 @@ from dataflare_host import load_plugin
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ProcessorConfig
 from dataflare_host.pipeline.engines import Plan
-from dataflare_host.wasm._guest_values import PluginInfo
+from dataflare_host.wasm.sandbox.host._values import PluginInfo
 
 # -- a model of the bound: an OrderedDict, newest write last, evicting from the front --
 

@@ -21,8 +21,8 @@ from conftest import REPO
 from dataflare import LimitExceededError, Record
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host.pipeline import Pipeline
-from dataflare_host.wasm import _sandbox_pool
-from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
+from dataflare_host.wasm.sandbox.host import _process
+from dataflare_host.wasm.sandbox.host._instance import KILL_GRACE_S
 
 pytestmark = pytest.mark.wasm
 
@@ -138,14 +138,14 @@ def _file_pipeline(
 def sandbox_starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[object]]:
     """Call it to start counting the sandbox processes started from then on."""
     started: list[object] = []
-    original = _sandbox_pool.SandboxProcess.__init__
+    original = _process.SandboxProcess.__init__
 
-    def counted(self: _sandbox_pool.SandboxProcess) -> None:
+    def counted(self: _process.SandboxProcess) -> None:
         started.append(self)
         original(self)
 
     def count_from_now() -> list[object]:
-        monkeypatch.setattr(_sandbox_pool.SandboxProcess, "__init__", counted)
+        monkeypatch.setattr(_process.SandboxProcess, "__init__", counted)
         return started
 
     return count_from_now

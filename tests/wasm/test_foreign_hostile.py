@@ -48,8 +48,8 @@ from dataflare import (
 )
 from dataflare.runtime import CONTRACT_VERSION
 from dataflare_host import Plugin, Sandbox, load_plugin
-from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
-from dataflare_host.wasm._wit import wit_dir
+from dataflare_host.wasm.build._wit import wit_dir
+from dataflare_host.wasm.sandbox.host._instance import KILL_GRACE_S
 
 pytestmark = pytest.mark.wasm
 

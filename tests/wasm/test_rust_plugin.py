@@ -35,9 +35,9 @@ from wasmtime import component as wc
 from dataflare import ConfigurationError, Record
 from dataflare.runtime import Dispatcher, decode_kept, encode_request, find_plugin
 from dataflare_host import Plugin, load_plugin
+from dataflare_host.plugins._wasm import WasmPlugin
 from dataflare_host.testing import batches, describe_difference, records, run_pipeline
-from dataflare_host.wasm._plugin import WasmPlugin
-from dataflare_host.wasm._wit import WIT_INTERFACE
+from dataflare_host.wasm.build._wit import WIT_INTERFACE
 
 pytestmark = pytest.mark.wasm
 

@@ -29,14 +29,14 @@ from click.testing import CliRunner
 from dataflare import Record
 from dataflare_host import load_plugin
 from dataflare_host.cli import main
-from dataflare_host.wasm import _sandbox_pool, _sandbox_spawn
-from dataflare_host.wasm._sandbox_pool import SandboxProcess
-from dataflare_host.wasm._sandbox_spawn import ForkedProcess, server_address, stop_servers
+from dataflare_host.wasm.sandbox.host import _process, _spawn
+from dataflare_host.wasm.sandbox.host._process import SandboxProcess
+from dataflare_host.wasm.sandbox.host._spawn import ForkedProcess, server_address, stop_servers
 
 pytestmark = pytest.mark.wasm
 
 HEAVY = ("dataflare.", "attr", "attrs", "importlib.metadata", "platformdirs", "logging", "tempfile")
-FLAGS = _sandbox_pool.interpreter_flags()
+FLAGS = _process.interpreter_flags()
 
 
 @pytest.fixture
@@ -45,26 +45,26 @@ def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     its servers are this test's; they are stopped at the end."""
     folder = Path(tempfile.mkdtemp(prefix="dfs-", dir="/tmp"))
     monkeypatch.setenv("DATAFLARE_CACHE_DIR", str(folder))
-    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "120")
+    monkeypatch.setenv(_spawn.IDLE_ENV, "120")
     # What this host process already started or wants belongs to other tests' folders.
-    monkeypatch.setattr(_sandbox_spawn, "_started", {})
-    monkeypatch.setattr(_sandbox_spawn, "_wanted", {})
-    _sandbox_pool._pool.close()  # no idle process from another folder's server
+    monkeypatch.setattr(_spawn, "_started", {})
+    monkeypatch.setattr(_spawn, "_wanted", {})
+    _process._pool.close()  # no idle process from another folder's server
     yield folder / "servers"
     stop_servers()
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def address() -> str:
-    found = _sandbox_pool.server_address()
+    found = _process.server_address()
     assert found is not None
     return found
 
 
 def start_server() -> subprocess.Popen[bytes]:
     """A server for this code, answering before this returns."""
-    _sandbox_spawn._start_server(address(), _sandbox_pool._import_roots(), FLAGS)
-    server = _sandbox_spawn._servers[-1]
+    _spawn._start_server(address(), _process._import_roots(), FLAGS)
+    server = _spawn._servers[-1]
     wait_until_answering(address())
     return server
 
@@ -185,14 +185,14 @@ def test_a_host_starts_its_server_again_once_it_exited_not_while_it_boots(
     ask(first, "modules")  # booted: the server starts
     wait_until_answering(address())
     assert stop_servers() == 1
-    assert _sandbox_spawn._servers[-1].wait(timeout=10) == 0
+    assert _spawn._servers[-1].wait(timeout=10) == 0
     # Within the boot window a missing server is taken for one still booting.
     second = SandboxProcess()
     ask(second, "modules")
     assert not isinstance(second.proc, ForkedProcess)
     assert not os.path.exists(address())
     # Past it, the host starts a new one.
-    monkeypatch.setattr(_sandbox_spawn, "_REBOOT_AFTER_S", 0.0)
+    monkeypatch.setattr(_spawn, "_REBOOT_AFTER_S", 0.0)
     third = SandboxProcess()
     ask(third, "modules")
     wait_until_answering(address())
@@ -253,7 +253,7 @@ def test_cache_info_counts_the_servers_and_cache_clear_stops_them(servers: Path)
 def test_an_idle_server_exits_and_removes_its_socket(
     servers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "0.5")
+    monkeypatch.setenv(_spawn.IDLE_ENV, "0.5")
     server = start_server()
     process = SandboxProcess()
     process.kill()  # a child alive keeps the server; this one is gone
@@ -264,7 +264,7 @@ def test_an_idle_server_exits_and_removes_its_socket(
 def test_no_server_when_turned_off_not_on_linux_or_when_others_can_enter_its_folder(
     servers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    roots = _sandbox_pool._import_roots()
+    roots = _process._import_roots()
     assert server_address(roots, FLAGS) is not None
     servers.chmod(0o755)
     assert server_address(roots, FLAGS) is None
@@ -280,7 +280,7 @@ def test_no_server_when_turned_off_not_on_linux_or_when_others_can_enter_its_fol
     with monkeypatch.context() as elsewhere:
         elsewhere.delattr(os, "pidfd_open")  # not Linux: no pidfd to signal a child by
         assert server_address(roots, FLAGS) is None
-    monkeypatch.setenv(_sandbox_spawn.IDLE_ENV, "0")
+    monkeypatch.setenv(_spawn.IDLE_ENV, "0")
     assert server_address(roots, FLAGS) is None
 
 
@@ -289,19 +289,19 @@ def test_different_code_gets_a_different_server(servers: Path, tmp_path: Path) -
     for version in ("40.0.0", "41.0.0"):
         (tmp_path / version).mkdir()
         (tmp_path / version / f"wasmtime-{version}.dist-info").mkdir()
-    key = _sandbox_spawn._code_key
+    key = _spawn._code_key
     assert key((str(tmp_path / "40.0.0"),), ("-I",)) != key((str(tmp_path / "41.0.0"),), ("-I",))
     assert key((str(tmp_path / "40.0.0"),), ("-I",)) != key((str(tmp_path / "40.0.0"),), ("-B",))
 
 
 def test_a_plugin_runs_in_a_forked_process(example_components: dict[str, Path]) -> None:
     """End to end, in the suite's own cache: load, run, and the process is the server's."""
-    roots = _sandbox_pool._import_roots()
+    roots = _process._import_roots()
     shared = server_address(roots, FLAGS)
     assert shared is not None
-    _sandbox_spawn._start_server(shared, roots, FLAGS)  # exits at once if one runs
+    _spawn._start_server(shared, roots, FLAGS)  # exits at once if one runs
     wait_until_answering(shared)
-    _sandbox_pool._pool.close()
+    _process._pool.close()
     plugin = load_plugin(example_components["uppercase_map"])
     try:
         assert [r.value for r in plugin.process([Record(b"a")]).outputs] == [b"A"]

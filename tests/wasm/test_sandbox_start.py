@@ -26,10 +26,11 @@ from helpers import write_one_processor_pipeline
 from dataflare import ConfigurationError, Record
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host._cache import cache_root
-from dataflare_host.wasm import _engine, _sandbox_pool
-from dataflare_host.wasm._sandbox_pool import SandboxProcess, Unanswered
-from dataflare_host.wasm._sandbox_process import Instance
-from dataflare_host.wasm._wit import WIT_INTERFACE
+from dataflare_host.wasm.build._wit import WIT_INTERFACE
+from dataflare_host.wasm.sandbox.child import _wasmtime_engine
+from dataflare_host.wasm.sandbox.host import _process
+from dataflare_host.wasm.sandbox.host._instance import Instance
+from dataflare_host.wasm.sandbox.host._process import SandboxProcess, Unanswered
 
 pytestmark = pytest.mark.wasm
 
@@ -67,7 +68,7 @@ def settled_copy(component: Path, folder: Path) -> Path:
     copy = folder / component.name
     shutil.copyfile(component, copy)
     age_s = (time.time_ns() - copy.stat().st_ctime_ns) / 1e9
-    time.sleep(max(0.0, _engine.RACY_WINDOW_NS / 1e9 - age_s + 0.1))
+    time.sleep(max(0.0, _wasmtime_engine.RACY_WINDOW_NS / 1e9 - age_s + 0.1))
     return copy
 
 
@@ -114,7 +115,7 @@ def test_a_component_rewritten_with_its_size_and_mtime_kept_is_not_taken_for_the
 ) -> None:
     """Only ctime tells this rewrite apart: the memoised key must not answer for it."""
     component = settled_copy(example_components["uppercase_map"], tmp_path)
-    engine = _engine.SharedEngine()
+    engine = _wasmtime_engine.SharedEngine()
     engine.load(component, cache_root())  # memoises the key of its identity
     before = component.stat()
     data = bytearray(component.read_bytes())
@@ -122,7 +123,7 @@ def test_a_component_rewritten_with_its_size_and_mtime_kept_is_not_taken_for_the
     component.write_bytes(bytes(data))
     os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert component.stat().st_size == before.st_size
-    with pytest.raises(_engine.ComponentError, match="not a valid WebAssembly component"):
+    with pytest.raises(_wasmtime_engine.ComponentError, match="not a valid WebAssembly component"):
         engine.load(component, cache_root())
 
 
@@ -185,10 +186,10 @@ def test_a_prestarted_process_is_handed_to_the_next_instance(
 ) -> None:
     """prestart() boots a process that the next instance uses rather than starting its own."""
     component = compiled(example_components["uppercase_map"])
-    _sandbox_pool._pool.close()  # no idle process left by earlier tests
-    _sandbox_pool.prestart()
-    _sandbox_pool.prestart()  # one is idle already: no second process
-    idle = _sandbox_pool._pool._idle
+    _process._pool.close()  # no idle process left by earlier tests
+    _process.prestart()
+    _process.prestart()  # one is idle already: no second process
+    idle = _process._pool._idle
     assert len(idle) == 1
     prestarted = idle[0].proc.pid
     instance = Instance(component, Sandbox(), "test")
@@ -203,7 +204,7 @@ def test_prestart_does_not_import_wasmtime_into_the_host() -> None:
     """The point of prestarting: the process boots while the host imports the backend."""
     code = (
         "import sys\n"
-        "from dataflare_host.wasm._sandbox_pool import prestart\n"
+        "from dataflare_host.wasm.sandbox.host._process import prestart\n"
         "prestart()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wasmtime'))\n"
     )
@@ -224,19 +225,19 @@ def test_loading_a_wasm_plugin_prestarts_a_process_and_its_instance_runs_there(
 ) -> None:
     """load_plugin starts the sandbox process before importing the backend, then uses it."""
     prestarted: list[int] = []
-    real_prestart = _sandbox_pool.prestart
+    real_prestart = _process.prestart
 
     def prestart() -> None:
         real_prestart()
-        prestarted.append(_sandbox_pool._pool._idle[-1].proc.pid)
+        prestarted.append(_process._pool._idle[-1].proc.pid)
 
-    _sandbox_pool._pool.close()  # no idle process left by earlier tests
-    monkeypatch.setattr(_sandbox_pool, "prestart", prestart)
+    _process._pool.close()  # no idle process left by earlier tests
+    monkeypatch.setattr(_process, "prestart", prestart)
     plugin = load_plugin(example_components["uppercase_map"])
     try:
         assert [r.value for r in plugin.process([Record(b"a")]).outputs] == [b"A"]
         assert len(prestarted) == 1  # loaded, plus the backend's import: one process
-        idle = [process.proc.pid for process in _sandbox_pool._pool._idle]
+        idle = [process.proc.pid for process in _process._pool._idle]
         assert prestarted[0] not in idle, "the plugin's instance did not take the process"
     finally:
         plugin.close()
@@ -249,7 +250,7 @@ def test_a_pipeline_with_a_wasm_step_prestarts_before_building_its_connectors(
     from dataflare_host.pipeline import Pipeline, _runner
 
     events: list[str] = []
-    monkeypatch.setattr(_sandbox_pool, "prestart", lambda: events.append("prestart"))
+    monkeypatch.setattr(_process, "prestart", lambda: events.append("prestart"))
     real_build = _runner.build_connector
     monkeypatch.setattr(
         _runner,

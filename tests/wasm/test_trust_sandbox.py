@@ -26,7 +26,7 @@ from dataflare import ConfigurationError, LimitExceededError, Record, Serializat
 from dataflare.runtime import CONTRACT_VERSION
 from dataflare_host import Sandbox, load_plugin
 from dataflare_host.cli._main import main
-from dataflare_host.wasm._sandbox_process import KILL_GRACE_S
+from dataflare_host.wasm.sandbox.host._instance import KILL_GRACE_S
 
 pytestmark = pytest.mark.wasm
 

@@ -23,7 +23,7 @@ from conftest import EXAMPLES
 from helpers import without_progress
 
 import dataflare_host.cli._main as cli_main
-import dataflare_host.wasm._engine as engine_module
+import dataflare_host.wasm.sandbox.child._wasmtime_engine as engine_module
 from dataflare import Record
 from dataflare_host import load_plugin
 
@@ -92,7 +92,7 @@ def test_build_command_reports_the_component(
     def no_rebuild(source: Path, output: Path | None = None, **_: object) -> Path:
         raise AssertionError(f"{source} was built again: the build cache should have it")
 
-    monkeypatch.setattr("dataflare_host.wasm._build_cache.build_component", no_rebuild)
+    monkeypatch.setattr("dataflare_host.wasm.build._cache.build_component", no_rebuild)
     out = tmp_path / "upper.wasm"
     result = CliRunner().invoke(
         cli_main.main, ["build", str(EXAMPLES / "uppercase_map.py"), "-o", str(out)]

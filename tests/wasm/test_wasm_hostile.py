@@ -18,7 +18,7 @@ from conftest import REPO
 
 from dataflare import LimitExceededError, PluginError, ProcessingError, Record
 from dataflare_host import Plugin, load_plugin
-from dataflare_host.wasm._plugin import Sandbox
+from dataflare_host.wasm import Sandbox
 
 pytestmark = pytest.mark.wasm
 

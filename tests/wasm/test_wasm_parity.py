@@ -22,7 +22,7 @@ from strategies import INT64, as_dict, json_documents, json_scalars, metadata, t
 from dataflare import Record
 from dataflare.runtime import BatchResult
 from dataflare_host import Plugin, load_plugin
-from dataflare_host.wasm._plugin import Sandbox
+from dataflare_host.wasm import Sandbox
 
 pytestmark = pytest.mark.wasm
 

@@ -575,7 +575,7 @@ def cache_info_command() -> None:
             f"  {folder.name + '/':<10} {folder.files:>4} file(s) {folder.bytes / _MB:>10.1f} MB"
         )
     click.echo(f"  compiled/ cap: {cap / _MB:.1f} MB (DATAFLARE_CACHE_MAX_MB)")
-    from dataflare_host.wasm._sandbox_spawn import answering_servers, idle_seconds
+    from dataflare_host.wasm.sandbox.host._spawn import answering_servers, idle_seconds
 
     idle = idle_seconds()
     setting = f"exit after {idle:g} s idle" if idle > 0 else "off"
@@ -590,7 +590,7 @@ def cache_clear_command() -> None:
     """Delete every built and compiled component (the next use builds and compiles again),
     and stop the sandbox servers (the next WASM plugin starts one again)."""
     from dataflare_host import _cache
-    from dataflare_host.wasm._sandbox_spawn import stop_servers
+    from dataflare_host.wasm.sandbox.host._spawn import stop_servers
 
     cleared = _cache.clear_cache()
     click.echo(

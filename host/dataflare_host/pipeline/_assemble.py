@@ -88,7 +88,7 @@ def prestart_sandbox_for(processors: Sequence[ProcessorEntry]) -> None:
     processor's instance then runs in it.
     """
     if any(entry.config.plugin_source == "wasm" for entry in processors):
-        from dataflare_host.wasm._sandbox_pool import prestart
+        from dataflare_host.wasm.sandbox.host._process import prestart
 
         prestart()
 

@@ -51,7 +51,7 @@ from dataflare_host.pipeline._design_names import (
 )
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml, load_located
-from dataflare_host.wasm._sandbox import Sandbox
+from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
 
 __all__ = [
     "BatchSettings",
@@ -203,9 +203,9 @@ class ProcessorConfig:
             raise ConfigurationError(unknown_processor_type(self.plugin_type))
         return kind
 
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> SandboxLimits:
         """The processor's WASM limits (raises ConfigurationError naming the setting)."""
-        return Sandbox(
+        return SandboxLimits(
             time_limit_s=self.time_limit_s,
             memory_limit_mb=self.memory_limit_mb,
             instances=self.instances,

@@ -40,7 +40,7 @@ PluginReference = str | os.PathLike[str] | Callable[..., Any] | ModuleType
 """What :func:`load_plugin` accepts: a path, a name, a decorated function or a module."""
 
 if TYPE_CHECKING:  # the wasm package loads lazily: wasmtime is heavy to import
-    from dataflare_host.wasm import Sandbox
+    from dataflare_host.wasm import SandboxLimits
 
 
 def load_plugin(
@@ -48,7 +48,7 @@ def load_plugin(
     params: Mapping[str, str] | None = None,
     *,
     runtime: Runtime | None = None,
-    sandbox: Sandbox | None = None,
+    sandbox: SandboxLimits | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     modules: ModuleCache | None = None,
 ) -> Plugin:
@@ -94,14 +94,14 @@ def _is_package_path(reference: str | os.PathLike[str]) -> bool:
 def _prestart_sandbox() -> None:
     # A sandbox process takes ~70 ms to boot (Python + wasmtime); started now, it
     # boots on the other core while this process imports the WASM backend.
-    from dataflare_host.wasm._sandbox_pool import prestart
+    from dataflare_host.wasm.sandbox.host._process import prestart
 
     prestart()
 
 
-def _wasm(path: Path, params: Mapping[str, str] | None, sandbox: Sandbox | None) -> Plugin:
+def _wasm(path: Path, params: Mapping[str, str] | None, sandbox: SandboxLimits | None) -> Plugin:
     _prestart_sandbox()
-    from dataflare_host.wasm._plugin import WasmPlugin
+    from dataflare_host.plugins._wasm import WasmPlugin
 
     return WasmPlugin(path, params, sandbox)
 
@@ -130,7 +130,7 @@ def _load_by_name(
     name: str,
     params: Mapping[str, str] | None,
     runtime: Runtime | None,
-    sandbox: Sandbox | None,
+    sandbox: SandboxLimits | None,
     base: Path,
     modules: ModuleCache | None,
 ) -> Plugin:

@@ -1,7 +1,7 @@
 """Component instances in child processes that the host kills when a limit passes.
 
 An :class:`Instance` is one instance of a component, living in a sandbox
-process (:mod:`dataflare_host.wasm._worker`). Every request carries a deadline,
+process (:mod:`dataflare_host.wasm.sandbox.child._main`). Every request carries a deadline,
 and a process that has not answered shortly after it is killed: a CPU loop, a
 blocking WASI call such as ``time.sleep`` and a start function that never
 returns all end there, in components not built from this SDK too. The engine
@@ -25,18 +25,17 @@ from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._cache import cache_root
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
-from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
-from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_pool import (
+from dataflare_host.wasm.build._wit import WIT_INTERFACE
+from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
+from dataflare_host.wasm.sandbox.host._process import (
     SandboxProcess,
     Unanswered,
     acquire,
-    pack,
     prestart,
     release,
 )
-from dataflare_host.wasm._trap import Trap
-from dataflare_host.wasm._wit import WIT_INTERFACE
+from dataflare_host.wasm.sandbox.host._trap import Trap
+from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS, pack
 
 __all__ = [
     "COMPILE_TIMEOUT_S",
@@ -67,7 +66,7 @@ class Instance:
     to be killed.
     """
 
-    def __init__(self, path: Path, sandbox: Sandbox, label: str) -> None:
+    def __init__(self, path: Path, sandbox: SandboxLimits, label: str) -> None:
         self._sandbox = sandbox
         self._label = label
         self._outstanding = False  # a call begun and not waited for
@@ -215,7 +214,7 @@ class PreparedCall:
     limit: float
 
 
-def prepare_call(sandbox: Sandbox, name: str, *args: Any) -> PreparedCall:
+def prepare_call(sandbox: SandboxLimits, name: str, *args: Any) -> PreparedCall:
     """Pack a call of the export ``name`` for :meth:`Instance.send`: the packing (a
     batch's pickle) can then happen while the instance is still busy with another."""
     limit = sandbox.time_limit_s

@@ -1,7 +1,7 @@
 """One instance of a plugin component inside a sandbox process: a Store, its limits, its exports.
 
-The sandbox process's side of :class:`dataflare_host.wasm._sandbox_process.Instance`.
-Like :mod:`dataflare_host.wasm._worker`, it imports only wasmtime and the
+The sandbox process's side of :class:`dataflare_host.wasm.sandbox.host._instance.Instance`.
+Like :mod:`dataflare_host.wasm.sandbox.child._main`, it imports only wasmtime and the
 standard library: every sandbox process pays its imports before a plugin's
 first record (``dataflare`` alone cost ~42 ms), so what the SDK would give it
 (the contract version, the error types) comes from the host in the request
@@ -19,8 +19,8 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from dataflare_host.wasm._engine import ComponentError, SharedEngine
-from dataflare_host.wasm._guest_shapes import GuestRecord, GuestVariant
+from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, SharedEngine
+from dataflare_host.wasm.sandbox.protocol import GuestRecord, GuestVariant
 
 __all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap", "plain"]
 
@@ -47,7 +47,7 @@ class GuestTrap(Exception):
     """The instance trapped or hit a limit: it must not be used again.
 
     ``timed_out`` says the time limit ended it. The host answers with its own
-    :class:`dataflare_host.wasm._trap.Trap`.
+    :class:`dataflare_host.wasm.sandbox.host._trap.Trap`.
     """
 
     def __init__(self, message: str, *, timed_out: bool) -> None:

@@ -1,7 +1,7 @@
 """How the host starts a sandbox process: forked by a running sandbox server, else a new one.
 
 A new interpreter with wasmtime imported takes ~60 ms, most of a WASM plugin's
-cached cold start; a fork from :mod:`dataflare_host.wasm._sandbox_server` takes a
+cached cold start; a fork from :mod:`dataflare_host.wasm.sandbox.server._main` takes a
 few. :func:`start` asks the server for a child first; when none answers, it
 starts a process itself, as before, and starts a server in the background for
 the next one (in this process or the next run). Either way the caller gets an
@@ -33,7 +33,7 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from dataflare_host.wasm._worker import BOOT
+from dataflare_host.wasm.sandbox.protocol import ACK, BOOT, PID, SERVER_BOOT, STOP
 
 if TYPE_CHECKING:
     import socket
@@ -177,7 +177,7 @@ def _code_key(roots: tuple[str, ...], flags: tuple[str, ...]) -> str:
     """A digest of everything a server's children run before they read a request.
 
     The interpreter, its flags and import roots; wasmtime's installed version
-    (its ``.dist-info`` folder) and the size and time of this package's modules.
+    (its ``.dist-info`` folder) and the size and time of the modules a child runs.
     CRC-32 and Adler-32 rather than hashlib: this runs before a sandbox process
     starts, and hashlib's import alone costs ~6 ms of that cold start.
     """
@@ -185,8 +185,17 @@ def _code_key(roots: tuple[str, ...], flags: tuple[str, ...]) -> str:
     for root in roots:
         with contextlib.suppress(OSError):
             parts += sorted(name for name in os.listdir(root) if name.startswith("wasmtime-"))
-    here = os.path.dirname(os.path.abspath(__file__))
-    for folder in (here, os.path.dirname(here)):
+    sandbox = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wasm = os.path.dirname(sandbox)
+    # What a child runs: the protocol, child/, server/, and the packages' __init__ on the way.
+    folders = (
+        sandbox,
+        os.path.join(sandbox, "child"),
+        os.path.join(sandbox, "server"),
+        wasm,
+        os.path.dirname(wasm),
+    )
+    for folder in folders:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith(".py"):
@@ -205,8 +214,6 @@ _servers: list[subprocess.Popen[bytes]] = []  # held, so none is reported as nev
 
 def _start_server(address: str, roots: list[str], flags: list[str]) -> None:
     """Start a server for ``address`` in the background."""
-    from dataflare_host.wasm._sandbox_server import SERVER_BOOT
-
     with contextlib.suppress(OSError):
         _servers.append(
             subprocess.Popen(
@@ -241,8 +248,6 @@ def stop_servers(folder: Path | None = None) -> int:
     ``dataflare cache clear``."""
     import socket  # only now: see _fork
 
-    from dataflare_host.wasm._sandbox_server import STOP
-
     stopped = 0
     for address in sorted((folder or servers_folder()).glob("sandbox-*.sock")):
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
@@ -262,8 +267,6 @@ def _fork(address: str, scratch: str, stderr_shown: bool) -> ForkedProcess | Non
     # Imported only when a server's socket file exists: socket alone is ~3 ms
     # of the start of a process when there is no server.
     import socket
-
-    from dataflare_host.wasm._sandbox_server import ACK, PID
 
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     connection.settimeout(_REQUEST_TIMEOUT_S)  # a stalled server: start a process ourselves
@@ -350,8 +353,6 @@ class ForkedProcess:
             self._killed = True
 
     def _collect(self) -> None:
-        from dataflare_host.wasm._sandbox_server import PID
-
         code: int | None = None
         with contextlib.suppress(OSError):
             if readable(self._connection.fileno(), _STATUS_WAIT_S):

@@ -23,7 +23,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime import component as wc
 
-from dataflare_host.wasm._file_identity import RACY_WINDOW_NS
+from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS
 
 __all__ = [
     "RACY_WINDOW_NS",

@@ -29,7 +29,7 @@ def contract_version_of(export_names: Iterable[str]) -> str | None:
 def wit_dir() -> Path:
     """The directory holding ``plugin.wit``."""
     here = Path(__file__).resolve().parent
-    installed, checkout = here / "_wit", here.parents[2] / "wit"
+    installed, checkout = here / "_wit", here.parents[3] / "wit"
     for candidate in (installed, checkout):
         if (candidate / "plugin.wit").is_file():
             return candidate

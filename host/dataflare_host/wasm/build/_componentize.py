@@ -29,8 +29,8 @@ import attrs
 
 import dataflare
 from dataflare import ConfigurationError, PluginIOError
-from dataflare_host.wasm._dependencies import PROJECT_FILE, bundled_files, declared_dependencies
-from dataflare_host.wasm._wit import WIT_WORLD, wit_dir
+from dataflare_host.wasm.build._dependencies import PROJECT_FILE, bundled_files, declared_dependencies
+from dataflare_host.wasm.build._wit import WIT_WORLD, wit_dir
 
 __all__ = [
     "BUILD_TIMEOUT_S",

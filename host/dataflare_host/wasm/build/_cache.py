@@ -24,13 +24,13 @@ from filelock import FileLock
 from dataflare import ConfigurationError
 from dataflare_host._cache import cache_root
 from dataflare_host._waiting import waiting
-from dataflare_host.wasm._build import (
+from dataflare_host.wasm.build._componentize import (
     app_module_source,
     build_component,
     build_inputs,
     guest_sources,
 )
-from dataflare_host.wasm._wit import wit_dir
+from dataflare_host.wasm.build._wit import wit_dir
 
 __all__ = ["build_key", "component_for"]
 

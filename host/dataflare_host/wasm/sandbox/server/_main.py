@@ -4,9 +4,9 @@ A sandbox process spends ~60 ms of a WASM plugin's cold start on a fresh
 interpreter and wasmtime's imports, before it loads anything. The server pays
 that once: it imports what a sandbox process imports, then waits on a Unix
 socket, and for each request forks a child that becomes a sandbox process
-(:func:`dataflare_host.wasm._worker.main`) on pipes the host sent along. A fork
+(:func:`dataflare_host.wasm.sandbox.child._main.main`) on pipes the host sent along. A fork
 is ~2 ms, so a host that finds a server running gets its sandbox process at
-once; :mod:`dataflare_host.wasm._sandbox_spawn` is the host's side.
+once; :mod:`dataflare_host.wasm.sandbox.host._spawn` is the host's side.
 
 Why this is safe to share:
 
@@ -44,25 +44,9 @@ import struct
 import sys
 import time
 
-__all__ = ["ACK", "PID", "SERVER_BOOT", "STOP", "serve"]
+from dataflare_host.wasm.sandbox.protocol import ACK, PID, STOP
 
-SERVER_BOOT = (
-    "import sys; sys.path[:0] = sys.argv[3:]; "
-    "from dataflare_host.wasm._sandbox_server import serve; "
-    "serve(sys.argv[1], float(sys.argv[2]))"
-)
-"""The ``-c`` program of a sandbox server (started with ``-I -S`` as a sandbox
-process is): its socket's path, its idle time-out in seconds, then the folders
-to import from."""
-
-PID = struct.Struct(">q")
-"""A child's pid, then its exit code, on the request's connection."""
-
-ACK = b"k"
-"""The host's byte once it holds a pidfd on the child: the server may reap it."""
-
-STOP = b"stop"
-"""A request without descriptors that makes the server exit (its children run on)."""
+__all__ = ["serve"]
 
 _REQUEST_TIMEOUT_S = 0.5  # our hosts send at once; a silent peer is dropped
 _MAX_REQUEST = 1 << 20  # a pickled environment is a few kilobytes
@@ -96,15 +80,15 @@ def serve(address: str, idle_s: float) -> None:
 
     Returns at once when another server already answers on ``address``.
     """
-    from dataflare_host.wasm import _worker
+    from dataflare_host.wasm.sandbox.child import _main as child
 
-    _worker.preload()  # every child starts with these imported: that is the point
+    child.preload()  # every child starts with these imported: that is the point
     listener = _bind(address)
     if listener is None:
         return
     bound = os.stat(address).st_ino
     try:
-        _loop(listener, idle_s, _worker.main)
+        _loop(listener, idle_s, child.main)
     finally:
         # Only our own socket: after a restart the path may name a newer server's.
         with contextlib.suppress(OSError):

@@ -49,8 +49,10 @@ from dataflare.runtime import (
 )
 from dataflare.runtime._error_details import preview
 from dataflare_host.plugins._interface import Begun, Plugin
-from dataflare_host.wasm._guest_shapes import GuestRecord
-from dataflare_host.wasm._guest_values import (
+from dataflare_host.wasm.sandbox.host._instance import Call, Instance, PreparedCall, prepare_call
+from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
+from dataflare_host.wasm.sandbox.host._trap import Trap
+from dataflare_host.wasm.sandbox.host._values import (
     PluginInfo,
     call_error,
     check_sources,
@@ -59,9 +61,7 @@ from dataflare_host.wasm._guest_values import (
     guest_text,
     shim_ran_out_of_memory,
 )
-from dataflare_host.wasm._sandbox import Sandbox
-from dataflare_host.wasm._sandbox_process import Call, Instance, PreparedCall, prepare_call
-from dataflare_host.wasm._trap import Trap
+from dataflare_host.wasm.sandbox.protocol import GuestRecord
 
 __all__ = ["WasmPlugin"]
 
@@ -73,10 +73,10 @@ class WasmPlugin(Plugin):
         self,
         path: str | Path,
         params: Mapping[str, str] | None = None,
-        sandbox: Sandbox | None = None,
+        sandbox: SandboxLimits | None = None,
     ) -> None:
         self.path = Path(path)
-        self.sandbox = sandbox or Sandbox()
+        self.sandbox = sandbox or SandboxLimits()
         self._params = dict(params or {})
         self._warm_up: list[Record] = []
         self._lock = threading.Lock()

@@ -9,8 +9,9 @@ class Trap(Exception):
     """The instance trapped, hit a limit or had to be killed: it must not be used again.
 
     ``timed_out`` says the time limit ended it; ``memory`` that the memory cap did.
-    The sandbox process reports its own :class:`~dataflare_host.wasm._worker_instance.GuestTrap`,
-    which the host turns into this.
+    A sandbox process reports its own trap
+    (:class:`~dataflare_host.wasm.sandbox.child._instance.GuestTrap`), which the
+    host turns into this.
     """
 
     def __init__(self, message: str, *, timed_out: bool, memory: bool = False) -> None:

@@ -26,16 +26,15 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dataflare_host.wasm._sandbox_spawn import Spawned, readable, start, start_wanted_server
-from dataflare_host.wasm._sandbox_spawn import server_address as _server_address
-from dataflare_host.wasm._worker import HEADER
+from dataflare_host.wasm.sandbox.host._spawn import Spawned, readable, start, start_wanted_server
+from dataflare_host.wasm.sandbox.host._spawn import server_address as _server_address
+from dataflare_host.wasm.sandbox.protocol import HEADER, pack
 
 __all__ = [
     "SandboxProcess",
     "Unanswered",
     "acquire",
     "interpreter_flags",
-    "pack",
     "prestart",
     "release",
     "server_address",
@@ -193,11 +192,6 @@ class SandboxProcess:
         self._remove_scratch()
         with contextlib.suppress(OSError):
             self._out.close()
-
-
-def pack(message: tuple[Any, ...]) -> bytes:
-    """A request as it crosses the channel."""
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Unanswered(Exception):

@@ -1,4 +1,7 @@
-"""The limits a WASM plugin runs under: the one place they are checked."""
+"""The limits a WASM plugin runs under (:class:`SandboxLimits`): the one place they are checked.
+
+Runs in the host process; a sandbox process receives the values in its requests.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import attrs
 
 from dataflare import ConfigurationError
 
-__all__ = ["Sandbox"]
+__all__ = ["Sandbox", "SandboxLimits"]
 
 _MIN_MEMORY_MB = 32  # what CPython itself needs inside the component
 _MAX_MEMORY_MB = 4096  # a 32-bit wasm memory cannot grow past 4 GiB
@@ -16,8 +19,8 @@ _MAX_TIME_LIMIT_S = 24 * 3600.0
 
 
 @attrs.frozen
-class Sandbox:
-    """Limits for a WASM plugin, checked when built.
+class SandboxLimits:
+    """Limits for a WASM plugin (time per call, memory, instances), checked when built.
 
     ``time_limit_s`` bounds each call into the guest (a batch, ``init``,
     ``describe``, a look-back); ``memory_limit_mb`` caps the guest's linear
@@ -28,7 +31,7 @@ class Sandbox:
     here, so a bad value is refused with the same sentence everywhere; the
     error's ``setting`` names the pipeline key.
 
-    >>> Sandbox(time_limit_s=2).memory_limit_bytes
+    >>> SandboxLimits(time_limit_s=2).memory_limit_bytes
     536870912
     """
 
@@ -68,3 +71,7 @@ class Sandbox:
     def memory_limit_bytes(self) -> int:
         """The memory cap in bytes, as wasmtime takes it."""
         return self.memory_limit_mb << 20
+
+
+Sandbox = SandboxLimits
+"""The former name of :class:`SandboxLimits`, kept so that existing imports work."""

@@ -1,6 +1,6 @@
 """The sandbox process: runs component instances for the host, which can kill it at any time.
 
-Forked by the sandbox server (:mod:`dataflare_host.wasm._sandbox_server`), or
+Forked by the sandbox server (:mod:`dataflare_host.wasm.sandbox.server._main`), or
 started by the host as ``python -I -S -c BOOT`` when none runs; either way it
 runs :func:`main`. It reads requests from stdin and answers on
 stdout, one length-prefixed pickle each way (both ends are this package: the
@@ -29,45 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
-import struct
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-__all__ = ["BOOT", "HEADER", "main", "preload", "read_frame", "write_frame"]
+from dataflare_host.wasm.sandbox.protocol import read_frame, write_frame
 
-BOOT = (
-    "import sys; sys.path[:0] = sys.argv[2:]; "
-    "from dataflare_host.wasm._worker import main; main(sys.argv[1])"
-)
-"""The ``-c`` program of a sandbox process. Its first argument is the process's
-scratch folder (the host makes and removes it, even after a kill), the others
-the folders to import from: started with ``-S``, it reads no ``site-packages``
-and no ``.pth`` file."""
-
-HEADER = struct.Struct(">Q")
-"""Frame header: the payload's length."""
-
-
-def read_frame(stream: IO[bytes]) -> Any:
-    """One pickled message from ``stream``; raises EOFError when the stream ends."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        raise EOFError("the channel closed")
-    (size,) = HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("the channel closed mid-message")
-    return pickle.loads(payload)
-
-
-def write_frame(stream: IO[bytes], message: Any) -> None:
-    """Send one pickled message on ``stream``."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(payload)) + payload)
-    stream.flush()
-
+__all__ = ["main", "preload"]
 
 _TEXT_FIELDS = ("kept", "records", "accumulator")
 
@@ -94,7 +62,7 @@ def preload() -> None:
 
     The sandbox server calls it once, so every process it forks has them.
     """
-    from dataflare_host.wasm import _engine, _worker_instance  # noqa: F401
+    from dataflare_host.wasm.sandbox.child import _instance, _wasmtime_engine  # noqa: F401
 
 
 def main(scratch: str) -> None:
@@ -120,8 +88,8 @@ def _serve(scratch: str) -> None:
     os.dup2(2, 1)
     requests = sys.stdin.buffer
 
-    from dataflare_host.wasm._engine import ComponentError, shared_engine
-    from dataflare_host.wasm._worker_instance import GuestInstance, GuestTrap
+    from dataflare_host.wasm.sandbox.child._instance import GuestInstance, GuestTrap
+    from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, shared_engine
 
     engine = shared_engine()
     component: Any = None
@@ -178,5 +146,6 @@ def _serve(scratch: str) -> None:
             return
 
 
-if __name__ == "__main__":  # by hand, to debug: python -m dataflare_host.wasm._worker DIR
+# By hand, to debug: python -m dataflare_host.wasm.sandbox.child._main DIR
+if __name__ == "__main__":
     main(sys.argv[1])
