@@ -7,7 +7,7 @@ import dataflare
 
 @dataflare.array_map
 def explode(record: dataflare.Record) -> list[dataflare.Record]:
-    items = json.loads(record.value)
+    items = record.json()
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON array, got {type(items).__name__}")
     return [

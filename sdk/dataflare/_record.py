@@ -51,8 +51,15 @@ def _type_error(name: str, expected: str, got: object) -> TypeError:
     )
 
 
+class _ParsedValue:
+    # One slot outside the record's fields (not compared, hashed, shown or
+    # pickled): the value as parsed by the code that checked it was JSON (a JSONL
+    # source), kept for the first json() call so a record is parsed once.
+    __slots__ = ("_parsed",)
+
+
 @attrs.frozen
-class Record:
+class Record(_ParsedValue):
     """One record: an immutable value with an optional key, timestamp and metadata.
 
     ``value`` and ``key`` are bytes, ``timestamp`` is milliseconds since the epoch,
@@ -135,8 +142,25 @@ class Record:
         return None if self.key is None else self.key.decode()
 
     def json(self) -> Any:
-        """The value parsed as JSON."""
-        return json.loads(self.value)
+        """The value parsed as JSON: what ``json.loads(record.value)`` returns.
+
+        The way to read a JSON record, natively and in a WASM component alike.
+        Each call returns a value of its own (changing it changes nothing else):
+        the first call may hand over the parse a JSONL source made to check the
+        line, so the line is not parsed twice; later calls parse again.
+        Raises what ``json.loads`` raises for a value that is not JSON.
+
+        >>> r = Record(b'{"a": [1]}')
+        >>> r.json() == r.json() and r.json() is not r.json()
+        True
+        """
+        try:
+            parsed = self._parsed
+            _forget_parsed(self)  # handed over once: the caller may change it
+        except AttributeError:
+            # json.loads itself: inside a WASM component it is the runtime's fast path.
+            return json.loads(self.value)
+        return parsed
 
     def evolve(self, **changes: Any) -> Record:
         """A copy with the given fields replaced; ``str`` values are UTF-8 encoded.
@@ -144,15 +168,25 @@ class Record:
         >>> Record(b"a", offset=3).evolve(value="b")
         Record(value=b'b', key=None, timestamp=None, metadata={}, offset=3)
         """
+        value = changes.get("value")
+        if type(value) is bytes and len(changes) == 1:
+            # The hot path of every map: a new value, every other field as it was
+            # (checked when this record was made, so not again).
+            record: Record = _new_record(Record)
+            _set_value(record, value)
+            _set_key(record, self.key)
+            _set_timestamp(record, self.timestamp)
+            _set_metadata(record, self.metadata)
+            _set_offset(record, self.offset)
+            return record
         for name in ("value", "key"):
             if isinstance(changes.get(name), str):
                 changes[name] = changes[name].encode()
         if changes.keys() <= _UNFROZEN_FIELDS:
-            # The hot path of every map: metadata stays the same read-only
-            # mapping (already frozen, nobody can change it), so copying and
-            # re-checking it as attrs.evolve would is wasted; the fields that
-            # may change get the same checks as in __init__.
-            record: Record = _new_record(Record)
+            # Metadata stays the same read-only mapping (already frozen, nobody
+            # can change it), so copying and re-checking it as attrs.evolve
+            # would is wasted; the fields that may change get __init__'s checks.
+            record = _new_record(Record)
             value = changes.get("value", self.value)
             _set_value(record, value)
             _set_key(record, changes.get("key", self.key))
@@ -177,3 +211,5 @@ _set_key = Record.__dict__["key"].__set__
 _set_timestamp = Record.__dict__["timestamp"].__set__
 _set_metadata = Record.__dict__["metadata"].__set__
 _set_offset = Record.__dict__["offset"].__set__
+_set_parsed = _ParsedValue.__dict__["_parsed"].__set__
+_forget_parsed = _ParsedValue.__dict__["_parsed"].__delete__

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from dataflare import Record, SerializationError
-from dataflare_host.connectors import FileSource, FileSourceConfig
-from dataflare_host.connectors._files import LineRecords
+from dataflare_host.connectors import FileSource, FileSourceConfig, LineRecords
 from dataflare_host.pipeline.engines import _wire
 from dataflare_host.plugins._chain import ChainResult
 

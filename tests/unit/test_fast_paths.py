@@ -7,6 +7,9 @@
   ``Record()`` does, and gives a record equal to the checked constructor's.
 - The file source's records equal the ones the checked constructor builds,
   and its errors keep their wording (file, line, value).
+- Parse once: a JSONL source's check hands each line's parse to the record's
+  first ``json()`` (no second parse), with the same records, values and errors
+  as without the check, inline and in deferred (worker) batches alike.
 """
 
 from __future__ import annotations
@@ -153,8 +156,10 @@ def test_evolve_refuses_what_the_constructor_refuses_with_its_words(
 # -- the file source ------------------------------------------------------------------
 
 
-def _read_all(path: Path, **config: Any) -> list[Record]:
+def _read_all(path: Path, *, defer: bool = False, **config: Any) -> list[Record]:
     source = FileSource(FileSourceConfig(str(path), **config), {})
+    if defer:
+        source.defer_records()
     source.connect(None)
     records: list[Record] = []
     try:
@@ -248,3 +253,61 @@ def test_file_sink_refuses_a_value_with_a_newline_and_writes_nothing(tmp_path: P
         "jsonl output"
     )
     assert path.read_bytes() == b"x\ny\n"
+
+
+# -- parse once: the source's check hands its parse to json() ----------------------------
+
+_LINES = st.lists(
+    st.one_of(
+        st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=6), max_size=4),
+        st.lists(st.integers(), max_size=3),
+    ).map(lambda document: json.dumps(document, ensure_ascii=False)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(lines=_LINES, blank_every=st.integers(min_value=0, max_value=4))
+def test_checked_lines_read_as_the_unchecked_ones_and_parse_the_same(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], blank_every: int
+) -> None:
+    """The fast path (validate: the source's parse kept for json()) gives the same records
+    as the slow one (no check, json() parses), and every json() equals json.loads."""
+    path = tmp_path_factory.mktemp("parse-once") / "in.jsonl"
+    shown = [
+        line
+        for i, line in enumerate(lines)
+        for line in ([line, ""] if blank_every and i % blank_every == 0 else [line])
+    ]
+    path.write_text("\n".join(shown) + "\n", encoding="utf-8")
+    checked = _read_all(path)
+    unchecked = _read_all(path, validate=False)
+    assert checked == unchecked == _read_all(path, defer=True)
+    for fast, slow in zip(checked, unchecked, strict=True):
+        expected = json.loads(slow.value)
+        assert fast.json() == slow.json() == expected
+        assert fast.json() == expected  # the second call parses again
+
+
+def test_a_checked_line_is_parsed_once_for_its_first_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source's check is the only parse a plugin's first record.json() costs."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": [2]}\n', encoding="utf-8")
+    records = _read_all(path) + _read_all(path, defer=True)
+    calls: list[bytes] = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda v: calls.append(v) or real(v))
+    assert [r.json() for r in records] == [{"a": 1}, {"a": [2]}] * 2
+    assert calls == []
+    assert records[1].json() == {"a": [2]}
+    assert calls == [b'{"a": [2]}']
+
+
+def test_a_malformed_line_among_checked_ones_still_names_its_file_and_line(tmp_path: Path) -> None:
+    """Keeping the parses changes no error: the bad line of a slice is named as before."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": \n{"a": 3}\n', encoding="utf-8")
+    with pytest.raises(SerializationError, match=rf"^{path}:3: not valid JSON \("):
+        _read_all(path)

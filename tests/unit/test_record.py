@@ -220,3 +220,62 @@ def test_records_differing_in_one_field_are_unequal(change: dict[str, object]) -
 def test_record_is_not_equal_to_other_types() -> None:
     """A record is not equal to its bare value."""
     assert Record(b"v") != b"v"
+
+
+def _with_parse_at_hand(value: bytes) -> Record:
+    """A record as a JSONL source makes it: its check's parse kept for ``json()``."""
+    from dataflare.runtime._trusted_records import build_trusted_records
+
+    return build_trusted_records([value], None, None, None, [0], [json.loads(value)])[0]
+
+
+@given(json_documents)
+def test_json_hands_over_the_sources_parse_once_then_parses_again(document: object) -> None:
+    """The first json() returns the parse a source kept, later calls parse anew: every
+    caller gets a value of its own, equal to json.loads of the value."""
+    value = json.dumps(document).encode()
+    record = _with_parse_at_hand(value)
+    first = record.json()
+    second = record.json()
+    assert first == second == json.loads(value)
+    if isinstance(first, (dict, list)):
+        assert first is not second
+
+
+def test_changing_what_json_returned_changes_no_later_json() -> None:
+    """A plugin that changes the document it read (a map adding a field) leaves the record
+    as it was for the next reader."""
+    record = _with_parse_at_hand(b'{"a": 1}')
+    record.json()["a"] = 2
+    assert record.json() == {"a": 1}
+
+
+def test_a_kept_parse_is_no_part_of_equality_hash_repr_or_evolve() -> None:
+    """The kept parse is not a field: the record equals, hashes and shows as one built
+    by the constructor, and evolve makes records without it."""
+    kept = _with_parse_at_hand(b'{"a": 1}')
+    built = Record(b'{"a": 1}')
+    assert kept == built
+    assert hash(kept) == hash(built)
+    assert repr(kept) == repr(built)
+    assert attrs.asdict(kept) == attrs.asdict(built)
+    evolved = kept.evolve(key=b"k")
+    assert not hasattr(evolved, "_parsed")
+    assert evolved.json() == {"a": 1}
+
+
+def test_json_of_a_value_that_is_not_json_raises_what_json_loads_raises() -> None:
+    """record.json() fails as json.loads(record.value) does, type and message."""
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(b'{"a": 1} x')
+    with pytest.raises(json.JSONDecodeError) as caught:
+        Record(b'{"a": 1} x').json()
+    assert str(caught.value) == str(expected.value)
+
+
+def test_evolve_with_a_new_value_only_keeps_every_other_field() -> None:
+    """The one-field fast path of evolve: same key, timestamp, metadata mapping, offset."""
+    record = Record(b"a", key=b"k", timestamp=5, metadata={"m": "n"}, offset=7)
+    evolved = record.evolve(value=b"b")
+    assert evolved == Record(b"b", key=b"k", timestamp=5, metadata={"m": "n"}, offset=7)
+    assert evolved.metadata is record.metadata

@@ -1,6 +1,6 @@
 """The file source's and the source readers' fast paths give exactly what the slow ones do.
 
-- ``_Lines`` (a JSONL or lines file read a megabyte at a time and split with
+- ``ChunkedLines`` (a JSONL or lines file read a megabyte at a time and split with
   ``bytes.split``) gives the lines iterating the file gives, line ends
   stripped and a JSONL byte-order mark dropped, whatever the chunk size.
 - The file source's bulk path (a slice of lines without blank lines or
@@ -25,7 +25,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataflare import Record
-from dataflare_host.connectors import FileSource, FileSourceConfig, Source, SourceBatch, _files
+from dataflare_host.connectors import (
+    FileSource,
+    FileSourceConfig,
+    Source,
+    SourceBatch,
+    _file_readers,
+)
 from dataflare_host.pipeline._config import BatchSettings
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, ReadsInline, SourceReaders
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
@@ -107,10 +113,10 @@ def test_lines_equal_iterating_the_file(
 ) -> None:
     data = _file_bytes(lines, bom=bom, crlf=crlf, last_newline=last_newline)
     expected = _iterated(data, strip_bom)
-    original = _files._READ_CHUNK
-    _files._READ_CHUNK = chunk
+    original = _file_readers._READ_CHUNK
+    _file_readers._READ_CHUNK = chunk
     try:
-        reader = _files._Lines(io.BytesIO(data), strip_bom=strip_bom)
+        reader = _file_readers.ChunkedLines(io.BytesIO(data), strip_bom=strip_bom)
         at = 0
         for skipping, count in [*steps, (False, len(expected) + 1)]:
             if skipping:
@@ -120,7 +126,7 @@ def test_lines_equal_iterating_the_file(
             at = min(len(expected), at + count)
             assert reader.number == at
     finally:
-        _files._READ_CHUNK = original
+        _file_readers._READ_CHUNK = original
 
 
 # -- the file source's bulk path == its line-by-line path --------------------------
@@ -204,14 +210,14 @@ def test_bulk_lines_equal_line_by_line(
     config: dict[str, Any] = {"format": file_format, "validate": validate}
     if fields:
         config.update(key_field="u", timestamp_field="ts")
-    original = _files._READ_CHUNK
-    _files._READ_CHUNK = chunk
+    original = _file_readers._READ_CHUNK
+    _file_readers._READ_CHUNK = chunk
     try:
         fast = _outcome(path, config, batch, resume_after)
         with line_by_line():
             slow = _outcome(path, config, batch, resume_after)
     finally:
-        _files._READ_CHUNK = original
+        _file_readers._READ_CHUNK = original
     assert fast == slow
 
 

@@ -12,7 +12,7 @@ import dataflare
 @dataflare.filter(params={"field": "status", "value": "active"})
 def json_filter(record: dataflare.Record, params: dict[str, str]) -> bool:
     try:
-        document = json.loads(record.value)
+        document = record.json()
     except ValueError:
         return False
     if not isinstance(document, dict) or params["field"] not in document:

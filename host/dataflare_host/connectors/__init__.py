@@ -11,6 +11,11 @@ A source or sink plugin subclasses :class:`Source` or :class:`Sink`, declares
 its parameters in ``PARAMS`` and runs natively, in the pipeline's process (it
 does I/O, which the WASM sandbox forbids).
 
+A batch may come as :class:`DeferredRecords`, made records on first use: a file
+source's :class:`LineRecords` (lines in :class:`LineSpan` parts) cross to a
+pipeline worker as the lines themselves, and a JSONL or lines file sink writes
+:class:`JoinedValues` without making their records.
+
 The PostgreSQL, Redis and Elasticsearch connectors import their client
 libraries, so they are loaded only when first named: ``import
 dataflare_host.connectors`` imports none of psycopg, redis, httpx.
@@ -23,8 +28,12 @@ from typing import TYPE_CHECKING
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
 from ._base import NoConnection, Position, Rejected, Sink, Source, SourceBatch
-from ._files import FileSink, FileSinkConfig, FileSource, FileSourceConfig
+from ._deferred import DeferredRecords
+from ._file_config import FileSinkConfig, FileSourceConfig
+from ._file_sink import FileSink, JoinedValues
+from ._file_source import FileSource
 from ._generator import GeneratorConfig, GeneratorSource, generated_value
+from ._line_batches import LineRecords, LineSpan
 from ._loader import (
     connector_class,
     load_connector_file,
@@ -40,6 +49,7 @@ __all__ = [
     "SINK_GROUP",
     "SOURCE_GROUP",
     "ConnectorRegistry",
+    "DeferredRecords",
     "ElasticsearchSink",
     "ElasticsearchSinkConfig",
     "FileSink",
@@ -48,6 +58,9 @@ __all__ = [
     "FileSourceConfig",
     "GeneratorConfig",
     "GeneratorSource",
+    "JoinedValues",
+    "LineRecords",
+    "LineSpan",
     "NoConnection",
     "Position",
     "PostgresSink",

@@ -15,7 +15,7 @@ from typing import Any
 from dataflare._errors import ConfigurationError, ProcessingError, SerializationError
 from dataflare._kinds import PluginKind
 
-from ._definition import find_plugin
+from ._definition import PluginModule, find_plugin
 from ._dispatch import Dispatcher
 from ._json import install_in_json_module
 from ._wire import (
@@ -35,30 +35,79 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
     from wit_world import exports
     from wit_world.imports import types as wit
 
-    plugin = find_plugin(namespace, origin)
     # Plugins parse JSON with json.loads, the guest's largest per-record cost;
     # the fast path returns and raises exactly what json.loads does. This runs
     # at build time, so the component's snapshot starts with it in place.
     install_in_json_module()
-    kinds = {kind: getattr(wit.PluginKind, kind.name) for kind in PluginKind}
-    # componentize-py may build a fresh export object per call: state lives here.
-    state: dict[str, Dispatcher] = {}
+    # componentize-py may build a fresh export object per call: the state lives in
+    # this one object, which every export method of the class calls into.
+    guest = _Exports(find_plugin(namespace, origin), origin, sdk_version, wit, Err)
+    methods = {name: _guarded(getattr(guest, name), wit, Err) for name in _EXPORTS}
+    return type("Plugin", (exports.Plugin,), methods)
 
-    def dispatcher(kind: PluginKind) -> Dispatcher:
+
+_EXPORTS = (
+    "describe",
+    "init",
+    "filter",
+    "map",
+    "filter_map",
+    "array_map",
+    "aggregate",
+    "look_back",
+    "snapshot_state",
+    "restore_state",
+)
+
+
+def _guarded(func: Callable[..., Any], wit: Any, err: type[Exception]) -> Callable[..., Any]:
+    # The boundary is the one place exceptions become WIT errors: an uncaught one
+    # would trap the instance and lose its message.
+    def call(self: object, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except err:
+            raise
+        except SerializationError as exc:
+            raise err(wit.CallError_Serialization(str(exc))) from exc
+        except Exception as exc:  # a shim bug must come back as text, not a trap
+            raise err(wit.CallError_Internal(traceback.format_exc())) from exc
+
+    return call
+
+
+class _Exports:
+    """Every export of ``wit/plugin.wit`` for one plugin; ``init`` makes its Dispatcher."""
+
+    def __init__(
+        self, plugin: PluginModule, origin: str, sdk_version: str, wit: Any, err: type[Exception]
+    ) -> None:
+        self._plugin = plugin
+        self._origin = origin
+        self._sdk_version = sdk_version
+        self._wit = wit
+        self._err = err
+        self._dispatcher: Dispatcher | None = None
+
+    def _initialized(self, before: str) -> Dispatcher:
+        if self._dispatcher is None:
+            raise self._err(self._wit.CallError_Unsupported(f"init must be called before {before}"))
+        return self._dispatcher
+
+    def _of_kind(self, kind: PluginKind) -> Dispatcher:
+        plugin = self._plugin
         if plugin.kind is not kind:
-            raise Err(
-                wit.CallError_Unsupported(
+            raise self._err(
+                self._wit.CallError_Unsupported(
                     f"plugin {plugin.name!r} is a {plugin.kind} plugin, not a {kind} plugin"
                 )
             )
-        if "d" not in state:
-            raise Err(wit.CallError_Unsupported("init must be called before any batch"))
-        return state["d"]
+        return self._initialized("any batch")
 
-    def wit_error(error: ProcessingError | None) -> Any:
+    def _error(self, error: ProcessingError | None) -> Any:
         if error is None:
             return None
-        return wit.ProcessingError(
+        return self._wit.ProcessingError(
             plugin=error.plugin,
             kind=error.kind,
             offset=error.offset,
@@ -67,111 +116,82 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
             message=error.error_message,
         )
 
-    def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-        # The boundary is the one place exceptions become WIT errors: an uncaught
-        # one would trap the instance and lose its message.
-        def call(self: object, *args: Any) -> Any:
-            try:
-                return func(*args)
-            except Err:
-                raise
-            except SerializationError as exc:
-                raise Err(wit.CallError_Serialization(str(exc))) from exc
-            except Exception as exc:  # a shim bug must come back as text, not a trap
-                raise Err(wit.CallError_Internal(traceback.format_exc())) from exc
-
-        return call
-
-    def describe() -> Any:
-        declared = plugin.params
-        bounds = plugin.definition.state
-        params = (
-            None
-            if declared is None
-            else [wit.ParamDecl(name=n, default=d) for n, d in declared.items()]
-        )
+    def describe(self) -> Any:
+        wit, plugin = self._wit, self._plugin
+        definition = plugin.definition
+        declared, bounds, window = plugin.params, definition.state, definition.window
         return wit.PluginInfo(
             name=plugin.name,
-            kind=kinds[plugin.kind],
-            params=params,
-            initial=plugin.definition.initial.decode("latin-1"),
-            emit=getattr(wit.AggregateEmit, plugin.definition.emit.name),
-            sdk_version=sdk_version,
-            origin=origin,
+            kind=getattr(wit.PluginKind, plugin.kind.name),
+            params=None
+            if declared is None
+            else [wit.ParamDecl(name=n, default=d) for n, d in declared.items()],
+            initial=definition.initial.decode("latin-1"),
+            emit=getattr(wit.AggregateEmit, definition.emit.name),
+            sdk_version=self._sdk_version,
+            origin=self._origin,
             has_look_back=plugin.look_back is not None,
-            window=None if plugin.definition.window is None else plugin.definition.window.to_json(),
+            window=None if window is None else window.to_json(),
             state=None
             if bounds is None
             else wit.StateDecl(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes),
         )
 
-    def init(params: list[tuple[str, str]]) -> None:
+    def init(self, params: list[tuple[str, str]]) -> None:
         try:
-            state["d"] = Dispatcher(plugin, dict(params))
+            self._dispatcher = Dispatcher(self._plugin, dict(params))
         except ConfigurationError as exc:
-            raise Err(wit.CallError_Configuration(str(exc))) from exc
+            raise self._err(self._wit.CallError_Configuration(str(exc))) from exc
 
-    def filter_batch(batch: str) -> Any:
-        d = dispatcher(PluginKind.FILTER)
-        kept, consumed, error = d.filter_indices(decode_request(batch))
-        return wit.FilterOutput(kept=encode_kept(kept), consumed=consumed, error=wit_error(error))
-
-    def records_batch(kind: PluginKind) -> Callable[[str], Any]:
-        def run(batch: str) -> Any:
-            d = dispatcher(kind)
-            result = d.process(decode_request(batch))
-            return wit.RecordsOutput(
-                records=encode_records(result.outputs, result.sources),
-                consumed=result.consumed,
-                error=wit_error(result.error),
-            )
-
-        return run
-
-    def look_back_batch(batch: str) -> Any:
-        if "d" not in state:
-            raise Err(wit.CallError_Unsupported("init must be called before look-back"))
-        result = state["d"].look_back(decode_request(batch))
-        return wit.LookBackOutput(
-            accumulator=encode_accumulator(result.accumulator),
-            consumed=result.consumed,
-            error=wit_error(result.error),
+    def filter(self, batch: str) -> Any:
+        dispatcher = self._of_kind(PluginKind.FILTER)
+        kept, consumed, error = dispatcher.filter_indices(decode_request(batch))
+        return self._wit.FilterOutput(
+            kept=encode_kept(kept), consumed=consumed, error=self._error(error)
         )
 
-    def aggregate_batch(batch: str, accumulator: str | None) -> Any:
-        d = dispatcher(PluginKind.AGGREGATE)
-        start = None if accumulator is None else decode_accumulator(accumulator)
-        result = d.process(decode_request(batch), start)
-        return wit.AggregateOutput(
+    def _records(self, kind: PluginKind, batch: str) -> Any:
+        result = self._of_kind(kind).process(decode_request(batch))
+        return self._wit.RecordsOutput(
             records=encode_records(result.outputs, result.sources),
             consumed=result.consumed,
-            error=wit_error(result.error),
+            error=self._error(result.error),
+        )
+
+    def map(self, batch: str) -> Any:
+        return self._records(PluginKind.MAP, batch)
+
+    def filter_map(self, batch: str) -> Any:
+        return self._records(PluginKind.FILTER_MAP, batch)
+
+    def array_map(self, batch: str) -> Any:
+        return self._records(PluginKind.ARRAY_MAP, batch)
+
+    def aggregate(self, batch: str, accumulator: str | None) -> Any:
+        dispatcher = self._of_kind(PluginKind.AGGREGATE)
+        start = None if accumulator is None else decode_accumulator(accumulator)
+        result = dispatcher.process(decode_request(batch), start)
+        return self._wit.AggregateOutput(
+            records=encode_records(result.outputs, result.sources),
+            consumed=result.consumed,
+            error=self._error(result.error),
             accumulator=encode_accumulator(result.accumulator) or "",
         )
 
-    def snapshot_state() -> str:
-        if "d" not in state:
-            raise Err(wit.CallError_Unsupported("init must be called before snapshot-state"))
-        return state["d"].snapshot_state().decode("latin-1")
+    def look_back(self, batch: str) -> Any:
+        result = self._initialized("look-back").look_back(decode_request(batch))
+        return self._wit.LookBackOutput(
+            accumulator=encode_accumulator(result.accumulator),
+            consumed=result.consumed,
+            error=self._error(result.error),
+        )
 
-    def restore_state(snapshot: str) -> None:
-        if "d" not in state:
-            raise Err(wit.CallError_Unsupported("init must be called before restore-state"))
+    def snapshot_state(self) -> str:
+        return self._initialized("snapshot-state").snapshot_state().decode("latin-1")
+
+    def restore_state(self, snapshot: str) -> None:
+        dispatcher = self._initialized("restore-state")
         try:
-            state["d"].restore_state(decode_accumulator(snapshot))
+            dispatcher.restore_state(decode_accumulator(snapshot))
         except ConfigurationError as exc:
-            raise Err(wit.CallError_Configuration(str(exc))) from exc
-
-    namespace_out: dict[str, Any] = {
-        "describe": guarded(describe),
-        "init": guarded(init),
-        "filter": guarded(filter_batch),
-        "map": guarded(records_batch(PluginKind.MAP)),
-        "filter_map": guarded(records_batch(PluginKind.FILTER_MAP)),
-        "array_map": guarded(records_batch(PluginKind.ARRAY_MAP)),
-        "aggregate": guarded(aggregate_batch),
-        "look_back": guarded(look_back_batch),
-        "snapshot_state": guarded(snapshot_state),
-        "restore_state": guarded(restore_state),
-    }
-    return type("Plugin", (exports.Plugin,), namespace_out)
+            raise self._err(self._wit.CallError_Configuration(str(exc))) from exc

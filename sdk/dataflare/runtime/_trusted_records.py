@@ -15,6 +15,7 @@ from dataflare._record import (
     _set_key,
     _set_metadata,
     _set_offset,
+    _set_parsed,
     _set_timestamp,
     _set_value,
 )  # the slot setters Record.evolve uses too: one definition, in _record
@@ -48,12 +49,15 @@ def build_trusted_records(
     timestamps: list[int | None] | None,
     metadata: list[dict[str, str]] | None,
     offsets: list[int],
+    parsed: list[Any] | None = None,
 ) -> list[Record]:
     """Records from columns whose types are already right, skipping ``__init__``.
 
     Only for data this process wrote or fully trusts (the host's batch, as the
     guest reads it): it is 3x faster than the checked constructor, which matters
-    at 10k records per batch inside the slower WASM guest.
+    at 10k records per batch inside the slower WASM guest. ``parsed`` holds each
+    value as ``loads_json`` parsed it (a JSONL source's check): the records'
+    first :meth:`Record.json` call returns it instead of parsing again.
     """
     count = len(values)
     # Whole columns at a time: map() calls the slot setters from C, with no
@@ -73,6 +77,8 @@ def build_trusted_records(
         )
         _set_column(_set_metadata, records, frozen)
     _set_column(_set_offset, records, offsets)
+    if parsed is not None:
+        _set_column(_set_parsed, records, parsed)
     return records
 
 

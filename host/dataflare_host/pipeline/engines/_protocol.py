@@ -18,7 +18,7 @@ __all__ = ["DefersRecords", "Done", "Engine"]
 @runtime_checkable
 class DefersRecords(Protocol):
     """A source that can hand over batches whose records are made where they are used
-    (a file source's lines: see :class:`~dataflare_host.connectors._files.LineRecords`)."""
+    (a file source's lines: see :class:`~dataflare_host.connectors.LineRecords`)."""
 
     def defer_records(self) -> None:
         """From now on, leave making (and checking) records to whoever uses them."""

@@ -4,7 +4,7 @@ A batch travels as the SDK's ``record-batch`` framing
 (:func:`~dataflare.runtime.frame_batch`): columns built and cut in C, so the
 driver, which every batch passes through, spends a few C calls per batch
 rather than Python work per record. A file source's deferred lines
-(:class:`~dataflare_host.connectors._files.LineRecords`) travel as the lines
+(:class:`~dataflare_host.connectors.LineRecords`) travel as the lines
 themselves: the worker makes them records, and checks them, not the driver.
 
 The few rare parts (a :class:`~dataflare.ProcessingError` takes keyword-only
@@ -23,8 +23,7 @@ import attrs
 from dataflare import ProcessingError, Record
 from dataflare.runtime import decode_batch, encode_request
 from dataflare.runtime._trusted_records import build_trusted_records
-from dataflare_host.connectors._deferred import DeferredRecords
-from dataflare_host.connectors._files import LineRecords, LineSpan
+from dataflare_host.connectors import DeferredRecords, LineRecords, LineSpan
 from dataflare_host.plugins._chain import ChainResult, StepReport
 
 __all__ = [
@@ -72,7 +71,7 @@ def unframe_records(frame: bytes) -> list[Record]:
 class WorkerRecords(DeferredRecords):
     """A worker's output records as they came over: the frame, made records only when
     first used, and the values joined by newlines, which a JSONL or lines file sink
-    writes as they are (:class:`~dataflare_host.connectors._files.JoinedValues`), so
+    writes as they are (:class:`~dataflare_host.connectors.JoinedValues`), so
     the driver makes no record of a batch it only writes to such sinks."""
 
     def __init__(self, frame: bytes, joined: bytes, count: int) -> None:
