@@ -76,13 +76,18 @@ class ProcessingError(PluginError, RuntimeError):
     (``offset`` in the stream, ``index`` in the batch, and a truncated preview
     of its ``record_key`` and ``record_value``) and what it raised
     (``error_type``, ``error_message``; the message ends with the exception's
-    cause chain, ``...; caused by KeyError: 'x'``). Outputs produced before the
-    failing record are kept by whoever ran the batch.
+    cause chain, ``...; caused by KeyError: 'x'``). ``location`` is the
+    ``file:line`` in the plugin's own files where it was raised (the innermost
+    such frame; the file named relative to the plugin) and ``frames`` the
+    plugin's frames of the traceback, when the plugin's code raised. Outputs
+    produced before the failing record are kept by whoever ran the batch.
 
     >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
     ...                       error_type="ValueError", error_message="bad digit")
     >>> str(err)
     "plugin 'parse' (map) failed at record offset 7: ValueError: bad digit"
+    >>> str(err.replace(location="parse.py:14"))
+    "plugin 'parse' (map) failed at record offset 7 (parse.py:14): ValueError: bad digit"
     """
 
     def __init__(
@@ -96,6 +101,8 @@ class ProcessingError(PluginError, RuntimeError):
         error_message: str,
         record_key: str | None = None,
         record_value: str | None = None,
+        location: str | None = None,
+        frames: str | None = None,
     ) -> None:
         self.plugin = plugin
         self.kind = kind
@@ -105,8 +112,13 @@ class ProcessingError(PluginError, RuntimeError):
         self.error_message = error_message
         self.record_key = record_key
         self.record_value = record_value
+        self.location = location
+        self.frames = frames
         detail = f"{error_type}: {error_message}" if error_message else error_type
-        super().__init__(f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}")
+        where = f" ({location})" if location else ""
+        super().__init__(
+            f"plugin {plugin!r} ({kind}) failed at record offset {offset}{where}: {detail}"
+        )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str | int | None]) -> Self:
@@ -153,6 +165,8 @@ class ProcessingError(PluginError, RuntimeError):
             "error_message": self.error_message,
             "record_key": self.record_key,
             "record_value": self.record_value,
+            "location": self.location,
+            "frames": self.frames,
         }
 
     def __eq__(self, other: object) -> bool:

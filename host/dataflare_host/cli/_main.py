@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -14,7 +15,14 @@ from typing import Any, NoReturn
 
 import click
 
-from dataflare import ConfigurationError, PluginError, PluginIOError, PluginKind, Record
+from dataflare import (
+    ConfigurationError,
+    PluginError,
+    PluginIOError,
+    PluginKind,
+    ProcessingError,
+    Record,
+)
 from dataflare.runtime import BatchResult
 from dataflare_host._text import one_line
 from dataflare_host.cli._run_start import RunStart
@@ -86,10 +94,29 @@ def _show_json(record: Record) -> str:
 
 
 def _fail(error: PluginError) -> NoReturn:
-    """One readable line on stderr and the error's exit code; never a traceback."""
+    """One readable line on stderr and the error's exit code; never a traceback.
+
+    With ``-v``, a plugin's own frames are logged first (never the host's or the SDK's).
+    """
+    _log_plugin_frames(error)
     # One line even when a plugin's exception message spans several.
     click.echo(f"error: {one_line(str(error))}", err=True)
     sys.exit(error.exit_code)
+
+
+def _log_plugin_frames(error: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ProcessingError) and current.frames:
+            logging.getLogger("dataflare.plugin").info(
+                "plugin %r raised (its own frames, most recent call last):\n%s",
+                current.plugin,
+                current.frames,
+            )
+            return
+        current = current.__cause__ or current.__context__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -644,3 +671,8 @@ def new(name: str, kind: str, directory: Path, shape: Shape | None) -> None:
         click.echo(f"next: pytest {plugin.parent}, then plugin_path: {plugin} under {kind}s:")
     else:
         click.echo(f"next: dataflare build {plugin} && pytest {plugin.parent}")
+    if importlib.util.find_spec("pytest") is None:
+        click.echo(
+            "pytest is not installed here: install DataFlare with its test extra "
+            "(pip install 'dataflare-plugins[test]', or CHECKOUT[test] / WHEEL[test])"
+        )
