@@ -399,6 +399,8 @@ FIELDS: dict[str, Any] = {
     "error_message": "bad digit",
     "record_key": "k\\xff",
     "record_value": "12x",
+    "location": "parse.py:3",
+    "frames": '  File "parse.py", line 3, in parse',
 }
 
 
@@ -411,7 +413,9 @@ def test_processing_error_pickles_round_trip(cls: type[ProcessingError]) -> None
     assert copy == error
     assert copy.fields() == FIELDS
     assert str(copy) == str(error)
-    assert str(copy) == "plugin 'parse' (map) failed at record offset 7: ValueError: bad digit"
+    assert str(copy) == (
+        "plugin 'parse' (map) failed at record offset 7 (parse.py:3): ValueError: bad digit"
+    )
 
 
 @pytest.mark.parametrize("field", sorted(FIELDS))
