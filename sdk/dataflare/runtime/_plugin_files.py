@@ -132,7 +132,7 @@ def plugin_files_of(namespace: Mapping[str, object], origin: str) -> PluginFiles
         functions = [value for value in namespace.values() if hasattr(value, "__code__")]
         if len(functions) != 1:
             return None
-        file = functions[0].__code__.co_filename  # type: ignore[attr-defined]
+        file = functions[0].__code__.co_filename
         package = False
     path = os.path.normpath(os.path.abspath(file))
     if package:
