@@ -20,9 +20,11 @@ exit (interpreter start and imports included, for all alike):
 Rounds run the systems in turn (``--rounds``), so a change in the machine's
 load falls on all of them; best and median rates are printed, the ratios of
 the medians against Bytewax and the floor, peak RSS (the largest process of the
-run's tree, from ``RUSAGE_CHILDREN`` of a wrapper process per run) and each
-target of the issue beside its goal. Every output, sorted, must be byte-identical
-to the floor's: the script fails loudly otherwise.
+run's tree, from ``RUSAGE_CHILDREN`` of a wrapper process per run), records per
+CPU-second (all the run's processes), each system's start-up (the same command
+on a one-line input, in the same turns) and each target of the issue beside its
+goal. Every output, sorted, must be byte-identical to the floor's: the script
+fails loudly otherwise.
 
 ``--breakdown`` times DataFlare's layers one by one on the same input instead
 (read, record build, dispatch, plugin call, encode, write; and for the WASM
@@ -37,6 +39,7 @@ runs without it.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -169,6 +172,7 @@ class Setup:
 
     def __init__(self, work: Path, records: int) -> None:
         self.work = work
+        work.mkdir(parents=True, exist_ok=True)
         self.data = work / f"w-{records}.jsonl"
         if not self.data.exists():
             partial = self.data.with_suffix(".partial")
@@ -220,11 +224,19 @@ def load() -> str:
 
 
 def _timed(func: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    # The cyclic collector off while timing: the layers' results are all kept here,
+    # which a pipeline never does (it frees each batch, and makes collections rare).
     best, result = float("inf"), None
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
+        result = None
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            result = func()
+            best = min(best, time.perf_counter() - start)
+        finally:
+            gc.enable()
     return best, result
 
 
@@ -232,7 +244,7 @@ def breakdown(data: Path, count: int, wasm: bool) -> None:
     """Time each layer of the native (and WASM) per-record path alone on ``count`` lines."""
     import dataflare
     from dataflare import Record
-    from dataflare.runtime import Dispatcher, find_plugin
+    from dataflare.runtime import Dispatcher, find_plugin, loads_json
     from dataflare_host.connectors import FileSource
     from dataflare_host.plugins._native import import_plugin_module
 
@@ -242,15 +254,15 @@ def breakdown(data: Path, count: int, wasm: bool) -> None:
             for _, line in zip(range(count), source, strict=False):
                 out.write(line)
 
-    def read_lines() -> int:
+    def read_lines() -> list[bytes]:
         # What a line source does before any record exists: chunks split into lines.
-        lines = 0
+        lines: list[bytes] = []
         with sample.open("rb") as handle:
             tail = b""
             while chunk := handle.read(1 << 20):
                 parts = (tail + chunk).split(b"\n")
                 tail = parts.pop()
-                lines += len(parts)
+                lines += parts
         return lines
 
     def read_records() -> list[list[Record]]:
@@ -273,7 +285,8 @@ def breakdown(data: Path, count: int, wasm: bool) -> None:
     def dispatcher_of(plugin: Any, params: dict[str, str] | None = None) -> Dispatcher:
         return Dispatcher(plugin, params or {})
 
-    t_read, _ = _timed(read_lines)
+    t_read, lines = _timed(read_lines)
+    t_parse, _ = _timed(lambda: list(map(loads_json, lines)))
     t_source, batches = _timed(read_records)
     n = sum(map(len, batches))
     empty_filter = dispatcher_of(find_plugin({"keep_all": keep_all}, "peers"))
@@ -301,7 +314,8 @@ def breakdown(data: Path, count: int, wasm: bool) -> None:
     us = 1e6 / n
     rows = [
         ("read (file chunks split into lines)", t_read),
-        ("record build (the file source's read minus the above)", t_source - t_read),
+        ("JSON parse, once (the source's check, kept for json())", t_parse),
+        ("record build (the file source's read minus the above)", t_source - t_read - t_parse),
         ("dispatch (a filter and a map that do nothing)", t_dispatch),
         ("plugin call (the real filter and map, minus dispatch)", t_plugins - t_dispatch),
         ("encode (the sink joins the values)", t_encode),
@@ -395,13 +409,19 @@ def main() -> None:
         from dataflare_host.wasm import component_for
 
         component_for(FILTER)
+    # Start-up: each system on a one-line input, in the same turns (what every run pays
+    # before and after its records: interpreter, imports, connecting, closing).
+    tiny = Setup(work / "startup", 1)
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    startup: dict[str, list[float]] = {s: [] for s in systems}
     digests: dict[str, set[str]] = {s: set() for s in systems}
     for _ in range(args.rounds):
         for system in systems:
             setup.clear(system)
             results[system].append(run_measured(setup.commands[system], setup.env(system)))
             digests[system].add(sorted_digest(setup.outputs[system]))
+            tiny.clear(system)
+            startup[system].append(run_measured(tiny.commands[system], tiny.env(system))["seconds"])
     reference = digests[systems[0]]
     differing = [s for s in systems if digests[s] != reference or len(digests[s]) != 1]
     if differing:
@@ -419,7 +439,7 @@ def main() -> None:
     print(f"load after {load()}; every output the same {written:,} lines once sorted\n")
     print(
         f"  {'system':<12}{'best rec/s':>12}{'median rec/s':>14}{'vs Bytewax':>12}"
-        f"{'vs floor':>10}{'peak RSS MB':>13}{'rec/CPU-s':>11}"
+        f"{'vs floor':>10}{'peak RSS MB':>13}{'rec/CPU-s':>11}{'start-up s':>12}"
     )
     for s in systems:
         vs_bytewax = f"{median[s] / median['bytewax']:.2f}x" if "bytewax" in median else "-"
@@ -427,6 +447,7 @@ def main() -> None:
         print(
             f"  {s:<12}{max(rates(s)):>12,.0f}{median[s]:>14,.0f}{vs_bytewax:>12}"
             f"{vs_floor:>10}{rss[s]:>13.0f}{cpu[s]:>11,.0f}"
+            f"{statistics.median(startup[s]):>12.2f}"
         )
     print("\n  target (medians)" + " " * 30 + f"{'measured':>10}   goal")
     targets: list[tuple[str, float, str, bool]] = []

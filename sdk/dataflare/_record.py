@@ -56,6 +56,7 @@ class _ParsedValue:
     # pickled): the value as parsed by the code that checked it was JSON (a JSONL
     # source), kept for the first json() call so a record is parsed once.
     __slots__ = ("_parsed",)
+    _parsed: Any
 
 
 @attrs.frozen

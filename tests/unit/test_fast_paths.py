@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from dataflare import Record, SerializationError
 from dataflare.runtime import loads_json
+from dataflare_host._json import parse_json
 from dataflare_host.connectors import FileSource, FileSourceConfig
 
 # -- loads_json == json.loads ---------------------------------------------------
@@ -95,6 +96,47 @@ def test_loads_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> N
     for broken in (text + junk, junk + text, text[: len(text) // 2]):
         _same(broken)
         _same(broken.encode())
+
+
+# -- the host's parse_json (orjson where it agrees) == json.loads ------------------------
+
+
+def _same_parse(data: bytes) -> None:
+    assert _outcome(parse_json, data) == _outcome(json.loads, data)
+
+
+@given(_json_values, _whitespace, _whitespace, st.booleans())
+@example(12345678901234567890, "", "", True)
+@example(-(2**63) - 1, "", "", True)
+@example(2**64, "", "", False)
+@example([1e400, -1e-400, 0.1, 2.5e-308], "", "", True)
+def test_parse_json_equals_json_loads_on_json(
+    value: Any, before: str, after: str, ascii_only: bool
+) -> None:
+    """On JSON: the same value as json.loads (big integers, floats, text, nesting)."""
+    _same_parse((before + json.dumps(value, ensure_ascii=ascii_only) + after).encode())
+
+
+@given(st.binary(max_size=40))
+@example(b"\xef\xbb\xbf{}")
+@example(b'"\xed\xa0\x80"')
+@example(b'"\\ud800"')
+@example(b"1e400")
+@example(b"[NaN, -Infinity]")
+@example(b"123456789012345678901234567890")
+@example(b'{"a": 1, "a": 2}')
+@example(b'"a\x01"')
+@example(b"[" * 100_000)
+def test_parse_json_equals_json_loads_on_any_bytes(data: bytes) -> None:
+    """On any bytes: the same value, or the same exception type and message."""
+    _same_parse(data)
+
+
+@given(_json_values, st.sampled_from(["]", "}", ",", " x", "\x00", "'", '"']))
+def test_parse_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> None:
+    text = json.dumps(value)
+    for broken in (text + junk, junk + text, text[: len(text) // 2]):
+        _same_parse(broken.encode())
 
 
 def test_loads_json_keeps_json_loads_keywords_and_types() -> None:

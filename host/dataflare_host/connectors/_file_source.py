@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
-from dataflare.runtime import loads_json
+from dataflare_host._json import parse_json
 from dataflare_host.connectors._base import Position, Source, SourceBatch
 from dataflare_host.connectors._file_config import FileSourceConfig, Format, infer_format
 from dataflare_host.connectors._file_position import (
@@ -259,7 +259,7 @@ class FileSource(Source):
         if validate:
             try:
                 # Kept: each record's first json() returns its line's parse (parsed once).
-                parsed = list(map(loads_json, taken))
+                parsed = list(map(parse_json, taken))
             except Exception:  # noqa: BLE001 - line by line raises it again, worded
                 return False
             columns.parsed.extend(parsed)
@@ -295,7 +295,7 @@ class FileSource(Source):
                     continue
                 if parse:
                     try:
-                        document = loads_json(value)
+                        document = parse_json(value)
                     except ValueError as exc:
                         self._line = line
                         raise self._not_json(exc) from exc

@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 
 from dataflare import Record
-from dataflare.runtime import loads_json
 from dataflare.runtime._trusted_records import build_trusted_records
+from dataflare_host._json import parse_json
 from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._file_readers import not_json
 
@@ -39,12 +39,12 @@ class LineSpan:
         parsed = None
         if self.validate:
             try:
-                parsed = list(map(loads_json, values))  # kept for each record's json()
+                parsed = list(map(parse_json, values))  # kept for each record's json()
             except Exception:
                 # Line by line: the first line that is not JSON, named as the source names it.
                 for line, value in enumerate(values, start=self.first):
                     try:
-                        loads_json(value)
+                        parse_json(value)
                     except ValueError as exc:
                         raise not_json(self.path, line, exc) from exc
                 raise
