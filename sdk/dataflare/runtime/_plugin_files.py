@@ -37,6 +37,7 @@ LOCATION_MARK = "\x1e"
 (the ASCII record separator: no exception message a plugin writes by hand holds it)."""
 
 _MAX_FRAMES = 20
+_MAX_LINE = 200
 _LOCATION = re.compile(r"[^\n]+:\d+")
 
 
@@ -91,7 +92,7 @@ class PluginFiles:
         shown, line, _, _ = frames[-1]
         lines = [
             f'  File "{name}", line {number}, in {function}'
-            + (f"\n    {text.strip()}" if text and text.strip() else "")
+            + (f"\n    {text.strip()[:_MAX_LINE]}" if text and text.strip() else "")
             for name, number, function, text in frames[-_MAX_FRAMES:]
         ]
         return RaisedAt(f"{shown}:{line}", "\n".join(lines))
@@ -157,14 +158,16 @@ def join_message(message: str, raised_at: RaisedAt | None) -> str:
 def split_message(text: str) -> tuple[str, str | None, str | None]:
     """The message, location and plugin frames :func:`join_message` put in ``text``.
 
-    A text without a well-formed location is all message.
+    A text without a well-formed location is all message; frames cut short by a
+    bound on the whole text are kept as far as they go.
 
     >>> split_message(join_message("bad", RaisedAt("p.py:3", '  File "p.py", line 3, in p')))
     ('bad', 'p.py:3', '  File "p.py", line 3, in p')
     >>> split_message("bad")
     ('bad', None, None)
     """
-    parts = text.split(LOCATION_MARK)
-    if len(parts) != 3 or not _LOCATION.fullmatch(parts[1]):
+    message, mark, rest = text.partition(LOCATION_MARK)
+    location, _, frames = rest.partition(LOCATION_MARK)
+    if not mark or not _LOCATION.fullmatch(location):
         return text, None, None
-    return parts[0], parts[1], parts[2] or None
+    return message, location, frames or None
