@@ -1,5 +1,11 @@
 """Where the host keeps what it can rebuild: built components and compiled artifacts.
 
+Every folder of the cache is this user's alone (:func:`trusted_folder`): a
+folder another user owns or can write, or a symbolic link, is refused with one
+line and the run stops, since whoever can write ``compiled/`` can plant native
+code, and ``builds/`` or ``keys/`` another plugin than the one named. The files
+in them are checked again (owner, mode, no link) where they are read.
+
 ``compiled/`` is bounded: when a new artifact takes it past its size cap
 (:func:`cache_max_bytes`), the least recently used artifacts go first
 (:func:`evict`). "Used" is the
@@ -19,6 +25,7 @@ import attrs
 import platformdirs
 
 from dataflare import ConfigurationError
+from dataflare_host._ownership import FIX, untrusted
 
 __all__ = [
     "CACHE_FOLDERS",
@@ -30,6 +37,8 @@ __all__ = [
     "clear_cache",
     "evict",
     "touch",
+    "trusted_file",
+    "trusted_folder",
 ]
 
 CACHE_FOLDERS = ("builds", "compiled", "keys")
@@ -53,6 +62,46 @@ def cache_root() -> Path:
     if configured:
         return Path(configured)
     return Path(platformdirs.user_cache_dir("dataflare", appauthor=False))
+
+
+def trusted_folder(name: str) -> Path:
+    """``name`` under :func:`cache_root`, created private (mode 0700) if missing, and checked.
+
+    The root and the folder must be this user's, writable by no one else and not
+    symbolic links (as ``servers/`` always had to be); otherwise a
+    ConfigurationError names the path, what is wrong and what to do.
+    """
+    root = cache_root()
+    for path in (root, root / name):
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # a file or a dangling link where the folder should be: said below
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cache folder {path} cannot be created ({exc.strerror}); {FIX}"
+            ) from exc
+        problem = untrusted(path, folder=True)
+        if problem is not None:
+            raise ConfigurationError(
+                f"cache folder {path} {problem}, so another user could plant code in it; "
+                f"refusing to use it: {FIX}"
+            )
+    return root / name
+
+
+def trusted_file(path: Path) -> bool:
+    """True when the cached file at ``path`` exists and can be trusted; False when missing.
+
+    Raises ConfigurationError naming the file when another user owns or can write
+    it, or it is a link: it was planted, or the folder was open when it was written.
+    """
+    problem = untrusted(path, folder=False)
+    if problem is not None:
+        raise ConfigurationError(
+            f"cached file {path} {problem}; refusing to use it: {FIX}"
+        )
+    return path.exists()
 
 
 def cache_max_bytes() -> int:
@@ -115,7 +164,14 @@ def clear_cache(names: Sequence[str] = CACHE_FOLDERS) -> CacheFolder:
     """
     files = size = 0
     for name in names:
-        for entry in _entries(cache_root() / name):
+        folder = cache_root() / name
+        if folder.is_symlink():
+            # Not followed: the files it points at are not the cache's. Removing the
+            # link lets the next run create a private folder in its place.
+            with contextlib.suppress(OSError):
+                folder.unlink()
+            continue
+        for entry in _entries(folder):
             entry_size = _size(entry)
             try:
                 os.unlink(entry.path)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Self
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "ConfigurationError",
     "LimitExceededError",
     "PluginError",
@@ -26,16 +27,46 @@ __all__ = [
 ]
 
 
+MAX_MESSAGE_BYTES = 4096
+"""Longest error message kept (UTF-8 bytes): a plugin's text past it is cut, and the
+message says how many bytes were."""
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, its head kept and the cut counted.
+
+    Applying it again changes nothing (the result already fits).
+
+    >>> bounded("x" * 100, 40)
+    'xxxxxxxxxxxxxxx [... 85 more bytes cut]'
+    """
+    if len(text) * 4 <= limit:  # fits whatever the characters' widths
+        return text
+    data = text.encode("utf-8", errors="surrogatepass")
+    if len(data) <= limit:
+        return text
+    # The marker for the whole length is at least as long as the final one.
+    room = max(0, limit - len(_marker(len(data)).encode()))
+    head = data[:room].decode("utf-8", errors="ignore")  # no half character at the cut
+    return head + _marker(len(data) - len(head.encode("utf-8", errors="surrogatepass")))
+
+
+def _marker(cut: int) -> str:
+    return f" [... {cut:,} more bytes cut]"
+
+
 class PluginError(Exception):
     """Root of every error DataFlare raises on purpose.
 
     ``exit_code`` is what the CLI exits with: 2 for a problem the user must fix
-    before running (configuration), 1 for a failure while running.
+    before running (configuration), 1 for a failure while running. The message
+    is bounded (:data:`MAX_MESSAGE_BYTES`): a plugin's error text can be megabytes.
     """
 
     exit_code: int = 1
 
     def __init__(self, message: str) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
 
@@ -108,12 +139,12 @@ class ProcessingError(PluginError, RuntimeError):
         self.kind = kind
         self.offset = offset
         self.index = index
-        self.error_type = error_type
-        self.error_message = error_message
+        self.error_type = bounded(error_type)
+        self.error_message = bounded(error_message)
         self.record_key = record_key
         self.record_value = record_value
-        self.location = location
-        self.frames = frames
+        self.location = None if location is None else bounded(location)
+        self.frames = None if frames is None else bounded(frames)
         detail = f"{error_type}: {error_message}" if error_message else error_type
         where = f" ({location})" if location else ""
         super().__init__(

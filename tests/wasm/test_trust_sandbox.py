@@ -221,10 +221,10 @@ def test_item02_a_start_function_that_loops_is_a_load_error_at_the_limit(
 ) -> None:
     """A component not built from the SDK whose start function never returns: one clear error."""
     wasm = component_file(tmp_path, "spin.wasm", LOOPING_START)
-    started = time.monotonic()
+    # No wall-clock bound: the limit counts the loop's own time, which a loaded
+    # machine hands out slowly (issue 24, item 10).
     with pytest.raises(ConfigurationError) as caught:
         load_plugin(wasm, sandbox=Sandbox(time_limit_s=1.0))
-    assert time.monotonic() - started < 20  # the first load also compiles it
     message = str(caught.value)
     assert str(wasm) in message
     assert "time limit" in message
@@ -249,10 +249,8 @@ def test_item02_a_python_guest_whose_init_loops_is_a_load_error_at_the_limit(
     hostile_wasm: Path,
 ) -> None:
     """Loading runs init under the limit: a looping @init hook is one clear error."""
-    started = time.monotonic()
     with pytest.raises(ConfigurationError) as caught:
         attack(hostile_wasm, "init_loop", time_limit_s=1.0)
-    assert time.monotonic() - started < 10
     assert "init trapped" in str(caught.value)
     assert "time limit" in str(caught.value)
 

@@ -66,8 +66,9 @@ def test_infinite_loop_is_stopped_at_the_time_limit(hostile_wasm: Path) -> None:
     with load(hostile_wasm, "loop", time_limit_s=1.0) as plugin:
         started = time.monotonic()
         result = plugin.process(ATTACK)
-        elapsed = time.monotonic() - started
-        assert 1.9 < elapsed < 5.0
+        # One limit for the batch, one for the record alone. No upper bound: a limit
+        # counts the plugin's own time, so a loaded machine stretches the wall clock.
+        assert time.monotonic() - started > 1.9
         assert isinstance(result.error, LimitExceededError)
         assert result.error.error_type == "TimeLimitExceeded"
         assert "time limit" in result.error.error_message
@@ -82,18 +83,14 @@ def test_time_limit_applies_to_every_batch(hostile_wasm: Path) -> None:
     """A second runaway batch is stopped too; the ones between and after run normally."""
     with load(hostile_wasm, "loop", time_limit_s=0.5) as plugin:
         for _ in range(2):
-            started = time.monotonic()
             assert isinstance(plugin.process(ATTACK).error, LimitExceededError)
-            assert time.monotonic() - started < 2.5
             assert_next_batch_runs(plugin, fresh=True)
 
 
 def test_memory_bomb_is_stopped_at_the_cap(hostile_wasm: Path) -> None:
     """Allocating without bound stops at the memory cap with an error saying so."""
     with load(hostile_wasm, "memory", memory_limit_mb=64) as plugin:
-        started = time.monotonic()
         result = plugin.process(ATTACK)
-        assert time.monotonic() - started < 5.0
         error = result.error
         assert isinstance(error, ProcessingError)
         assert isinstance(error, LimitExceededError) or "memory" in str(error).lower()

@@ -543,7 +543,8 @@ def run(
             metrics.close()
     if quiet:
         console.print(summary_table(summary.stats, summary_title(summary, loading_s)))
-    click.echo(summary.engine, err=True)  # which engine ran the chain, and on how many workers
+    if summary.engine:  # which engine ran the chain, and on how many workers (if one started)
+        click.echo(summary.engine, err=True)
     if quiet and summary.error:
         click.echo(f"error: {one_line(summary.error)}", err=True)
     sys.exit(summary.exit_code)

@@ -76,7 +76,8 @@ class RunSummary:
     signal: str | None = None
     """The signal that stopped the run (``SIGINT``, ``SIGTERM``), if one did."""
     engine: str = "engine in-process, 1 worker (the driver)"
-    """The engine and its workers (``workers:``, ``engine:``)."""
+    """The engine and its workers (``workers:``, ``engine:``); empty when the run failed
+    before an engine started (a damaged checkpoint, a refused connection)."""
 
     @property
     def exit_code(self) -> int:
@@ -220,7 +221,9 @@ class Pipeline:
             except PluginError as exc:
                 status, error = "failed", error or str(exc)
         # -- engines: the workers hold nothing the commit above still needs --
-        engine = self._engine.summary() if self._engine is not None else RunSummary.engine
+        # Not RunSummary.engine: on a slotted attrs class that is the slot's descriptor
+        # (printed as "<member 'engine' of 'RunSummary' objects>"), not its default.
+        engine = self._engine.summary() if self._engine is not None else ""
         if self._engine is not None:
             self._engine.close()
         summary = RunSummary(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataflare._errors import bounded
+
 __all__ = ["PREVIEW_CHARS", "exception_text", "preview"]
 
 PREVIEW_CHARS = 120
@@ -37,7 +39,8 @@ def exception_text(exc: BaseException) -> str:
     ...     exception_text(outer)
     "bad record; caused by KeyError: 'x'"
     """
-    parts = [str(exc)[:_MAX_PART]]
+    # Bounded, the head kept and the cut counted: a plugin's message can be megabytes.
+    parts = [bounded(str(exc), _MAX_PART)]
     seen = {id(exc)}
     current: BaseException = exc
     for _ in range(_MAX_CAUSES):
@@ -47,7 +50,7 @@ def exception_text(exc: BaseException) -> str:
         if cause is None or id(cause) in seen:
             break
         seen.add(id(cause))
-        detail = str(cause)[:_MAX_PART]
+        detail = bounded(str(cause), _MAX_PART)
         parts.append(f"caused by {type(cause).__name__}" + (f": {detail}" if detail else ""))
         current = cause
     return "; ".join(parts)

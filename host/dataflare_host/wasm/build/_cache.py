@@ -25,7 +25,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from dataflare import ConfigurationError
-from dataflare_host._cache import cache_root
+from dataflare_host._cache import trusted_file, trusted_folder
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm.build._componentize import (
     app_module_source,
@@ -86,20 +86,20 @@ def component_for(source: str | os.PathLike[str], *, compile_now: bool = True) -
     """
     path = Path(source)
     key = build_key(path)
-    target = cache_root() / "builds" / f"{path.stem}-{key}.wasm"
+    # Checked before use: whoever can write builds/ decides which plugin runs.
+    target = trusted_folder("builds") / f"{path.stem}-{key}.wasm"
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     # Two threads, or two processes (pipelines, test workers), asking for one
     # build wait for one componentize-py run instead of each running their own.
     with lock:
-        if target.is_file():
+        if trusted_file(target):
             return target
         # One lock per plugin name, outside builds/ so the cache's size and
         # eviction only ever see components.
-        locks = cache_root() / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        locks = trusted_folder("locks")
         with FileLock(locks / f"{path.stem}.lock"):
-            if not target.is_file():
+            if not trusted_file(target):
                 _build(path, target, compile_now=compile_now)
     return target
 
@@ -108,7 +108,6 @@ def _build(path: Path, target: Path, *, compile_now: bool) -> None:
     componentize, compile_phase = PHASES
     steps = 2 if compile_now else 1
     partial = target.with_name(f".{target.name}.{os.getpid()}.built")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _phase(f"building {path.name}: {componentize} (1 of {steps})", componentize):
             build_component(path, partial)

@@ -32,6 +32,7 @@ from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._user_code import sibling_module_hint
 from dataflare_host.wasm.build._dependencies import PROJECT_FILE, bundled_files, declared_dependencies
 from dataflare_host.wasm.build._wit import WIT_WORLD, wit_dir
+from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 
 __all__ = [
     "BUILD_TIMEOUT_S",
@@ -280,21 +281,7 @@ def build_component(
         # VIRTUAL_ENV pointing at an empty directory stops componentize-py from
         # adding this interpreter's site-packages: the guest gets only the stage.
         env = {**os.environ, "VIRTUAL_ENV": str(empty_venv), "RUST_BACKTRACE": "0"}
-        try:
-            completed = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=timeout_s,
-                check=False,
-                cwd=tmp,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ConfigurationError(
-                f"building {path} took longer than {timeout_s:g} s and was stopped: does the "
-                "plugin loop or block when imported? (module-level code runs at build time)"
-            ) from exc
+        completed = _run_charged(command, env, tmp, timeout_s, path)
         if completed.returncode != 0 or not partial.is_file():
             partial.unlink(missing_ok=True)
             log = target.with_name(f"{target.name}.build.log")
@@ -304,5 +291,50 @@ def build_component(
                 f"building {path} into a WASM component failed: {reason} ({_hint(reason, path)}; "
                 f"full log: {log})"
             )
+        # Nobody else may write it, whatever the umask: the build cache refuses a
+        # component others could have swapped (and so does a careful user).
+        partial.chmod(partial.stat().st_mode & ~0o022)
         partial.replace(target)
     return target
+
+
+_POLL_S = 1.0
+
+
+def _run_charged(
+    command: list[str], env: dict[str, str], cwd: str, timeout_s: float, path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run componentize-py, stopped once it has been charged ``timeout_s`` seconds.
+
+    Charged time is the wall clock minus what its threads waited for a CPU
+    (:mod:`dataflare_host.wasm.sandbox._charged_time`): on a loaded machine the
+    build gets longer, it is not stopped for the machine's slowness; a plugin
+    that loops or blocks at import is still stopped after ``timeout_s``.
+    """
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    watch = Stopwatch(process.pid)
+    with process:
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                used = watch.read()
+                if used.charged_s <= timeout_s:
+                    continue
+                process.kill()
+                process.communicate()
+                raise ConfigurationError(
+                    f"building {path} was stopped after {used.charged_s:.0f} s of its "
+                    f"{timeout_s:g} s build time limit {used.machine_note()}: does the plugin "
+                    "loop or block when imported? (module-level code runs at build time; "
+                    "DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
+                ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

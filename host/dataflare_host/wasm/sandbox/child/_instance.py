@@ -11,14 +11,14 @@ and goes back as plain messages the host turns into its own exceptions.
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 from wasmtime import component as wc
 
+from dataflare_host.wasm.sandbox._charged_time import Stopwatch
+from dataflare_host.wasm.sandbox.child._output import OUTPUT_CAP_BYTES, GuestOutput
 from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, SharedEngine
 from dataflare_host.wasm.sandbox.protocol import GuestRecord, GuestVariant
 
@@ -36,12 +36,6 @@ _EXPORTS = (
     "snapshot-state",
     "restore-state",
 )
-# logging's levels, by value: importing logging costs a sandbox process ~5 ms.
-_INFO, _WARNING = 20, 30
-
-OUTPUT_CAP_BYTES = 64 * 1024
-"""Most guest output kept per stream and request; the rest is dropped with a marker."""
-
 
 class GuestTrap(Exception):
     """The instance trapped or hit a limit: it must not be used again.
@@ -60,9 +54,9 @@ class GuestInstance:
 
     ``interface`` is the WIT interface (``dataflare:plugin/plugin@VERSION``)
     the host speaks; a component exporting another version is refused before
-    anything of it runs. What the guest prints goes to files in ``capture``, a
-    folder made here (no directory of the host is visible to the guest), that
-    :meth:`drain_output` reads after every request, capped. Raises
+    anything of it runs. What the guest prints goes to FIFOs in ``capture``, a
+    folder made here (no directory of the host is visible to the guest), read as
+    it is printed and capped; :meth:`drain_output` hands it over after every request. Raises
     :class:`ComponentError` for a component that is not a plugin of this
     contract. The time limit is the host's: it kills this process when a
     request overruns (a start function that never returns included).
@@ -83,19 +77,18 @@ class GuestInstance:
         # host removes), not tempfile's: importing tempfile costs ~3 ms.
         capture.mkdir(mode=0o700)
         self._capture = capture
-        self._out = capture / "stdout"
-        self._err = capture / "stderr"
-        self._positions = {self._out: 0, self._err: 0}
+        self._output = GuestOutput(capture)
         self.store = wasmtime.Store(shared.engine)
         wasi = wasmtime.WasiConfig()  # nothing added: no dirs, no env, no args
-        # Files, not stdout_custom: a custom output callback crashed the
-        # interpreter at exit with wasmtime-py 50 (measured).
-        wasi.stdout_file = str(self._out)
-        wasi.stderr_file = str(self._err)
+        # FIFOs read as they fill, not stdout_custom: a custom output callback
+        # crashed the interpreter at exit with wasmtime-py 50 (measured).
+        wasi.stdout_file = str(self._output.stdout_path)
+        wasi.stderr_file = str(self._output.stderr_path)
         self.store.set_wasi(wasi)
         self.store.set_limits(memory_size=memory_limit_bytes)
         _check_contract(component, shared, label, interface)
-        started = time.monotonic()
+        # Charged time, not the wall clock: a busy machine's delay is not the plugin's.
+        watch = Stopwatch(thread_self=True)
         try:
             instance = shared.linker.instantiate(self.store, component)
         except wasmtime.WasmtimeError as exc:
@@ -103,7 +96,7 @@ class GuestInstance:
                 f"{label} cannot be instantiated: {_first_line(exc)} (is it a DataFlare "
                 "plugin component built with dataflare build?)"
             ) from exc
-        elapsed = time.monotonic() - started
+        elapsed = watch.read().charged_s
         if elapsed > time_limit_s:  # returned after the limit, before the host's kill
             raise GuestTrap(
                 f"its start function returned after {elapsed:.2f} s, past the "
@@ -132,7 +125,7 @@ class GuestInstance:
         the limit all the same.
         """
         func = self.funcs[name]
-        started = time.monotonic()
+        watch = Stopwatch(thread_self=True)
         try:
             result = func(self.store, *args)
             func.post_return(self.store)
@@ -143,7 +136,7 @@ class GuestInstance:
             raise GuestTrap(
                 f"the {name!r} export refused its arguments: {exc}", timed_out=False
             ) from exc
-        elapsed = time.monotonic() - started
+        elapsed = watch.read().charged_s
         if elapsed > time_limit_s:
             raise GuestTrap(
                 f"returned after {elapsed:.2f} s, past the {time_limit_s:g} s time limit",
@@ -152,44 +145,13 @@ class GuestInstance:
         return plain(result)
 
     def drain_output(self) -> list[tuple[int, str]]:
-        """What the guest printed since the last drain, as (log level, line), capped.
-
-        At most :data:`OUTPUT_CAP_BYTES` per stream per request are kept; the rest
-        is dropped with a marker line saying how much. The capture file is then
-        truncated, so a guest printing gigabytes costs neither memory nor disk.
-        """
-        lines: list[tuple[int, str]] = []
-        for path, level in ((self._out, _INFO), (self._err, _WARNING)):
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                continue
-            position = self._positions[path]
-            if size < position:  # the writer appends at the (truncated) end
-                position = 0
-            if size == position:
-                continue
-            with path.open("rb") as handle:
-                handle.seek(position)
-                data = handle.read(OUTPUT_CAP_BYTES)
-            dropped = size - position - len(data)
-            # Truncating frees the disk; wasmtime keeps writing at its own offset
-            # (a sparse file), which the next drain starts from.
-            os.truncate(path, 0)
-            self._positions[path] = size
-            lines.extend(
-                (level, line) for line in data.decode("utf-8", errors="replace").splitlines()
-            )
-            if dropped > 0:
-                stream = "stdout" if path == self._out else "stderr"
-                lines.append((_WARNING, f"[{dropped:,} more bytes of guest {stream} dropped]"))
-        return lines
+        """What the guest printed since the last drain, as (log level, line), capped
+        (see :mod:`dataflare_host.wasm.sandbox.child._output`)."""
+        return self._output.drain()
 
     def close(self) -> None:
-        """Release the capture files (safe to call twice)."""
-        for path in (self._out, self._err):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        """Release the capture FIFOs and their reader (safe to call twice)."""
+        self._output.close()
         with contextlib.suppress(FileNotFoundError):
             self._capture.rmdir()
 

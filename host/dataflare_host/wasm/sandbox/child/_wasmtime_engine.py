@@ -42,10 +42,11 @@ class ComponentError(Exception):
 
 def _cache_root() -> Path:
     # Imported here: the cache root needs platformdirs and attrs, which a
-    # sandbox process (told the folder by the host) never loads.
-    from dataflare_host._cache import cache_root
+    # sandbox process (told the folder, checked, by the host) never loads.
+    from dataflare_host._cache import trusted_folder
 
-    return cache_root()
+    trusted_folder("keys")
+    return trusted_folder("compiled").parent
 
 
 def compiled_dir() -> Path:
@@ -125,6 +126,9 @@ class SharedEngine:
             return component
 
     def _deserialize(self, artifact: Path) -> wc.Component | None:
+        # A compiled artifact is native code: mapped only when this user wrote it
+        # and no one else can have (the folder was checked by the host).
+        _refuse_untrusted(artifact)
         if not artifact.is_file():
             return None
         try:
@@ -151,12 +155,29 @@ class SharedEngine:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
             partial = artifact.with_name(f".{artifact.name}.{os.getpid()}.partial")
-            partial.write_bytes(component.serialize())
+            _write_private(partial, component.serialize())
             partial.replace(artifact)
         except OSError:
             return component  # an unwritable cache only costs the next run a compile
         _evict(artifact)
         return component
+
+
+def _refuse_untrusted(path: Path) -> None:
+    """ComponentError naming ``path`` when another user owns or can write it, or it is a link."""
+    from dataflare_host._ownership import FIX, untrusted
+
+    problem = untrusted(path, folder=False)
+    if problem is not None:
+        raise ComponentError(f"cached file {path} {problem}; refusing to use it: {FIX}")
+
+
+def _write_private(path: Path, data: bytes | bytearray) -> None:
+    """Write a new cache file only this user can write, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o644)  # the umask may have left group write on
+        handle.write(data)
 
 
 def _read(path: Path) -> bytes:
@@ -217,6 +238,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
     """
     identity, before = _identity(path)
     memo = folder / f"{zlib.crc32(identity.encode()):08x}.key"
+    _refuse_untrusted(memo)  # a planted memo would name another plugin's artifact
     with contextlib.suppress(OSError, UnicodeDecodeError):
         remembered, _, key = memo.read_text(encoding="utf-8").rpartition("\n")
         if remembered == identity and len(key) == 32:
@@ -228,7 +250,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
             partial = memo.with_name(f".{memo.name}.{os.getpid()}.partial")
-            partial.write_text(f"{identity}\n{key}", encoding="utf-8")
+            _write_private(partial, f"{identity}\n{key}".encode())
             partial.replace(memo)
             _prune(folder)
     return key, data

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from dataflare import ConfigurationError, PluginIOError
-from dataflare_host._cache import cache_root
+from dataflare_host._cache import trusted_folder
 from dataflare_host._text import escape_controls
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm.build._wit import WIT_INTERFACE
@@ -91,7 +91,8 @@ class Instance:
                 # the cached artifact (milliseconds) and say nothing.
                 with waiting(f"loading {path.name} (its first use compiles it)"):
                     answer = self._process.request(
-                        ("load", str(path.resolve()), str(cache_root())), COMPILE_TIMEOUT_S
+                        ("load", str(path.resolve()), str(_checked_cache_root())),
+                        COMPILE_TIMEOUT_S,
                     )
                 self._answer(answer)
                 # A file changed less than RACY_WINDOW_NS ago could change again
@@ -235,6 +236,8 @@ class Call:
         """Whether :meth:`wait` would return without waiting (within ``timeout_s``)."""
         process = self._instance._process
         left = self.deadline - time.monotonic()
+        if left <= 0 and process is not None and not self._waited:
+            left = process.charged_deadline(self.deadline) - time.monotonic()
         if self._waited or self.failed is not None or process is None or left <= 0:
             return True  # past the deadline, wait() kills at once
         return process.answered(min(timeout_s, left))
@@ -245,3 +248,10 @@ class Call:
             raise PluginIOError("a call's answer was already taken")
         self._waited = True
         return self._instance._finish(self)
+
+
+def _checked_cache_root() -> Path:
+    """The cache root, once its ``compiled/`` and ``keys/`` are checked (ConfigurationError
+    naming the path otherwise): a sandbox process maps the artifacts it finds there."""
+    trusted_folder("keys")
+    return trusted_folder("compiled").parent

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 from dataflare_host.wasm.sandbox.host._spawn import Spawned, readable, start, start_wanted_server
 from dataflare_host.wasm.sandbox.host._spawn import server_address as _server_address
 from dataflare_host.wasm.sandbox.protocol import HEADER, pack
@@ -102,6 +103,7 @@ class SandboxProcess:
         self._out: IO[bytes] = self.proc.stdout
         self.loaded: str | None = None
         self._booted = False
+        self._watch: Stopwatch | None = None  # started with the request in flight
 
     @property
     def alive(self) -> bool:
@@ -109,7 +111,9 @@ class SandboxProcess:
 
     def request(self, message: tuple[Any, ...], timeout_s: float) -> tuple[Any, ...]:
         """Send ``message``; the answer, or :class:`Unanswered` after ``timeout_s``."""
-        self.send(message)
+        # Every thread's waits: a load compiles on wasmtime's threads while the main
+        # thread waits for them (the hot path, send_packed alone, reads one file).
+        self.send_packed(pack(message), all_threads=True)
         return self.receive(time.monotonic() + timeout_s)
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -119,8 +123,11 @@ class SandboxProcess:
         """
         self.send_packed(pack(message))
 
-    def send_packed(self, payload: bytes) -> None:
+    def send_packed(self, payload: bytes, *, all_threads: bool = False) -> None:
         """Send a message :func:`pack` made (so it can be made before the process is free)."""
+        # The guest runs on the process's main thread: its waits for a CPU are the
+        # machine's, not the plugin's, and move the request's deadline (see receive).
+        self._watch = Stopwatch(self.proc.pid, main_thread=not all_threads)
         try:
             self._in.write(HEADER.pack(len(payload)))
             self._in.write(payload)  # no concatenation: a batch is a megabyte
@@ -132,12 +139,25 @@ class SandboxProcess:
         """Whether an answer (or the process's end) is waiting to be read, within ``timeout_s``."""
         return readable(self._out.fileno(), timeout_s)
 
+    def charged_deadline(self, deadline: float) -> float:
+        """``deadline`` moved later by the time the process has waited for a CPU since the
+        request was sent: a limit counts what the plugin consumed, not what a busy
+        machine withheld (:mod:`dataflare_host.wasm.sandbox._charged_time`)."""
+        if self._watch is None:
+            return deadline
+        return deadline + self._watch.read().waited_s
+
     def receive(self, deadline: float) -> tuple[Any, ...]:
         """The answer to the last request sent; :class:`Unanswered` (the process killed)
-        when none came by ``deadline`` (a :func:`time.monotonic` time)."""
+        when none came by ``deadline`` (a :func:`time.monotonic` time, moved later by
+        the time the process waited for a CPU: see :meth:`charged_deadline`)."""
         fd = self._out.fileno()
+        charged = deadline
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = charged - time.monotonic()
+            if remaining <= 0:
+                charged = self.charged_deadline(deadline)  # from the original, each time
+                remaining = charged - time.monotonic()
             if remaining <= 0:
                 if self.answered(0.0):  # answered in time, read late
                     break

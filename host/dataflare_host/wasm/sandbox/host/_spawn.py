@@ -222,8 +222,21 @@ def _start_server(address: str, roots: list[str], flags: list[str]) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # outlives this run; no terminal signal reaches it
+                # Not this host's environment: the server outlives the run, and its block
+                # (/proc/PID/environ) is what every child it forks shows too. A child
+                # gets its requesting host's environment in the request instead.
+                env=_server_environment(),
             )
         )
+
+
+SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+"""The only variables a sandbox server is started with (locale and time zone rules:
+the interpreter and wasmtime read nothing else from the environment at import)."""
+
+
+def _server_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in SERVER_ENVIRONMENT if name in os.environ}
 
 
 def answering_servers(folder: Path | None = None) -> list[Path]:

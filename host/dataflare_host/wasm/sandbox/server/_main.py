@@ -14,6 +14,9 @@ Why this is safe to share:
   thread that only imports, forks and reaps, so each child starts from the same
   clean state a fresh interpreter would reach (and no lock held by another
   thread, as forking the host would risk);
+- the server starts with only locale, time zone and PATH in its environment,
+  never the first host's (it outlives that run, and its environment block, as
+  ``/proc/PID/environ`` shows it, is every forked child's block too);
 - a child takes the requesting host's environment, working folder, standard
   streams and a new session, as :class:`subprocess.Popen` would have given it;
 - the socket lives in a folder only its user can enter, and the server refuses
