@@ -157,3 +157,14 @@ def test_a_wasm_file_without_plugin_source_wasm_is_refused(tmp_path: Path) -> No
     with pytest.raises(ConfigurationError, match="set plugin_source: wasm"):
         Pipeline.from_file(file)
 
+
+
+def test_dash_v_run_prints_the_plugins_frames(tmp_path: Path) -> None:
+    """A failed pipeline run with -v logs the plugin's frames before its error line."""
+    _, line = write_package(tmp_path)
+    file = write_pipeline(tmp_path, "myplugin", ["1", "-1"], wasm=False)
+    result = CliRunner().invoke(main, ["-v", "run", "--quiet", str(file)])
+    assert result.exit_code == 1
+    assert f'File "myplugin/rules.py", line {line}, in doubled' in result.stderr
+    assert f"(myplugin/rules.py:{line}): ValueError: negative amount -1" in result.stderr
+    assert "_runner" not in result.stderr

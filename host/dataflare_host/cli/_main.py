@@ -20,10 +20,10 @@ from dataflare import (
     PluginError,
     PluginIOError,
     PluginKind,
-    ProcessingError,
     Record,
 )
 from dataflare.runtime import BatchResult
+from dataflare_host._plugin_frames import log_plugin_frames
 from dataflare_host._text import one_line
 from dataflare_host.cli._run_start import RunStart
 from dataflare_host.cli._scaffold import CONNECTOR_KINDS, SHAPES, Shape, new_plugin
@@ -99,25 +99,10 @@ def _fail(error: PluginError) -> NoReturn:
 
     With ``-v``, a plugin's own frames are logged first (never the host's or the SDK's).
     """
-    _log_plugin_frames(error)
+    log_plugin_frames(error)
     # One line even when a plugin's exception message spans several.
     click.echo(f"error: {one_line(str(error))}", err=True)
     sys.exit(error.exit_code)
-
-
-def _log_plugin_frames(error: BaseException) -> None:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ProcessingError) and current.frames:
-            logging.getLogger("dataflare.plugin").info(
-                "plugin %r raised (its own frames, most recent call last):\n%s",
-                current.plugin,
-                current.frames,
-            )
-            return
-        current = current.__cause__ or current.__context__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

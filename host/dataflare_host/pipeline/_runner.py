@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import attrs
 
 from dataflare import PluginError, PluginKind, Record
+from dataflare_host._plugin_frames import log_plugin_frames
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._assemble import (
     ProcessorStage,
@@ -209,6 +210,7 @@ class Pipeline:
             status, error = "failed", str(exc)
             # The caller reports it (the CLI prints it once, as its error line).
             log.debug("run failed: %s", error)
+            log_plugin_frames(exc)
         finally:
             if status == "failed":
                 self._failed.set()
@@ -524,7 +526,7 @@ class Pipeline:
                     raise PipelineError(
                         f"processor {stage.id!r} failed: {error}{describe(failed)}; "
                         "set on_error: skip or dead_letter to go on past such records"
-                    )
+                    ) from error
                 action = "dead-lettered" if stage.config.on_error == "dead_letter" else "skipped"
                 log.warning(
                     "processor %r %s a record: %s%s", stage.id, action, error, describe(failed)
