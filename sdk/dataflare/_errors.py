@@ -107,18 +107,14 @@ class ProcessingError(PluginError, RuntimeError):
     (``offset`` in the stream, ``index`` in the batch, and a truncated preview
     of its ``record_key`` and ``record_value``) and what it raised
     (``error_type``, ``error_message``; the message ends with the exception's
-    cause chain, ``...; caused by KeyError: 'x'``). ``location`` is the
-    ``file:line`` in the plugin's own files where it was raised (the innermost
-    such frame; the file named relative to the plugin) and ``frames`` the
-    plugin's frames of the traceback, when the plugin's code raised. Outputs
+    cause chain, ``...; caused by KeyError: 'x'``), and where in the plugin's own
+    files (``location``, ``file:line``; its traceback frames, ``frames``). Outputs
     produced before the failing record are kept by whoever ran the batch.
 
     >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
     ...                       error_type="ValueError", error_message="bad digit")
     >>> str(err)
     "plugin 'parse' (map) failed at record offset 7: ValueError: bad digit"
-    >>> str(err.replace(location="parse.py:14"))
-    "plugin 'parse' (map) failed at record offset 7 (parse.py:14): ValueError: bad digit"
     """
 
     def __init__(
@@ -146,10 +142,8 @@ class ProcessingError(PluginError, RuntimeError):
         self.location = None if location is None else bounded(location)
         self.frames = None if frames is None else bounded(frames)
         detail = f"{error_type}: {error_message}" if error_message else error_type
-        where = f" ({location})" if location else ""
-        super().__init__(
-            f"plugin {plugin!r} ({kind}) failed at record offset {offset}{where}: {detail}"
-        )
+        at = f"record offset {offset}" + (f" ({location})" if location else "")
+        super().__init__(f"plugin {plugin!r} ({kind}) failed at {at}: {detail}")
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str | int | None]) -> Self:
