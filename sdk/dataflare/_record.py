@@ -52,9 +52,8 @@ def _type_error(name: str, expected: str, got: object) -> TypeError:
 
 
 class _ParsedValue:
-    # One slot outside the record's fields (not compared, hashed, shown or
-    # pickled): the value as parsed by the code that checked it was JSON (a JSONL
-    # source), kept for the first json() call so a record is parsed once.
+    # A slot outside the fields (not compared, hashed, shown or pickled): the parse
+    # a JSONL source made to check the value, kept for the first json() call.
     __slots__ = ("_parsed",)
     _parsed: Any
 
@@ -143,25 +142,20 @@ class Record(_ParsedValue):
         return None if self.key is None else self.key.decode()
 
     def json(self) -> Any:
-        """The value parsed as JSON: what ``json.loads(record.value)`` returns.
+        """The value parsed as JSON: what ``json.loads(record.value)`` returns or raises.
 
-        The way to read a JSON record, natively and in a WASM component alike.
-        Each call returns a value of its own (changing it changes nothing else):
-        the first call may hand over the parse a JSONL source made to check the
-        line, so the line is not parsed twice; later calls parse again.
-        Raises what ``json.loads`` raises for a value that is not JSON.
+        The way to read a JSON record, natively and in WASM. Each call returns a
+        value of its own; the first may hand over the parse a JSONL source made to
+        check the line (so it is not parsed twice), later calls parse again.
 
-        >>> r = Record(b'{"a": [1]}')
-        >>> r.json() == r.json() and r.json() is not r.json()
+        >>> (r := Record(b'{"a": [1]}')).json() == r.json() and r.json() is not r.json()
         True
         """
-        try:
-            parsed = self._parsed
-            _forget_parsed(self)  # handed over once: the caller may change it
-        except AttributeError:
-            # json.loads itself: inside a WASM component it is the runtime's fast path.
-            return json.loads(self.value)
-        return parsed
+        parsed = getattr(self, "_parsed", _NOT_KEPT)
+        if parsed is not _NOT_KEPT and _took_parsed(self):
+            return parsed
+        # Outside any handler: a failure carries no context of ours (in WASM: a fast path).
+        return json.loads(self.value)
 
     def evolve(self, **changes: Any) -> Record:
         """A copy with the given fields replaced; ``str`` values are UTF-8 encoded.
@@ -214,3 +208,13 @@ _set_metadata = Record.__dict__["metadata"].__set__
 _set_offset = Record.__dict__["offset"].__set__
 _set_parsed = _ParsedValue.__dict__["_parsed"].__set__
 _forget_parsed = _ParsedValue.__dict__["_parsed"].__delete__
+_NOT_KEPT = object()
+
+
+def _took_parsed(record: Record) -> bool:
+    # Handed over once, as the caller may change it: False if another thread took it.
+    try:
+        _forget_parsed(record)
+    except AttributeError:
+        return False
+    return True

@@ -279,3 +279,17 @@ def test_evolve_with_a_new_value_only_keeps_every_other_field() -> None:
     evolved = record.evolve(value=b"b")
     assert evolved == Record(b"b", key=b"k", timestamp=5, metadata={"m": "n"}, offset=7)
     assert evolved.metadata is record.metadata
+
+
+@pytest.mark.parametrize("value", [b"\xff", b"\x80", b'{"a": 1} x', b""])
+def test_json_failure_is_json_loads_own_with_no_context_added(value: bytes) -> None:
+    """A plugin's error names what json.loads raised and nothing of json()'s own workings
+    (a ProcessingError shows the context chain: it must match in both runtimes)."""
+    with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as caught:
+        Record(value).json()
+    with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as expected:
+        json.loads(value)
+    from dataflare.runtime._error_details import exception_text
+
+    assert type(caught.value) is type(expected.value)
+    assert exception_text(caught.value) == exception_text(expected.value)
