@@ -98,9 +98,7 @@ def trusted_file(path: Path) -> bool:
     """
     problem = untrusted(path, folder=False)
     if problem is not None:
-        raise ConfigurationError(
-            f"cached file {path} {problem}; refusing to use it: {FIX}"
-        )
+        raise ConfigurationError(f"cached file {path} {problem}; refusing to use it: {FIX}")
     return path.exists()
 
 

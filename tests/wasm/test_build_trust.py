@@ -106,5 +106,14 @@ def test_item03_a_plugin_that_loops_at_import_fails_the_build_with_one_line(
     # Charged time (wall minus waits for a CPU), and what the build got, in the message.
     assert "of its 6 s build time limit (" in lines[0]
     assert "s of CPU in " in lines[0]
-    assert "does the plugin loop or block when imported?" in lines[0]
+    # Which question it asks depends on the machine: starved most of the time, it says
+    # so instead of blaming the plugin (issue 24, item 10); otherwise it asks.
+    assert lines[0].endswith(
+        (
+            "does the plugin loop or block when imported? (module-level code runs at build "
+            "time; DATAFLARE_BUILD_TIMEOUT_S sets the limit)",
+            "the machine is heavily loaded; if the plugin does not loop or block when "
+            "imported, retry, or raise DATAFLARE_BUILD_TIMEOUT_S",
+        )
+    ), lines[0]
     assert "Traceback" not in done.stderr

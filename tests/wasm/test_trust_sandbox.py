@@ -150,7 +150,12 @@ def test_item01_sigterm_stops_a_pipeline_whose_guest_sleeps(
         env=env,
     )
     try:
-        time.sleep(8)  # loaded, and a few sleeping records skipped at the limit
+        # Running (its sink connected: after the signal handlers are installed), not a
+        # guess at how long loading takes on a loaded machine; then a few sleeping
+        # records skipped at the limit (a sleep is charged in full).
+        while not (tmp_path / "out.txt").exists() and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(5)
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         _, stderr = proc.communicate(timeout=30)

@@ -319,6 +319,7 @@ def _run_charged(
         env=env,
         cwd=cwd,
     )
+    # Every thread, their waits averaged: componentize-py works on several.
     watch = Stopwatch(process.pid)
     with process:
         while True:
@@ -331,10 +332,21 @@ def _run_charged(
                     continue
                 process.kill()
                 process.communicate()
+                if used.waited_s > used.charged_s or used.cpu_s < used.charged_s / 2:
+                    # Starved, or mostly neither running nor waiting for a CPU (its
+                    # threads waiting on each other, a busy disk): a loaded machine
+                    # looks like this; say so rather than blame the plugin.
+                    why = (
+                        "the machine is heavily loaded; if the plugin does not loop or "
+                        "block when imported, retry, or raise DATAFLARE_BUILD_TIMEOUT_S"
+                    )
+                else:
+                    why = (
+                        "does the plugin loop or block when imported? (module-level code "
+                        "runs at build time; DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
+                    )
                 raise ConfigurationError(
                     f"building {path} was stopped after {used.charged_s:.0f} s of its "
-                    f"{timeout_s:g} s build time limit {used.machine_note()}: does the plugin "
-                    "loop or block when imported? (module-level code runs at build time; "
-                    "DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
+                    f"{timeout_s:g} s build time limit {used.machine_note()}: {why}"
                 ) from None
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -29,9 +29,9 @@ class Charged:
     def __init__(self, wall_s: float, cpu_s: float, waited_s: float) -> None:
         self.wall_s = wall_s
         self.cpu_s = cpu_s
-        """Time on a CPU (all threads counted)."""
+        """Time on a CPU (of the threads read)."""
         self.waited_s = min(waited_s, wall_s)
-        """Time spent runnable, waiting for a CPU (the threads' waits, at most the wall)."""
+        """Time spent runnable, waiting for a CPU (at most the wall)."""
         self.charged_s = wall_s - self.waited_s
         """What a time limit counts."""
 
@@ -48,50 +48,55 @@ class Stopwatch:
 
     ``thread_self`` counts only the calling thread, ``main_thread`` only the
     process's first thread (a sandbox process runs the guest on it): one file
-    read each, instead of a listing of every thread.
+    read each. Otherwise every thread is read and the wait counted is the mean
+    over the threads that ran or waited since the start: summed, the waits of
+    threads contending with each other could cover the whole wall clock.
     """
 
-    __slots__ = ("_cpu0", "_paths", "_pid", "_wait0", "_wall0")
+    __slots__ = ("_pid", "_single", "_start", "_wall0")
 
     def __init__(
         self, pid: int | str = "self", *, thread_self: bool = False, main_thread: bool = False
     ) -> None:
         self._pid = pid
-        self._paths: list[str] | None = None
+        self._single: str | None = None
         if thread_self:
-            self._paths = ["/proc/thread-self/schedstat"]
+            self._single = "/proc/thread-self/schedstat"
         elif main_thread:
-            self._paths = [f"/proc/{pid}/schedstat"]  # the thread group leader's
+            self._single = f"/proc/{pid}/schedstat"  # the thread group leader's
         self._wall0 = time.monotonic()
-        self._cpu0, self._wait0 = _totals(self._schedstat_paths())
+        self._start = self._counts()
 
-    def _schedstat_paths(self) -> list[str]:
-        if self._paths is not None:
-            return self._paths
+    def _paths(self) -> list[str]:
+        if self._single is not None:
+            return [self._single]
         try:
-            return [
-                f"/proc/{self._pid}/task/{tid}/schedstat"
-                for tid in os.listdir(f"/proc/{self._pid}/task")
-            ]
+            tids = os.listdir(f"/proc/{self._pid}/task")
         except OSError:  # no /proc, or the process ended
             return []
+        return [f"/proc/{self._pid}/task/{tid}/schedstat" for tid in tids]
+
+    def _counts(self) -> dict[str, tuple[int, int]]:
+        counts = {}
+        for path in self._paths():
+            try:
+                with open(path, "rb") as handle:
+                    fields = handle.read().split()
+                counts[path] = (int(fields[0]), int(fields[1]))
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that ended, or no schedstat: counts as no wait
+        return counts
 
     def read(self) -> Charged:
         """Wall, CPU and waiting time since the start; charged = wall - waiting."""
         wall = time.monotonic() - self._wall0
-        cpu, wait = _totals(self._schedstat_paths())
-        # A thread that ended since the start takes its counts with it: never below 0.
-        return Charged(wall, max(0, cpu - self._cpu0) / 1e9, max(0, wait - self._wait0) / 1e9)
-
-
-def _totals(paths: list[str]) -> tuple[int, int]:
-    cpu = wait = 0
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                fields = handle.read().split()
-            cpu += int(fields[0])
-            wait += int(fields[1])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended, or no schedstat: counts as no wait
-    return cpu, wait
+        cpu = waited = 0
+        active = 0
+        for path, (run, wait) in self._counts().items():
+            run0, wait0 = self._start.get(path, (0, 0))
+            # A thread that ended since the start takes its counts with it: never below 0.
+            ran, waits = max(0, run - run0), max(0, wait - wait0)
+            cpu += ran
+            waited += waits
+            active += bool(ran or waits)
+        return Charged(wall, cpu / 1e9, waited / max(1, active) / 1e9)

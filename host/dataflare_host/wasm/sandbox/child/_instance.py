@@ -37,6 +37,7 @@ _EXPORTS = (
     "restore-state",
 )
 
+
 class GuestTrap(Exception):
     """The instance trapped or hit a limit: it must not be used again.
 

@@ -111,9 +111,7 @@ class SandboxProcess:
 
     def request(self, message: tuple[Any, ...], timeout_s: float) -> tuple[Any, ...]:
         """Send ``message``; the answer, or :class:`Unanswered` after ``timeout_s``."""
-        # Every thread's waits: a load compiles on wasmtime's threads while the main
-        # thread waits for them (the hot path, send_packed alone, reads one file).
-        self.send_packed(pack(message), all_threads=True)
+        self.send_packed(pack(message))
         return self.receive(time.monotonic() + timeout_s)
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -123,11 +121,13 @@ class SandboxProcess:
         """
         self.send_packed(pack(message))
 
-    def send_packed(self, payload: bytes, *, all_threads: bool = False) -> None:
+    def send_packed(self, payload: bytes) -> None:
         """Send a message :func:`pack` made (so it can be made before the process is free)."""
         # The guest runs on the process's main thread: its waits for a CPU are the
         # machine's, not the plugin's, and move the request's deadline (see receive).
-        self._watch = Stopwatch(self.proc.pid, main_thread=not all_threads)
+        # That thread alone: summed over threads, waits of threads that contend with
+        # each other could cover the whole wall clock and stop no loop at all.
+        self._watch = Stopwatch(self.proc.pid, main_thread=True)
         try:
             self._in.write(HEADER.pack(len(payload)))
             self._in.write(payload)  # no concatenation: a batch is a megabyte
