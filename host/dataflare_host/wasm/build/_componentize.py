@@ -30,7 +30,11 @@ import attrs
 import dataflare
 from dataflare import ConfigurationError, PluginIOError
 from dataflare_host._user_code import sibling_module_hint
-from dataflare_host.wasm.build._dependencies import PROJECT_FILE, bundled_files, declared_dependencies
+from dataflare_host.wasm.build._dependencies import (
+    PROJECT_FILE,
+    bundled_files,
+    declared_dependencies,
+)
 from dataflare_host.wasm.build._wit import WIT_WORLD, wit_dir
 from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 
