@@ -60,7 +60,7 @@ def last_duration(phase: str) -> float | None:
         return None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         value = json.loads(path.read_text(encoding="utf-8")).get(phase)
-        if isinstance(value, (int, float)) and value > 0:
+        if isinstance(value, (int, float)) and value >= 0:
             return float(value)
     return None
 
@@ -73,7 +73,7 @@ def remember_duration(phase: str, seconds: float) -> None:
         loaded = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             durations = loaded
-    durations[phase] = round(seconds, 2)
+    durations[phase] = round(seconds, 3)
     # A lost update only loses an estimate: no lock, just an atomic replace.
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
