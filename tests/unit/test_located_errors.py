@@ -154,7 +154,7 @@ def test_a_folder_without_init_is_refused_at_its_yaml_line(tmp_path: Path) -> No
 def test_a_wasm_file_without_plugin_source_wasm_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.wasm").write_bytes(b"\0asm")
     file = write_pipeline(tmp_path, "x.wasm", ["1"], wasm=False)
-    with pytest.raises(ConfigurationError, match="set plugin_source: wasm"):
+    with pytest.raises(ConfigurationError, match="for a component set plugin_source: wasm"):
         Pipeline.from_file(file)
 
 

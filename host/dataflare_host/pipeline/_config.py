@@ -404,16 +404,18 @@ def _check_processor(
         )
     if config.plugin_path is not None:
         resolved = plugin_path_of(doc.file.parent, config.plugin_path)
-        if resolved.suffix == ".wasm" and config.plugin_source != "wasm":
+        if config.plugin_source == "wasm":
+            if resolved.suffix not in (".py", ".wasm") and not resolved.is_dir():
+                raise doc.error(
+                    (*path, "plugin_path"),
+                    "plugin_source: wasm needs plugin_path: a .wasm component, or a .py plugin "
+                    "or a package folder to build into one",
+                )
+        elif resolved.suffix != ".py" and not resolved.is_dir():
             raise doc.error(
                 (*path, "plugin_path"),
-                f"{config.plugin_path!r} is a WASM component: set plugin_source: wasm",
-            )
-        if resolved.suffix not in (".py", ".wasm") and not resolved.is_dir():
-            raise doc.error(
-                (*path, "plugin_path"),
-                f"{config.plugin_path!r} is neither a .py file nor a package folder"
-                + (" nor a .wasm component" if config.plugin_source == "wasm" else ""),
+                f"{config.plugin_path!r} is not a .py file or a package folder; for a component "
+                "set plugin_source: wasm",
             )
         if resolved.is_dir():
             if not (resolved / "__init__.py").is_file():
