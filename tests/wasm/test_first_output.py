@@ -47,6 +47,8 @@ def new_plugin_to_first_wasm_output(
             [str(exe), *argv], cwd=cwd, env=env, capture_output=True, text=True, check=False
         )
         steps[label] = (time.perf_counter() - wall, children_cpu_s() - cpu)
+        # As it happens: a later failure still shows how long the steps before it took.
+        print(f"{name}: {label} {steps[label][0]:.1f} s ({steps[label][1]:.1f} s CPU)", flush=True)
         assert done.returncode == 0, f"{label}: {done.stdout}\n{done.stderr}"
         return done
 
