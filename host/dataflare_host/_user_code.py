@@ -10,7 +10,7 @@ from types import ModuleType
 
 from dataflare import ConfigurationError
 
-__all__ = ["import_user_file"]
+__all__ = ["import_user_file", "sibling_module_hint"]
 
 _unique = itertools.count()
 
@@ -46,11 +46,33 @@ def import_user_file(
             f"{label} {exc.filename or entry} has a syntax error at line {exc.lineno}: {exc.msg}"
         ) from exc
     except Exception as exc:  # whatever the author's file raises on import is reported
+        hint = ""
+        if package is None and isinstance(exc, ModuleNotFoundError) and exc.name:
+            hint = sibling_module_hint(entry, exc.name)
         raise ConfigurationError(
-            f"{label} {entry} failed to import: {type(exc).__name__}: {exc}"
+            f"{label} {entry} failed to import: {type(exc).__name__}: {exc}{hint}"
         ) from exc
     finally:
         if not (keep and imported):
             for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
                 sys.modules.pop(loaded, None)
     return module
+
+
+def sibling_module_hint(plugin: Path, missing: str) -> str:
+    """What to do when the flat plugin file ``plugin`` imports ``missing``, a module beside it.
+
+    A flat file is imported alone, natively and in a component alike: a
+    plugin with modules of its own is a package folder. "" when no such
+    module is beside it (a dependency that is simply not installed).
+    """
+    top = missing.partition(".")[0]
+    folder = plugin.parent
+    if not ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+        return ""
+    name = plugin.stem
+    return (
+        f"; {top!r} is a module beside {plugin.name}, which a plugin file cannot import: "
+        f"make the plugin a package folder ({name}/__init__.py holding the plugin, "
+        f"{name}/{top}.py beside it) and import it relatively (from . import {top})"
+    )

@@ -25,13 +25,17 @@ NOTICE_EVERY_S = 2.0
 
 
 @contextmanager
-def waiting(what: str) -> Iterator[None]:
+def waiting(what: str, estimate_s: float | None = None) -> Iterator[None]:
     """Announce ``what`` (e.g. ``building x.py``) if it takes more than a second.
 
-    >>> with waiting("nothing much"):
+    ``estimate_s``, how long the same step took last time, is shown beside the
+    seconds counter, so a wait says what to expect.
+
+    >>> with waiting("nothing much", estimate_s=3.0):
     ...     pass
     """
     started = time.monotonic()
+    expect = f" (about {estimate_s:.0f} s last time)" if estimate_s is not None else ""
     done = threading.Event()
     announced = threading.Event()
 
@@ -39,9 +43,9 @@ def waiting(what: str) -> Iterator[None]:
         if done.wait(FIRST_NOTICE_S):
             return
         announced.set()
-        log.info("%s ...", what)
+        log.info("%s ...%s", what, expect)
         while not done.wait(NOTICE_EVERY_S):
-            log.info("%s ... %.0f s", what, time.monotonic() - started)
+            log.info("%s ... %.0f s%s", what, time.monotonic() - started, expect)
 
     ticker = threading.Thread(target=notices, name="dataflare-waiting", daemon=True)
     ticker.start()

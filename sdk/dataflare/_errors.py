@@ -37,10 +37,8 @@ def bounded(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
     >>> bounded("x" * 100, 40)
     'xxxxxxxxxxxxxxx [... 85 more bytes cut]'
     """
-    if len(text) * 4 <= limit:  # fits whatever the characters' widths
-        return text
-    data = text.encode("utf-8", errors="surrogatepass")
-    if len(data) <= limit:
+    data = b"" if len(text) * 4 <= limit else text.encode("utf-8", errors="surrogatepass")
+    if len(data) <= limit:  # the first test: fits whatever the characters' widths
         return text
     marker = " [... {:,} more bytes cut]"  # for the whole length: at least the final one's size
     head = data[: max(0, limit - len(marker.format(len(data))))].decode("utf-8", errors="ignore")
@@ -99,8 +97,9 @@ class ProcessingError(PluginError, RuntimeError):
     (``offset`` in the stream, ``index`` in the batch, and a truncated preview
     of its ``record_key`` and ``record_value``) and what it raised
     (``error_type``, ``error_message``; the message ends with the exception's
-    cause chain, ``...; caused by KeyError: 'x'``). Outputs produced before the
-    failing record are kept by whoever ran the batch.
+    cause chain, ``...; caused by KeyError: 'x'``), and where in the plugin's own
+    files (``location``, ``file:line``; its traceback frames, ``frames``). Outputs
+    produced before the failing record are kept by whoever ran the batch.
 
     >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
     ...                       error_type="ValueError", error_message="bad digit")
@@ -119,6 +118,8 @@ class ProcessingError(PluginError, RuntimeError):
         error_message: str,
         record_key: str | None = None,
         record_value: str | None = None,
+        location: str | None = None,
+        frames: str | None = None,
     ) -> None:
         self.plugin = plugin
         self.kind = kind
@@ -128,18 +129,15 @@ class ProcessingError(PluginError, RuntimeError):
         self.error_message = bounded(error_message)
         self.record_key = record_key
         self.record_value = record_value
+        self.location = None if location is None else bounded(location)
+        self.frames = None if frames is None else bounded(frames)
         detail = f"{error_type}: {error_message}" if error_message else error_type
-        super().__init__(f"plugin {plugin!r} ({kind}) failed at record offset {offset}: {detail}")
+        at = f"record offset {offset}" + (f" ({location})" if location else "")
+        super().__init__(f"plugin {plugin!r} ({kind}) failed at {at}: {detail}")
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str | int | None]) -> Self:
-        """The error whose :meth:`fields` are ``fields`` (the inverse of :meth:`fields`).
-
-        >>> err = ProcessingError(plugin="parse", kind="map", offset=7, index=2,
-        ...                       error_type="ValueError", error_message="bad digit")
-        >>> ProcessingError.from_fields(err.fields()) == err
-        True
-        """
+        """The error whose :meth:`fields` are ``fields`` (the inverse of :meth:`fields`)."""
         return cls(**fields)  # type: ignore[arg-type]
 
     def replace(
@@ -176,6 +174,8 @@ class ProcessingError(PluginError, RuntimeError):
             "error_message": self.error_message,
             "record_key": self.record_key,
             "record_value": self.record_value,
+            "location": self.location,
+            "frames": self.frames,
         }
 
     def __eq__(self, other: object) -> bool:
@@ -194,6 +194,5 @@ class LimitExceededError(ProcessingError):
 def _rebuild_processing_error(
     cls: type[ProcessingError], fields: dict[str, str | int | None]
 ) -> ProcessingError:
-    # A module-level function, not ``cls.from_fields``, so errors pickled by an
-    # earlier version still unpickle.
+    # Module-level, not cls.from_fields: errors pickled by an earlier version unpickle.
     return cls.from_fields(fields)

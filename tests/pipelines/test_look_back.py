@@ -185,7 +185,7 @@ def test_failing_look_back_hook_fails_the_run_naming_processor_and_record(tmp_pa
     assert summary.status == "failed"
     assert summary.error is not None
     assert summary.error.startswith("processor 'total': look_back failed: ")
-    assert "failed at record offset 1: ValueError:" in summary.error
+    assert "failed at record offset 1 (sum_aggregate.py:19): ValueError:" in summary.error
     assert summary.error.endswith("(record old.jsonl line 2, value '\"not a total\"')")
     assert not (tmp_path / "totals.jsonl").exists()
     assert not (tmp_path / "p.checkpoint.json").exists()
@@ -331,7 +331,9 @@ def test_cli_lookback_last_uses_only_the_last_n_lines() -> None:
     assert done.exit_code == 1
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
-    assert line.startswith("error: plugin 'sum_field' (aggregate) failed at record offset 0: ")
+    assert line.startswith(
+        "error: plugin 'sum_field' (aggregate) failed at record offset 0 (sum_aggregate.py:19): "
+    )
 
 
 def test_cli_lookback_on_a_plugin_without_a_hook_is_one_error_line() -> None:

@@ -384,7 +384,9 @@ def test_dead_letter_policy_writes_each_failed_record_with_its_error(tmp_path: P
             "plugin": "fail_on_ids", "kind": "map", "offset": bad, "index": bad % 3,
             "error_type": "ValueError", "error_message": f"id {bad} is on the bad list",
             "record_key": None, "record_value": compact({"id": bad}),
+            "location": entry["error"]["location"], "frames": entry["error"]["frames"],
         }
+        assert entry["error"]["location"].startswith("fail_on_ids.py:")
         assert entry["record"]["value"] == compact({"id": bad})
         assert entry["record"]["offset"] == bad
         assert entry["record"]["metadata"] == {"file": "records.jsonl", "line": str(bad + 1)}

@@ -71,6 +71,8 @@ def test_failure_in_a_middle_step_reports_its_index_and_name() -> None:
         error_type="ValueError",
         error_message="refused b'bad1'",
         record_value="bad1",  # the record as the failing step saw it
+        location="chain_plugins.py:26",  # the raise in the failing step's own file
+        frames=result.error.frames if result.error is not None else None,
     )
     assert not result.ok
 

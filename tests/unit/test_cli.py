@@ -173,7 +173,8 @@ def test_raising_plugin_prints_earlier_outputs_and_one_error_line(run: Runner) -
     assert done.stdout.splitlines() == ["4", "8"]
     line = assert_one_error_line(done, 1)
     assert line == (
-        "error: plugin 'even_doubled' (filter_map) failed at record offset 2: "
+        "error: plugin 'even_doubled' (filter_map) failed at record offset 2 "
+        "(even_double_filter_map.py:8): "
         "ValueError: invalid literal for int() with base 10: b'seven'"
     )
 

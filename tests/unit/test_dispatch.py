@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -255,6 +256,12 @@ class Boom(Exception):
     pass
 
 
+def raise_line(function: Callable[..., Any]) -> int:
+    """The line of the first ``raise`` in ``function``, a plugin defined in this file."""
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, text in enumerate(lines) if text.strip().startswith("raise"))
+
+
 def _raising(kind: str, fail_on: bytes) -> Callable[..., Any]:
     """A plugin of ``kind`` that passes records through and raises on ``fail_on``."""
     if kind == "aggregate":
@@ -293,6 +300,8 @@ def test_raising_plugin_keeps_earlier_outputs_and_reports_the_record(
         error_message="cannot take b''",
         record_key=None if batch[index].key is None else preview(batch[index].key),
         record_value="",  # the failing record's (empty) value, as the error carries it
+        location=f"test_dispatch.py:{raise_line(_raising(kind, b''))}",
+        frames=result.error.frames if result.error is not None else None,
     )
     assert result.error == expected_error
     assert not result.ok
@@ -300,8 +309,8 @@ def test_raising_plugin_keeps_earlier_outputs_and_reports_the_record(
     whole = dispatcher(_raising(kind, b"never")).process(before)
     assert result.outputs == whole.outputs
     assert str(result.error) == (
-        f"plugin 'exploding_plugin' ({kind}) failed at record offset {batch[index].offset}: "
-        "Boom: cannot take b''"
+        f"plugin 'exploding_plugin' ({kind}) failed at record offset {batch[index].offset} "
+        f"({expected_error.location}): Boom: cannot take b''"
     )
 
 
@@ -368,7 +377,10 @@ def test_exception_without_message() -> None:
     error = dispatcher(silent).process([Record(b"a", offset=3)]).error
     assert error is not None
     assert (error.error_type, error.error_message) == ("KeyError", "")
-    assert str(error) == "plugin 'silent' (map) failed at record offset 3: KeyError"
+    assert str(error) == (
+        f"plugin 'silent' (map) failed at record offset 3 (test_dispatch.py:{raise_line(silent)}): "
+        "KeyError"
+    )
 
 
 def test_empty_batch_is_ok_for_every_kind() -> None:
@@ -399,6 +411,8 @@ FIELDS: dict[str, Any] = {
     "error_message": "bad digit",
     "record_key": "k\\xff",
     "record_value": "12x",
+    "location": "parse.py:3",
+    "frames": '  File "parse.py", line 3, in parse',
 }
 
 
@@ -411,7 +425,9 @@ def test_processing_error_pickles_round_trip(cls: type[ProcessingError]) -> None
     assert copy == error
     assert copy.fields() == FIELDS
     assert str(copy) == str(error)
-    assert str(copy) == "plugin 'parse' (map) failed at record offset 7: ValueError: bad digit"
+    assert str(copy) == (
+        "plugin 'parse' (map) failed at record offset 7 (parse.py:3): ValueError: bad digit"
+    )
 
 
 @pytest.mark.parametrize("field", sorted(FIELDS))

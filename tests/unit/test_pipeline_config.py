@@ -142,8 +142,8 @@ CASES: dict[str, Case] = {
     "wasm_path_without_plugin_source_wasm": Case(
         edit("plugins/json_field_filter.py", "plugins/json_field_filter.wasm  # HERE"),
         "processors[0].config.plugin_path",
-        "'plugins/json_field_filter.wasm' is not a .py file; for a component set "
-        "plugin_source: wasm",
+        "'plugins/json_field_filter.wasm' is not a .py file or a package folder; for a "
+        "component set plugin_source: wasm",
     ),
     "plugin_source_wasm_with_wrong_suffix": Case(
         edit("      plugin_path: plugins/json_field_filter.py\n",

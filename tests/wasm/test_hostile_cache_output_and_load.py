@@ -128,7 +128,7 @@ def test_the_server_and_its_children_never_show_the_first_hosts_environment(
     monkeypatch.setenv("SECRET_TOKEN", SECRET)
     address = _process.server_address()
     assert address is not None
-    _spawn._start_server(address, _process._import_roots(), _process.interpreter_flags())
+    _spawn._start_server(address, _process.import_roots(), _process.interpreter_flags())
     server = _spawn._servers[-1]
     wait_until_answering(address)
     assert "SECRET_TOKEN" not in environ_of(server.pid)

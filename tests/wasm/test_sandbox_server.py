@@ -63,7 +63,7 @@ def address() -> str:
 
 def start_server() -> subprocess.Popen[bytes]:
     """A server for this code, answering before this returns."""
-    _spawn._start_server(address(), _process._import_roots(), FLAGS)
+    _spawn._start_server(address(), _process.import_roots(), FLAGS)
     server = _spawn._servers[-1]
     wait_until_answering(address())
     return server
@@ -264,7 +264,7 @@ def test_an_idle_server_exits_and_removes_its_socket(
 def test_no_server_when_turned_off_not_on_linux_or_when_others_can_enter_its_folder(
     servers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    roots = _process._import_roots()
+    roots = _process.import_roots()
     assert server_address(roots, FLAGS) is not None
     servers.chmod(0o755)
     assert server_address(roots, FLAGS) is None
@@ -296,7 +296,7 @@ def test_different_code_gets_a_different_server(servers: Path, tmp_path: Path) -
 
 def test_a_plugin_runs_in_a_forked_process(example_components: dict[str, Path]) -> None:
     """End to end, in the suite's own cache: load, run, and the process is the server's."""
-    roots = _process._import_roots()
+    roots = _process.import_roots()
     shared = server_address(roots, FLAGS)
     assert shared is not None
     _spawn._start_server(shared, roots, FLAGS)  # exits at once if one runs

@@ -170,7 +170,12 @@ def test_plain_raise_is_a_plugin_error_like_natively(hostile_wasm: Path) -> None
             "error_message": "attack refused at the gate",
             "record_key": "k\\xff",
             "record_value": "attack",
+            "location": "hostile.py:48",
+            "frames": error.frames,
         }
+        assert (error.frames or "").endswith(
+            'line 48, in refuse\n    raise ValueError("attack refused at the gate")'
+        )
         assert error == native.error
         assert [r.value for r in result.outputs] == [b"first"]
         assert_next_batch_runs(plugin, fresh=False)

@@ -22,11 +22,17 @@ from dataflare_host.connectors import (
     Source,
     resolve_connector_params,
 )
-from dataflare_host.pipeline._config import ConnectorEntry, ProcessorConfig, ProcessorEntry
+from dataflare_host.pipeline._config import (
+    ConnectorEntry,
+    ProcessorConfig,
+    ProcessorEntry,
+    plugin_path_of,
+)
 from dataflare_host.pipeline._design_names import ConnectorRole, processor_kind
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins import Plugin, load_plugin
+from dataflare_host.plugins._native import plugin_digest
 
 __all__ = ["ProcessorStage", "build_connector", "fingerprint", "load_processor"]
 
@@ -44,10 +50,15 @@ class ProcessorStage:
 
 
 def fingerprint(file: Path) -> str | None:
-    """The content hash hot reload compares (None when the file cannot be read)."""
+    """The content hash hot reload compares (None when the file cannot be read).
+
+    A package folder's hash covers every module in it.
+    """
     try:
+        if file.is_dir():
+            return plugin_digest(file)
         return hashlib.sha256(file.read_bytes()).hexdigest()
-    except OSError:
+    except (OSError, ConfigurationError):
         return None
 
 
@@ -98,7 +109,7 @@ def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> Proce
     path: tuple[str | int, ...] = ("processors", index, "config")
     config = entry.config
     base = doc.file.parent
-    file = base / config.plugin_path if config.plugin_path is not None else None
+    file = plugin_path_of(base, config.plugin_path) if config.plugin_path is not None else None
     params = dict(config.params)
     if config.window is not None:
         params["dataflare.window"] = window_from_mapping(config.window).to_json()

@@ -70,6 +70,7 @@ __all__ = [
     "config_problems",
     "pipeline_problems",
     "load_pipeline_config",
+    "plugin_path_of",
 ]
 
 MAX_BATCH_SIZE = 1_000_000
@@ -165,9 +166,10 @@ class ProcessorConfig:
 
     Give either ``plugin_name`` (a native plugin: an entry point in
     ``dataflare.plugins``, a ``NAME.py`` beside the pipeline file or in its
-    ``plugins/`` directory, or an importable module) or ``plugin_path`` (a ``.py`` file, or with
-    ``plugin_source: wasm`` a ``.wasm`` component or a ``.py`` file that is
-    built into one on first use and cached by content).
+    ``plugins/`` directory, or an importable module) or ``plugin_path`` (a ``.py`` file or a
+    package folder, its ``__init__.py`` standing for it; with ``plugin_source: wasm`` also a
+    ``.wasm`` component: a ``.py`` file or a folder is built into one on first use and
+    cached by content).
     """
 
     plugin_type: str
@@ -459,21 +461,35 @@ def check_processor(
             "give exactly one of plugin_name or plugin_path"
             + (" (got both)" if len(given) == 2 else ""),
         )
-    if config.plugin_source == "wasm":
-        if config.plugin_path is None or not config.plugin_path.endswith((".wasm", ".py")):
-            raise doc.error(
-                (*path, "plugin_path"),
-                "plugin_source: wasm needs plugin_path: a .wasm component, or a "
-                ".py plugin to build into one",
-            )
-    elif config.plugin_path is not None and not config.plugin_path.endswith(".py"):
+    if config.plugin_source == "wasm" and config.plugin_path is None:
         raise doc.error(
             (*path, "plugin_path"),
-            f"{config.plugin_path!r} is not a .py file; for a component set plugin_source: wasm",
+            "plugin_source: wasm needs plugin_path: a .wasm component, or a .py plugin or "
+            "a package folder to build into one",
         )
     if config.plugin_path is not None:
-        resolved = doc.file.parent / config.plugin_path
-        if not resolved.is_file():
+        resolved = plugin_path_of(doc.file.parent, config.plugin_path)
+        if config.plugin_source == "wasm":
+            if resolved.suffix not in (".py", ".wasm") and not resolved.is_dir():
+                raise doc.error(
+                    (*path, "plugin_path"),
+                    "plugin_source: wasm needs plugin_path: a .wasm component, or a .py plugin "
+                    "or a package folder to build into one",
+                )
+        elif resolved.suffix != ".py" and not resolved.is_dir():
+            raise doc.error(
+                (*path, "plugin_path"),
+                f"{config.plugin_path!r} is not a .py file or a package folder; for a component "
+                "set plugin_source: wasm",
+            )
+        if resolved.is_dir():
+            if not (resolved / "__init__.py").is_file():
+                raise doc.error(
+                    (*path, "plugin_path"),
+                    f"folder {resolved} has no __init__.py: a package-folder plugin keeps "
+                    "the decorated plugin there",
+                )
+        elif not resolved.is_file():
             raise doc.error((*path, "plugin_path"), f"file {resolved} does not exist")
     try:
         config.sandbox()
@@ -497,6 +513,18 @@ def check_processor(
         value = getattr(config.look_back, given[0])
         if value < 1:
             raise doc.error((*path, "look_back", given[0]), "must be at least 1")
+
+
+def plugin_path_of(base: Path, plugin_path: str) -> Path:
+    """Where ``plugin_path`` (relative to the pipeline file's folder ``base``) points.
+
+    A package's ``__init__.py`` stands for its folder: imported alone, as a flat
+    file, its relative imports would fail.
+    """
+    resolved = base / plugin_path
+    if resolved.name == "__init__.py":
+        return resolved.parent
+    return resolved
 
 
 def _check_scaling(config: PipelineConfig, doc: LocatedYaml) -> None:

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from dataflare import PluginError, PluginKind, Record
+from dataflare_host._plugin_frames import log_plugin_frames
 from dataflare_host.connectors import ConnectorRegistry, Sink, Source
 from dataflare_host.pipeline._assemble import (
     ProcessorStage,
@@ -196,6 +197,7 @@ class Pipeline:
             status, error = "failed", str(exc)
             # The caller reports it (the CLI prints it once, as its error line).
             log.debug("run failed: %s", error)
+            log_plugin_frames(exc)
         finally:
             if status == "failed":
                 self._failed.set()
@@ -480,7 +482,7 @@ class Pipeline:
                     raise PipelineError(
                         f"processor {stage.id!r} failed: {error}{describe(failed)}; "
                         "set on_error: skip or dead_letter to go on past such records"
-                    )
+                    ) from error
                 action = "dead-lettered" if stage.config.on_error == "dead_letter" else "skipped"
                 self._failures.note(f"processor {stage.id!r}", action, f"{error}{describe(failed)}")
                 if stage.config.on_error == "dead_letter":

@@ -48,6 +48,7 @@ from dataflare.runtime import (
     resolve_params,
 )
 from dataflare.runtime._error_details import preview
+from dataflare.runtime._plugin_files import split_message
 from dataflare_host.plugins._interface import Begun, Plugin
 from dataflare_host.wasm.sandbox.host._instance import Call, Instance, PreparedCall, prepare_call
 from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
@@ -401,13 +402,14 @@ class WasmPlugin(Plugin):
         if consumed >= len(records):
             raise SerializationError(f"{self.path}: guest reported an error past the batch's end")
         # Name, kind and offset come from what the host knows, not from the guest.
+        message, location, frames = split_message(guest_field(raw, "message", str))
         return self._error(
             records[consumed].offset,
             consumed,
             guest_field(raw, "error-type", str),
-            guest_field(raw, "message", str),
+            message,
             record=records[consumed],
-        )
+        ).replace(location=location, frames=frames)
 
     @property
     def has_look_back(self) -> bool:

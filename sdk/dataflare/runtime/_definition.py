@@ -12,6 +12,7 @@ from dataflare._errors import ConfigurationError
 from dataflare._kinds import AggregateEmit, PluginKind
 from dataflare._windows import Window
 
+from ._plugin_files import PluginFiles, plugin_files_of
 from ._state import StateBounds
 
 __all__ = [
@@ -95,6 +96,8 @@ class PluginModule:
     origin: str
     """Where the plugin came from (a file path or module name), for messages."""
     look_back: LookBackHook | None = None
+    files: PluginFiles | None = None
+    """The plugin's own files, so that an error names the line that raised it."""
 
     @property
     def name(self) -> str:
@@ -261,6 +264,7 @@ def find_plugin(namespace: Mapping[str, object], origin: str) -> PluginModule:
         init=hook,
         origin=origin,
         look_back=look_backs[0] if look_backs else None,
+        files=plugin_files_of(namespace, origin),
     )
     if definition.params is not None and hook is not None and hook.params is not None:
         for name in set(definition.params) & set(hook.params):

@@ -308,6 +308,8 @@ class Dispatcher:
 
     def _error(self, records: Sequence[Record], index: int, exc: Exception) -> ProcessingError:
         record = records[index] if index < len(records) else None
+        files = self.plugin.files
+        raised_at = files.raised_at(exc) if files is not None else None
         return ProcessingError(
             plugin=self._name,
             kind=self._kind.value,
@@ -317,6 +319,8 @@ class Dispatcher:
             error_message=exception_text(exc),
             record_key=preview(record.key) if record is not None else None,
             record_value=preview(record.value) if record is not None else None,
+            location=raised_at.location if raised_at is not None else None,
+            frames=raised_at.traceback if raised_at is not None else None,
         )
 
 

@@ -18,6 +18,7 @@ from dataflare._kinds import PluginKind
 from ._definition import PluginModule, find_plugin
 from ._dispatch import Dispatcher
 from ._json import install_in_json_module
+from ._plugin_files import RaisedAt, join_message
 from ._wire import (
     decode_accumulator,
     decode_request,
@@ -41,7 +42,10 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
     install_in_json_module()
     # componentize-py may build a fresh export object per call: the state lives in
     # this one object, which every export method of the class calls into.
-    guest = _Exports(find_plugin(namespace, origin), origin, sdk_version, wit, Err)
+    plugin = find_plugin(namespace, origin)
+    if plugin.files is not None:
+        plugin.files.keep_source_lines()  # the sandbox cannot read them at run time
+    guest = _Exports(plugin, origin, sdk_version, wit, Err)
     methods = {name: _guarded(getattr(guest, name), wit, Err) for name in _EXPORTS}
     return type("Plugin", (exports.Plugin,), methods)
 
@@ -113,7 +117,12 @@ class _Exports:
             offset=error.offset,
             index=error.index,
             error_type=error.error_type,
-            message=error.error_message,
+            message=join_message(
+                error.error_message,
+                None
+                if error.location is None
+                else RaisedAt(error.location, error.frames or ""),
+            ),
         )
 
     def describe(self) -> Any:

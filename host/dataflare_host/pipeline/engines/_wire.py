@@ -47,6 +47,8 @@ _ERROR_FIELDS = (
     "error_message",
     "record_key",
     "record_value",
+    "location",
+    "frames",
 )
 
 _WHAT = "a worker's records"

@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,9 +33,17 @@ from dataflare_host.wasm.build._componentize import (
     build_inputs,
     guest_sources,
 )
+from dataflare_host.wasm.build._precompile import (
+    compile_for_this_host,
+    last_duration,
+    remember_duration,
+)
 from dataflare_host.wasm.build._wit import wit_dir
 
-__all__ = ["build_key", "component_for"]
+__all__ = ["PHASES", "build_key", "component_for"]
+
+PHASES = ("componentize", "compile for this host")
+"""The named phases of a build, in order, as its progress lines name them."""
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -61,8 +72,14 @@ def build_key(source: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def component_for(source: str | os.PathLike[str]) -> Path:
+def component_for(source: str | os.PathLike[str], *, compile_now: bool = True) -> Path:
     """The component built from the plugin file or folder ``source``, building it on a miss.
+
+    A build has two phases (:data:`PHASES`): componentize-py makes the
+    component, then it is compiled for this host into the compile cache, so
+    its first run maps it instead of compiling (``compile_now=False`` leaves
+    that to the first run). Each phase's progress says how long it took last
+    time.
 
     >>> component_for("guest_examples/uppercase_map.py")  # doctest: +SKIP
     PosixPath('/root/.cache/dataflare/builds/uppercase_map-3f2a....wasm')
@@ -83,6 +100,31 @@ def component_for(source: str | os.PathLike[str]) -> Path:
         locks = trusted_folder("locks")
         with FileLock(locks / f"{path.stem}.lock"):
             if not trusted_file(target):
-                with waiting(f"building {path.name} into a WASM component"):
-                    build_component(path, target)
+                _build(path, target, compile_now=compile_now)
     return target
+
+
+def _build(path: Path, target: Path, *, compile_now: bool) -> None:
+    componentize, compile_phase = PHASES
+    steps = 2 if compile_now else 1
+    partial = target.with_name(f".{target.name}.{os.getpid()}.built")
+    try:
+        with _phase(f"building {path.name}: {componentize} (1 of {steps})", componentize):
+            build_component(path, partial)
+        if compile_now:
+            with _phase(f"building {path.name}: {compile_phase} (2 of 2)", compile_phase):
+                compile_for_this_host(partial)
+        # Published only once compiled: whoever finds the component finds it ready.
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def _phase(what: str, phase: str) -> Iterator[None]:
+    """A build phase's progress lines, with how long it took last time; then its duration
+    is remembered for the next build (only when it succeeded)."""
+    started = time.monotonic()
+    with waiting(what, last_duration(phase)):
+        yield
+    remember_duration(phase, time.monotonic() - started)

@@ -29,6 +29,7 @@ import attrs
 
 import dataflare
 from dataflare import ConfigurationError, PluginIOError
+from dataflare_host._user_code import sibling_module_hint
 from dataflare_host.wasm.build._dependencies import (
     PROJECT_FILE,
     bundled_files,
@@ -213,7 +214,12 @@ def _explain_failure(output: str) -> str:
     return lines[-1] if lines else "componentize-py failed without output"
 
 
-def _hint(reason: str) -> str:
+def _hint(reason: str, path: Path) -> str:
+    missing = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", reason)
+    if missing and path.is_file():
+        sibling = sibling_module_hint(path, missing.group(1))
+        if sibling:
+            return sibling.removeprefix("; ")
     if reason.startswith(("ModuleNotFoundError", "ImportError")):
         return (
             "the guest imports only the stdlib, the SDK, the plugin's own package and the "
@@ -286,7 +292,7 @@ def build_component(
             log.write_text(completed.stdout + completed.stderr, encoding="utf-8")
             reason = _explain_failure(completed.stderr + "\n" + completed.stdout)
             raise ConfigurationError(
-                f"building {path} into a WASM component failed: {reason} ({_hint(reason)}; "
+                f"building {path} into a WASM component failed: {reason} ({_hint(reason, path)}; "
                 f"full log: {log})"
             )
         # Nobody else may write it, whatever the umask: the build cache refuses a

@@ -25,6 +25,7 @@ import struct
 from typing import IO, Any
 
 __all__ = [
+    "COMPILE",
     "ACK",
     "BOOT",
     "HEADER",
@@ -49,6 +50,16 @@ BOOT = (
 scratch folder (the host makes and removes it, even after a kill), the others
 the folders to import from: started with ``-S``, it reads no ``site-packages``
 and no ``.pth`` file."""
+
+COMPILE = (
+    "import sys; sys.path[:0] = sys.argv[3:]; "
+    "from dataflare_host.wasm.sandbox.child._main import compile_only; "
+    "compile_only(sys.argv[1], sys.argv[2])"
+)
+"""The ``-c`` program that compiles one component for this host into the compile cache, as
+a sandbox process's first load would, and exits. Its arguments: the component, the cache
+root, then the folders to import from. It prints the artifact it wrote (nothing when one
+was cached) and exits 1 with one line on stderr for a file that is not a component."""
 
 HEADER = struct.Struct(">Q")
 """Frame header: the payload's length."""

@@ -68,6 +68,24 @@ def preload() -> None:
     from dataflare_host.wasm.sandbox.child import _instance, _wasmtime_engine  # noqa: F401
 
 
+def compile_only(component: str, cache_root: str) -> None:
+    """Compile ``component`` into ``cache_root``'s compile cache (the program
+    :data:`~dataflare_host.wasm.sandbox.protocol.COMPILE` runs) and print the artifact
+    written, if any."""
+    from dataflare_host.wasm.sandbox.child._wasmtime_engine import (
+        ComponentError,
+        WasmtimeEngine,
+    )
+
+    try:
+        loaded = WasmtimeEngine().load(Path(component), Path(cache_root))
+    except ComponentError as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(1)
+    if loaded.compiled is not None:
+        sys.stdout.write(str(loaded.compiled))
+
+
 def main(scratch: str) -> None:
     """Serve requests until the host closes stdin (or kills this process).
 

@@ -32,6 +32,7 @@ from dataflare_host.wasm.sandbox.host._spawn import server_address as _server_ad
 from dataflare_host.wasm.sandbox.protocol import HEADER, pack
 
 __all__ = [
+    "import_roots",
     "SandboxProcess",
     "Unanswered",
     "acquire",
@@ -44,7 +45,7 @@ __all__ = [
 _MAX_IDLE = 4
 
 
-def _import_roots() -> list[str]:
+def import_roots() -> list[str]:
     """The folders a sandbox process imports from: wasmtime's and this package's.
 
     Not the SDK's: a sandbox process never imports it (the host evicts old
@@ -74,7 +75,7 @@ def interpreter_flags() -> list[str]:
 
 def server_address() -> str | None:
     """Where the sandbox server for this host's code listens (None: the server is off)."""
-    return _server_address(_import_roots(), interpreter_flags())
+    return _server_address(import_roots(), interpreter_flags())
 
 
 class SandboxProcess:
@@ -90,7 +91,7 @@ class SandboxProcess:
         try:
             self.proc: Spawned = start(
                 self.scratch,
-                _import_roots(),
+                import_roots(),
                 interpreter_flags(),
                 stderr_shown=bool(os.environ.get("DATAFLARE_DEBUG_SANDBOX")),
             )
