@@ -11,7 +11,6 @@ import click
 from dataflare import PluginError, PluginIOError, PluginKind
 from dataflare_host.cli._failure import fail
 from dataflare_host.cli._scaffold import CONNECTOR_KINDS, SHAPES, Shape, new_plugin
-from dataflare_host.wasm import component_for
 
 __all__ = ["build", "new"]
 
@@ -76,6 +75,9 @@ def build(plugin: Path, output: Path | None) -> None:
     Example:
         dataflare build guest_examples/uppercase_map.py -o uppercase.wasm
     """
+    # The build modules (and filelock) load only for this command, not for every run.
+    from dataflare_host.wasm import component_for
+
     target = output if output is not None else plugin.with_suffix(".wasm")
     try:
         # Through the shared build cache: pipelines, test --wasm and the test
