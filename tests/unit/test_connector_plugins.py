@@ -209,7 +209,7 @@ def test_the_built_in_table_is_pyproject_s_entry_points() -> None:
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     declared = project["project"]["entry-points"]
-    assert BUILT_IN == {group: declared[group] for group in BUILT_IN}
+    assert {group: declared[group] for group in BUILT_IN} == BUILT_IN
 
 
 def test_a_built_in_name_needs_no_entry_point_scan(monkeypatch: pytest.MonkeyPatch) -> None:
