@@ -217,6 +217,7 @@ _set_offset = Record.__dict__["offset"].__set__
 _set_parsed = _ParsedValue.__dict__["_parsed"].__set__
 _forget_parsed = _ParsedValue.__dict__["_parsed"].__delete__
 _NOT_KEPT = object()
+_UNMADE: Any = object()  # the metadata slot of a line's record until it is read
 
 
 def _took_parsed(record: Record) -> bool:
@@ -228,11 +229,11 @@ def _took_parsed(record: Record) -> bool:
     return True
 
 
+
 def _copy_metadata(source: Record, target: Record) -> None:
     # A copy keeps a line's metadata unmade (a map's output rarely reads it either).
-    try:
-        _set_metadata(target, _get_metadata(source))
-    except AttributeError:
+    metadata = _get_metadata(source)
+    _set_metadata(target, metadata)
+    if metadata is _UNMADE:
         _set_file(target, _get_file(source))
         _set_line(target, _get_line(source))
-

@@ -9,7 +9,7 @@ import attrs
 
 from dataflare import Record
 from dataflare.runtime._trusted_records import build_trusted_records
-from dataflare_host._json import parse_json
+from dataflare_host._json import parse_json, parse_json_lines
 from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._file_readers import not_json
 
@@ -39,7 +39,7 @@ class LineSpan:
         parsed = None
         if self.validate:
             try:
-                parsed = list(map(parse_json, values))  # kept for each record's json()
+                parsed = parse_json_lines(values)  # kept for each record's json()
             except Exception:
                 # Line by line: the first line that is not JSON, named as the source names it.
                 for line, value in enumerate(values, start=self.first):

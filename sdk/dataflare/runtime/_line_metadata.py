@@ -8,14 +8,21 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from dataflare._record import Record, _get_file, _get_line, _get_metadata, _set_metadata
+from dataflare._record import (
+    _UNMADE,
+    Record,
+    _get_file,
+    _get_line,
+    _get_metadata,
+    _set_metadata,
+)
 
 __all__ = ["LineMetadata"]
 
 
 class LineMetadata:
     """``Record.metadata``: the slot, or for a record of a file source's line whose
-    slot is not set yet, ``{"file": ..., "line": ...}`` made (and kept) on first read.
+    slot holds ``_UNMADE``, ``{"file": ..., "line": ...}`` made (and kept) on first read.
 
     Every reader (equality, repr, attrs.evolve, the wire encoders, a plugin)
     goes through here, so each sees the mapping the source used to build.
@@ -26,10 +33,9 @@ class LineMetadata:
     def __get__(self, record: Record | None, owner: type | None = None) -> Any:
         if record is None:
             return self
-        try:
-            return _get_metadata(record)
-        except AttributeError:
-            pass
+        metadata = _get_metadata(record)
+        if metadata is not _UNMADE:
+            return metadata
         # Two threads may both make it: equal mappings, either one kept.
         metadata = MappingProxyType({"file": _get_file(record), "line": str(_get_line(record))})
         _set_metadata(record, metadata)
