@@ -14,17 +14,19 @@ pure-Python path, with the same results.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from dataflare.runtime import loads_json
 
-__all__ = ["parse_json"]
+__all__ = ["parse_json", "parse_json_lines"]
 
 # 2**63 has 19 digits: a shorter integer is exact in orjson, a longer one may not be.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}").search
+# Found as a run of 19 "1"s once every ASCII digit reads "1" and every other byte
+# "0": a table lookup and a substring search, several times cheaper than a regex.
+_DIGITS = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+_LONG_RUN = b"1" * 19
 _OrjsonError = orjson.JSONDecodeError
 
 
@@ -34,9 +36,23 @@ def parse_json(value: bytes) -> Any:
     >>> parse_json(b'{"n": 12345678901234567890, "x": [1.5, null]}')
     {'n': 12345678901234567890, 'x': [1.5, None]}
     """
-    if _LONG_DIGITS(value) is None:
+    if _LONG_RUN not in value.translate(_DIGITS):
         try:
             return orjson.loads(value)
         except _OrjsonError:
             pass
     return loads_json(value)
+
+
+def parse_json_lines(values: list[bytes]) -> list[Any]:
+    """``[parse_json(v) for v in values]``, or the first failing value's exception.
+
+    The check for long digit runs is made once over the whole batch (a newline
+    between values ends any run): most batches then go to orjson in one map.
+    """
+    if _LONG_RUN not in b"\n".join(values).translate(_DIGITS):
+        try:
+            return list(map(orjson.loads, values))
+        except _OrjsonError:
+            pass  # value by value: the failing one gets loads_json's own error
+    return list(map(parse_json, values))

@@ -52,10 +52,13 @@ def _type_error(name: str, expected: str, got: object) -> TypeError:
 
 
 class _ParsedValue:
-    # A slot outside the fields (not compared, hashed, shown or pickled): the parse
-    # a JSONL source made to check the value, kept for the first json() call.
-    __slots__ = ("_parsed",)
+    # Slots outside the fields (not compared, hashed, shown or pickled): the parse
+    # a JSONL source made to check the value, kept for the first json() call; a
+    # file source's line, its metadata until read (runtime/_line_metadata.py).
+    __slots__ = ("_file", "_line", "_parsed")
     _parsed: Any
+    _file: str
+    _line: int
 
 
 @attrs.frozen
@@ -171,7 +174,7 @@ class Record(_ParsedValue):
             _set_value(record, value)
             _set_key(record, self.key)
             _set_timestamp(record, self.timestamp)
-            _set_metadata(record, self.metadata)
+            _copy_metadata(self, record)
             _set_offset(record, self.offset)
             return record
         for name in ("value", "key"):
@@ -186,7 +189,7 @@ class Record(_ParsedValue):
             _set_value(record, value)
             _set_key(record, changes.get("key", self.key))
             _set_timestamp(record, changes.get("timestamp", self.timestamp))
-            _set_metadata(record, self.metadata)
+            _copy_metadata(self, record)
             _set_offset(record, changes.get("offset", self.offset))
             if len(changes) == 1 and "value" in changes:
                 # Only the value is new: the other fields passed the checks already.
@@ -204,11 +207,17 @@ _new_record = Record.__new__
 _set_value = Record.__dict__["value"].__set__
 _set_key = Record.__dict__["key"].__set__
 _set_timestamp = Record.__dict__["timestamp"].__set__
-_set_metadata = Record.__dict__["metadata"].__set__
+_metadata_slot = Record.__dict__["metadata"]
+_set_metadata = _metadata_slot.__set__
+_get_metadata = _metadata_slot.__get__
+_slots = _ParsedValue.__dict__
+_set_file, _get_file = _slots["_file"].__set__, _slots["_file"].__get__
+_set_line, _get_line = _slots["_line"].__set__, _slots["_line"].__get__
 _set_offset = Record.__dict__["offset"].__set__
 _set_parsed = _ParsedValue.__dict__["_parsed"].__set__
 _forget_parsed = _ParsedValue.__dict__["_parsed"].__delete__
 _NOT_KEPT = object()
+_UNMADE: Any = object()  # the metadata slot of a line's record until it is read
 
 
 def _took_parsed(record: Record) -> bool:
@@ -218,3 +227,13 @@ def _took_parsed(record: Record) -> bool:
     except AttributeError:
         return False
     return True
+
+
+
+def _copy_metadata(source: Record, target: Record) -> None:
+    # A copy keeps a line's metadata unmade (a map's output rarely reads it either).
+    metadata = _get_metadata(source)
+    _set_metadata(target, metadata)
+    if metadata is _UNMADE:
+        _set_file(target, _get_file(source))
+        _set_line(target, _get_line(source))

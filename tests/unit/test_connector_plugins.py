@@ -199,3 +199,44 @@ def test_open_connector_checks_params_like_the_pipeline(tmp_path: Path) -> None:
     sink = open_connector(tmp_path / "lines.py", "sink", {"path": "x"})
     assert isinstance(sink, Sink)
     assert dict(sink.params) == {"path": "x"}
+
+
+def test_the_built_in_table_is_pyproject_s_entry_points() -> None:
+    """BUILT_IN (what spares a run the scan) says what pyproject registers, name for name."""
+    import tomllib
+
+    from dataflare_host.connectors._registry import BUILT_IN
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    declared = project["project"]["entry-points"]
+    assert {group: declared[group] for group in BUILT_IN} == BUILT_IN
+
+
+def test_a_built_in_name_needs_no_entry_point_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    scanned: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs: str) -> importlib.metadata.EntryPoints:
+        scanned.append(kwargs["group"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    registry = ConnectorRegistry.from_entry_points()
+    assert registry.source("file") is FileSource
+    assert registry.sink("file") is FileSink
+    assert scanned == []
+    assert registry.source("no-such-connector") is None  # an unknown name scans, once
+    assert scanned == ["dataflare.sources", "dataflare.sinks"]
+    registry.sink_names()
+    assert len(scanned) == 2
+
+
+def test_a_registration_in_code_outlives_the_scan(tmp_path: Path) -> None:
+    counter = load_connector_file(_write(tmp_path, SOURCE_OK, SINK_OK).with_name("counter.py"),
+                                  "source")
+    registry = ConnectorRegistry.from_entry_points()
+    registry.register_source("redis", counter)
+    assert registry.source("unknown") is None  # the scan ran
+    assert registry.source("redis") is counter

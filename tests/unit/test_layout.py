@@ -151,6 +151,22 @@ def test_python_dash_m_dataflare_runs_the_cli(tmp_path: Path) -> None:
         ("dataflare_host.connectors", ["psycopg", "redis"]),
         ("dataflare_host", ["wasmtime", "psycopg", "redis", "hypothesis"]),
         ("dataflare", ["dataflare_host", "msgpack", "wasmtime"]),
+        (
+            # What `dataflare run` loads before the command runs: no build, no scan.
+            "dataflare_host.cli",
+            [
+                "importlib.metadata",
+                "filelock",
+                "platformdirs",
+                "dataflare_host.wasm.build._componentize",
+                "httpx",
+                "psycopg",
+                "confluent_kafka",
+                "prometheus_client",
+                "rich",
+                "wasmtime",
+            ],
+        ),
     ],
 )
 def test_imports_stay_lazy(module: str, heavy: list[str], tmp_path: Path) -> None:

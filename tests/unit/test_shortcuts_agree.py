@@ -10,7 +10,8 @@
 - Parse once: a JSONL source's check hands each line's parse to the record's
   first ``json()`` (no second parse), with the same records, values and errors
   as without the check, inline and in deferred (worker) batches alike.
-- The host's ``parse_json`` (orjson where it agrees) equals ``json.loads``.
+- The host's ``parse_json`` (orjson where it agrees) equals ``json.loads``, and
+  ``parse_json_lines`` (one digit-run check per batch) equals it value by value.
 - ``ChunkedLines`` (a JSONL or lines file read a megabyte at a time and split with
   ``bytes.split``) gives the lines iterating the file gives, line ends
   stripped and a JSONL byte-order mark dropped, whatever the chunk size.
@@ -41,7 +42,7 @@ from support.source_readers import source_readers
 
 from dataflare import PluginIOError, Record, SerializationError
 from dataflare.runtime import loads_json
-from dataflare_host._json import parse_json
+from dataflare_host._json import parse_json, parse_json_lines
 from dataflare_host.connectors import (
     FileSink,
     FileSinkConfig,
@@ -162,6 +163,33 @@ def test_parse_json_equals_json_loads_on_broken_json(value: Any, junk: str) -> N
     text = json.dumps(value)
     for broken in (text + junk, junk + text, text[: len(text) // 2]):
         _same_parse(broken.encode())
+
+
+_lines_of_json = st.lists(
+    st.one_of(
+        _json_values.map(lambda value: json.dumps(value).encode()),
+        st.integers().map(lambda n: str(n).encode()),  # runs of 19 digits and more
+        st.binary(max_size=12),  # mostly not JSON
+    ),
+    max_size=6,
+)
+
+
+@given(_lines_of_json)
+@example([b"1", b"1234567890123456789", b"2"])
+@example([b"123456789", b"0123456789"])  # a run only if the newline were a digit
+@example([b"[1]", b"[1", b"{}"])
+def test_parse_json_lines_equals_parse_json_value_by_value(values: list[bytes]) -> None:
+    """The batch parse: each value's parse, or the first failing value's exception."""
+
+    def one_by_one(batch: list[bytes]) -> list[Any]:
+        return [parse_json(value) for value in batch]
+
+    assert _json_outcome(parse_json_lines, values) == _json_outcome(one_by_one, values)
+    if "raised" not in _json_outcome(one_by_one, values)[0]:
+        made = parse_json_lines(values)
+        # 19+ digits come exact (an int, never orjson's float), as json.loads gives them.
+        assert [type(v) for v in made] == [type(json.loads(v)) for v in values]
 
 
 def test_loads_json_keeps_json_loads_keywords_and_types() -> None:

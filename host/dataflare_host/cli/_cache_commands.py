@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from dataflare import ConfigurationError
-from dataflare_host._cache import CacheEntry
 from dataflare_host.cli._failure import fail
+
+if TYPE_CHECKING:
+    from dataflare_host._cache import CacheEntry
 
 __all__ = ["cache"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from dataflare import ConfigurationError, PluginIOError, Record, SerializationError
-from dataflare_host._json import parse_json
+from dataflare_host._json import parse_json, parse_json_lines
 from dataflare_host.connectors._base import Backlog, Position, Source, SourceBatch
 from dataflare_host.connectors._file_config import FileSourceConfig, Format, infer_format
 from dataflare_host.connectors._file_position import (
@@ -263,15 +263,14 @@ class FileSource(Source):
         if validate:
             try:
                 # Kept: each record's first json() returns its line's parse (parsed once).
-                parsed = list(map(parse_json, taken))
+                parsed = parse_json_lines(taken)
             except Exception:  # noqa: BLE001 - line by line raises it again, worded
                 return False
             columns.parsed.extend(parsed)
         name = self._files[self._index].name
         columns.values.extend(taken)
-        columns.metadata.extend(
-            [{"file": name, "line": line} for line in map(str, range(first, first + size))]
-        )
+        columns.files.extend([name] * size)
+        columns.lines.extend(range(first, first + size))
         columns.offsets.extend(range(self._offset, self._offset + size))
         columns.count += size
         self._line = first + size - 1
@@ -291,7 +290,8 @@ class FileSource(Source):
         )
         fields = bool(config.key_field or config.timestamp_field)
         name = self._files[self._index].name
-        values, metadata, offsets = columns.values, columns.metadata, columns.offsets
+        values, offsets = columns.values, columns.offsets
+        files, lines = columns.files, columns.lines
         line, offset = self._line, self._offset
         try:
             for line, value in rows:
@@ -310,7 +310,8 @@ class FileSource(Source):
                         if key is not None or timestamp is not None:
                             columns.set_fields(key, timestamp)
                 values.append(value)
-                metadata.append({"file": name, "line": str(line)})
+                files.append(name)
+                lines.append(line)
                 offsets.append(offset)
                 offset += 1
                 columns.count += 1

@@ -9,7 +9,7 @@ import attrs
 
 from dataflare import Record
 from dataflare.runtime._trusted_records import build_trusted_records
-from dataflare_host._json import parse_json
+from dataflare_host._json import parse_json, parse_json_lines
 from dataflare_host.connectors._deferred import DeferredRecords
 from dataflare_host.connectors._file_readers import not_json
 
@@ -39,7 +39,7 @@ class LineSpan:
         parsed = None
         if self.validate:
             try:
-                parsed = list(map(parse_json, values))  # kept for each record's json()
+                parsed = parse_json_lines(values)  # kept for each record's json()
             except Exception:
                 # Line by line: the first line that is not JSON, named as the source names it.
                 for line, value in enumerate(values, start=self.first):
@@ -48,10 +48,12 @@ class LineSpan:
                     except ValueError as exc:
                         raise not_json(self.path, line, exc) from exc
                 raise
-        first, name, size = self.first, self.name, len(values)
-        metadata = [{"file": name, "line": line} for line in map(str, range(first, first + size))]
+        first, size = self.first, len(values)
         offsets = list(range(self.offset, self.offset + size))
-        return build_trusted_records(values, None, None, metadata, offsets, parsed)
+        lines = list(range(first, first + size))
+        return build_trusted_records(
+            values, None, None, None, offsets, parsed, ([self.name] * size, lines)
+        )
 
 
 class LineRecords(DeferredRecords):
@@ -80,7 +82,8 @@ class LineColumns:
         self.values: list[bytes] = []
         self.keys: list[bytes | None] | None = None
         self.timestamps: list[int | None] | None = None
-        self.metadata: list[dict[str, str]] = []
+        self.files: list[str] = []  # each record's file name and line: its metadata
+        self.lines: list[int] = []
         self.offsets: list[int] = []
         self.parsed: list[Any] = []  # each value's parse, used when every value has one
         self.spans: list[tuple[int, LineSpan]] = []  # each after this many column records
@@ -111,7 +114,7 @@ class LineColumns:
             timestamps.extend([None] * (count - len(timestamps)))
         parsed = self.parsed if len(self.parsed) == count else None
         made = build_trusted_records(
-            self.values, keys, timestamps, self.metadata, self.offsets, parsed
+            self.values, keys, timestamps, None, self.offsets, parsed, (self.files, self.lines)
         )
         if not self.spans:
             return made

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -147,6 +146,9 @@ def _load_by_name(
             f"no plugin file {name}.py or package {name}/ beside the pipeline file or in its "
             "plugins/ folder to build into a WASM component"
         )
+    # Scanned only here, for a name no file answers: importlib.metadata costs start-up.
+    from importlib.metadata import entry_points
+
     for point in entry_points(group=PLUGIN_GROUP):
         if point.name == name:
             try:

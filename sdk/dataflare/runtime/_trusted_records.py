@@ -11,14 +11,18 @@ from typing import Any
 
 from dataflare._record import (
     _EMPTY_METADATA,
+    _UNMADE,
     Record,
+    _set_file,
     _set_key,
+    _set_line,
     _set_metadata,
     _set_offset,
     _set_parsed,
     _set_timestamp,
     _set_value,
 )  # the slot setters Record.evolve uses too: one definition, in _record
+from dataflare.runtime import _line_metadata  # noqa: F401 - Record.metadata reads lines
 
 __all__ = ["build_trusted_records"]
 
@@ -50,6 +54,7 @@ def build_trusted_records(
     metadata: list[dict[str, str]] | None,
     offsets: list[int],
     parsed: list[Any] | None = None,
+    file_lines: tuple[list[str], list[int]] | None = None,
 ) -> list[Record]:
     """Records from columns whose types are already right, skipping ``__init__``.
 
@@ -58,6 +63,9 @@ def build_trusted_records(
     at 10k records per batch inside the slower WASM guest. ``parsed`` holds each
     value as ``loads_json`` parsed it (a JSONL source's check): the records'
     first :meth:`Record.json` call returns it instead of parsing again.
+    ``file_lines`` (file names, line numbers), given with ``metadata`` None,
+    stands for each record's ``{"file": name, "line": str(number)}``, made
+    only if read.
     """
     count = len(values)
     # Whole columns at a time: map() calls the slot setters from C, with no
@@ -66,7 +74,12 @@ def build_trusted_records(
     _set_column(_set_value, records, values)
     _set_column(_set_key, records, repeat(None, count) if keys is None else keys)
     _set_column(_set_timestamp, records, repeat(None, count) if timestamps is None else timestamps)
-    if metadata is None:
+    if file_lines is not None:
+        files, lines = file_lines
+        _set_column(_set_metadata, records, repeat(_UNMADE, count))
+        _set_column(_set_file, records, files)
+        _set_column(_set_line, records, lines)
+    elif metadata is None:
         _set_column(_set_metadata, records, repeat(_EMPTY_METADATA, count))
     else:
         # Every record of a file source has metadata: then one C-level map.
