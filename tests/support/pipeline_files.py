@@ -34,11 +34,11 @@ def file_pipeline(
     source_id: str = "in",
     source: str = "in.jsonl",
     timestamp_field: str | None = None,
-    dead_letter: str | None = None,
+    dead_letter_file: str | None = None,
     **top: Any,
 ) -> dict[str, Any]:
     """A pipeline document: the file ``source`` -> ``processor`` (its ``config:``) ->
-    out.jsonl; with ``dead_letter``, failed records go to that file (stage id ``failed``).
+    out.jsonl; with ``dead_letter_file``, failed records go to that file (stage id ``failed``).
     ``top`` adds top-level keys (``batch``, ``checkpoint`` ...)."""
     connection: dict[str, Any] = {"path": source}
     if timestamp_field is not None:
@@ -62,10 +62,10 @@ def file_pipeline(
             }
         ],
     }
-    if dead_letter is not None:
+    if dead_letter_file is not None:
         document["dead_letter"] = {
             "id": "failed",
             "type": "plugin",
-            "config": {"plugin_type": "file", "connection": {"path": dead_letter}},
+            "config": {"plugin_type": "file", "connection": {"path": dead_letter_file}},
         }
     return document

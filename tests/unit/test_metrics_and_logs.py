@@ -169,7 +169,7 @@ def test_a_running_pipeline_exposes_the_families_operators_alert_on(tmp_path: Pa
         "hold",
         {"plugin_type": "map", "plugin_path": "hold.py", "on_error": "dead_letter"},
         timestamp_field="ts",
-        dead_letter="failed.jsonl",
+        dead_letter_file="failed.jsonl",
         batch={"size": 10, "linger_ms": 0},
         checkpoint={"interval_ms": 1},
     )
@@ -256,7 +256,7 @@ def test_dead_letters_are_logged_as_summaries_not_one_line_each(
         "letters",
         "odd",
         {"plugin_type": "map", "plugin_path": "odd.py", "on_error": "dead_letter"},
-        dead_letter="failed.jsonl",
+        dead_letter_file="failed.jsonl",
         batch={"size": 16, "linger_ms": 0},
     )
     path = tmp_path / "p.yaml"
