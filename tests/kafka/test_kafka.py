@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import random
-import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kafka_broker import KafkaBroker
+from support.kills import kill_mid_run
 
 from dataflare_host.connectors import KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig
 
@@ -234,40 +233,16 @@ def test_four_partitions_filter_map_equal_the_file_pipeline(
 
 def kill_while_writing(
     exe: Path, pipeline: Path, broker: KafkaBroker, out: str, *, kills: int, seed: int,
-    more_input: Any,
-) -> int:
+    more_input: Callable[[], None],
+) -> None:
     """SIGKILL ``dataflare run pipeline`` ``kills`` times, each at a random moment after the
-    output topic has grown in that run, then run it to its end; the number of runs that
-    finished before their kill (each got ``more_input()`` for the next)."""
-    rng = random.Random(seed)
-    done = finished = 0
-    deadline = time.monotonic() + 150
-    while done < kills:
-        assert time.monotonic() < deadline, f"only {done} kills"
-        before = sum(broker.end_offsets(out))
-        child = subprocess.Popen([str(exe), "run", "--quiet", str(pipeline)], cwd=pipeline.parent,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            # Uncommitted transactional messages count: a kill may land inside a transaction.
-            while child.poll() is None and sum(broker.end_offsets(out)) <= before:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.3))
-            if child.poll() is not None:
-                _, stderr = child.communicate()
-                assert child.returncode == 0, stderr.decode()
-                finished += 1
-                more_input()
-                continue
-            os.kill(child.pid, signal.SIGKILL)
-            child.communicate()
-            done += 1
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    final = run(exe, pipeline)
-    assert final.returncode == 0, final.stderr
-    return finished
+    output topic has grown in that run (uncommitted transactional messages count: a kill
+    may land inside a transaction), then run it to its end."""
+    kill_mid_run(
+        [str(exe), "run", "--quiet", str(pipeline)], pipeline.parent,
+        lambda: sum(broker.end_offsets(out)), kills=kills, rng=random.Random(seed),
+        pause_s=0.3, more_input=more_input, budget_s=150, poll_s=0.01,
+    )
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])

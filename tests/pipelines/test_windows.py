@@ -26,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.output import line_of
 from support.paths import EXAMPLES
+from support.pipeline_files import file_pipeline
 from support.pipeline_runs import run_to_end
 
 import dataflare
@@ -537,29 +538,16 @@ def test_dataflare_window_param_reaches_the_component(windowed_count_wasm: Path)
 
 def write_pipeline(directory: Path, processor: dict[str, Any], **top: Any) -> Path:
     """events.jsonl (timestamps in ``ts``) -> ``processor`` -> out.jsonl, batches of 3."""
-    document = {
-        "name": "windows",
-        "batch": {"size": 3, "linger_ms": 0},
-        "sources": [
-            {
-                "id": "events",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "file",
-                    "connection": {"path": "events.jsonl", "timestamp_field": "ts"},
-                },
-            }
-        ],
-        "processors": [{"id": "count", "type": "plugin", "config": processor}],
-        "sinks": [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-            }
-        ],
+    document = file_pipeline(
+        "windows",
+        "count",
+        processor,
+        source_id="events",
+        source="events.jsonl",
+        timestamp_field="ts",
+        batch={"size": 3, "linger_ms": 0},
         **top,
-    }
+    )
     file = directory / "pipeline.yaml"
     file.write_text(yaml.safe_dump(document, sort_keys=False))
     return file

@@ -24,3 +24,48 @@ def write_one_processor_pipeline(path: Path, processor: dict[str, Any]) -> Path:
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
+
+
+def file_pipeline(
+    name: str,
+    processor_id: str,
+    processor: dict[str, Any],
+    *,
+    source_id: str = "in",
+    source: str = "in.jsonl",
+    timestamp_field: str | None = None,
+    dead_letter_file: str | None = None,
+    **top: Any,
+) -> dict[str, Any]:
+    """A pipeline document: the file ``source`` -> ``processor`` (its ``config:``) ->
+    out.jsonl; with ``dead_letter_file``, failed records go to that file (stage id ``failed``).
+    ``top`` adds top-level keys (``batch``, ``checkpoint`` ...)."""
+    connection: dict[str, Any] = {"path": source}
+    if timestamp_field is not None:
+        connection["timestamp_field"] = timestamp_field
+    document: dict[str, Any] = {
+        "name": name,
+        **top,
+        "sources": [
+            {
+                "id": source_id,
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": connection},
+            }
+        ],
+        "processors": [{"id": processor_id, "type": "plugin", "config": processor}],
+        "sinks": [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
+            }
+        ],
+    }
+    if dead_letter_file is not None:
+        document["dead_letter"] = {
+            "id": "failed",
+            "type": "plugin",
+            "config": {"plugin_type": "file", "connection": {"path": dead_letter_file}},
+        }
+    return document

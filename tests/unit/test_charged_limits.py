@@ -42,6 +42,14 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *readings: Charged, cod
     return done.stdout
 
 
+def stopped_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, charged: Charged) -> str:
+    """The message of the ConfigurationError that stops a build which sleeps past the
+    limit, charged ``charged``."""
+    with pytest.raises(ConfigurationError) as caught:
+        run(monkeypatch, tmp_path, charged, code="import time; time.sleep(60)")
+    return str(caught.value)
+
+
 def test_a_build_starved_of_cpu_goes_on_past_the_limit_in_wall_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -58,14 +66,10 @@ def test_a_build_starved_of_cpu_goes_on_past_the_limit_in_wall_time(
 def test_a_build_charged_past_the_limit_on_a_starved_machine_blames_the_machine(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        run(
-            monkeypatch,
-            tmp_path,
-            Charged(wall_s=250.0, cpu_s=13.0, waited_s=231.0),
-            code="import time; time.sleep(60)",
-        )
-    assert str(caught.value) == (
+    message = stopped_build(
+        monkeypatch, tmp_path, Charged(wall_s=250.0, cpu_s=13.0, waited_s=231.0)
+    )
+    assert message == (
         f"building {tmp_path / 'p.py'} was stopped after 19 s of its 12 s build time limit "
         "(13.0 s of CPU in 250.0 s, 231.0 s of it waiting for a CPU): the machine is heavily "
         "loaded; if the plugin does not loop or block when imported, retry, or raise "
@@ -76,15 +80,9 @@ def test_a_build_charged_past_the_limit_on_a_starved_machine_blames_the_machine(
 def test_a_build_charged_past_the_limit_on_an_idle_machine_asks_about_the_plugin(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        run(
-            monkeypatch,
-            tmp_path,
-            Charged(wall_s=13.0, cpu_s=12.8, waited_s=0.2),
-            code="import time; time.sleep(60)",
-        )
-    assert "(12.8 s of CPU in 13.0 s, 0.2 s of it waiting for a CPU)" in str(caught.value)
-    assert str(caught.value).endswith(
+    message = stopped_build(monkeypatch, tmp_path, Charged(wall_s=13.0, cpu_s=12.8, waited_s=0.2))
+    assert "(12.8 s of CPU in 13.0 s, 0.2 s of it waiting for a CPU)" in message
+    assert message.endswith(
         "does the plugin loop or block when imported? (module-level code runs at build "
         "time; DATAFLARE_BUILD_TIMEOUT_S sets the limit)"
     )

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.pipeline_files import file_pipeline
 
 from dataflare import PluginError, ProcessingError
 from dataflare._errors import MAX_MESSAGE_BYTES, bounded
@@ -64,30 +65,7 @@ def test_a_native_plugin_raising_5_mb_prints_one_bounded_line(tmp_path: Path) ->
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
         yaml.safe_dump(
-            {
-                "name": "huge",
-                "sources": [
-                    {
-                        "id": "in",
-                        "type": "plugin",
-                        "config": {"plugin_type": "file", "connection": {"path": "in.jsonl"}},
-                    }
-                ],
-                "processors": [
-                    {
-                        "id": "shout",
-                        "type": "plugin",
-                        "config": {"plugin_type": "map", "plugin_path": "shout.py"},
-                    }
-                ],
-                "sinks": [
-                    {
-                        "id": "out",
-                        "type": "plugin",
-                        "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-                    }
-                ],
-            }
+            file_pipeline("huge", "shout", {"plugin_type": "map", "plugin_path": "shout.py"})
         ),
         encoding="utf-8",
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.pipeline_files import file_pipeline
 
 from dataflare_host.pipeline import Pipeline
 from dataflare_host.pipeline._metrics import MetricsServer
@@ -163,44 +164,15 @@ def test_a_running_pipeline_exposes_the_families_operators_alert_on(tmp_path: Pa
     (tmp_path / "in.jsonl").write_text(
         "".join(json.dumps({"id": i, "ts": now_ms}) + "\n" for i in range(300)), encoding="utf-8"
     )
-    document = {
-        "name": "alerting",
-        "batch": {"size": 10, "linger_ms": 0},
-        "checkpoint": {"interval_ms": 1},
-        "sources": [
-            {
-                "id": "in",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "file",
-                    "connection": {"path": "in.jsonl", "timestamp_field": "ts"},
-                },
-            }
-        ],
-        "processors": [
-            {
-                "id": "hold",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "map",
-                    "plugin_path": "hold.py",
-                    "on_error": "dead_letter",
-                },
-            }
-        ],
-        "sinks": [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-            }
-        ],
-        "dead_letter": {
-            "id": "failed",
-            "type": "plugin",
-            "config": {"plugin_type": "file", "connection": {"path": "failed.jsonl"}},
-        },
-    }
+    document = file_pipeline(
+        "alerting",
+        "hold",
+        {"plugin_type": "map", "plugin_path": "hold.py", "on_error": "dead_letter"},
+        timestamp_field="ts",
+        dead_letter_file="failed.jsonl",
+        batch={"size": 10, "linger_ms": 0},
+        checkpoint={"interval_ms": 1},
+    )
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     pipeline = Pipeline.from_file(path)
@@ -280,40 +252,13 @@ def test_dead_letters_are_logged_as_summaries_not_one_line_each(
         "    if record.json()['id'] % 2:\n        raise ValueError('odd')\n    return record\n",
         encoding="utf-8",
     )
-    document = {
-        "name": "letters",
-        "batch": {"size": 16, "linger_ms": 0},
-        "sources": [
-            {
-                "id": "in",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": "in.jsonl"}},
-            }
-        ],
-        "processors": [
-            {
-                "id": "odd",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "map",
-                    "plugin_path": "odd.py",
-                    "on_error": "dead_letter",
-                },
-            }
-        ],
-        "sinks": [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-            }
-        ],
-        "dead_letter": {
-            "id": "failed",
-            "type": "plugin",
-            "config": {"plugin_type": "file", "connection": {"path": "failed.jsonl"}},
-        },
-    }
+    document = file_pipeline(
+        "letters",
+        "odd",
+        {"plugin_type": "map", "plugin_path": "odd.py", "on_error": "dead_letter"},
+        dead_letter_file="failed.jsonl",
+        batch={"size": 16, "linger_ms": 0},
+    )
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     pipeline = Pipeline.from_file(path)

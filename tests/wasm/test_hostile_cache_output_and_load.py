@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from second_user import other_uid
+from support.unix_sockets import wait_until_answering
 
 from dataflare import ConfigurationError, LimitExceededError, Record
 from dataflare._errors import MAX_MESSAGE_BYTES
@@ -109,16 +109,6 @@ def environ_of(pid: int) -> dict[str, str]:
     """The environment block of a process, as ``/proc/PID/environ`` shows it."""
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry)
-
-
-def wait_until_answering(path: str) -> None:
-    while True:  # the test's own timeout ends a server that never answers
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-            try:
-                probe.connect(path)
-                return
-            except OSError:
-                time.sleep(0.02)
 
 
 def test_the_server_and_its_children_never_show_the_first_hosts_environment(

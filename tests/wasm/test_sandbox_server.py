@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.unix_sockets import wait_until_answering
 
 from dataflare import Record
 from dataflare_host import load_plugin
@@ -67,18 +68,6 @@ def start_server() -> subprocess.Popen[bytes]:
     server = _spawn._servers[-1]
     wait_until_answering(address())
     return server
-
-
-def wait_until_answering(path: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-            try:
-                probe.connect(path)
-                return
-            except OSError:
-                time.sleep(0.02)
-    raise AssertionError(f"no server answered on {path} within {timeout_s} s")
 
 
 def ask(process: SandboxProcess, *message: object) -> object:
