@@ -21,10 +21,7 @@ def _freeze_metadata(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
     if metadata is None or metadata is _EMPTY_METADATA:
         return _EMPTY_METADATA
     if not isinstance(metadata, Mapping):
-        raise TypeError(
-            "Record 'metadata' must be a mapping of str to str "
-            f"(got {metadata!r} that is a {type(metadata).__name__})."
-        )
+        raise _type_error("metadata", "a mapping of str to str", metadata)
     if not metadata:
         return _EMPTY_METADATA
     frozen = dict(metadata)
@@ -52,13 +49,9 @@ def _type_error(name: str, expected: str, got: object) -> TypeError:
 
 
 class _ParsedValue:
-    # Slots outside the fields (not compared, hashed, shown or pickled): the parse
-    # a JSONL source made to check the value, kept for the first json() call; a
-    # file source's line, its metadata until read (runtime/_line_metadata.py).
+    # Slots outside the fields (not compared, hashed, shown or pickled): a JSONL source's
+    # parse, for the first json(); a file source's line, its metadata until read.
     __slots__ = ("_file", "_line", "_parsed")
-    _parsed: Any
-    _file: str
-    _line: int
 
 
 @attrs.frozen
@@ -112,13 +105,8 @@ class Record(_ParsedValue):
         offset: int = 0,
     ) -> Record:
         """Build a record whose value (and key, if a str) is ``text`` encoded as UTF-8."""
-        return cls(
-            text.encode(),
-            key.encode() if isinstance(key, str) else key,
-            timestamp,
-            metadata,
-            offset,
-        )
+        encoded_key = key.encode() if isinstance(key, str) else key
+        return cls(text.encode(), encoded_key, timestamp, metadata, offset)
 
     @classmethod
     def from_json(
@@ -204,18 +192,13 @@ class Record(_ParsedValue):
 _UNFROZEN_FIELDS = frozenset(("value", "key", "timestamp", "offset"))
 _new_record = Record.__new__
 # Slot descriptors: they set a frozen instance's fields without __setattr__.
-_set_value = Record.__dict__["value"].__set__
-_set_key = Record.__dict__["key"].__set__
-_set_timestamp = Record.__dict__["timestamp"].__set__
-_metadata_slot = Record.__dict__["metadata"]
-_set_metadata = _metadata_slot.__set__
-_get_metadata = _metadata_slot.__get__
-_slots = _ParsedValue.__dict__
-_set_file, _get_file = _slots["_file"].__set__, _slots["_file"].__get__
-_set_line, _get_line = _slots["_line"].__set__, _slots["_line"].__get__
-_set_offset = Record.__dict__["offset"].__set__
-_set_parsed = _ParsedValue.__dict__["_parsed"].__set__
-_forget_parsed = _ParsedValue.__dict__["_parsed"].__delete__
+_set_value, _set_key, _set_timestamp, _set_offset = (
+    Record.__dict__[name].__set__ for name in ("value", "key", "timestamp", "offset")
+)
+_set_metadata, _get_metadata = Record.metadata.__set__, Record.metadata.__get__  # type: ignore[attr-defined]
+_set_file, _get_file = _ParsedValue._file.__set__, _ParsedValue._file.__get__  # type: ignore[attr-defined]
+_set_line, _get_line = _ParsedValue._line.__set__, _ParsedValue._line.__get__  # type: ignore[attr-defined]
+_set_parsed, _forget_parsed = _ParsedValue._parsed.__set__, _ParsedValue._parsed.__delete__  # type: ignore[attr-defined]
 _NOT_KEPT = object()
 _UNMADE: Any = object()  # the metadata slot of a line's record until it is read
 
@@ -227,7 +210,6 @@ def _took_parsed(record: Record) -> bool:
     except AttributeError:
         return False
     return True
-
 
 
 def _copy_metadata(source: Record, target: Record) -> None:
