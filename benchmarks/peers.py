@@ -1,4 +1,4 @@
-"""The issue-22 benchmark: DataFlare against Bytewax and the CPython floor on workload W.
+"""DataFlare against Bytewax and the CPython floor on workload W.
 
 W: JSONL lines of about 100 bytes (``{"id", "status", "name", "amount", "tags"}``,
 generated deterministically, a third of them ``"status": "active"``) -> keep

@@ -364,10 +364,14 @@ def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
 
         runs = [start(tail)]
         try:
+            # Bounded waits: a run that stops making progress fails the test, never hangs it.
+            give_up = time.monotonic() + 180
             while runs[0].poll() is None and tailed() < 20_000:  # caught up, waiting
+                assert time.monotonic() < give_up, f"the tail wrote {tailed()} of 20,000 lines"
                 time.sleep(0.01)
             runs.insert(0, start(pipeline))
             while runs[0].poll() is None and sum(broker.end_offsets(out)) == 0:
+                assert time.monotonic() < give_up, "the pipeline wrote nothing to its topic"
                 time.sleep(0.01)
             broker.kill()
             ended = [child.communicate(timeout=90) for child in runs]
