@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from support.paths import REPO
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = "redis-server"
 
@@ -177,10 +179,9 @@ def _stop_redis(port: int, pidfile: Path) -> None:
 
 # -- OpenSearch ----------------------------------------------------------------------------------
 
-OPENSEARCH_SOURCE = Path(__file__).resolve().parent / "opensearch"
+OPENSEARCH_SOURCE = REPO / "tests" / "opensearch"
 OPENSEARCH_BUILD = Path(
-    os.environ.get("DATAFLARE_OPENSEARCH_DIR")
-    or Path(__file__).resolve().parent.parent / ".dataflare" / "opensearch"
+    os.environ.get("DATAFLARE_OPENSEARCH_DIR") or REPO / ".dataflare" / "opensearch"
 )
 OPENSEARCH_START_S = 120
 
