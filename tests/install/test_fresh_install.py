@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.wasm]
 

@@ -22,7 +22,10 @@ def summary_rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
-_PROGRESS = re.compile(r"^(building|loading) .*(\.\.\.|\.\.\. \d+ s|: \d+\.\d s)$")
+# A wait line may end with the estimate from the previous build of the same phase.
+_PROGRESS = re.compile(
+    r"^(building|loading) .*(\.\.\.|\.\.\. \d+ s|: \d+\.\d s)( \(about \d+ s last time\))?$"
+)
 
 
 def without_progress(stderr: str) -> str:

@@ -198,7 +198,9 @@ def test_a_planted_key_memo_is_refused(cache_dir: Path, tmp_path: Path) -> None:
     memo.write_text(f"{identity}\n{'e' * 32}", encoding="utf-8")
     os.chown(memo, uid, -1)
     with pytest.raises(
-        ComponentError, match=rf"cached file {memo} is not a regular file .*\(owner uid {uid},"
+        ComponentError,
+        match=rf"^cached file {memo} belongs to uid {uid}, not to you \(uid {os.getuid()}\); "
+        "refusing to use it",
     ):
         _artifact_key(component, keys)
     os.chown(memo, os.getuid(), -1)

@@ -453,7 +453,7 @@ CHILD = "dataflare_host.wasm.sandbox.child"
 SERVER = "dataflare_host.wasm.sandbox.server"
 # Standard-library-only modules both sides of the pipe use, like the protocol: the time a
 # limit charges is counted the same way by the host and by the sandbox process.
-SHARED = (PROTOCOL, "dataflare_host.wasm.sandbox._charged_time")
+SHARED = (PROTOCOL, "dataflare_host.wasm.sandbox._charged_time", "dataflare_host._ownership")
 
 
 def test_wasm_never_imports_plugins() -> None:

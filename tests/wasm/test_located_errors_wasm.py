@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from authoring_fixtures import write_flat, write_package, write_pipeline
 from click.testing import CliRunner
-from conftest import ComponentBuilder
+from support.components import ComponentBuilder
 
 from dataflare import ConfigurationError, Record
 from dataflare_host.cli._main import main

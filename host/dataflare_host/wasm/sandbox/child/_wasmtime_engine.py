@@ -9,7 +9,7 @@ folder's size down itself (it evicts after a compile), so this module needs
 nothing of the host.
 
 This module is on the path to a plugin's first record: it imports only
-wasmtime, the standard library and the protocol (no ``dataflare``, no attrs,
+wasmtime, the standard library, the protocol and the ownership check (no ``dataflare``, no attrs,
 no ``importlib.metadata``), and a cached component costs a ``stat``, a small
 memo read and a mapped deserialize, not a read and hash of the whole component.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 import time
 import zlib
@@ -28,6 +27,7 @@ from typing import NamedTuple
 import wasmtime
 from wasmtime import component as wc
 
+from dataflare_host._ownership import FIX, untrusted
 from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS
 
 __all__ = ["ComponentError", "Loaded", "WasmtimeEngine", "wasmtime_engine"]
@@ -165,20 +165,12 @@ def _refuse_untrusted(path: Path) -> None:
     """ComponentError naming ``path`` when it is a link, not a regular file, another user's,
     or writable by its group or anyone: such a cache file is code another user could plant.
 
-    The host's own check (``dataflare_host._ownership``) is not imported here: a sandbox
-    process imports nothing of the host package.
+    The same check, worded the same, as the host's (``dataflare_host._ownership`` is
+    standard library only, so a sandbox process may import it).
     """
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return  # a cache miss
-    foreign = info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode) or foreign:
-        raise ComponentError(
-            f"cached file {path} is not a regular file that only you (uid {os.getuid()}) can "
-            f"write (owner uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}); refusing "
-            "to use it: remove it, or set DATAFLARE_CACHE_DIR to a folder of your own"
-        )
+    problem = untrusted(path, folder=False)
+    if problem is not None:
+        raise ComponentError(f"cached file {path} {problem}; refusing to use it: {FIX}")
 
 
 def _write_private(path: Path, data: bytes | bytearray) -> None:
