@@ -2,17 +2,20 @@
 meets it (issue 25, acceptance 1): an empty folder, an empty cache, the README's own commands.
 
 The path's times are printed (wall and CPU, per step), never asserted: the machine may be
-loaded. What is asserted are events: the build leaves the component compiled for this host,
-so the first `dataflare test --wasm` adds no compiled artifact.
+loaded. What is asserted are events: the build says what it is doing at least every two
+seconds even piped, leaves the component compiled for this host, so the first
+`dataflare test --wasm` adds no compiled artifact.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import resource
 import shlex
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,26 +44,49 @@ def new_plugin_to_first_wasm_output(
     """Run the author's path for one new plugin; each step's (wall s, CPU s)."""
     steps: dict[str, tuple[float, float]] = {}
 
-    def step(label: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    def step(label: str, argv: list[str], cwd: Path) -> tuple[str, list[tuple[float, str]]]:
+        """Run one command piped, as `| cat` would: its stdout, and each stderr line with
+        the seconds after the start at which it arrived."""
         wall, cpu = time.perf_counter(), children_cpu_s()
-        done = subprocess.run(
-            [str(exe), *argv], cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
+        arrivals: list[tuple[float, str]] = []
+        with (
+            tempfile.TemporaryFile("w+") as stdout,
+            subprocess.Popen(
+                [str(exe), *argv],
+                cwd=cwd,
+                env=env,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as proc,
+        ):
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                arrivals.append((time.perf_counter() - wall, line.rstrip("\n")))
+            proc.wait()
+            stdout.seek(0)
+            printed = stdout.read()
         steps[label] = (time.perf_counter() - wall, children_cpu_s() - cpu)
         # As it happens: a later failure still shows how long the steps before it took.
         print(f"{name}: {label} {steps[label][0]:.1f} s ({steps[label][1]:.1f} s CPU)", flush=True)
-        assert done.returncode == 0, f"{label}: {done.stdout}\n{done.stderr}"
-        return done
+        assert proc.returncode == 0, f"{label}: {printed}\n{arrivals}"
+        return printed, arrivals
 
     step("new", ["new", name, "--kind", kind], root)
     folder = root / name
-    built = step("build", ["build", f"{name}.py"], folder)
-    assert "compiled for this host" in built.stdout
+    built, building = step("build", ["build", f"{name}.py"], folder)
+    assert "compiled for this host" in built
+    # A build takes seconds and is never silent, even piped: announced, then a line at
+    # least every 2 s (plus scheduling slack), then how long each phase took.
+    progress = [t for t, text in building if text.startswith(f"building {name}.py")]
+    assert len(progress) >= 2, building
+    gaps = [later - earlier for earlier, later in itertools.pairwise([0.0, *progress])]
+    assert max(gaps) < 3.5, building
     compiled = root / "cache" / "compiled"
     before = sorted(compiled.iterdir())
     assert before, "the build left no compiled artifact"
-    tested = step("test --wasm", [*readme_test_command(folder, name), "--wasm"], folder)
-    assert re.search(r"native and WASM agree on \d+ record", tested.stderr)
+    _, tested = step("test --wasm", [*readme_test_command(folder, name), "--wasm"], folder)
+    assert any(re.search(r"native and WASM agree on \d+ record", text) for _, text in tested)
     assert sorted(compiled.iterdir()) == before, "the first test --wasm compiled again"
     return steps
 

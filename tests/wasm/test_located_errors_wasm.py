@@ -94,5 +94,5 @@ def test_a_flat_plugin_importing_a_sibling_fails_its_build_with_the_package_hint
     with pytest.raises(ConfigurationError) as caught:
         build_component(plugin, tmp_path / "out.wasm")
     message = str(caught.value)
-    assert "No module named 'regions'" in message
+    assert "No module named 'regions', imported at tag_region.py:2" in message
     assert "make the plugin a package folder (tag_region/__init__.py" in message

@@ -155,7 +155,7 @@ def test_build_with_a_module_the_guest_lacks_names_it(tmp_path: Path) -> None:
     run = dataflare("build", plugin, "-o", tmp_path / "needs_yaml.wasm")
     assert run.exit_code == 2
     line = one_line(run)
-    assert "No module named 'yaml'" in line
+    assert "No module named 'yaml', imported at needs_yaml.py:2" in line
     assert str(plugin) in line
     assert not (tmp_path / "needs_yaml.wasm").exists()
 

@@ -15,9 +15,11 @@ its own WebAssembly sandbox, in a child process under a time limit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from dataflare_host.wasm.build._dependencies import (
     bundled_files,
     declared_dependencies,
 )
+from dataflare_host.wasm.build._import_check import missing_import
 from dataflare_host.wasm.build._wit import WIT_WORLD, wit_dir
 from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 
@@ -266,6 +269,13 @@ def build_component(
         empty_venv = Path(tmp) / "no-venv"
         empty_venv.mkdir()
         _stage(path, stage)
+        missing = missing_import([file for file, _ in _plugin_files(path)], stage)
+        if missing is not None:
+            reason = f"ModuleNotFoundError: No module named {missing.module!r}"
+            raise ConfigurationError(
+                f"building {path} into a WASM component failed: {reason}, imported at "
+                f"{missing.file.name}:{missing.line} ({_hint(reason, path)})"
+            )
         # Per process: a build that does not go through the cache's lock (build -o)
         # never writes into another process's half-written file.
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -322,6 +332,9 @@ def _run_charged(
         text=True,
         env=env,
         cwd=cwd,
+        # Its own process group, killed whole: a launcher script or helper process
+        # would otherwise keep running, and keep the pipes open, after a kill.
+        start_new_session=True,
     )
     # Every thread, their waits averaged: componentize-py works on several.
     watch = Stopwatch(process.pid)
@@ -334,7 +347,8 @@ def _run_charged(
                 used = watch.read()
                 if used.charged_s <= timeout_s:
                     continue
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
                 if used.waited_s > used.charged_s or used.cpu_s < used.charged_s / 2:
                     # Starved, or mostly neither running nor waiting for a CPU (its
