@@ -7,6 +7,7 @@ Native only: tests/wasm/test_located_errors_wasm.py checks that a component says
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from dataflare_host.cli._main import main
 from dataflare_host.pipeline._runner import Pipeline
 from dataflare_host.pipeline.engines._wire import _error, _error_back
 from dataflare_host.plugins import load_plugin
+from dataflare_host.wasm import build_component
 
 
 def failure(plugin: Path | str, value: bytes) -> ProcessingError:
@@ -88,7 +90,15 @@ def test_dash_v_prints_the_plugins_frames_and_not_the_hosts(tmp_path: Path) -> N
     assert "dataflare_host" not in verbose.stderr
 
 
-def test_a_flat_file_importing_a_sibling_is_told_to_use_a_package(tmp_path: Path) -> None:
+def build_for_wasm(plugin: Path) -> object:
+    # The import is found in the source: nothing is componentized.
+    return build_component(plugin, plugin.with_suffix(".wasm"))
+
+
+@pytest.mark.parametrize("runtime", [load_plugin, build_for_wasm], ids=["native", "wasm-build"])
+def test_a_flat_file_importing_a_sibling_is_told_to_use_a_package(
+    tmp_path: Path, runtime: Callable[[Path], object]
+) -> None:
     (tmp_path / "regions.py").write_text("NAMES = {}\n")
     plugin = tmp_path / "tag_region.py"
     plugin.write_text(
@@ -96,12 +106,15 @@ def test_a_flat_file_importing_a_sibling_is_told_to_use_a_package(tmp_path: Path
         "    return record\n"
     )
     with pytest.raises(ConfigurationError) as caught:
-        load_plugin(plugin)
+        runtime(plugin)
     message = str(caught.value)
     assert "No module named 'regions'" in message
     assert "'regions' is a module beside tag_region.py" in message
     assert "tag_region/__init__.py" in message
     assert "from . import regions" in message
+    if runtime is build_for_wasm:
+        assert "imported at tag_region.py:2" in message
+        assert not plugin.with_suffix(".wasm").exists()
 
 
 def test_a_missing_dependency_gets_no_package_hint(tmp_path: Path) -> None:
@@ -156,7 +169,6 @@ def test_a_wasm_file_without_plugin_source_wasm_is_refused(tmp_path: Path) -> No
     file = write_pipeline(tmp_path, "x.wasm", ["1"], wasm=False)
     with pytest.raises(ConfigurationError, match="for a component set plugin_source: wasm"):
         Pipeline.from_file(file)
-
 
 
 def test_dash_v_run_prints_the_plugins_frames(tmp_path: Path) -> None:

@@ -10,11 +10,10 @@ from authoring_fixtures import write_flat, write_package, write_pipeline
 from click.testing import CliRunner
 from support.components import ComponentBuilder
 
-from dataflare import ConfigurationError, Record
+from dataflare import Record
 from dataflare_host.cli._main import main
 from dataflare_host.pipeline._runner import Pipeline
 from dataflare_host.plugins import load_plugin
-from dataflare_host.wasm import build_component
 
 pytestmark = [pytest.mark.wasm, pytest.mark.slow]
 
@@ -80,19 +79,3 @@ def test_a_package_folder_runs_as_wasm_from_yaml(
         pipeline.close()
     assert summary.status == "completed", summary.error
     assert (tmp_path / "out.jsonl").read_text().splitlines() == ["2", "42"]
-
-
-def test_a_flat_plugin_importing_a_sibling_fails_its_build_with_the_package_hint(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "regions.py").write_text("NAMES = {}\n")
-    plugin = tmp_path / "tag_region.py"
-    plugin.write_text(
-        "import dataflare\nimport regions\n\n@dataflare.map\ndef tag_region(record):\n"
-        "    return record\n"
-    )
-    with pytest.raises(ConfigurationError) as caught:
-        build_component(plugin, tmp_path / "out.wasm")
-    message = str(caught.value)
-    assert "No module named 'regions', imported at tag_region.py:2" in message
-    assert "make the plugin a package folder (tag_region/__init__.py" in message
