@@ -22,6 +22,7 @@ from test_workers import (
     assert_upserted,
     even_running_sums,
     expected_filter_map,
+    filter_map_held,
     keyed_outputs,
     keyed_pipeline,
     outputs,
@@ -87,9 +88,10 @@ def test_ray_actors_killed_mid_run_lose_nothing_and_upsert_exactly(
     test's worker)."""
     count = 300_000
     write_input(tmp_path, count)
-    file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", batch=500)
+    held = tmp_path / "held"
+    file = pipeline_file(tmp_path, filter_map_held(held), workers="2", engine="ray", batch=500)
     dsn = add_upsert_sink(file, postgres_server)
-    summary = run_killing_ten(file, within_s=150, every_s=0.3)
+    summary = run_killing_ten(file, within_s=150, every_s=0.3, held=held)
     assert outputs(tmp_path) == expected_filter_map(count)
     assert int(summary.engine.split(", ")[-1].split()[0]) >= 10
     assert_upserted(postgres_server, dsn, count)

@@ -17,10 +17,10 @@ from support.servers import PostgresServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
 from test_workers import (
-    FILTER_MAP,
     add_upsert_sink,
     assert_upserted,
     expected_filter_map,
+    filter_map_held,
     outputs,
     pipeline_file,
     run_killing_ten,
@@ -33,10 +33,11 @@ pytestmark = pytest.mark.server
 def test_sigkill_of_workers_mid_run_upserts_exactly(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    count = 300_000  # long enough for ten kills mid-run on a fast moment too
+    count = 300_000
     write_input(tmp_path, count)
-    file = pipeline_file(tmp_path, FILTER_MAP, workers="2", batch=500)
+    held = tmp_path / "held"
+    file = pipeline_file(tmp_path, filter_map_held(held), workers="2", batch=500)
     dsn = add_upsert_sink(file, postgres_server)
-    run_killing_ten(file, within_s=90, every_s=0.15)
+    run_killing_ten(file, within_s=90, every_s=0.15, held=held)
     assert outputs(tmp_path) == expected_filter_map(count)
     assert_upserted(postgres_server, dsn, count)
