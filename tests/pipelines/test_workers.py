@@ -33,12 +33,8 @@ USERS = 13
 
 
 def document(i: int) -> dict[str, Any]:
-    return {
-        "id": i,
-        "status": ("active", "paused")[i % 2],
-        "user": f"u{i % USERS}",
-        "amount": i % 7,
-    }
+    return {"id": i, "status": ("active", "paused")[i % 2], "user": f"u{i % USERS}",
+            "amount": i % 7}
 
 
 def write_input(directory: Path, count: int) -> Path:
@@ -49,31 +45,19 @@ def write_input(directory: Path, count: int) -> Path:
     return path
 
 
-def pipeline_file(
-    directory: Path,
-    processors: list[dict[str, Any]],
-    *,
-    key: bool = False,
-    batch: int = 200,
-    **top: Any,
-) -> Path:
+def pipeline_file(directory: Path, processors: list[dict[str, Any]], *, key: bool = False,
+                  batch: int = 200, **top: Any) -> Path:
     source: dict[str, Any] = {"path": "in.jsonl"}
     if key:
         source["key_field"] = "user"
     doc = {
         "name": "workers",
         "batch": {"size": batch, "linger_ms": 5},
-        "sources": [
-            {"id": "in", "type": "plugin", "config": {"plugin_type": "file", "connection": source}}
-        ],
+        "sources": [{"id": "in", "type": "plugin",
+                     "config": {"plugin_type": "file", "connection": source}}],
         "processors": processors,
-        "sinks": [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-            }
-        ],
+        "sinks": [{"id": "out", "type": "plugin",
+                   "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
         **top,
     }
     file = directory / "pipeline.yaml"
@@ -87,16 +71,9 @@ def add_upsert_sink(file: Path, server: PostgresServer) -> str:
     dsn = server.create_database("workers")
     server.execute(dsn, "CREATE TABLE tagged (id int PRIMARY KEY, status text, tag text)")
     doc = yaml.safe_load(file.read_text())
-    doc["sinks"].append(
-        {
-            "id": "table",
-            "type": "plugin",
-            "config": {
-                "plugin_type": "postgres",
-                "connection": {"dsn": dsn, "table": "tagged", "key_columns": ["id"]},
-            },
-        }
-    )
+    doc["sinks"].append({"id": "table", "type": "plugin", "config": {
+        "plugin_type": "postgres",
+        "connection": {"dsn": dsn, "table": "tagged", "key_columns": ["id"]}}})
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dsn
 
@@ -118,18 +95,16 @@ def run_killing_ten(file: Path, *, within_s: float, every_s: float, held: Path) 
     """
     kills: list[int] = []
     held.touch()
-    summary, _ = run(file, sigkill_workers(kills, within_s=within_s, every_s=every_s, held=held))
+    killer = sigkill_workers(kills, within_s=within_s, every_s=every_s, held=held)
+    summary, _ = run(file, killer)
     assert summary.status == "completed", summary.error
     assert len(kills) == 10, f"{len(kills)} kills in {within_s} s"
     return summary
 
 
 def proc(id: str, kind: str, path: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "id": id,
-        "type": "plugin",
-        "config": {"plugin_type": kind, "plugin_path": str(path), **config},
-    }
+    return {"id": id, "type": "plugin",
+            "config": {"plugin_type": kind, "plugin_path": str(path), **config}}
 
 
 FILTER_MAP = [
@@ -140,10 +115,8 @@ FILTER_MAP = [
 
 def filter_map_held(held: Path) -> list[dict[str, Any]]:
     """FILTER_MAP, its map slowed down while the file ``held`` exists (same output)."""
-    return [
-        FILTER_MAP[0],
-        proc("tag", "map", PLUGINS / "tag.py", params={"tag": "t", "slow_while": str(held)}),
-    ]
+    slowed = {"tag": "t", "slow_while": str(held)}
+    return [FILTER_MAP[0], proc("tag", "map", PLUGINS / "tag.py", params=slowed)]
 
 
 def run(file: Path, during: Any = None) -> tuple[RunSummary, Pipeline]:
@@ -174,19 +147,12 @@ def workers_of(pipeline: Pipeline) -> list[StageStats]:
 def worker_pids(pipeline: Pipeline) -> list[int]:
     # The worker counters say where each worker runs: "local pid 1234[, N restart(s)]"
     # or "ray pid 1234 on node ab12cd34[, ...]".
-    return [
-        int(s.kind.split("pid ")[1].split(",")[0].split()[0])
-        for s in workers_of(pipeline)
-        if "pid " in s.kind
-    ]
+    return [int(s.kind.split("pid ")[1].split(",")[0].split()[0]) for s in workers_of(pipeline)
+            if "pid " in s.kind]
 
 
 def sigkill_workers(
-    kills: list[int],
-    *,
-    within_s: float,
-    every_s: float,
-    count: int = 10,
+    kills: list[int], *, within_s: float, every_s: float, count: int = 10,
     held: Path | None = None,
 ) -> Callable[[Pipeline], None]:
     """A ``run(..., during)`` hook: SIGKILL ``count`` workers in turn, noted in ``kills``.
@@ -284,33 +250,22 @@ def test_every_sink_gets_from_workers_what_it_gets_from_workers_1(tmp_path: Path
         directory = tmp_path / workers
         (directory / "in").mkdir(parents=True)
         for part in range(3):
-            lines = [
-                json.dumps(document(part * 1_000 + i), separators=(",", ":")) for i in range(1_000)
-            ]
+            lines = [json.dumps(document(part * 1_000 + i), separators=(",", ":"))
+                     for i in range(1_000)]
             lines[part * 100 + 50] = ""
             (directory / "in" / f"part-{part}.jsonl").write_text("\n".join(lines) + "\n")
         file = pipeline_file(directory, FILTER_MAP, workers=workers, batch=150)
         doc = yaml.safe_load(file.read_text())
         doc["sources"][0]["config"]["connection"] = {"path": "in", "format": "jsonl"}
-        doc["sinks"].append(
-            {
-                "id": "lossless",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "file",
-                    "connection": {"path": "out.records", "format": "records"},
-                },
-            }
-        )
+        doc["sinks"].append({"id": "lossless", "type": "plugin", "config": {
+            "plugin_type": "file", "connection": {"path": "out.records", "format": "records"}}})
         file.write_text(yaml.safe_dump(doc, sort_keys=False))
         summary, _ = run(file)
         assert summary.status == "completed", summary.error
         written[workers] = (
             (directory / "out.jsonl").read_bytes(),
-            [
-                (r.value, r.key, dict(r.metadata), r.offset)
-                for r in read_records(directory / "out.records")
-            ],
+            [(r.value, r.key, dict(r.metadata), r.offset)
+             for r in read_records(directory / "out.records")],
         )
     jsonl, lossless = written["1"]
     assert len(lossless) == 1_500 - 3  # the even ids of 3,000, three of them blanked
@@ -445,7 +400,7 @@ def test_sigkill_of_workers_mid_run_loses_nothing(tmp_path: Path) -> None:
     assert int(restarts.split()[0]) >= 10
 
 
-SLEEPER = """
+SLEEPER = '''
 import time
 import dataflare
 
@@ -454,7 +409,7 @@ def slow(record: dataflare.Record) -> dataflare.Record:
     if record.json()["id"] == 50:
         time.sleep(30)
     return record
-"""
+'''
 
 
 def test_a_plugin_past_its_time_limit_in_a_worker_is_killed_within_a_second(
@@ -463,9 +418,7 @@ def test_a_plugin_past_its_time_limit_in_a_worker_is_killed_within_a_second(
     write_input(tmp_path, 200)
     (tmp_path / "slow.py").write_text(SLEEPER)
     file = pipeline_file(
-        tmp_path,
-        [proc("slow", "map", tmp_path / "slow.py", time_limit_s=1.0)],
-        workers="2",
+        tmp_path, [proc("slow", "map", tmp_path / "slow.py", time_limit_s=1.0)], workers="2",
         batch=20,
     )
     died: dict[int, float] = {}
@@ -495,20 +448,11 @@ def test_a_plugin_past_its_time_limit_in_a_worker_is_killed_within_a_second(
 GENERATOR_PIPELINE = {
     "name": "endless",
     "batch": {"size": 100, "linger_ms": 5},
-    "sources": [
-        {
-            "id": "gen",
-            "type": "plugin",
-            "config": {"plugin_type": "generator", "connection": {"rate": 20000, "count": None}},
-        }
-    ],  # endless
-    "sinks": [
-        {
-            "id": "out",
-            "type": "plugin",
-            "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}},
-        }
-    ],
+    "sources": [{"id": "gen", "type": "plugin",
+                 "config": {"plugin_type": "generator",
+                            "connection": {"rate": 20000, "count": None}}}],  # endless
+    "sinks": [{"id": "out", "type": "plugin",
+               "config": {"plugin_type": "file", "connection": {"path": "out.jsonl"}}}],
 }
 
 
@@ -518,12 +462,8 @@ def test_sigterm_stops_the_pipeline_and_every_worker_within_2_s(
     doc = dict(GENERATOR_PIPELINE, processors=FILTER_MAP[1:])
     file = tmp_path / "pipeline.yaml"
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
-    run_ = subprocess.Popen(
-        [str(dataflare_exe), "run", "--quiet", "--workers", "2", str(file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run_ = subprocess.Popen([str(dataflare_exe), "run", "--quiet", "--workers", "2", str(file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         children: list[int] = []
@@ -551,12 +491,8 @@ def _workers(pid: int) -> list[int]:
     spawn started, not its resource tracker (a helper that ends on its own once the
     driver is gone, a moment after it)."""
     # -ww: whole command lines (without a terminal ps cuts them at 80 columns).
-    found = subprocess.run(
-        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    found = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
+                           capture_output=True, text=True, check=False)
     rows = [line.split(maxsplit=1) for line in found.stdout.splitlines()]
     return [int(row[0]) for row in rows if len(row) == 2 and "spawn_main" in row[1]]
 
