@@ -130,3 +130,15 @@ def test_a_build_that_mostly_did_not_run_is_not_blamed_on_the_plugin(
             code="import time; time.sleep(60)",
         )
     assert "the machine is heavily loaded" in str(caught.value)
+
+
+def test_a_build_short_of_cpu_on_a_loaded_machine_is_not_blamed_on_the_plugin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A well-behaved build stopped at load 7.6 read 6.2 s of CPU in 11.0 s, 2.9 s of it
+    waiting for a CPU (an 8 s limit); here the same proportions past the 12 s limit. A
+    plugin looping at import keeps a thread running the whole charged time; this build
+    ran for three quarters of it."""
+    message = stopped_build(monkeypatch, tmp_path, Charged(wall_s=17.0, cpu_s=9.6, waited_s=4.5))
+    assert "(9.6 s of CPU in 17.0 s, 4.5 s of it waiting for a CPU)" in message
+    assert "the machine is heavily loaded" in message

@@ -350,10 +350,11 @@ def _run_charged(
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
-                if used.waited_s > used.charged_s or used.cpu_s < used.charged_s / 2:
-                    # Starved, or mostly neither running nor waiting for a CPU (its
-                    # threads waiting on each other, a busy disk): a loaded machine
-                    # looks like this; say so rather than blame the plugin.
+                if used.waited_s > used.charged_s or used.cpu_s < used.charged_s * 0.9:
+                    # Starved, or a tenth or more of the charged time neither running nor
+                    # waiting for a CPU (its threads waiting on each other, a busy disk):
+                    # a loaded machine looks like this, while a plugin looping at import
+                    # keeps a thread running all the time. Say so rather than blame it.
                     why = (
                         "the machine is heavily loaded; if the plugin does not loop or "
                         "block when imported, retry, or raise DATAFLARE_BUILD_TIMEOUT_S"
