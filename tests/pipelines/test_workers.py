@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 from support.paths import EXAMPLES
+from support.record_files import read_records
 
 from dataflare_host.pipeline._runner import Pipeline, RunSummary
 from dataflare_host.pipeline._stats import StageStats
@@ -304,18 +305,6 @@ def keyed_outputs(directory: Path, count: int) -> dict[str, list[int]]:
     for record in read_records(directory / "out.records"):
         per_key.setdefault(record.key.decode(), []).append(json.loads(record.value))
     return per_key
-
-
-def read_records(path: Path) -> list[Any]:
-    """The file sink's ``records`` format: frames of a 4-byte big-endian length + a batch."""
-    from dataflare_host.connectors import decode_batch
-
-    data, at, records = path.read_bytes(), 0, []
-    while at < len(data):
-        size = int.from_bytes(data[at : at + 4], "big")
-        records.extend(decode_batch(data[at + 4 : at + 4 + size]))
-        at += 4 + size
-    return records
 
 
 def keyed_pipeline(directory: Path, workers: str) -> Path:

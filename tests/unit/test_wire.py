@@ -1,4 +1,4 @@
-"""The WASM boundary's framings (contract 0.2.0, ``dataflare.runtime._wire``).
+"""The WASM boundary's framings (``dataflare.runtime._wire``, ``wit/plugin.wit``).
 
 ``record-batch`` and ``index-list`` carry every record field exactly both ways
 (bytes 0x80-0xff and NUL included). What a guest writes is untrusted: anything
@@ -21,6 +21,7 @@ from support.paths import REPO
 from support.records import any_batches, any_offsets, any_records, any_timestamps, as_dict
 
 from dataflare import Record, SerializationError
+from dataflare._record import _UNMADE, _get_metadata
 from dataflare.runtime import (
     CONTRACT_VERSION,
     decode_accumulator,
@@ -36,6 +37,8 @@ from dataflare.runtime import (
     encode_request,
     frame_batch,
 )
+from dataflare.runtime._state import decode_entries
+from dataflare.runtime._trusted_records import build_trusted_records
 from dataflare_host.testing import metadata
 
 # Every byte, NUL and the Latin-1 upper half weighted in: the risky part of bytes-in-text.
@@ -186,6 +189,81 @@ def test_kept_round_trips(kept: list[int], extra: int) -> None:
     assert decode_kept(encode_kept(kept), consumed) == kept
 
 
+# --- the line column: a file's records cross without a mapping each ---------------
+
+
+def line_records(file: str, lines: list[int], values: list[bytes]) -> list[Record]:
+    """Records as a file source makes them: metadata unmade, (file, line) in slots."""
+    return build_trusted_records(
+        values, None, None, None, list(range(len(values))), file_lines=([file] * len(lines), lines)
+    )
+
+
+line_batches = st.lists(
+    st.tuples(wire_bytes, st.integers(min_value=0, max_value=2**63 - 1)), min_size=1, max_size=12
+)
+file_names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(rows=line_batches, file=file_names)
+def test_a_files_lines_cross_as_one_name_and_numbers_and_stay_unmade(
+    rows: list[tuple[bytes, int]], file: str
+) -> None:
+    """One file's records cross with the line column (flag bit 3, no mapping per record)
+    and arrive equal, with each mapping still unmade until read, both ways."""
+    values, lines = [v for v, _ in rows], [n for _, n in rows]
+    framed = encode_request(line_records(file, lines, values))
+    assert framed[8] & 12 == 8
+    decoded = decode_request(framed.decode("latin-1"))
+    assert all(_get_metadata(r) is _UNMADE for r in decoded)
+    # Equality reads metadata, so it comes after the checks that it was never made.
+    assert decoded == line_records(file, lines, values)
+    assert [r.metadata for r in decoded] == [{"file": file, "line": str(n)} for n in lines]
+    text = encode_records(line_records(file, lines, values), list(range(len(values))))
+    assert text.encode("latin-1")[8] & 12 == 8
+    outputs, _ = decode_records(text, line_records(file, lines, values), len(values))
+    assert all(_get_metadata(r) is _UNMADE for r in outputs)
+    assert outputs == line_records(file, lines, values)
+
+
+def test_the_line_column_is_smaller_than_a_mapping_per_record() -> None:
+    def batch() -> list[Record]:
+        return line_records("/data/in.jsonl", list(range(1, 1001)), [b"{}"] * 1000)
+
+    made = batch()
+    eager = frame_batch(
+        [r.offset for r in made], [r.value for r in made], metadata=[r.metadata for r in made]
+    )
+    assert len(encode_request(batch())) < len(eager) / 2
+
+
+@pytest.mark.parametrize("case", ["one mapping read", "two files", "a plain record among lines"])
+def test_records_that_are_not_one_files_unmade_lines_cross_with_the_metadata_column(
+    case: str,
+) -> None:
+    batch = line_records("a.jsonl", [1, 2, 3], [b"x", b"y", b"z"])
+    if case == "one mapping read":
+        assert batch[1].metadata == {"file": "a.jsonl", "line": "2"}
+    elif case == "two files":
+        batch[2:] = line_records("b.jsonl", [3], [b"z"])
+    else:
+        batch[2] = Record(b"z", offset=2)
+    framed = encode_request(batch)
+    assert framed[8] & 12 == 4
+    assert decode_request(framed.decode("latin-1")) == batch
+
+
+def test_a_batch_is_given_metadata_or_lines_not_both() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        frame_batch([0], [b"x"], metadata=[{"a": "b"}], lines=("f", [1]))
+
+
+def test_a_state_snapshot_with_a_line_column_is_refused() -> None:
+    snapshot = frame_batch([0], [b"v"], [b"k"], lines=("f", [1]))
+    with pytest.raises(SerializationError, match="no timestamps or metadata"):
+        decode_entries(snapshot, "the state")
+
+
 # --- hand-made framings that break a rule ------------------------------------------
 
 INPUTS = [Record(b"a", offset=10), Record(b"b", offset=11), Record(b"c", offset=12)]
@@ -220,7 +298,7 @@ MALFORMED_BATCHES = [
     pytest.param(GOOD[:-1], "the metadata texts needs 1 bytes", id="truncated-last-column"),
     pytest.param(GOOD + "\x00", "1 bytes follow the last column", id="trailing-byte"),
     pytest.param("XXXX" + GOOD[4:], "not the b'DFR1' magic", id="bad-magic"),
-    pytest.param(frame(header(0, 8)), "unknown flag bits 0x08", id="unknown-flag"),
+    pytest.param(frame(header(0, 16)), "unknown flag bits 0x10", id="unknown-flag"),
     pytest.param(frame(header(0xFFFFFFFF)), "the positions column needs", id="oversized-count"),
     pytest.param(
         frame(header(1), i64(0), u32(0xFFFFFFFF)), "the values needs", id="value-length-past-end"
@@ -269,6 +347,26 @@ MALFORMED_BATCHES = [
         id="metadata-name-twice",
     ),
     pytest.param(GOOD + "\u0100", "above U+00FF", id="not-latin1-text"),
+    pytest.param(
+        frame(header(1, 12), i64(0), u32(0), u32(0), u32(0), u32(0), u32(1), b"f", i64(1)),
+        "both the metadata and the line column",
+        id="metadata-and-lines",
+    ),
+    pytest.param(
+        frame(header(1, 8), i64(0), u32(0), u32(0xFFFFFFFF), b"f"),
+        "the file name needs",
+        id="file-name-past-end",
+    ),
+    pytest.param(
+        frame(header(2, 8), i64(0, 0), u32(0, 0), u32(1), b"f", i64(1)),
+        "the line numbers needs 16",
+        id="lines-truncated",
+    ),
+    pytest.param(
+        frame(header(1, 8), i64(0), u32(0), u32(1), b"\xff", i64(1)),
+        "not UTF-8",
+        id="file-name-not-utf8",
+    ),
 ]
 
 

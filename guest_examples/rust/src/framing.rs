@@ -11,6 +11,7 @@ const MAGIC: &[u8; 4] = b"DFR1";
 const HAS_KEYS: u8 = 1;
 const HAS_TIMESTAMPS: u8 = 2;
 const HAS_METADATA: u8 = 4;
+const HAS_LINES: u8 = 8;
 
 /// The bytes a Latin-1 text carries: one byte per code point, none above U+00FF.
 pub fn latin1_bytes(text: &str) -> Result<Vec<u8>, String> {
@@ -42,8 +43,13 @@ pub fn batch_values(frame: &[u8]) -> Result<Vec<&[u8]>, String> {
     }
     let count = r.u32("count")? as usize;
     let flags = r.take(1, "flags")?[0];
-    if flags & !(HAS_KEYS | HAS_TIMESTAMPS | HAS_METADATA) != 0 {
-        return Err(format!("flags {flags:#04x} set bits other than 0, 1 and 2"));
+    if flags & !(HAS_KEYS | HAS_TIMESTAMPS | HAS_METADATA | HAS_LINES) != 0 {
+        return Err(format!(
+            "flags {flags:#04x} set bits other than 0, 1, 2 and 3"
+        ));
+    }
+    if flags & HAS_METADATA != 0 && flags & HAS_LINES != 0 {
+        return Err("flags set both the metadata and the line column".into());
     }
     r.column(count, 8, "positions")?; // offsets: a filter answers with indices, not offsets
     let value_lengths = r.column(count, 4, "value lengths")?;
@@ -90,6 +96,12 @@ pub fn batch_values(frame: &[u8]) -> Result<Vec<&[u8]>, String> {
             }
             start += n;
         }
+    }
+    if flags & HAS_LINES != 0 {
+        let file_len = r.u32("file name length")? as usize;
+        std::str::from_utf8(r.take(file_len, "file name")?)
+            .map_err(|e| format!("the file name is not UTF-8: {e}"))?;
+        r.column(count, 8, "line numbers")?;
     }
     if !r.rest.is_empty() {
         return Err(format!("{} bytes follow the last column", r.rest.len()));
@@ -206,7 +218,7 @@ mod tests {
                 .contains("follow the last column")
         );
         let mut flags = WORKED_EXAMPLE.to_vec();
-        flags[8] = 0x09;
+        flags[8] = 0x11;
         assert!(batch_values(&flags).unwrap_err().contains("flags"));
         let mut key = WORKED_EXAMPLE.to_vec();
         key[39..43].copy_from_slice(&(-2i32).to_le_bytes());
@@ -236,6 +248,26 @@ mod tests {
         frame[last] = b'b'; // names "a", "b"
         assert_eq!(batch_values(&frame), Ok(vec![&b"v"[..]]));
         frame[last] = 0xff; // not UTF-8
+        assert!(batch_values(&frame).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn the_line_column_is_checked() {
+        // one record, value "v", line column: file "f.jsonl", line 3.
+        let mut frame = b"DFR1\x01\x00\x00\x00\x08".to_vec();
+        frame.extend_from_slice(&[0; 8]); // position 0
+        frame.extend_from_slice(&[1, 0, 0, 0, b'v']);
+        frame.extend_from_slice(&[7, 0, 0, 0]);
+        frame.extend_from_slice(b"f.jsonl");
+        frame.extend_from_slice(&3i64.to_le_bytes());
+        assert_eq!(batch_values(&frame), Ok(vec![&b"v"[..]]));
+        for end in 14..frame.len() {
+            assert!(batch_values(&frame[..end]).is_err(), "accepted {end} bytes");
+        }
+        let mut both = frame.clone();
+        both[8] = 0x0c;
+        assert!(batch_values(&both).unwrap_err().contains("both"));
+        frame[26] = 0xff; // the file name is not UTF-8
         assert!(batch_values(&frame).unwrap_err().contains("UTF-8"));
     }
 

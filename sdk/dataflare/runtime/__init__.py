@@ -39,6 +39,7 @@ from ._state import EMPTY_SNAPSHOT, StateBounds
 from ._window_state import LateRecordError, WindowState, window_from_json, window_from_mapping
 from ._wire import (
     CONTRACT_VERSION,
+    FileLines,
     RecordBatch,
     decode_accumulator,
     decode_batch,
@@ -53,6 +54,8 @@ from ._wire import (
     encode_records,
     encode_request,
     frame_batch,
+    line_column,
+    records_of,
 )
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "RESERVED_PARAM_PREFIX",
     "CONTRACT_VERSION",
     "EMPTY_SNAPSHOT",
+    "FileLines",
     "BatchResult",
     "Dispatcher",
     "InitHook",
@@ -87,7 +91,9 @@ __all__ = [
     "encode_request",
     "find_plugin",
     "frame_batch",
+    "line_column",
     "loads_json",
+    "records_of",
     "resolve_params",
     "window_from_json",
     "window_from_mapping",

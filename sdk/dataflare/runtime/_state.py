@@ -188,7 +188,7 @@ def decode_entries(snapshot: bytes, what: str) -> tuple[list[bytes], list[bytes]
     count = len(batch.values)
     if batch.positions != list(range(count)):
         raise SerializationError(f"{what}: entry positions are not 0, 1, 2, ...")
-    if batch.timestamps is not None or batch.metadata is not None:
+    if batch.timestamps is not None or batch.metadata is not None or batch.lines is not None:
         raise SerializationError(f"{what}: state entries have no timestamps or metadata")
     keys = batch.keys if batch.keys is not None else [None] * count
     present = [key for key in keys if key is not None]

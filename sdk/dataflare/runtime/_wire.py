@@ -1,4 +1,4 @@
-"""The framings that cross the WASM boundary (contract 0.3.0, see ``wit/plugin.wit``).
+"""The framings that cross the WASM boundary (contract 0.4.0, see ``wit/plugin.wit``).
 
 One ``record-batch`` framing both ways (the host's batch, the guest's outputs)
 and an ``index-list`` for a filter's verdicts: little-endian counts and lengths
@@ -26,12 +26,13 @@ from types import MappingProxyType
 import attrs
 
 from dataflare._errors import SerializationError
-from dataflare._record import _EMPTY_METADATA, Record
+from dataflare._record import _EMPTY_METADATA, _UNMADE, Record, _get_file, _get_line, _get_metadata
 
 from ._trusted_records import build_trusted_records
 
 __all__ = [
     "CONTRACT_VERSION",
+    "FileLines",
     "RecordBatch",
     "decode_accumulator",
     "decode_batch",
@@ -46,15 +47,22 @@ __all__ = [
     "encode_records",
     "encode_request",
     "frame_batch",
+    "line_column",
+    "records_of",
 ]
 
-CONTRACT_VERSION = "0.3.0"
+CONTRACT_VERSION = "0.4.0"
 """The plugin contract (``dataflare:plugin@...`` in ``wit/plugin.wit``) this SDK speaks."""
 
 MAGIC = b"DFR1"
 _HEADER = struct.Struct("<4sIB")
-_KEYS, _TIMESTAMPS, _METADATA = 1, 2, 4
-_KNOWN_FLAGS = _KEYS | _TIMESTAMPS | _METADATA
+_KEYS, _TIMESTAMPS, _METADATA, _LINES = 1, 2, 4, 8
+_KNOWN_FLAGS = _KEYS | _TIMESTAMPS | _METADATA | _LINES
+_NAME_LENGTH = struct.Struct("<I")
+
+FileLines = tuple[str, list[int]]
+"""A line column: one file name and each record's line number in it, standing for
+each record's metadata ``{"file": name, "line": str(number)}``."""
 _SWAP = sys.byteorder != "little"  # the framing is little-endian on every host
 
 
@@ -67,6 +75,7 @@ class RecordBatch:
     keys: list[bytes | None] | None
     timestamps: list[int | None] | None
     metadata: list[dict[str, str]] | None
+    lines: FileLines | None = None
 
 
 # -- encoding (a writer trusts its own columns) -------------------------------
@@ -96,9 +105,17 @@ def frame_batch(
     keys: Sequence[bytes | None] | None = None,
     timestamps: Sequence[int | None] | None = None,
     metadata: Sequence[Mapping[str, str]] | None = None,
+    lines: FileLines | None = None,
 ) -> bytes:
-    """Columns as ``record-batch`` bytes (what :func:`encode_batch` carries as text)."""
+    """Columns as ``record-batch`` bytes (what :func:`encode_batch` carries as text).
+
+    ``lines`` (a file name, each record's line number) is the compact form of
+    metadata that is exactly a file source's ``{"file": ..., "line": ...}``;
+    give it or ``metadata``, not both.
+    """
     count = len(values)
+    if lines is not None and metadata is not None:
+        raise ValueError("a batch carries a metadata column or a line column, not both")
     # Counted in C: a generator over 10k records cost a tenth of the encoding.
     if keys is not None and keys.count(None) == count:
         keys = None
@@ -110,6 +127,7 @@ def frame_batch(
         (_KEYS if keys is not None else 0)
         | (_TIMESTAMPS if timestamps is not None else 0)
         | (_METADATA if metadata is not None else 0)
+        | (_LINES if lines is not None else 0)
     )
     try:
         # The values and keys go into the one final join: a batch is a megabyte,
@@ -130,6 +148,14 @@ def frame_batch(
             name_lengths, name_blob = _utf8_column(names)
             text_lengths, text_blob = _utf8_column(texts)
             parts += (name_lengths, text_lengths, name_blob, text_blob)
+        if lines is not None:
+            file, numbers = lines
+            name = file.encode()
+            if len(numbers) != count:
+                raise SerializationError(
+                    f"a line column holds {len(numbers)} lines for {count} records"
+                )
+            parts += (_NAME_LENGTH.pack(len(name)), name, _pack("q", numbers))
     except (OverflowError, struct.error, UnicodeEncodeError) as exc:
         raise SerializationError(f"a record does not fit the record-batch framing: {exc}") from exc
     return b"".join(parts)
@@ -281,9 +307,16 @@ def decode_batch(text: str | bytes, what: str) -> RecordBatch:
         timestamps = [t if has else None for t, has in zip(stamps, present_bytes, strict=True)]
     metadata: list[dict[str, str]] | None = None
     if flags & _METADATA:
+        if flags & _LINES:
+            raise SerializationError(f"{what}: flags set both the metadata and the line column")
         metadata = _decode_metadata(reader, count)
+    lines: FileLines | None = None
+    if flags & _LINES:
+        (size,) = _NAME_LENGTH.unpack(reader.take(4, "the file name's length"))
+        name = _texts(reader, [size], "the file name")[0]
+        lines = (name, reader.numbers("q", count, "the line numbers"))
     reader.finish()
-    return RecordBatch(positions, values, keys, timestamps, metadata)
+    return RecordBatch(positions, values, keys, timestamps, metadata, lines)
 
 
 def _decode_metadata(reader: _Reader, count: int) -> list[dict[str, str]]:
@@ -364,32 +397,65 @@ def encode_request(records: Sequence[Record]) -> bytes:
     Bytes, not text: the sandbox process makes the Latin-1 text the export takes,
     off the host's main thread (and a str of high code points pickles slower).
     """
+    lines = line_column(records)
     return frame_batch(
         [r.offset for r in records],
         [r.value for r in records],
         [r.key for r in records],
         [r.timestamp for r in records],
-        [r.metadata for r in records],
+        None if lines is not None else [r.metadata for r in records],
+        lines,
+    )
+
+
+def line_column(records: Sequence[Record]) -> FileLines | None:
+    """The records' metadata as a line column, when every one is a line of the same
+    file whose metadata mapping was never made; else None.
+
+    Such records (a file source's, and what a map made of them) cross as one file
+    name and a column of numbers: no mapping is made on either side unless read.
+    """
+    if not records or list(map(_get_metadata, records)).count(_UNMADE) != len(records):
+        return None
+    files = list(map(_get_file, records))
+    if files.count(files[0]) != len(files):
+        return None
+    return files[0], list(map(_get_line, records))
+
+
+def records_of(batch: RecordBatch, offsets: list[int]) -> list[Record]:
+    """A decoded batch's records with ``offsets``, built without the checked constructor
+    (the decoder checked every column's types and ranges)."""
+    lines = batch.lines
+    return build_trusted_records(
+        batch.values,
+        batch.keys,
+        batch.timestamps,
+        batch.metadata,
+        offsets,
+        file_lines=None if lines is None else ([lines[0]] * len(lines[1]), lines[1]),
     )
 
 
 def decode_request(text: str) -> list[Record]:
     """Guest side: the host's batch as records (the framing is checked all the same)."""
     batch = decode_batch(text, "the batch")
-    return build_trusted_records(
-        batch.values, batch.keys, batch.timestamps, batch.metadata, batch.positions
-    )
+    return records_of(batch, batch.positions)
 
 
 def encode_records(outputs: Sequence[Record], sources: Sequence[int]) -> str:
     """Guest side: output records, each with the batch index of its input."""
-    return encode_batch(
+    lines = line_column(outputs)
+    return frame_batch(
         sources,
         [r.value for r in outputs],
         [r.key for r in outputs],
         [r.timestamp for r in outputs],
-        [_plain_dict(r.metadata) for r in outputs] if any(r.metadata for r in outputs) else None,
-    )
+        None
+        if lines is not None or not any(r.metadata for r in outputs)
+        else [_plain_dict(r.metadata) for r in outputs],
+        lines,
+    ).decode("latin-1")
 
 
 def _plain_dict(metadata: Mapping[str, str]) -> Mapping[str, str]:
@@ -423,10 +489,7 @@ def decode_records(
     # distinct names: what Record's own checks would verify), so the records
     # are built without them; the offsets are the inputs' own.
     offsets = list(map(_offset, map(inputs.__getitem__, sources)))
-    outputs = build_trusted_records(
-        batch.values, batch.keys, batch.timestamps, batch.metadata, offsets
-    )
-    return outputs, sources
+    return records_of(batch, offsets), sources
 
 
 _offset = attrgetter("offset")

@@ -21,8 +21,7 @@ from typing import Any
 import attrs
 
 from dataflare import ProcessingError, Record
-from dataflare.runtime import decode_batch, encode_request
-from dataflare.runtime._trusted_records import build_trusted_records
+from dataflare.runtime import decode_batch, encode_request, records_of
 from dataflare_host.connectors import DeferredRecords, LineRecords, LineSpan
 from dataflare_host.plugins._chain import ChainResult, StepReport
 
@@ -65,9 +64,7 @@ def unframe_records(frame: bytes) -> list[Record]:
     """The records :func:`frame_records` framed (only ever our own processes' bytes, and
     checked by the decoder all the same)."""
     batch = decode_batch(frame, _WHAT)
-    return build_trusted_records(
-        batch.values, batch.keys, batch.timestamps, batch.metadata, batch.positions
-    )
+    return records_of(batch, batch.positions)
 
 
 class WorkerRecords(DeferredRecords):
@@ -101,7 +98,8 @@ def ship_batch(records: Sequence[Record]) -> Shipped:
     """A batch as the worker receives it: deferred file lines as they are, records framed."""
     if isinstance(records, LineRecords):
         parts = [
-            ("span", attrs.astuple(part, recurse=False)) if isinstance(part, LineSpan)
+            ("span", attrs.astuple(part, recurse=False))
+            if isinstance(part, LineSpan)
             else ("frame", frame_records(part))
             for part in records.parts
         ]
