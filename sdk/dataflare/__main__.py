@@ -15,7 +15,10 @@ def main() -> None:
     try:
         cli = importlib.import_module("dataflare_host.cli")
     except ModuleNotFoundError:
-        sys.exit("error: the dataflare command needs the host: pip install dataflare-plugins")
+        sys.exit(
+            "error: the dataflare command needs the host: install the dataflare-plugins "
+            "distribution from a clone (pip install '/path/to/dataflare-plugins[test]')"
+        )
     cli.main(prog_name="dataflare")
 
 

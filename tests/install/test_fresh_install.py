@@ -1,8 +1,9 @@
 """The install command the README shows works on a fresh virtual environment, and a new
 plugin's own tests pass there (issue 25, acceptance 2).
 
-`python -m venv`, then `pip install '<checkout>[test]'` exactly as the README says (the
-package is on no index: it installs from the checkout), then `dataflare new x` and the test
+`python -m venv`, then the README's `pip install '/path/to/dataflare-plugins[test]'` with this
+checkout's folder in place of the placeholder (the package is on no index: it installs from
+a clone), then `dataflare new x` and the test
 command the scaffold's README gives. Slow: it installs every dependency (from pip's cache)
 and the scaffold's parity test builds a component.
 """
@@ -20,8 +21,20 @@ from support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.wasm]
 
-INSTALL = "pip install '{checkout}[test]'"
-"""The README's install command (see /work/plan/dayone-authors-docs.md), CHECKOUT the clone."""
+CLONE = "/path/to/dataflare-plugins"
+"""What the README's install command says in place of the clone's folder."""
+
+
+def readme_install_command() -> list[str]:
+    """The README's `pip install` line, as argv, for this checkout."""
+    (line,) = [
+        text
+        for text in (REPO / "README.md").read_text().splitlines()
+        if text.startswith("pip install ")
+    ]
+    argv = shlex.split(line.split("#", 1)[0])
+    assert any(CLONE in arg for arg in argv), line
+    return [arg.replace(CLONE, str(REPO)) for arg in argv]
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,7 +54,7 @@ def test_readme_install_then_new_then_the_scaffolds_tests_pass(tmp_path: Path) -
         "DATAFLARE_CACHE_DIR": str(tmp_path / "cache"),  # a fresh machine's empty cache
     }
     run([sys.executable, "-m", "venv", str(venv)], tmp_path, env)
-    run(shlex.split(INSTALL.format(checkout=REPO)), tmp_path, env)
+    run(readme_install_command(), tmp_path, env)
     assert (bin_dir / "pytest").is_file(), "the test extra did not install pytest"
 
     created = run(["dataflare", "new", "x", "--kind", "map"], tmp_path, env)

@@ -95,7 +95,8 @@ def test_sigkill_at_random_points_ends_with_exactly_one_document_per_row(
     command = [sys.executable, "-m", "dataflare", "run", "--quiet", "pipeline.yaml"]
     rng = random.Random(20261130)
     progress: list[int] = []
-    started = time.monotonic()
+    # No bound on the whole: each restart must write within 30 s and the last run end
+    # within 90 s (progress, not the total, which a loaded machine stretches).
     errors = tmp_path / "stderr.txt"
     for _ in range(KILLS):
         with errors.open("wb") as stderr:
@@ -127,7 +128,6 @@ def test_sigkill_at_random_points_ends_with_exactly_one_document_per_row(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False
     )
     assert final.returncode == 0, final.stderr or final.stdout
-    assert time.monotonic() - started < 110
 
     assert opensearch_server.count(index) == ROWS
     documents = opensearch_server.documents(index)

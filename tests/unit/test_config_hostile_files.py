@@ -192,3 +192,18 @@ def test_a_refused_connection_fails_the_run_without_a_stray_line(tmp_path: Path)
     assert result.exit_code == 1, result.output
     assert_no_stray_line(result)
     assert "cannot connect" in result.stderr
+
+
+def test_a_reference_inside_braces_gets_one_line_saying_how_to_write_it(tmp_path: Path) -> None:
+    """`{size: ${N}}` is not YAML: the one line says why and what to write instead."""
+    path = write(tmp_path, BASE + "batch: {size: ${PGPW}}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_pipeline_config(path)
+    assert str(caught.value).startswith(f"{path}:{BASE.count(chr(10)) + 1}: invalid YAML: ")
+    assert str(caught.value).endswith(
+        "a ${NAME} reference cannot stand inside { } or [ ]: write that mapping as indented lines"
+    )
+    plain = write(tmp_path, BASE + "batch: {size: [}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_pipeline_config(plain)
+    assert "${NAME}" not in str(caught.value)

@@ -177,15 +177,14 @@ def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
         "    return record\n",
         encoding="utf-8",
     )
-    send = _wasm._Ahead.start
+    send = _wasm._Ahead._send
 
     def logged_send(self: Any) -> None:
-        if self._request is not None:  # sent now, not already
-            with events.open("a") as log:
-                log.write(f"sent {json.loads(self._records[0].value)['n'] // 5}\n")
+        with events.open("a") as log:
+            log.write(f"sent {json.loads(self._records[0].value)['n'] // 5}\n")
         send(self)
 
-    monkeypatch.setattr(_wasm._Ahead, "start", logged_send)
+    monkeypatch.setattr(_wasm._Ahead, "_send", logged_send)
     slow = {
         "plugin_type": "map",
         "plugin_source": "wasm",
@@ -289,3 +288,69 @@ def test_cancelling_a_finished_batch_leaves_the_instance_alone(slow_wasm: Path) 
         assert process.alive
         assert [r.value for r in plugin.process([Record(b"b")]).outputs] == [b"b"]
         assert plugin._idle[0]._process is process  # type: ignore[attr-defined]
+
+
+def test_with_two_instances_two_batches_are_out_at_once_and_land_in_order(
+    slow_wasm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`instances: 2` on a stateless first step: the batch after the head goes to the
+    second instance before the head's result is taken (each batch whole on one
+    instance), never a third instance, and the output keeps the source's order."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(40)))
+    events: list[str] = []
+
+    def batch_of(ahead: Any) -> int:
+        return int(json.loads(ahead._records[0].value)["n"]) // 5
+
+    send, finish = _wasm._Ahead._send, _wasm._Ahead.finish
+
+    def logged_send(self: Any) -> None:
+        events.append(f"sent {batch_of(self)}")
+        send(self)
+
+    def logged_finish(self: Any) -> Any:
+        events.append(f"taken {batch_of(self)}")
+        return finish(self)
+
+    monkeypatch.setattr(_wasm._Ahead, "_send", logged_send)
+    monkeypatch.setattr(_wasm._Ahead, "finish", logged_finish)
+    slow = {
+        "plugin_type": "map",
+        "plugin_source": "wasm",
+        "plugin_path": str(slow_wasm),
+        "params": {"ms": "20"},
+        "instances": 2,
+    }
+    pipeline = _file_pipeline(tmp_path, source, [{"id": "slow", "config": slow}], 5)
+    try:
+        summary = pipeline.run()
+        instances = len(pipeline.processors[0].plugin._idle)  # type: ignore[attr-defined]
+    finally:
+        pipeline.close()
+    assert summary.error is None
+    written = (tmp_path / "out.txt").read_text().splitlines()
+    assert [json.loads(line) for line in written] == [{"n": i} for i in range(40)]
+    for batch in range(7):
+        assert events.index(f"sent {batch + 1}") < events.index(f"taken {batch}"), events
+    assert events.count("sent 0") == 1
+    assert instances == 2
+
+
+def test_a_batch_split_while_begun_batches_are_out_uses_only_the_free_instances(
+    example_components: dict[str, Path],
+) -> None:
+    """With one of two instances out on a begun batch, a large batch run meanwhile (the
+    rest of a batch after a failed record) is not split: the plugin never holds a third
+    instance (each one a sandbox process)."""
+    records = [Record(json.dumps({"n": n}).encode(), offset=n) for n in range(2_000)]
+    wasm = example_components["uppercase_map"]
+    with load_plugin(wasm, sandbox=Sandbox(instances=2)) as plugin:
+        begun = plugin.begin(records[:10])  # on the instance made at load
+        whole = plugin.process(records)  # 2,000 records: two shards if both were free
+        assert [r.value for r in whole.outputs] == [r.value.upper() for r in records]
+        assert [r.value for r in begun.result().outputs] == [r.value.upper() for r in records[:10]]
+        assert len(plugin._idle) == 2  # type: ignore[attr-defined]
+        split = plugin.process(records)  # both free again: split across the two
+        assert [r.value for r in split.outputs] == [r.value.upper() for r in records]
+        assert len(plugin._idle) == 2  # type: ignore[attr-defined]

@@ -113,6 +113,19 @@ def _count_events(events: Iterator[yaml.Event], file: Path) -> None:
                 )
 
 
+def _quoting_hint(text: str, line: int) -> str:
+    # "{size: ${N}}" is not YAML (in flow style "{" ends a plain value), and quoting
+    # it would make a number a string: the way out is block style.
+    lines = text.splitlines()
+    near = lines[max(0, line - 2) : line]
+    if any("${" in each and ("{" in each.replace("${", "") or "[" in each) for each in near):
+        return (
+            "; a ${NAME} reference cannot stand inside { } or [ ]: write that mapping "
+            "as indented lines"
+        )
+    return ""
+
+
 def load_located(file: Path) -> LocatedYaml:
     """Parse ``file``; raise ConfigurationError with file and line for bad YAML."""
     try:
@@ -149,7 +162,9 @@ def load_located(file: Path) -> LocatedYaml:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigurationError(f"{file}:{line}: invalid YAML: {problem}") from exc
+        raise ConfigurationError(
+            f"{file}:{line}: invalid YAML: {problem}{_quoting_hint(text, line)}"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{file}: invalid YAML: {exc}") from exc
     finally:

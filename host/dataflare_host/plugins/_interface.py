@@ -22,8 +22,8 @@ class Begun:
     would; ``answered(timeout_s)`` says whether it would return without waiting
     (for a batch the backend runs elsewhere), within ``timeout_s``; ``cancel``
     abandons a batch whose result will not be asked for (a stopping pipeline).
-    ``start`` sends a batch begun while the plugin was busy with the one before
-    it (its request already made), once that one's result is in.
+    ``start`` sends a batch begun while the plugin had every instance busy (its
+    request already made) if one is free now; it does nothing otherwise.
     """
 
     finish: Callable[[], BatchResult]
@@ -122,6 +122,12 @@ class Plugin(Closing, abc.ABC):
         """Backend hook for :meth:`begin` (a stateless plugin): the batch sent off, or
         None when this backend runs it in the caller's thread anyway."""
         return None
+
+    @property
+    def concurrent_batches(self) -> int:
+        """How many begun batches run at the same time (elsewhere): a caller that
+        begins more than one ahead keeps that many out. 1 unless a backend says so."""
+        return 1
 
     def look_back(self, records: Sequence[Record]) -> LookBackResult:
         """Warm the plugin up with ``records`` (oldest first) through its ``@look_back`` hook.

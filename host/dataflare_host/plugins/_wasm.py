@@ -82,6 +82,7 @@ class WasmPlugin(Plugin):
         self._warm_up: list[Record] = []
         self._lock = threading.Lock()
         self._idle: list[Instance] = []
+        self._ahead_out = 0  # begun batches sent and not finished (see _Ahead)
         first = self._new_instance(init=False)
         info = self._describe(first)
         kind = info.kind
@@ -213,22 +214,38 @@ class WasmPlugin(Plugin):
             or self.sandbox.instances == 1
         ):
             return 1
-        return max(1, min(self.sandbox.instances, count // self.sandbox.min_shard))
+        # Instances out on begun batches are busy: a split takes only the others.
+        free = max(1, self.sandbox.instances - self._ahead_out)
+        return max(1, min(free, count // self.sandbox.min_shard))
 
     def _run_on_instance(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
         instance, call = self._send_on_instance(self._prepare_kind(records, accumulator))
         return self._finish_on_instance(instance, call, records, accumulator)
 
+    @property
+    def concurrent_batches(self) -> int:
+        """``instances`` for a stateless plugin: each begun batch runs whole on an
+        instance of its own (a batch run by :meth:`process` is split across them)."""
+        if self.kind is PluginKind.AGGREGATE or self.state_bounds is not None:
+            return 1
+        return self.sandbox.instances
+
     def _begin(self, records: Sequence[Record]) -> Begun | None:
-        # A batch split across instances runs when its result is asked for.
-        if self._shard_count(len(records)) > 1:
-            return None
         ahead = _Ahead(self, records, self._prepare_kind(records, None))
-        with self._lock:
-            free = bool(self._idle)
-        if free:  # else it goes out when the batch before it is answered (Begun.start)
-            ahead.start()
+        ahead.start()  # sent now if an instance is free, else by Begun.start or finish
         return Begun(ahead.finish, ahead.answered, ahead.cancel, ahead.start)
+
+    def _take_ahead_slot(self, *, force: bool = False) -> bool:
+        """Count a begun batch out if fewer than ``instances`` are (or ``force``)."""
+        with self._lock:
+            if self._ahead_out >= self.sandbox.instances and not force:
+                return False
+            self._ahead_out += 1
+            return True
+
+    def _give_ahead_slot(self) -> None:
+        with self._lock:
+            self._ahead_out -= 1
 
     def _send_on_instance(self, request: PreparedCall) -> tuple[Instance, Call]:
         """Send ``request`` on an idle (or new) instance; the instance and its call."""
@@ -521,12 +538,18 @@ class _Ahead:
         self._finished = False
 
     def start(self) -> None:
-        """Send the batch, unless it was sent (an instance free now: the one whose
-        batch was just answered, or a new one when that one trapped)."""
-        if self._request is None:
-            return
+        """Send the batch unless it is out or ``instances`` begun batches already are."""
+        if self._request is not None and self._plugin._take_ahead_slot():
+            self._send()
+
+    def _send(self) -> None:
+        assert self._request is not None
         request, self._request = self._request, None
-        self._sent = self._plugin._send_on_instance(request)
+        try:
+            self._sent = self._plugin._send_on_instance(request)
+        except BaseException:
+            self._plugin._give_ahead_slot()
+            raise
 
     def answered(self, timeout_s: float) -> bool:
         """Whether :meth:`finish` would not wait (True when not sent: it sends, then waits)."""
@@ -534,12 +557,17 @@ class _Ahead:
 
     def finish(self) -> BatchResult:
         """The batch's result, narrowed to the record at fault after a time-out."""
-        self.start()
+        if self._request is not None:  # asked for before a slot came free: out now
+            self._plugin._take_ahead_slot(force=True)
+            self._send()
         assert self._sent is not None
         instance, call = self._sent
         self._finished = True  # the instance is the plugin's again: cancel leaves it
         records = self._records
-        result = self._plugin._finish_on_instance(instance, call, records, None)
+        try:
+            result = self._plugin._finish_on_instance(instance, call, records, None)
+        finally:
+            self._plugin._give_ahead_slot()
         return self._plugin._run_narrowing(records, None, first=result)
 
     def cancel(self) -> None:
@@ -547,7 +575,9 @@ class _Ahead:
         after :meth:`finish`, nothing."""
         self._request = None
         if self._sent is not None and not self._finished:
+            self._finished = True
             self._sent[0].close()
+            self._plugin._give_ahead_slot()
 
 
 def _timed_out(result: BatchResult) -> bool:

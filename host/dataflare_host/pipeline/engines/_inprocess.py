@@ -34,10 +34,11 @@ class InProcessEngine:
     declared state) per key; unpartitioned declared state lives in the plugin itself.
 
     A first step that runs elsewhere (a WASM plugin, in its sandbox process) is
-    begun one batch ahead: the next batch is encoded as soon as it is read and
-    sent the moment the first step answers this one, so the guest works on it
-    while this thread runs the rest of the chain and the sinks on this one (the
-    two overlap on two cores instead of taking turns).
+    begun ahead: the next batch is encoded as soon as it is read and sent the
+    moment the first step has an instance free, so the guest works on it while
+    this thread runs the rest of the chain and the sinks on this one (the two
+    overlap on two cores instead of taking turns). With ``instances: N`` up to N
+    batches are out at once, each whole on its own instance.
     """
 
     name = "in-process"
@@ -72,16 +73,21 @@ class InProcessEngine:
 
     def _run(self, queued: _Queued) -> ChainResult:
         first = queued.begun.result() if queued.begun is not None else None
-        nxt = self._queue[0].begun if self._queue else None
-        # The next batch goes to the guest while this one finishes here; after a failed
-        # record the first step runs again on the rest of this batch, so it waits.
+        # The next batches go to the guest while this one finishes here; after a failed
+        # record the first step runs again on the rest of this batch, so they wait.
         early = first is None or first.error is None
-        if nxt is not None and early:
-            nxt.start()
+        if early:
+            self._start_queued()
         result = self._chain(queued, first)
-        if nxt is not None and not early:
-            nxt.start()
+        if not early:
+            self._start_queued()
         return result
+
+    def _start_queued(self) -> None:
+        # Each sends if its plugin has an instance free; in order, so batches go out as read.
+        for waiting in self._queue:
+            if waiting.begun is not None:
+                waiting.begun.start()
 
     def _chain(self, queued: _Queued, first: BatchResult | None) -> ChainResult:
         records = queued.records
@@ -105,11 +111,11 @@ class InProcessEngine:
 
     def ready(self, timeout: float) -> list[Any]:
         """The batch at the head of the queue, unless its first step is still running
-        elsewhere and no batch waits behind it (then the runner reads on)."""
+        elsewhere and the queue has room (then the runner reads on)."""
         if not self._queue:
             return []
         head = self._queue[0]
-        if head.begun is not None and len(self._queue) == 1 and not head.begun.answered(timeout):
+        if head.begun is not None and not self.full and not head.begun.answered(timeout):
             return []
         return [self._queue.pop(0).done]
 
@@ -120,8 +126,10 @@ class InProcessEngine:
 
     @property
     def full(self) -> bool:
-        """With one batch running and one waiting: hand one back before reading more."""
-        return len(self._queue) >= 2
+        """With as many batches out as the first step runs at once (its WASM
+        ``instances``; else one) and one more waiting: hand one back before reading more."""
+        ahead = self._stages[0].plugin.concurrent_batches if self._stages else 1
+        return len(self._queue) >= 1 + ahead
 
     def delivered(self, done: Any) -> None:
         """Keep the per-key state of a batch every sink took."""
