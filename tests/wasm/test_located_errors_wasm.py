@@ -65,7 +65,7 @@ def test_dash_v_shows_the_plugins_frames_for_the_component(
     assert "_dispatch" not in result.stderr
 
 
-@pytest.mark.parametrize("written", ["myplugin/", "myplugin/__init__.py"])
+@pytest.mark.parametrize("written", ["myplugin", "myplugin/", "myplugin/__init__.py"])
 def test_a_package_folder_runs_as_wasm_from_yaml(
     component_builder: ComponentBuilder, tmp_path: Path, written: str
 ) -> None:
