@@ -153,6 +153,28 @@ def sandbox_starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[object]
     return count_from_now
 
 
+def _slow_step(slow_wasm: Path, ms: int, **more: Any) -> dict[str, Any]:
+    """The config of a WASM map that spends ``ms`` per record in the guest."""
+    return {
+        "plugin_type": "map",
+        "plugin_source": "wasm",
+        "plugin_path": str(slow_wasm),
+        "params": {"ms": str(ms)},
+        **more,
+    }
+
+
+def _log_sends(monkeypatch: pytest.MonkeyPatch, log: Callable[[str], None]) -> None:
+    """``log("sent B")`` each time batch B (records numbered n, five a batch) goes out."""
+    send = _wasm._Ahead._send
+
+    def logged_send(self: Any) -> None:
+        log(f"sent {json.loads(self._records[0].value)['n'] // 5}")
+        send(self)
+
+    monkeypatch.setattr(_wasm._Ahead, "_send", logged_send)
+
+
 def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
     slow_wasm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,20 +199,13 @@ def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
         "    return record\n",
         encoding="utf-8",
     )
-    send = _wasm._Ahead._send
 
-    def logged_send(self: Any) -> None:
+    def append(event: str) -> None:
         with events.open("a") as log:
-            log.write(f"sent {json.loads(self._records[0].value)['n'] // 5}\n")
-        send(self)
+            log.write(event + "\n")
 
-    monkeypatch.setattr(_wasm._Ahead, "_send", logged_send)
-    slow = {
-        "plugin_type": "map",
-        "plugin_source": "wasm",
-        "plugin_path": str(slow_wasm),
-        "params": {"ms": "40"},
-    }
+    _log_sends(monkeypatch, append)
+    slow = _slow_step(slow_wasm, 40)
     nap_step = {"plugin_type": "map", "plugin_path": str(nap)}
     pipeline = _file_pipeline(
         tmp_path, source, [{"id": "slow", "config": slow}, {"id": "nap", "config": nap_step}], 5
@@ -299,29 +314,15 @@ def test_with_two_instances_two_batches_are_out_at_once_and_land_in_order(
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(40)))
     events: list[str] = []
-
-    def batch_of(ahead: Any) -> int:
-        return int(json.loads(ahead._records[0].value)["n"]) // 5
-
-    send, finish = _wasm._Ahead._send, _wasm._Ahead.finish
-
-    def logged_send(self: Any) -> None:
-        events.append(f"sent {batch_of(self)}")
-        send(self)
+    _log_sends(monkeypatch, events.append)
+    finish = _wasm._Ahead.finish
 
     def logged_finish(self: Any) -> Any:
-        events.append(f"taken {batch_of(self)}")
+        events.append(f"taken {json.loads(self._records[0].value)['n'] // 5}")
         return finish(self)
 
-    monkeypatch.setattr(_wasm._Ahead, "_send", logged_send)
     monkeypatch.setattr(_wasm._Ahead, "finish", logged_finish)
-    slow = {
-        "plugin_type": "map",
-        "plugin_source": "wasm",
-        "plugin_path": str(slow_wasm),
-        "params": {"ms": "20"},
-        "instances": 2,
-    }
+    slow = _slow_step(slow_wasm, 20, instances=2)
     pipeline = _file_pipeline(tmp_path, source, [{"id": "slow", "config": slow}], 5)
     try:
         summary = pipeline.run()
