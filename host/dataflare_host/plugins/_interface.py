@@ -71,6 +71,12 @@ class Plugin(Closing, abc.ABC):
         self._closed = False
 
     @property
+    def carries_state(self) -> bool:
+        """Whether each batch depends on the ones before it (an aggregate's accumulator,
+        or declared state): its batches then run one at a time, in order, on one instance."""
+        return self.kind is PluginKind.AGGREGATE or self.state_bounds is not None
+
+    @property
     def accumulator(self) -> bytes | None:
         """An aggregate's current state (None for other kinds, or before any record)."""
         return self._accumulator
@@ -112,7 +118,7 @@ class Plugin(Closing, abc.ABC):
         """
         if self._closed:
             raise PluginError(f"plugin {self.name!r} ({self.origin}) is closed")
-        if self.kind is not PluginKind.AGGREGATE and self.state_bounds is None:
+        if not self.carries_state:
             begun = self._begin(records)
             if begun is not None:
                 return begun

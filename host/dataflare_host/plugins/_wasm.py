@@ -207,12 +207,8 @@ class WasmPlugin(Plugin):
         return attrs.evolve(merged, accumulator=state)
 
     def _shard_count(self, count: int) -> int:
-        # Declared state lives in one instance: it is never split across several.
-        if (
-            self.kind is PluginKind.AGGREGATE
-            or self.state_bounds is not None
-            or self.sandbox.instances == 1
-        ):
+        # State lives in one instance: it is never split across several.
+        if self.carries_state or self.sandbox.instances == 1:
             return 1
         # Instances out on begun batches are busy: a split takes only the others.
         free = max(1, self.sandbox.instances - self._ahead_out)
@@ -226,9 +222,7 @@ class WasmPlugin(Plugin):
     def concurrent_batches(self) -> int:
         """``instances`` for a stateless plugin: each begun batch runs whole on an
         instance of its own (a batch run by :meth:`process` is split across them)."""
-        if self.kind is PluginKind.AGGREGATE or self.state_bounds is not None:
-            return 1
-        return self.sandbox.instances
+        return 1 if self.carries_state else self.sandbox.instances
 
     def _begin(self, records: Sequence[Record]) -> Begun | None:
         ahead = _Ahead(self, records, self._prepare_kind(records, None))

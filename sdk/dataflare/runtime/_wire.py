@@ -87,6 +87,7 @@ def encode_batch(
     keys: Sequence[bytes | None] | None = None,
     timestamps: Sequence[int | None] | None = None,
     metadata: Sequence[Mapping[str, str]] | None = None,
+    lines: FileLines | None = None,
 ) -> str:
     """Columns as ``record-batch`` text; an all-empty optional column is left out.
 
@@ -96,7 +97,7 @@ def encode_batch(
     >>> decode_batch(text, "example").keys
     [b'k', None]
     """
-    return frame_batch(positions, values, keys, timestamps, metadata).decode("latin-1")
+    return frame_batch(positions, values, keys, timestamps, metadata, lines).decode("latin-1")
 
 
 def frame_batch(
@@ -446,7 +447,7 @@ def decode_request(text: str) -> list[Record]:
 def encode_records(outputs: Sequence[Record], sources: Sequence[int]) -> str:
     """Guest side: output records, each with the batch index of its input."""
     lines = line_column(outputs)
-    return frame_batch(
+    return encode_batch(
         sources,
         [r.value for r in outputs],
         [r.key for r in outputs],
@@ -455,7 +456,7 @@ def encode_records(outputs: Sequence[Record], sources: Sequence[int]) -> str:
         if lines is not None or not any(r.metadata for r in outputs)
         else [_plain_dict(r.metadata) for r in outputs],
         lines,
-    ).decode("latin-1")
+    )
 
 
 def _plain_dict(metadata: Mapping[str, str]) -> Mapping[str, str]:

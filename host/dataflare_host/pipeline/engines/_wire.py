@@ -98,8 +98,7 @@ def ship_batch(records: Sequence[Record]) -> Shipped:
     """A batch as the worker receives it: deferred file lines as they are, records framed."""
     if isinstance(records, LineRecords):
         parts = [
-            ("span", attrs.astuple(part, recurse=False))
-            if isinstance(part, LineSpan)
+            ("span", attrs.astuple(part, recurse=False)) if isinstance(part, LineSpan)
             else ("frame", frame_records(part))
             for part in records.parts
         ]
