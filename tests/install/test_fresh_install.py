@@ -10,6 +10,7 @@ and the scaffold's parity test builds a component.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -65,3 +66,8 @@ def test_readme_install_then_new_then_the_scaffolds_tests_pass(tmp_path: Path) -
     tested = run([*shlex.split(command), "-p", "no:cacheprovider"], tmp_path / "x", env)
     assert " passed" in tested.stdout
     assert " failed" not in tested.stdout
+    # The wheel carried the shared WASM runtime: the scaffold's WASM test only compiled it.
+    durations = json.loads((tmp_path / "cache" / "durations.json").read_text())
+    assert "compile the shared runtime" in durations
+    assert "componentize the shared runtime" not in durations
+    assert "componentize" not in durations  # nor was the plugin built whole

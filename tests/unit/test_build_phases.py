@@ -42,6 +42,10 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeBuild:
     fake = FakeBuild()
     monkeypatch.setattr(_cache, "build_component", fake.build_component)
     monkeypatch.setattr(_cache, "compile_for_this_host", fake.compile_for_this_host)
+    # Built whole (a plugin the shared runtime cannot load): the runtime's path has
+    # its own tests below and in tests/wasm/test_shared_runtime.py.
+    monkeypatch.setattr(_cache, "shared_runtime", lambda: tmp_path / "runtime.wasm")
+    monkeypatch.setattr(_cache, "assemble", lambda runtime, source, target: False)
     return fake
 
 
@@ -144,3 +148,79 @@ def test_a_corrupt_durations_file_only_loses_the_estimate(
     assert _precompile.last_duration("componentize") is None
     _precompile.remember_duration("componentize", 3.0)
     assert _precompile.last_duration("componentize") == 3.0
+
+
+# --- the shared runtime ------------------------------------------------------------------
+
+
+class FakeRuntime:
+    """Stands in for the shared runtime's build and the load check of a plugin on it."""
+
+    def __init__(self, tmp_path: Path, *, loads: bool) -> None:
+        self.calls: list[str] = []
+        self.loads = loads
+        self.bundled = tmp_path / "install" / "dataflare-runtime-k.wasm"
+
+    def build_runtime(self, output: Path) -> None:
+        self.calls.append("componentize the runtime")
+        output.write_bytes(b"\0asm runtime")
+
+    def assemble(self, runtime: Path, source: Path, target: Path) -> bool:
+        self.calls.append(f"assemble {source.name} on {runtime.read_bytes()!r}")
+        if self.loads:
+            target.write_bytes(runtime.read_bytes() + b" + files")
+        return self.loads
+
+
+@pytest.fixture
+def runtime(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeBuild, request: pytest.FixtureRequest
+) -> FakeRuntime:
+    runtime = FakeRuntime(tmp_path, loads=getattr(request, "param", True))
+    monkeypatch.undo()  # the fake fixture's stand-ins for the runtime, not its build fakes
+    monkeypatch.setenv("DATAFLARE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_cache, "build_component", fake.build_component)
+    monkeypatch.setattr(_cache, "compile_for_this_host", fake.compile_for_this_host)
+    monkeypatch.setattr(_cache, "build_runtime", runtime.build_runtime)
+    monkeypatch.setattr(_cache, "assemble", runtime.assemble)
+    monkeypatch.setattr(_cache, "bundled_runtime", lambda: runtime.bundled)
+    return runtime
+
+
+def test_the_first_plugin_builds_and_compiles_the_runtime_then_every_plugin_is_assembled(
+    runtime: FakeRuntime, fake: FakeBuild, tmp_path: Path
+) -> None:
+    first = _cache.component_for(plugin(tmp_path, "first"))
+    second = _cache.component_for(plugin(tmp_path, "second"))
+    assert runtime.calls == [
+        "componentize the runtime",
+        "assemble first.py on b'\\x00asm runtime'",
+        "assemble second.py on b'\\x00asm runtime'",
+    ]
+    # Compiled once, the runtime; neither plugin is componentized nor compiled.
+    assert [name for name, _, _ in fake.calls] == ["compile"]
+    assert first.read_bytes() == second.read_bytes() == b"\0asm runtime + files"
+    assert _precompile.last_duration("componentize the shared runtime") is not None
+
+
+def test_a_runtime_the_install_carries_is_compiled_not_componentized(
+    runtime: FakeRuntime, fake: FakeBuild, tmp_path: Path
+) -> None:
+    runtime.bundled.parent.mkdir()
+    runtime.bundled.write_bytes(b"\0asm bundled runtime")
+    target = _cache.shared_runtime()
+    assert runtime.calls == []
+    assert [name for name, _, _ in fake.calls] == ["compile"]
+    assert target.read_bytes() == b"\0asm bundled runtime"
+    assert target.stat().st_mode & 0o022 == 0
+
+
+@pytest.mark.parametrize("runtime", [False], indirect=True)
+def test_a_plugin_the_runtime_cannot_load_is_built_whole(
+    runtime: FakeRuntime, fake: FakeBuild, tmp_path: Path
+) -> None:
+    target = _cache.component_for(plugin(tmp_path, "whole"))
+    assert runtime.calls == ["componentize the runtime", "assemble whole.py on b'\\x00asm runtime'"]
+    # The runtime's compile, then the plugin's own build and compile.
+    assert [name for name, _, _ in fake.calls] == ["compile", "componentize", "compile"]
+    assert target.read_bytes() == b"\0asm component"

@@ -12,6 +12,7 @@ module over 600 lines. Each check has a probe showing it catches what it names.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -200,6 +201,8 @@ def test_the_wheel_installs_exactly_the_two_product_packages(tmp_path: Path) -> 
         capture_output=True,
         text=True,
         check=False,
+        # The layout alone: the shared runtime the wheel carries is tests/install's.
+        env={**os.environ, "DATAFLARE_NO_BUNDLED_RUNTIME": "1"},
     )
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("dataflare_plugins-*.whl")
@@ -453,7 +456,12 @@ CHILD = "dataflare_host.wasm.sandbox.child"
 SERVER = "dataflare_host.wasm.sandbox.server"
 # Standard-library-only modules both sides of the pipe use, like the protocol: the time a
 # limit charges is counted the same way by the host and by the sandbox process.
-SHARED = (PROTOCOL, "dataflare_host.wasm.sandbox._charged_time", "dataflare_host._ownership")
+SHARED = (
+    PROTOCOL,
+    "dataflare_host.wasm.sandbox._charged_time",
+    "dataflare_host._ownership",
+    "dataflare_host.wasm.sandbox.plugin_sources",
+)
 
 
 def test_wasm_never_imports_plugins() -> None:

@@ -30,7 +30,7 @@ from dataflare_host import load_plugin
 from dataflare_host.wasm import SandboxLimits
 from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 from dataflare_host.wasm.sandbox.child._output import OUTPUT_CAP_BYTES
-from dataflare_host.wasm.sandbox.child._wasmtime_engine import _key_of
+from dataflare_host.wasm.sandbox.child._wasmtime_engine import compile_key
 from dataflare_host.wasm.sandbox.host import _process, _spawn
 from dataflare_host.wasm.sandbox.host._spawn import stop_servers
 
@@ -75,7 +75,7 @@ def test_a_compiled_artifact_of_another_user_is_refused_not_mapped(
     """Another user's file under the very key of this component's artifact (here a real
     artifact: the attack maps another plugin's) is refused with one line naming it."""
     uid = other_uid()
-    key = _key_of(trust_wasm.read_bytes())
+    key = compile_key(trust_wasm)
     shared = Path(os.environ.get("DATAFLARE_TEST_CACHE_DIR") or REPO / ".dataflare" / "test-cache")
     compiled = own_cache / "compiled"
     compiled.mkdir(mode=0o700, parents=True)

@@ -8,6 +8,8 @@ guest imports this module (``wit_world`` exists only there).
 
 from __future__ import annotations
 
+import importlib
+import sys
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +29,7 @@ from ._wire import (
     encode_records,
 )
 
-__all__ = ["export_plugin"]
+__all__ = ["export_plugin", "export_plugin_from_folder"]
 
 
 def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str) -> type:
@@ -42,12 +44,64 @@ def export_plugin(namespace: Mapping[str, object], origin: str, sdk_version: str
     install_in_json_module()
     # componentize-py may build a fresh export object per call: the state lives in
     # this one object, which every export method of the class calls into.
+    guest = _exports_for(namespace, origin, sdk_version, wit, Err)
+    return _plugin_class(lambda: guest, exports.Plugin, wit, Err)
+
+
+def export_plugin_from_folder(folder: str, origin_file: str, module: str, sdk_version: str) -> type:
+    """The ``plugin`` class of the shared runtime: the plugin is the module ``module`` in
+    ``folder`` (which the host mounts read-only), imported on the first call.
+
+    The runtime holds CPython and the SDK, the same for every plugin, so it is built
+    and compiled once per host; each plugin's component is the runtime plus its own
+    files. Its module-level code runs when an instance starts, not at build time.
+    """
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.imports import types as wit
+
+    install_in_json_module()
+    loaded: list[_Exports] = []
+
+    def guest() -> _Exports:
+        if not loaded:
+            with open(f"{folder}/{origin_file}", encoding="utf-8") as named:
+                origin = named.read()
+            sys.path.insert(0, folder)
+            # The runtime's snapshot was taken once, when it was built: without a new
+            # seed every instance of every plugin would draw the same numbers.
+            if "random" in sys.modules:
+                sys.modules["random"].seed()
+            try:
+                imported = importlib.import_module(module)
+            except BaseException:
+                # describe cannot return an error: the traceback goes to stderr, which
+                # the host shows, before the call fails.
+                traceback.print_exc()
+                raise
+            loaded.append(_exports_for(vars(imported), origin, sdk_version, wit, Err))
+        return loaded[0]
+
+    return _plugin_class(guest, exports.Plugin, wit, Err)
+
+
+def _exports_for(
+    namespace: Mapping[str, object], origin: str, sdk_version: str, wit: Any, err: type[Exception]
+) -> _Exports:
     plugin = find_plugin(namespace, origin)
     if plugin.files is not None:
-        plugin.files.keep_source_lines()  # the sandbox cannot read them at run time
-    guest = _Exports(plugin, origin, sdk_version, wit, Err)
-    methods = {name: _guarded(getattr(guest, name), wit, Err) for name in _EXPORTS}
-    return type("Plugin", (exports.Plugin,), methods)
+        plugin.files.keep_source_lines()  # the sandbox may not read them at run time
+    return _Exports(plugin, origin, sdk_version, wit, err)
+
+
+def _plugin_class(
+    guest: Callable[[], _Exports], base: type, wit: Any, err: type[Exception]
+) -> type:
+    def method(name: str) -> Callable[..., Any]:
+        return lambda *args: getattr(guest(), name)(*args)
+
+    methods = {name: _guarded(method(name), wit, err) for name in _EXPORTS}
+    return type("Plugin", (base,), methods)
 
 
 _EXPORTS = (

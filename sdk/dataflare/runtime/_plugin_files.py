@@ -100,7 +100,7 @@ class PluginFiles:
     def keep_source_lines(self) -> None:
         """Load the plugin's source lines into :mod:`linecache` for good.
 
-        A component's sandbox mounts no folder: its tracebacks can show the
+        A whole component's sandbox mounts no folder: its tracebacks can show the
         plugin's source lines only if they were read at build time. Entries
         without a modification time are never checked against the disk.
         """

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -31,19 +32,29 @@ from dataflare_host.wasm.build._componentize import (
     app_module_source,
     build_component,
     build_inputs,
+    build_runtime,
+    bundled_runtime,
     guest_sources,
+    runtime_key,
 )
 from dataflare_host.wasm.build._precompile import (
     compile_for_this_host,
     last_duration,
     remember_duration,
 )
+from dataflare_host.wasm.build._shared_runtime import assemble
 from dataflare_host.wasm.build._wit import wit_dir
 
-__all__ = ["PHASES", "build_key", "component_for"]
+__all__ = ["PHASES", "RUNTIME_PHASES", "build_key", "component_for", "shared_runtime"]
 
 PHASES = ("componentize", "compile for this host")
-"""The named phases of a build, in order, as its progress lines name them."""
+"""The named phases of a whole build, in order, as its progress lines name them."""
+
+RUNTIME_PHASES = ("componentize the shared runtime", "compile the shared runtime")
+"""The phases of the shared runtime's build, once per host and contract."""
+
+ASSEMBLE = "runtime + plugin files"
+"""The phase of a plugin's build on the shared runtime: a copy and a load check."""
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -88,6 +99,22 @@ def component_for(source: str | os.PathLike[str], *, compile_now: bool = True) -
     key = build_key(path)
     # Checked before use: whoever can write builds/ decides which plugin runs.
     target = trusted_folder("builds") / f"{path.stem}-{key}.wasm"
+    return _once(target, key, path.stem, lambda: _build(path, target, compile_now=compile_now))
+
+
+def shared_runtime() -> Path:
+    """The shared runtime component, built and compiled for this host on its first use.
+
+    Every Python plugin's component is these bytes plus the plugin's own files
+    (:mod:`._shared_runtime`); it is built once per host and contract.
+    """
+    key = runtime_key()
+    target = trusted_folder("builds") / f"dataflare-runtime-{key}.wasm"
+    return _once(target, key, "dataflare-runtime", lambda: _build_runtime(target))
+
+
+def _once(target: Path, key: str, name: str, build: Callable[[], None]) -> Path:
+    """``target``, after ``build`` made it unless it was already there."""
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     # Two threads, or two processes (pipelines, test workers), asking for one
@@ -95,12 +122,12 @@ def component_for(source: str | os.PathLike[str], *, compile_now: bool = True) -
     with lock:
         if trusted_file(target):
             return target
-        # One lock per plugin name, outside builds/ so the cache's size and
-        # eviction only ever see components.
+        # One lock per name, outside builds/ so the cache's size and eviction
+        # only ever see components.
         locks = trusted_folder("locks")
-        with FileLock(locks / f"{path.stem}.lock"):
+        with FileLock(locks / f"{name}.lock"):
             if not trusted_file(target):
-                _build(path, target, compile_now=compile_now)
+                build()
     return target
 
 
@@ -109,12 +136,37 @@ def _build(path: Path, target: Path, *, compile_now: bool) -> None:
     steps = 2 if compile_now else 1
     partial = target.with_name(f".{target.name}.{os.getpid()}.built")
     try:
-        with _phase(f"building {path.name}: {componentize} (1 of {steps})", componentize):
-            build_component(path, partial)
-        if compile_now:
-            with _phase(f"building {path.name}: {compile_phase} (2 of 2)", compile_phase):
-                compile_for_this_host(partial)
+        runtime = shared_runtime()
+        with _phase(f"building {path.name}: {ASSEMBLE}", ASSEMBLE):
+            assembled = assemble(runtime, path, partial)
+        if not assembled:
+            with _phase(f"building {path.name}: {componentize} (1 of {steps})", componentize):
+                build_component(path, partial)
+            if compile_now:
+                with _phase(f"building {path.name}: {compile_phase} (2 of 2)", compile_phase):
+                    compile_for_this_host(partial)
         # Published only once compiled: whoever finds the component finds it ready.
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _build_runtime(target: Path) -> None:
+    componentize, compile_phase = RUNTIME_PHASES
+    partial = target.with_name(f".{target.name}.{os.getpid()}.built")
+    bundled = bundled_runtime()
+    try:
+        if bundled.is_file():
+            # The install came with it (built with the wheel): only the compile is left.
+            shutil.copyfile(bundled, partial)
+            partial.chmod(0o644)
+            steps = "(1 of 1)"
+        else:
+            with _phase(f"{componentize}, once per host (1 of 2)", componentize):
+                build_runtime(partial)
+            steps = "(2 of 2)"
+        with _phase(f"{compile_phase} for this host {steps}", compile_phase):
+            compile_for_this_host(partial)
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)

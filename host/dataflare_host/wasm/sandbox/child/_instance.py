@@ -21,6 +21,7 @@ from wasmtime import component as wc
 from dataflare_host.wasm.sandbox._charged_time import Stopwatch
 from dataflare_host.wasm.sandbox.child._output import OUTPUT_CAP_BYTES, GuestOutput
 from dataflare_host.wasm.sandbox.child._wasmtime_engine import ComponentError, WasmtimeEngine
+from dataflare_host.wasm.sandbox.plugin_sources import GUEST_FOLDER
 from dataflare_host.wasm.sandbox.protocol import GuestRecord, GuestVariant
 
 __all__ = ["OUTPUT_CAP_BYTES", "GuestInstance", "GuestTrap", "plain"]
@@ -58,7 +59,9 @@ class GuestInstance:
     the host speaks; a component exporting another version is refused before
     anything of it runs. What the guest prints goes to FIFOs in ``capture``, a
     folder made here (no directory of the host is visible to the guest), read as
-    it is printed and capped; :meth:`drain_output` hands it over after every request. Raises
+    it is printed and capped; :meth:`drain_output` hands it over after every request.
+    ``sources`` is the folder of a Python plugin's own files, which the guest sees
+    read-only at :data:`GUEST_FOLDER` (None: the component holds its plugin). Raises
     :class:`ComponentError` for a component that is not a plugin of this
     contract. The time limit is the host's: it kills this process when a
     request overruns (a start function that never returns included).
@@ -73,6 +76,7 @@ class GuestInstance:
         label: str,
         interface: str,
         capture: Path,
+        sources: Path | None = None,
     ) -> None:
         self._label = label
         # A new folder (inside the process's private scratch folder, which the
@@ -81,7 +85,11 @@ class GuestInstance:
         self._capture = capture
         self._output = GuestOutput(capture)
         self.store = wasmtime.Store(shared.engine)
-        wasi = wasmtime.WasiConfig()  # nothing added: no dirs, no env, no args
+        wasi = wasmtime.WasiConfig()  # no env, no args; no folder but the plugin's own
+        if sources is not None:
+            # A Python plugin's own files (the component carries them beside the shared
+            # runtime), read-only: the guest imports the plugin from there.
+            wasi.preopen_dir(str(sources), GUEST_FOLDER, False)
         # FIFOs read as they fill, not stdout_custom: a custom output callback
         # crashed the interpreter at exit with wasmtime-py 50 (measured).
         wasi.stdout_file = str(self._output.stdout_path)

@@ -114,11 +114,13 @@ def _serve(scratch: str) -> None:
         ComponentError,
         wasmtime_engine,
     )
+    from dataflare_host.wasm.sandbox.plugin_sources import write_sources
 
     engine = wasmtime_engine()
     component: Any = None
+    sources: Path | None = None
     instance: GuestInstance | None = None
-    instances = 0
+    instances = loads = 0
     while True:
         try:
             request = read_frame(requests)
@@ -127,7 +129,12 @@ def _serve(scratch: str) -> None:
         op = request[0]
         try:
             if op == "load":
-                component, compiled = engine.load(Path(request[1]), Path(request[2]))
+                loaded = engine.load(Path(request[1]), Path(request[2]))
+                component, compiled, sources = loaded.component, loaded.compiled, None
+                if loaded.sources is not None:
+                    loads += 1
+                    sources = Path(scratch) / f"sources-{loads}"
+                    write_sources(loaded.sources, sources)
                 reply: tuple[Any, ...] = ("ok", None if compiled is None else str(compiled), [])
             elif op == "instantiate":
                 _, memory_bytes, time_limit_s, label, interface = request
@@ -137,7 +144,14 @@ def _serve(scratch: str) -> None:
                 instances += 1
                 capture = Path(scratch) / str(instances)
                 instance = GuestInstance(
-                    engine, component, memory_bytes, time_limit_s, label, interface, capture
+                    engine,
+                    component,
+                    memory_bytes,
+                    time_limit_s,
+                    label,
+                    interface,
+                    capture,
+                    sources,
                 )
                 reply = ("ok", None, instance.drain_output())
             elif op == "call":

@@ -2,8 +2,9 @@
 
 Runs in the sandbox process. Compiling a component takes seconds (CPython is
 inside it); a compiled artifact loads far faster. Artifacts are cached on disk,
-keyed by the component's hash, the wasmtime version and the engine
-configuration, because an artifact is only valid for the exact engine that
+keyed by the hash of the component's code (a Python plugin's sources
+section excluded, see :mod:`..plugin_sources`), the wasmtime version and the
+engine configuration, because an artifact is only valid for the exact engine that
 produced it. The host names the cache folder in its request and keeps the
 folder's size down itself (it evicts after a compile), so this module needs
 nothing of the host.
@@ -28,9 +29,15 @@ import wasmtime
 from wasmtime import component as wc
 
 from dataflare_host._ownership import FIX, untrusted
+from dataflare_host.wasm.sandbox.plugin_sources import (
+    PluginSources,
+    SourcesError,
+    read_sources,
+    split_sources,
+)
 from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS
 
-__all__ = ["ComponentError", "Loaded", "WasmtimeEngine", "wasmtime_engine"]
+__all__ = ["ComponentError", "Loaded", "WasmtimeEngine", "compile_key", "wasmtime_engine"]
 
 _ENGINE_CONFIG = "epoch_interruption=0;cranelift_opt=speed"  # must match WasmtimeEngine's Config
 
@@ -75,6 +82,8 @@ class Loaded(NamedTuple):
 
     component: wc.Component
     compiled: Path | None
+    sources: PluginSources | None
+    """A Python plugin's files, which the guest reads from a folder (None: all inside)."""
 
 
 class WasmtimeEngine:
@@ -105,6 +114,7 @@ class WasmtimeEngine:
         component.
         """
         key, data = _artifact_key(path, cache_root / "keys")
+        sources = _sources(path)
         compiled: Path | None = None
         with self._lock:
             component = self._components.get(key)
@@ -116,12 +126,12 @@ class WasmtimeEngine:
                     # compiled are the bytes hashed here: had the file changed since
                     # its stat, its old key must not name the new code.
                     data = _read(path)
-                    key = _key_of(data)
+                    key = _key_of(_code(data, path))
                 artifact = cache_root / "compiled" / f"{key}.cwasm"
-                component, written = self._compile(path, data, artifact)
+                component, written = self._compile(path, _code(data, path), artifact)
                 compiled = artifact if written else None
             self._components[key] = component
-            return Loaded(component, compiled)
+            return Loaded(component, compiled, sources)
 
     def _deserialize(self, artifact: Path) -> wc.Component | None:
         # A compiled artifact is native code: mapped only when this user wrote it
@@ -141,10 +151,12 @@ class WasmtimeEngine:
             os.utime(artifact)
         return component
 
-    def _compile(self, path: Path, data: bytes, artifact: Path) -> tuple[wc.Component, bool]:
+    def _compile(
+        self, path: Path, data: bytes | memoryview, artifact: Path
+    ) -> tuple[wc.Component, bool]:
         """The component compiled from ``data``, and whether its artifact was written."""
         try:
-            component = wc.Component(self.engine, data)
+            component = wc.Component(self.engine, bytes(data))
         except wasmtime.WasmtimeError as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
             raise ComponentError(
@@ -188,7 +200,30 @@ def _read(path: Path) -> bytes:
         raise ComponentError(f"cannot read WASM component {path}: {exc.strerror}") from exc
 
 
-def _key_of(data: bytes) -> str:
+def _code(data: bytes, path: Path) -> memoryview:
+    """The component's bytes without a Python plugin's sources: what is compiled."""
+    try:
+        length, _ = split_sources(data)
+    except SourcesError as exc:
+        raise ComponentError(f"{path} is not a valid DataFlare component: {exc}") from None
+    return memoryview(data)[:length]
+
+
+def _sources(path: Path) -> PluginSources | None:
+    try:
+        return read_sources(path)[1]
+    except SourcesError as exc:
+        raise ComponentError(f"{path} is not a valid DataFlare component: {exc}") from None
+    except OSError as exc:
+        raise ComponentError(f"cannot read WASM component {path}: {exc.strerror}") from exc
+
+
+def compile_key(path: Path) -> str:
+    """The compile-cache key of the component at ``path``, read and hashed in full."""
+    return _key_of(_code(_read(path), path))
+
+
+def _key_of(data: bytes | memoryview) -> str:
     """The compile-cache key of a component's bytes."""
     import hashlib  # loads OpenSSL: only for a file the memo does not know
 
@@ -245,7 +280,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
         if remembered == identity and len(key) == 32:
             return key, None
     data = _read(path)
-    key = _key_of(data)
+    key = _key_of(_code(data, path))
     settled = time.time_ns() - before.st_ctime_ns > RACY_WINDOW_NS
     if settled and _identity(path)[0] == identity:  # and it did not change while read
         with contextlib.suppress(OSError):

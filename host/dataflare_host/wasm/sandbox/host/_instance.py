@@ -65,12 +65,15 @@ class Instance:
     Raises :class:`ConfigurationError` when the component cannot be loaded or
     instantiated (a start function that runs past the time limit included);
     :meth:`call` raises :class:`Trap` when the guest trapped, hit a limit or had
-    to be killed.
+    to be killed. What the guest prints is logged unless ``show_output`` is false.
     """
 
-    def __init__(self, path: Path, sandbox: SandboxLimits, label: str) -> None:
+    def __init__(
+        self, path: Path, sandbox: SandboxLimits, label: str, *, show_output: bool = True
+    ) -> None:
         self._sandbox = sandbox
         self._label = label
+        self._show_output = show_output
         self._outstanding = False  # a call begun and not waited for
         self._process: SandboxProcess | None = acquire()
         try:
@@ -142,6 +145,8 @@ class Instance:
         raise ConfigurationError(answer[1])
 
     def _log(self, output: list[tuple[int, str]]) -> None:
+        if not self._show_output:
+            return
         for level, line in output:
             log.log(level, "%s: %s", self._label, escape_controls(line))
 
