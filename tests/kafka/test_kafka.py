@@ -99,6 +99,21 @@ def numbered(count: int, start: int = 0) -> Iterator[dict[str, object]]:
                "timestamp": now}
 
 
+def growing_input(
+    broker: KafkaBroker, source: str, first: int, step: int
+) -> tuple[list[int], Callable[[], None]]:
+    """``first`` numbered messages in ``source`` now; the count so far (a one-item list) and
+    a function that adds ``step`` more (a killed run's next run then has work to do)."""
+    produced = [first]
+    broker.produce(source, numbered(first))
+
+    def more_input() -> None:
+        broker.produce(source, numbered(step, start=produced[0]))
+        produced[0] += step
+
+    return produced, more_input
+
+
 # -- records ------------------------------------------------------------------------------------
 
 
@@ -253,13 +268,7 @@ def test_sigkill_then_resume(
     missing; with ``delivery: exactly_once`` a ``read_committed`` consumer sees every
     record exactly once (the output and the input offsets commit in one transaction)."""
     source, out = topic(kafka_broker, "kill-in", 3), topic(kafka_broker, "kill-out", 2)
-    produced = [6000]
-    kafka_broker.produce(source, numbered(produced[0]))
-
-    def more_input() -> None:
-        kafka_broker.produce(source, numbered(1000, start=produced[0]))
-        produced[0] += 1000
-
+    produced, more_input = growing_input(kafka_broker, source, 6000, 1000)
     pipeline = write_pipeline(
         tmp_path / f"kill-{delivery}.yaml",
         {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": delivery,

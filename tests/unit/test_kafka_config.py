@@ -41,6 +41,33 @@ def test_timeouts_must_be_positive(key: str, value: float) -> None:
     assert raised.value.setting == key
 
 
+@pytest.mark.parametrize("value", [0, 63, 2_097_152, True])
+def test_prefetch_is_bounded_and_named_when_wrong(value: int) -> None:
+    wanted = "prefetch_kb must be a whole number of KiB"
+    with pytest.raises(ConfigurationError, match=wanted) as caught:
+        KafkaSourceConfig(topic="t", prefetch_kb=value)
+    assert caught.value.setting == "prefetch_kb"
+
+
+def test_prefetch_reaches_the_client_as_its_queue_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prefetch_kb`` becomes librdkafka's bound on the one consumer queue."""
+    from dataflare_host.connectors import _kafka_source
+
+    made: list[dict[str, Any]] = []
+
+    class Stop(Exception):
+        pass
+
+    def consumer(settings: dict[str, Any]) -> None:
+        made.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(_kafka_source, "Consumer", consumer)
+    with pytest.raises(Stop):
+        KafkaSource(KafkaSourceConfig(topic="t", prefetch_kb=2048), {}).connect(None)
+    assert made[0]["queued.max.messages.kbytes"] == 2048
+
+
 def test_a_position_of_another_topic_is_refused() -> None:
     source = KafkaSource(KafkaSourceConfig(topic="orders"), {})
     source.check_position({"topic": "orders", "offsets": {"0": 5, "3": 0}})

@@ -91,12 +91,24 @@ class KafkaSourceConfig(KafkaConnection):
     else from ``start_offset`` (``earliest`` or ``latest``). The offsets are
     committed to ``group`` after each checkpoint, so Kafka's tools show the
     lag. With ``stop_when_caught_up`` the source ends once it has read every
-    partition to its end; otherwise it waits for new records.
+    partition to its end; otherwise it waits for new records. ``prefetch_kb``
+    bounds what the client fetches ahead of the pipeline, over all partitions
+    together: a slow sink holds the reading back, with any number of partitions.
     """
 
     group: str = "dataflare"
     start_offset: Literal["earliest", "latest"] = "earliest"
     stop_when_caught_up: bool = False
+    prefetch_kb: int = 16384
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if isinstance(self.prefetch_kb, bool) or not 64 <= self.prefetch_kb <= 2_097_151:
+            raise ConfigurationError(
+                f"kafka source: prefetch_kb must be a whole number of KiB from 64 to 2097151, "
+                f"got {self.prefetch_kb!r}",
+                setting="prefetch_kb",
+            )
 
 
 @attrs.frozen(kw_only=True)

@@ -120,6 +120,9 @@ class KafkaSource(Source):
                     "auto.offset.reset": config.start_offset,
                     # Only what producers committed: a transaction aborted by a crash is skipped.
                     "isolation.level": "read_committed",
+                    # The one consumer queue's bound, whatever the number of partitions
+                    # (librdkafka's default, 64 MiB, holds four times this).
+                    "queued.max.messages.kbytes": config.prefetch_kb,
                 },
             )
         )

@@ -1,0 +1,284 @@
+"""A partitioned source under the pipeline's guarantees (issue 23): a keyed aggregate over a
+4-partition topic equals the one-process result per key with two workers; SIGKILLs of
+workers and of the driver on a Kafka-to-Kafka run lose nothing and, exactly once, duplicate
+nothing; a sink throttled to 1,000 records/s keeps the run's memory flat while four
+partitions wait to be read.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kafka_broker import KafkaBroker
+from support.kills import kill_mid_run
+from support.record_files import read_records
+from test_kafka import growing_input, kafka_sink, run, topic, values, write_pipeline
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "guest_examples"
+
+
+# -- a keyed aggregate ----------------------------------------------------------------------------
+
+
+def purchases(count: int) -> Iterator[dict[str, object]]:
+    """``count`` purchases of 29 users, keyed by user (so each user's are in one partition)."""
+    for n in range(count):
+        user = f"user-{n * 7 % 29}"
+        yield {"key": user.encode(), "value": json.dumps({"amount": n % 11}).encode()}
+
+
+def keyed_sums(
+    exe: Path, folder: Path, broker: KafkaBroker, source: str, workers: int
+) -> dict[str, list[int]]:
+    """Per key, the running sums the aggregate emitted, in order, from a run with ``workers``."""
+    folder.mkdir()
+    pipeline = write_pipeline(
+        folder / "sums.yaml",
+        {
+            "bootstrap_servers": broker.bootstrap,
+            "topic": source,
+            "group": f"sums-{workers}",
+            "stop_when_caught_up": True,
+        },
+        {"plugin_type": "file", "connection": {"path": "out.records", "format": "records"}},
+        top={"workers": workers},
+    )
+    doc = yaml.safe_load(pipeline.read_text())
+    doc["processors"] = [
+        {
+            "id": "total",
+            "type": "plugin",
+            "config": {
+                "plugin_type": "aggregate",
+                "plugin_path": str(EXAMPLES / "sum_aggregate.py"),
+                "partition_by": "key",
+            },
+        }
+    ]
+    pipeline.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert (done := run(exe, pipeline)).returncode == 0, done.stderr
+    per_key: dict[str, list[int]] = collections.defaultdict(list)
+    for record in read_records(folder / "out.records"):
+        assert record.key is not None
+        per_key[record.key.decode()].append(json.loads(record.value))
+    return dict(per_key)
+
+
+def test_a_keyed_aggregate_over_four_partitions_equals_one_process_per_key(
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+) -> None:
+    source = topic(kafka_broker, "sums-in", 4)
+    kafka_broker.produce(source, purchases(4000))
+    expected: dict[str, list[int]] = collections.defaultdict(list)
+    for message in purchases(4000):
+        sums = expected[message["key"].decode()]  # type: ignore[attr-defined]
+        amount = json.loads(message["value"])["amount"]  # type: ignore[arg-type]
+        sums.append((sums[-1] if sums else 0) + amount)
+    one = keyed_sums(dataflare_exe, tmp_path / "one", kafka_broker, source, workers=1)
+    two = keyed_sums(dataflare_exe, tmp_path / "two", kafka_broker, source, workers=2)
+    assert one == dict(expected)  # per key, the partition's order
+    assert two == one
+
+
+# -- SIGKILLs of workers and of the driver --------------------------------------------------------
+
+
+UNHURRIED = """
+import time
+
+import dataflare
+
+
+@dataflare.map
+def unhurried(record):
+    time.sleep(0.001)
+    return record
+"""
+
+
+def worker_pids(driver: int) -> list[int]:
+    """The driver's worker processes (spawned by multiprocessing, not its resource tracker)."""
+    pids = []
+    try:
+        tasks = list(Path(f"/proc/{driver}/task").iterdir())
+    except OSError:
+        return []  # the driver ended
+    for task in tasks:
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    workers = []
+    for pid in pids:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+        except OSError:
+            continue
+    return workers
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_sigkills_of_workers_and_the_driver_lose_and_duplicate_nothing(
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path, delivery: str
+) -> None:
+    """Five rounds, each a worker SIGKILLed mid-run and, once the output grew again, the driver
+    SIGKILLed: ten kills, then a run to the end. The engine starts a new worker in place of a
+    killed one and sends its batch again (the driver keeps the sources, the sinks and the
+    transaction); a ``read_committed`` reader then sees every record, and exactly once under
+    ``delivery: exactly_once``."""
+    source, out = topic(kafka_broker, "wkill-in", 4), topic(kafka_broker, "wkill-out", 2)
+    produced, more_input = growing_input(kafka_broker, source, 8000, 2000)
+    pipeline = write_pipeline(
+        tmp_path / f"wkill-{delivery}.yaml",
+        {
+            "bootstrap_servers": kafka_broker.bootstrap,
+            "topic": source,
+            "group": delivery,
+            "stop_when_caught_up": True,
+        },
+        kafka_sink(kafka_broker, out),
+        processors=["uppercase_map"],
+        top={"delivery": delivery, "workers": 2},
+    )
+    # A millisecond per record in the workers: a run lasts seconds, so kills land mid-run.
+    (tmp_path / "unhurried.py").write_text(UNHURRIED)
+    doc = yaml.safe_load(pipeline.read_text())
+    doc["processors"].append(
+        {
+            "id": "unhurried",
+            "type": "plugin",
+            "config": {"plugin_type": "map", "plugin_path": "unhurried.py"},
+        }
+    )
+    pipeline.write_text(yaml.safe_dump(doc, sort_keys=False))
+    written = lambda: sum(kafka_broker.end_offsets(out))  # noqa: E731
+    worker_kills: list[int] = []
+
+    def kill_a_worker_first(_round: int, driver: subprocess.Popen[bytes]) -> None:
+        workers = worker_pids(driver.pid)
+        if driver.poll() is not None or not workers:
+            return
+        os.kill(random.Random(len(worker_kills)).choice(workers), signal.SIGKILL)
+        worker_kills.append(1)
+        # The driver is killed once the run wrote again: after the engine replaced the worker.
+        before = written()
+        while driver.poll() is None and written() <= before:
+            time.sleep(0.01)
+
+    kill_mid_run(
+        [str(dataflare_exe), "run", "--quiet", str(pipeline)],
+        pipeline.parent,
+        written,
+        kills=5,
+        rng=random.Random(5),
+        pause_s=0.3,
+        more_input=more_input,
+        budget_s=200,
+        aim=kill_a_worker_first,
+        poll_s=0.01,
+    )
+    assert len(worker_kills) >= 3, "the runs ended before their workers could be killed"
+    seen = collections.Counter(values(kafka_broker.consume_all(out)))
+    expected = {json.dumps({"n": n}).upper().encode() for n in range(produced[0])}
+    assert set(seen) == expected  # nothing missing, nothing else
+    if delivery == "exactly_once":
+        assert max(seen.values()) == 1, [v for v, c in seen.items() if c > 1][:5]
+
+
+# -- backpressure ---------------------------------------------------------------------------------
+
+THROTTLED_SINK = """
+import time
+
+from dataflare_host.connectors import Sink
+
+
+class Throttled(Sink):
+    '''Takes at most 1,000 records a second and notes how many it took.'''
+
+    def connect(self):
+        self.started = time.monotonic()
+        self.taken = 0
+
+    def write(self, records):
+        self.taken += len(records)
+        late = self.started + self.taken / 1000 - time.monotonic()
+        if late > 0:
+            time.sleep(late)
+        with open("taken", "w") as note:
+            note.write(str(self.taken))
+
+    def flush(self):
+        pass
+"""
+
+
+def rss_kb(pid: int) -> int:
+    """The process's resident set size, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.slow
+def test_a_throttled_sink_keeps_memory_flat_under_four_partitions(
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+) -> None:
+    """The topic holds more than the source may fetch ahead (``prefetch_kb``, 16 MiB by
+    default): for 60 s the sink takes 1,000 records/s, the reading waits on it, and the
+    run's RSS after its first 20 s grows by less than 8 MiB."""
+    source = topic(kafka_broker, "slow-in", 4)
+    count = 200_000
+    padding = "x" * 150
+    kafka_broker.produce(
+        source,
+        (
+            {"key": f"k{n % 97}".encode(), "value": json.dumps({"n": n, "pad": padding}).encode()}
+            for n in range(count)
+        ),
+    )
+    (tmp_path / "throttled.py").write_text(THROTTLED_SINK)
+    pipeline = write_pipeline(
+        tmp_path / "slow.yaml",
+        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": "slow"},
+        {"plugin_type": "sink", "plugin_path": "throttled.py"},
+        processors=["uppercase_map"],
+    )
+    driver = subprocess.Popen(
+        [str(dataflare_exe), "run", "--quiet", str(pipeline)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    samples: list[tuple[int, int]] = []
+    try:
+        while not (tmp_path / "taken").exists():
+            assert driver.poll() is None, driver.communicate()[1].decode()
+            time.sleep(0.05)
+        taken_at_start = int((tmp_path / "taken").read_text() or 0)
+        for second in range(60):
+            assert driver.poll() is None, driver.communicate()[1].decode()
+            samples.append((second, rss_kb(driver.pid)))
+            time.sleep(1.0)
+        taken = int((tmp_path / "taken").read_text() or 0)
+    finally:
+        driver.send_signal(signal.SIGTERM)
+        _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 0, stderr.decode()
+    # The sink set the pace: it took records all along and far fewer than the topic holds.
+    assert taken_at_start < taken < count // 2, (taken_at_start, taken)
+    warm = max(rss for second, rss in samples if second < 20)
+    later = max(rss for second, rss in samples if second >= 20)
+    assert later - warm < 8 * 1024, samples
