@@ -7,19 +7,25 @@ resources on a 2-core machine.
 
 from __future__ import annotations
 
+import collections
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "pipelines"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "kafka"))
+from kafka_broker import KafkaBroker, build
 from support.servers import PostgresServer
 from test_workers import (
     FILTER_MAP,
     add_upsert_sink,
     assert_upserted,
+    document,
     even_running_sums,
     expected_filter_map,
     filter_map_held,
@@ -95,3 +101,64 @@ def test_ray_actors_killed_mid_run_lose_nothing_and_upsert_exactly(
     assert outputs(tmp_path) == expected_filter_map(count)
     assert int(summary.engine.split(", ")[-1].split()[0]) >= 10
     assert_upserted(postgres_server, dsn, count)
+
+
+def test_ray_actors_killed_on_a_kafka_to_kafka_run_deliver_exactly_once(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """Ten actors SIGKILLed mid-run while a 4-partition topic goes through the filter and the
+    map into another topic with ``delivery: exactly_once``: a ``read_committed`` reader sees
+    every expected record, each once (the driver keeps the source, the sink and the
+    transaction; a killed actor's batch is sent again to its replacement). The broker is
+    this test's own (the Ray cluster's tests run in one pytest worker, the broker's in
+    another)."""
+    build()
+    broker = KafkaBroker(tmp_path / "broker")
+    broker.start()
+    try:
+        source, out = "ray-in", "ray-out"
+        broker.create_topic(source, 4)
+        broker.create_topic(out, 2)
+        count = 100_000
+        broker.produce(
+            source,
+            (
+                {
+                    "key": document(i)["user"].encode(),
+                    "value": json.dumps(document(i), separators=(",", ":")).encode(),
+                }
+                for i in range(count)
+            ),
+        )
+        held = tmp_path / "held"
+        file = pipeline_file(tmp_path, filter_map_held(held), workers="2", engine="ray", batch=500)
+        doc = yaml.safe_load(file.read_text())
+        doc["delivery"] = "exactly_once"
+        doc["sources"][0]["config"] = {
+            "plugin_type": "kafka",
+            "connection": {
+                "bootstrap_servers": broker.bootstrap,
+                "topic": source,
+                "group": "ray",
+                "stop_when_caught_up": True,
+            },
+        }
+        doc["sinks"] = [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "kafka",
+                    "connection": {"bootstrap_servers": broker.bootstrap, "topic": out},
+                },
+            }
+        ]
+        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        summary = run_killing_ten(file, within_s=150, every_s=0.3, held=held)
+        assert int(summary.engine.split(", ")[-1].split()[0]) >= 10
+        seen = [json.loads(m.value()) for m in broker.consume_all(out)]  # type: ignore[attr-defined]
+    finally:
+        broker.stop()
+    once = collections.Counter(document["id"] for document in seen)
+    assert max(once.values()) == 1, [i for i, c in once.items() if c > 1][:5]
+    assert sorted(seen, key=lambda d: d["id"]) == expected_filter_map(count)
