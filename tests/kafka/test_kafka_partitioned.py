@@ -14,12 +14,14 @@ import random
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from kafka_broker import KafkaBroker
+from kafka_broker import KafkaBroker, free_port
 from support.kills import kill_mid_run
 from support.record_files import read_records
 from test_kafka import growing_input, kafka_sink, run, topic, values, write_pipeline
@@ -224,6 +226,27 @@ class Throttled(Sink):
 """
 
 
+def partition_gauges(port: int) -> dict[str, Any]:
+    """The source's lag from ``/metrics``: its total and, per partition, (lag, position)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    found: dict[str, Any] = {"total": None, "partitions": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            partition = sample.labels.get("partition")
+            if sample.name == "dataflare_source_lag_offsets":
+                found["total"] = int(sample.value)
+            elif sample.name == "dataflare_source_partition_lag_offsets":
+                position = found["partitions"].get(partition, (0, 0))[1]
+                found["partitions"][partition] = (int(sample.value), position)
+            elif sample.name == "dataflare_source_partition_position_offsets":
+                lag = found["partitions"].get(partition, (0, 0))[0]
+                found["partitions"][partition] = (lag, int(sample.value))
+    return found
+
+
 def rss_kb(pid: int) -> int:
     """The process's resident set size, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -238,7 +261,8 @@ def test_a_throttled_sink_keeps_memory_flat_under_four_partitions(
 ) -> None:
     """The topic holds more than the source may fetch ahead (``prefetch_kb``, 16 MiB by
     default): for 60 s the sink takes 1,000 records/s, the reading waits on it, and the
-    run's RSS after its first 20 s grows by less than 8 MiB."""
+    run's RSS after its first 20 s grows by less than 8 MiB. Scraped meanwhile, the metrics
+    give each partition's lag and position; the summary at the stop shows them too."""
     source = topic(kafka_broker, "slow-in", 4)
     count = 200_000
     padding = "x" * 150
@@ -256,8 +280,9 @@ def test_a_throttled_sink_keeps_memory_flat_under_four_partitions(
         {"plugin_type": "sink", "plugin_path": "throttled.py"},
         processors=["uppercase_map"],
     )
+    port = free_port()
     driver = subprocess.Popen(
-        [str(dataflare_exe), "run", "--quiet", str(pipeline)],
+        [str(dataflare_exe), "run", "--quiet", "--metrics-port", str(port), str(pipeline)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -271,14 +296,31 @@ def test_a_throttled_sink_keeps_memory_flat_under_four_partitions(
         for second in range(60):
             assert driver.poll() is None, driver.communicate()[1].decode()
             samples.append((second, rss_kb(driver.pid)))
+            if second == 10:
+                lags = partition_gauges(port)
             time.sleep(1.0)
         taken = int((tmp_path / "taken").read_text() or 0)
     finally:
         driver.send_signal(signal.SIGTERM)
         _, stderr = driver.communicate(timeout=60)
     assert driver.returncode == 0, stderr.decode()
+    # The summary printed at the stop says what the source had left, partition by partition.
+    left = [
+        cells[-1]
+        for cells in (
+            [c.strip() for c in row.split("│")[1:-1]] for row in stderr.decode().splitlines()
+        )
+        if len(cells) == 9 and cells[-1]
+    ]
+    assert left[0].endswith(" offsets"), left
+    assert sorted(line.split()[0] for line in left[1:]) == ["p0", "p1", "p2", "p3"], left
     # The sink set the pace: it took records all along and far fewer than the topic holds.
     assert taken_at_start < taken < count // 2, (taken_at_start, taken)
+    # Mid-run, the metrics showed each partition's lag and position, which add up to the
+    # topic's end, and their total as the source's lag.
+    assert sorted(lags["partitions"]) == ["0", "1", "2", "3"], lags
+    assert sum(lag + position for lag, position in lags["partitions"].values()) == count
+    assert lags["total"] == sum(lag for lag, _ in lags["partitions"].values()) > 0
     warm = max(rss for second, rss in samples if second < 20)
     later = max(rss for second, rss in samples if second >= 20)
     assert later - warm < 8 * 1024, samples

@@ -13,11 +13,12 @@ def line_of(text: str, needle: str) -> int:
 
 
 def summary_rows(text: str) -> dict[str, list[str]]:
-    """The rows of a printed summary table, by stage name."""
+    """The rows of a printed summary table, by stage name (a source's further lines of what
+    it has left, one per partition, have no stage name: they are not rows)."""
     rows = {}
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if len(cells) == 8:
+        if len(cells) == 9 and cells[0]:
             rows[cells[0]] = cells
     return rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -280,3 +281,85 @@ def test_dead_letters_are_logged_as_summaries_not_one_line_each(
         counted += int(match.group(1).replace(",", ""))
     assert counted == 199
     assert len(lines) < 10
+
+
+def test_a_partitioned_source_has_lag_and_position_per_partition() -> None:
+    """A source whose backlog names partitions (the Kafka source's) gets one lag and one
+    position series per partition beside its total lag."""
+    from dataflare_host.connectors import Backlog, PartitionLag
+    from dataflare_host.pipeline._stats import StageStats
+
+    server = MetricsServer(0, pipeline="topics")
+    try:
+        stage = StageStats("in", "source", "kafka")
+        stage.backlog = Backlog(7, "offsets", (PartitionLag("0", 5, 120), PartitionLag("1", 2, 98)))
+        server.update([stage])
+        samples = scrape(server.port)
+    finally:
+        server.close()
+    labels = 'pipeline="topics",role="source",stage="in"'
+    assert samples[f"dataflare_source_lag_offsets{{{labels}}}"] == 7
+    for partition, lag, position in (("0", 5, 120), ("1", 2, 98)):
+        named = f'{{partition="{partition}",{labels}}}'
+        assert samples[f"dataflare_source_partition_lag_offsets{named}"] == lag
+        assert samples[f"dataflare_source_partition_position_offsets{named}"] == position
+
+
+def test_the_progress_shows_what_a_partitioned_source_has_left() -> None:
+    """The plain progress line and the summary table give the source's total lag and its
+    partitions furthest behind (at most four, then how many more), with their positions."""
+    from rich.console import Console
+
+    from dataflare_host.cli._progress import progress_line, summary_table
+    from dataflare_host.connectors import Backlog, PartitionLag
+    from dataflare_host.pipeline._stats import StageStats
+
+    stage = StageStats("in", "source", "kafka", records_out=300)
+    parts = tuple(PartitionLag(str(p), lag, 100 + p) for p, lag in enumerate((4, 9, 0, 7, 1, 3)))
+    stage.backlog = Backlog(24, "offsets", parts)
+    line = progress_line("topics", [stage])
+    assert line.endswith(
+        "rec/s, 24 offsets left: p1 9 at 101, p3 7 at 103, p0 4 at 100, p5 3 at 105, +2 partitions)"
+    ), line
+    console = Console(width=120, file=io.StringIO(), color_system=None)
+    console.print(summary_table([stage], "topics"))
+    printed = console.file.getvalue()  # type: ignore[attr-defined]
+    left = [
+        cells[-1]
+        for cells in (
+            [cell.strip() for cell in row.split("│")[1:-1]] for row in printed.splitlines()
+        )
+        if len(cells) == 9
+    ]
+    assert left[:6] == [
+        "24 offsets",
+        "p1 9 at 101",
+        "p3 7 at 103",
+        "p0 4 at 100",
+        "p5 3 at 105",
+        "+2 partitions",
+    ]
+
+
+def test_json_progress_carries_what_a_source_has_left() -> None:
+    """``--log-format json`` progress: a source's ``left``, with its partitions when it has
+    them; a stage that cannot tell has no ``left`` at all."""
+    from dataflare_host.cli._run_output import stage_fields
+    from dataflare_host.connectors import Backlog, PartitionLag
+    from dataflare_host.pipeline._stats import StageStats
+
+    topic = StageStats("in", "source", "kafka")
+    topic.backlog = Backlog(3, "offsets", (PartitionLag("0", 3, 40),))
+    files = StageStats("files", "source", "file")
+    files.backlog = Backlog(2048, "bytes")
+    mapped = StageStats("m", "processor", "map")
+    fields = {
+        row["stage"]: row for row in json.loads(json.dumps(stage_fields([topic, files, mapped])))
+    }
+    assert fields["in"]["left"] == {
+        "amount": 3,
+        "unit": "offsets",
+        "partitions": [{"partition": "0", "lag": 3, "position": 40}],
+    }
+    assert fields["files"]["left"] == {"amount": 2048, "unit": "bytes"}
+    assert "left" not in fields["m"]

@@ -15,7 +15,14 @@ from dataflare_host._text import one_line
 from dataflare_host.pipeline._runner import RunSummary
 from dataflare_host.pipeline._stats import StageStats
 
-__all__ = ["RichProgress", "progress_line", "summary_table", "summary_title", "terminal_width"]
+__all__ = [
+    "RichProgress",
+    "left_to_read",
+    "progress_line",
+    "summary_table",
+    "summary_title",
+    "terminal_width",
+]
 
 
 def summary_title(summary: RunSummary, loading_s: float = 0.0) -> str:
@@ -26,10 +33,41 @@ def summary_title(summary: RunSummary, loading_s: float = 0.0) -> str:
     return f"{summary.name}: {summary.status} in {total:.1f} s{loading}{resumed}"
 
 
+_SHOWN_PARTITIONS = 4
+
+
+def left_to_read(stage: StageStats) -> list[str]:
+    """What a source has left (lines: the total, then the partitions furthest behind, each
+    with its lag and next offset); nothing for a stage that is not a source or cannot tell.
+
+    >>> from dataflare_host.connectors import Backlog, PartitionLag
+    >>> src = StageStats("in", "source", "kafka")
+    >>> src.backlog = Backlog(7, "offsets", (PartitionLag("0", 2, 98), PartitionLag("1", 5, 120)))
+    >>> left_to_read(src)
+    ['7 offsets', 'p1 5 at 120', 'p0 2 at 98']
+    """
+    backlog = stage.backlog if stage.role == "source" else None
+    if backlog is None:
+        return []
+    if backlog.unit == "bytes":
+        total = f"{backlog.amount / 2**20:,.1f} MiB"
+    else:
+        total = f"{backlog.amount:,} offsets"
+    behind = sorted(backlog.partitions, key=lambda part: (-part.lag, part.partition))
+    lines = [total] + [
+        f"p{part.partition} {part.lag:,} at {part.position:,}"
+        for part in behind[:_SHOWN_PARTITIONS]
+    ]
+    if len(behind) > _SHOWN_PARTITIONS:
+        lines.append(f"+{len(behind) - _SHOWN_PARTITIONS} partitions")
+    return lines
+
+
 def summary_table(stats: Sequence[StageStats], title: str) -> Table:
-    """One row per stage: records in, out, filtered, errored, and the rate."""
+    """One row per stage: records in, out, filtered, errored, the rate, and what a source
+    has left to read."""
     table = Table(title=title, title_justify="left")
-    for column in ("stage", "role", "kind", "in", "out", "filtered", "errored", "rec/s"):
+    for column in ("stage", "role", "kind", "in", "out", "filtered", "errored", "rec/s", "left"):
         table.add_column(
             column, justify="right" if column not in ("stage", "role", "kind") else "left"
         )
@@ -44,6 +82,7 @@ def summary_table(stats: Sequence[StageStats], title: str) -> Table:
             f"{stage.filtered:,}",
             f"{stage.errored:,}",
             f"{stage.rate():,.0f}",
+            "\n".join(left_to_read(stage)),
         )
     return table
 
@@ -64,7 +103,11 @@ def progress_line(name: str, stats: Sequence[StageStats]) -> str:
             else f"{stage.records_in:,}->{stage.records_out:,}"
         )
         errored = f", {stage.errored:,} errored" if stage.errored else ""
-        parts.append(f"{stage.stage} {counts}{errored} ({stage.rate():,.0f} rec/s)")
+        left = left_to_read(stage)
+        behind = ""
+        if left:
+            behind = f", {left[0]} left" + (f": {', '.join(left[1:])}" if left[1:] else "")
+        parts.append(f"{stage.stage} {counts}{errored} ({stage.rate():,.0f} rec/s{behind})")
     return f"{name}: " + "; ".join(parts)
 
 

@@ -41,7 +41,8 @@ def say_error(message: str) -> None:
 
 
 def stage_fields(stats: Sequence[StageStats]) -> list[dict[str, Any]]:
-    """Each stage's counters as a JSON-ready mapping (the summary table's columns)."""
+    """Each stage's counters as a JSON-ready mapping (the summary table's columns; ``left``
+    only for a source that can tell what it has left)."""
     return [
         {
             "stage": stage.stage,
@@ -52,9 +53,23 @@ def stage_fields(stats: Sequence[StageStats]) -> list[dict[str, Any]]:
             "filtered": stage.filtered,
             "errored": stage.errored,
             "rate": round(stage.rate(), 1),
+            **_left(stage),
         }
         for stage in stats
     ]
+
+
+def _left(stage: StageStats) -> dict[str, Any]:
+    backlog = stage.backlog if stage.role == "source" else None
+    if backlog is None:
+        return {}
+    left: dict[str, Any] = {"amount": backlog.amount, "unit": backlog.unit}
+    if backlog.partitions:
+        left["partitions"] = [
+            {"partition": part.partition, "lag": part.lag, "position": part.position}
+            for part in backlog.partitions
+        ]
+    return {"left": left}
 
 
 class JsonProgress:

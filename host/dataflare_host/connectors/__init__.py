@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING
 
 from dataflare_host._lazy import lazy_attributes as _lazy_attributes
 
-from ._base import Backlog, NoConnection, Position, Rejected, Sink, Source, SourceBatch
+from ._base import (
+    Backlog,
+    NoConnection,
+    PartitionLag,
+    Position,
+    Rejected,
+    Sink,
+    Source,
+    SourceBatch,
+)
 from ._deferred import DeferredRecords
 from ._file_config import FileSinkConfig, FileSourceConfig
 from ._file_sink import FileSink, JoinedValues
@@ -49,6 +58,7 @@ __all__ = [
     "SINK_GROUP",
     "SOURCE_GROUP",
     "Backlog",
+    "PartitionLag",
     "ConnectorRegistry",
     "DeferredRecords",
     "ElasticsearchSink",

@@ -30,12 +30,24 @@ class SourceBatch:
 
 
 @attrs.frozen
+class PartitionLag:
+    """One partition of a partitioned log: how far behind its end the source is (``lag``,
+    in offsets) and the next offset it will read (``position``)."""
+
+    partition: str
+    lag: int
+    position: int
+
+
+@attrs.frozen
 class Backlog:
     """What a source has not read yet: ``amount`` in ``unit`` (``bytes`` of input files,
-    ``offsets`` of a log such as a stream or a topic). Feeds the lag metrics."""
+    ``offsets`` of a log such as a stream or a topic), and for a partitioned log each
+    partition's share (``partitions``). Feeds the lag metrics."""
 
     amount: int
     unit: Literal["bytes", "offsets"]
+    partitions: tuple[PartitionLag, ...] = ()
 
 
 @attrs.frozen

@@ -35,7 +35,7 @@ from confluent_kafka import (
 
 from dataflare import PluginError, PluginIOError, Record
 
-from ._base import Position, Source, SourceBatch
+from ._base import Backlog, PartitionLag, Position, Source, SourceBatch
 from ._kafka_config import (
     BrokerWatch,
     KafkaSourceConfig,
@@ -209,6 +209,29 @@ class KafkaSource(Source):
         elif self._watch.down_for() > self._watch.timeout_s:
             self._probe()
         return SourceBatch(records, self._position())
+
+    def backlog(self) -> Backlog | None:
+        """Offsets left in each partition: its end as the last fetch saw it (no round trip)
+        minus the next offset to read; none once the partition was read to its end."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        partitions = []
+        for partition, position in sorted(self._next.items()):
+            if partition in self._at_end:
+                lag = 0
+            else:
+                try:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(self.config.topic, partition), cached=True
+                    )
+                except KafkaException:
+                    return None
+                if high < 0:  # not fetched yet: unknown
+                    return None
+                lag = max(high - position, 0)
+            partitions.append(PartitionLag(str(partition), lag, position))
+        return Backlog(sum(p.lag for p in partitions), "offsets", tuple(partitions))
 
     def _record(self, message: Message) -> Record:
         partition = message.partition()

@@ -170,13 +170,29 @@ class MetricsServer(Closing, Collector):
             "Offsets a source is behind the end of its log (log sources that know it)",
             labels=_LABELS,
         )
+        partition_lag = GaugeMetricFamily(
+            "dataflare_source_partition_lag_offsets",
+            "Offsets a partitioned log source is behind the end of each partition",
+            labels=[*_LABELS, "partition"],
+        )
+        partition_position = GaugeMetricFamily(
+            "dataflare_source_partition_position_offsets",
+            "The next offset a partitioned log source reads in each partition",
+            labels=[*_LABELS, "partition"],
+        )
         for stage in stats:
             backlog = stage.backlog if stage.role == "source" else None
             if backlog is not None:
                 family = remaining if backlog.unit == "bytes" else lag
                 family.add_metric(self._labels(stage), backlog.amount)
+                for part in backlog.partitions:
+                    labels = [*self._labels(stage), part.partition]
+                    partition_lag.add_metric(labels, part.lag)
+                    partition_position.add_metric(labels, part.position)
         yield remaining
         yield lag
+        yield partition_lag
+        yield partition_position
 
     def _health_families(self, health: RunHealth) -> Iterator[Metric]:
         now = time.time()
