@@ -1,4 +1,5 @@
-"""Whether a cache file or folder can be trusted: this user's, writable by no one else, no link.
+"""Whether a cache file or folder can be trusted: this user's, writable by no one else, no link;
+and writing a cache file so that it can be.
 
 Standard library only: a sandbox process checks the artifacts it maps with it,
 and the host checks every cache folder before it uses one. A file another user
@@ -10,10 +11,19 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["FIX", "untrusted"]
+__all__ = ["FIX", "untrusted", "write_private"]
 
 FIX = "remove it, or set DATAFLARE_CACHE_DIR to a folder of your own"
 """What to do about a refused cache path, for the end of its message."""
+
+
+def write_private(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
+    """Write a cache file that only this user can write (mode 0644 whatever the umask),
+    never through a symbolic link planted at ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o644)  # the umask may have left group write on
+        handle.write(data)
 
 
 def untrusted(path: str | os.PathLike[str], *, folder: bool) -> str | None:

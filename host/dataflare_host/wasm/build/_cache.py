@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from filelock import FileLock
 
 from dataflare import ConfigurationError
 from dataflare_host._cache import trusted_file, trusted_folder
+from dataflare_host._ownership import write_private
 from dataflare_host._waiting import waiting
 from dataflare_host.wasm.build._componentize import (
     app_module_source,
@@ -131,11 +131,23 @@ def _once(target: Path, key: str, name: str, build: Callable[[], None]) -> Path:
     return target
 
 
+@contextmanager
+def _published(target: Path) -> Iterator[Path]:
+    """A partial file beside ``target`` to build into, renamed to ``target`` if the block
+    succeeds and removed either way: whoever finds ``target`` finds it whole."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.built")
+    try:
+        yield partial
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _build(path: Path, target: Path, *, compile_now: bool) -> None:
     componentize, compile_phase = PHASES
     steps = 2 if compile_now else 1
-    partial = target.with_name(f".{target.name}.{os.getpid()}.built")
-    try:
+    # Published only once compiled: whoever finds the component finds it ready.
+    with _published(target) as partial:
         runtime = shared_runtime()
         with _phase(f"building {path.name}: {ASSEMBLE}", ASSEMBLE):
             assembled = assemble(runtime, path, partial)
@@ -145,21 +157,15 @@ def _build(path: Path, target: Path, *, compile_now: bool) -> None:
             if compile_now:
                 with _phase(f"building {path.name}: {compile_phase} (2 of 2)", compile_phase):
                     compile_for_this_host(partial)
-        # Published only once compiled: whoever finds the component finds it ready.
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _build_runtime(target: Path) -> None:
     componentize, compile_phase = RUNTIME_PHASES
-    partial = target.with_name(f".{target.name}.{os.getpid()}.built")
     bundled = bundled_runtime()
-    try:
+    with _published(target) as partial:
         if bundled.is_file():
             # The install came with it (built with the wheel): only the compile is left.
-            shutil.copyfile(bundled, partial)
-            partial.chmod(0o644)
+            write_private(partial, bundled.read_bytes())
             steps = "(1 of 1)"
         else:
             with _phase(f"{componentize}, once per host (1 of 2)", componentize):
@@ -167,9 +173,6 @@ def _build_runtime(target: Path) -> None:
             steps = "(2 of 2)"
         with _phase(f"{compile_phase} for this host {steps}", compile_phase):
             compile_for_this_host(partial)
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 @contextmanager

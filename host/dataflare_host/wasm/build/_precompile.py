@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dataflare import PluginIOError
 from dataflare_host._cache import cache_root, trusted_folder
-from dataflare_host._ownership import untrusted
+from dataflare_host._ownership import untrusted, write_private
 from dataflare_host.wasm.sandbox.host._instance import evict_compiled
 from dataflare_host.wasm.sandbox.host._process import import_roots, interpreter_flags
 from dataflare_host.wasm.sandbox.protocol import COMPILE
@@ -97,8 +97,5 @@ def remember_duration(phase: str, seconds: float) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(fd, 0o644)  # writable by this user alone, whatever the umask
-            handle.write(json.dumps(durations))
+        write_private(partial, json.dumps(durations).encode())
         partial.replace(path)

@@ -16,10 +16,10 @@ which also gives a broken plugin's error its usual words.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dataflare import PluginError
+from dataflare_host._ownership import write_private
 from dataflare_host.wasm.build._componentize import plugin_sources
 from dataflare_host.wasm.sandbox.host._instance import Instance
 from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
@@ -36,11 +36,8 @@ def assemble(runtime: Path, source: Path, target: Path) -> bool:
     found, its imports are all there); False, with ``target`` removed, when it does
     not and must be built whole.
     """
-    component = append_sources(runtime.read_bytes(), plugin_sources(source))
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(fd, 0o644)  # as a whole build's: no one else may write it
-        handle.write(component)
+    # As a whole build's: no one else may write it.
+    write_private(target, append_sources(runtime.read_bytes(), plugin_sources(source)))
     if _loads(target, source):
         return True
     target.unlink(missing_ok=True)

@@ -99,6 +99,17 @@ def _check_name(name: str) -> None:
         raise SourcesError(f"the sources section names a file outside its folder: {name!r}")
 
 
+def _section_length(tail: bytes, size: int) -> int | None:
+    """The sources section's length (trailer included) from the last bytes of a file of
+    ``size`` bytes; None when the file has no such section."""
+    if size < _TAIL or tail[-_TAIL : -_TRAILER.size] != _MAGIC:
+        return None
+    (total,) = _TRAILER.unpack(tail[-_TRAILER.size :])
+    if total > min(size, _MAX_SECTION) or total < _TAIL:
+        raise SourcesError("the sources section's length is past the file")
+    return int(total)
+
+
 def split_sources(data: bytes) -> tuple[int, PluginSources | None]:
     """How many leading bytes of ``data`` are the runtime, and the sources after them.
 
@@ -106,11 +117,9 @@ def split_sources(data: bytes) -> tuple[int, PluginSources | None]:
     runtime: ``(len(data), None)``. Raises :class:`SourcesError` for a section whose
     trailer is there but whose content is not.
     """
-    if len(data) < _TAIL or data[-_TAIL : -_TRAILER.size] != _MAGIC:
+    total = _section_length(data[-_TAIL:], len(data))
+    if total is None:
         return len(data), None
-    (total,) = _TRAILER.unpack(data[-_TRAILER.size :])
-    if total > min(len(data), _MAX_SECTION) or total < _TAIL:
-        raise SourcesError("the sources section's length is past the file")
     start = len(data) - total
     return start, _decode(data[start:-_TAIL])
 
@@ -119,15 +128,10 @@ def read_sources(path: Path) -> tuple[int, PluginSources | None]:
     """:func:`split_sources` of the file at ``path``, reading only its tail."""
     with path.open("rb") as handle:
         size = handle.seek(0, os.SEEK_END)
-        if size < _TAIL:
+        handle.seek(max(size - _TAIL, 0))
+        total = _section_length(handle.read(_TAIL), size)
+        if total is None:
             return size, None
-        handle.seek(size - _TAIL)
-        tail = handle.read(_TAIL)
-        if tail[: len(_MAGIC)] != _MAGIC:
-            return size, None
-        (total,) = _TRAILER.unpack(tail[len(_MAGIC) :])
-        if total > min(size, _MAX_SECTION) or total < _TAIL:
-            raise SourcesError("the sources section's length is past the file")
         handle.seek(size - total)
         section = handle.read(total - _TAIL)
     return size - total, _decode(section)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import wasmtime
 from wasmtime import component as wc
 
-from dataflare_host._ownership import FIX, untrusted
+from dataflare_host._ownership import FIX, untrusted, write_private
 from dataflare_host.wasm.sandbox.plugin_sources import (
     PluginSources,
     SourcesError,
@@ -114,7 +114,7 @@ class WasmtimeEngine:
         component.
         """
         key, data = _artifact_key(path, cache_root / "keys")
-        sources = _sources(path)
+        sources = _sources(path, data)
         compiled: Path | None = None
         with self._lock:
             component = self._components.get(key)
@@ -166,7 +166,7 @@ class WasmtimeEngine:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
             partial = artifact.with_name(f".{artifact.name}.{os.getpid()}.partial")
-            _write_private(partial, component.serialize())
+            write_private(partial, component.serialize())
             partial.replace(artifact)
         except OSError:
             return component, False  # an unwritable cache only costs the next run a compile
@@ -185,14 +185,6 @@ def _refuse_untrusted(path: Path) -> None:
         raise ComponentError(f"cached file {path} {problem}; refusing to use it: {FIX}")
 
 
-def _write_private(path: Path, data: bytes | bytearray) -> None:
-    """Write a new cache file only this user can write, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(fd, 0o644)  # the umask may have left group write on
-        handle.write(data)
-
-
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -202,16 +194,17 @@ def _read(path: Path) -> bytes:
 
 def _code(data: bytes, path: Path) -> memoryview:
     """The component's bytes without a Python plugin's sources: what is compiled."""
-    try:
-        length, _ = split_sources(data)
-    except SourcesError as exc:
-        raise ComponentError(f"{path} is not a valid DataFlare component: {exc}") from None
-    return memoryview(data)[:length]
+    return memoryview(data)[: _split(path, data)[0]]
 
 
-def _sources(path: Path) -> PluginSources | None:
+def _sources(path: Path, data: bytes | None) -> PluginSources | None:
+    """A Python plugin's files: from ``data`` when the file was read, else its tail."""
+    return _split(path, data)[1]
+
+
+def _split(path: Path, data: bytes | None) -> tuple[int, PluginSources | None]:
     try:
-        return read_sources(path)[1]
+        return read_sources(path) if data is None else split_sources(data)
     except SourcesError as exc:
         raise ComponentError(f"{path} is not a valid DataFlare component: {exc}") from None
     except OSError as exc:
@@ -286,7 +279,7 @@ def _artifact_key(path: Path, folder: Path) -> tuple[str, bytes | None]:
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
             partial = memo.with_name(f".{memo.name}.{os.getpid()}.partial")
-            _write_private(partial, f"{identity}\n{key}".encode())
+            write_private(partial, f"{identity}\n{key}".encode())
             partial.replace(memo)
             _prune(folder)
     return key, data
