@@ -361,7 +361,7 @@ def _wasm_breakdown(batches: Sequence[Sequence[Any]], n: int) -> None:
         t_call, _ = _timed(lambda: [plugin.process(batch) for batch in batches])
     finally:
         plugin.close()
-    t_encode, encoded = _timed(lambda: [encode_request(batch) for batch in batches])
+    t_encode, encoded = _timed(lambda: [encode_request(batch, parsed=True) for batch in batches])
     texts = [e.decode("latin-1") for e in encoded]
     t_decode, decoded = _timed(lambda: [decode_request(text) for text in texts])
     guest = Dispatcher(import_plugin_module(FILTER), PARAMS)

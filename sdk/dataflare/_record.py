@@ -38,14 +38,9 @@ def _freeze_metadata(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(frozen)
 
 
-def _metadata_repr(metadata: Mapping[str, str]) -> str:
-    return repr(dict(metadata))
-
-
 def _type_error(name: str, expected: str, got: object) -> TypeError:
-    return TypeError(
-        f"Record {name!r} must be {expected} (got {got!r} that is a {type(got).__name__})."
-    )
+    got_text = f"{got!r} that is a {type(got).__name__}"
+    return TypeError(f"Record {name!r} must be {expected} (got {got_text}).")
 
 
 class _ParsedValue:
@@ -75,7 +70,10 @@ class Record(_ParsedValue):
     key: bytes | None = None
     timestamp: int | None = None
     metadata: Mapping[str, str] = attrs.field(
-        default=_EMPTY_METADATA, converter=_freeze_metadata, repr=_metadata_repr, hash=False
+        default=_EMPTY_METADATA,
+        converter=_freeze_metadata,
+        repr=lambda metadata: repr(dict(metadata)),
+        hash=False,
     )
     offset: int = 0
 
@@ -144,7 +142,10 @@ class Record(_ParsedValue):
         """
         parsed = getattr(self, "_parsed", _NOT_KEPT)
         if parsed is not _NOT_KEPT and _took_parsed(self):
-            return parsed
+            if type(parsed) is tuple:  # in the WASM guest: (the host's parsed column, index)
+                parsed = parsed[0].item(parsed[1])
+            if parsed is not ...:  # json.loads makes neither: ... marks a value never parsed
+                return parsed
         # Outside any handler: a failure carries no context of ours (in WASM: a fast path).
         return json.loads(self.value)
 
@@ -173,8 +174,7 @@ class Record(_ParsedValue):
             # can change it), so copying and re-checking it as attrs.evolve
             # would is wasted; the fields that may change get __init__'s checks.
             record = _new_record(Record)
-            value = changes.get("value", self.value)
-            _set_value(record, value)
+            _set_value(record, value := changes.get("value", self.value))
             _set_key(record, changes.get("key", self.key))
             _set_timestamp(record, changes.get("timestamp", self.timestamp))
             _copy_metadata(self, record)

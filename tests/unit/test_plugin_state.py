@@ -400,6 +400,7 @@ def wit_info(**fields: Any) -> Any:
     )
     setattr(info, "sdk-version", "x")
     setattr(info, "has-look-back", False)
+    setattr(info, "parsed-json", False)
     for name, value in fields.items():
         setattr(info, name, value)
     return info

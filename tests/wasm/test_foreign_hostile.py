@@ -658,6 +658,7 @@ class ComponentText:
             "origin": "tests/wasm/test_foreign_hostile.py",
             "has-look-back": False,
             "window": None,
+            "parsed-json": False,
             **(info or {}),
         }
         self.describe = describe

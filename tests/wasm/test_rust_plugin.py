@@ -14,6 +14,7 @@ nothing when it has not changed); without cargo these tests are skipped, except 
 
 from __future__ import annotations
 
+import json
 import runpy
 import subprocess
 import sys
@@ -35,7 +36,14 @@ from support.rust_build import build_rust_component, require_cargo
 from wasmtime import component as wc
 
 from dataflare import ConfigurationError, Record
-from dataflare.runtime import Dispatcher, decode_kept, encode_request, find_plugin
+from dataflare.runtime import (
+    Dispatcher,
+    RecordBatch,
+    decode_kept,
+    encode_request,
+    find_plugin,
+    records_of,
+)
 from dataflare_host import Plugin, load_plugin
 from dataflare_host.plugins._wasm import WasmPlugin
 from dataflare_host.testing import batches, describe_difference, records, run_pipeline
@@ -149,7 +157,8 @@ def test_a_large_batch_agrees(trio: Trio) -> None:
 
 
 def test_describe_reports_what_the_twin_reports(rust_component: Path, twin_component: Path) -> None:
-    """Name, kind, params, initial, emit, look-back and window: all but who built it."""
+    """Name, kind, params, initial, emit, look-back and window: all but who built it, and
+    the parsed column, which only the Python guest reads."""
     rust, twin = load_plugin(rust_component), load_plugin(twin_component)
     try:
         assert isinstance(rust, WasmPlugin)
@@ -160,9 +169,29 @@ def test_describe_reports_what_the_twin_reports(rust_component: Path, twin_compo
         twin.close()
     assert rust_info.sdk_version.startswith("rust-")
     assert rust_info.origin == RUST_ORIGIN
-    assert attrs.evolve(rust_info, sdk_version="", origin="") == attrs.evolve(
-        twin_info, sdk_version="", origin=""
+    assert (rust_info.parsed_json, twin_info.parsed_json) == (False, True)
+    assert attrs.evolve(rust_info, sdk_version="", origin="", parsed_json=False) == attrs.evolve(
+        twin_info, sdk_version="", origin="", parsed_json=False
     )
+
+
+def test_records_holding_a_hosts_parse_reach_the_rust_guest_without_the_parsed_column(
+    rust_component: Path,
+) -> None:
+    """The host sends the parsed column only to a guest that asks (the Rust framing reader
+    refuses flag bit 4): records a JSONL source parsed run through Rust as any others."""
+    values = [b'{"m": "an error"}', b'{"m": "fine"}', b'{"m": "error 2"}']
+    parsed = RecordBatch(
+        [0, 1, 2], values, None, None, None, parsed=[json.loads(v) for v in values]
+    )
+    batch = records_of(parsed, parsed.positions)
+    plugin = load_plugin(rust_component, {"needle": "error"})
+    try:
+        result = plugin.process(batch)
+    finally:
+        plugin.close()
+    assert result.error is None
+    assert [r.value for r in result.outputs] == [values[0], values[2]]
 
 
 # -- pipelines and the CLI ----------------------------------------------------------------

@@ -52,6 +52,7 @@ impl Guest for Contains {
             has_look_back: false,
             window: None,
             state: None, // keeps nothing between batches
+            parsed_json: false, // the parsed column is marshal data, for CPython guests
         }
     }
 

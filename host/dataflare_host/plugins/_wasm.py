@@ -380,7 +380,7 @@ class WasmPlugin(Plugin):
         return SerializationError(f"{self.path}: {error}")
 
     def _prepare_kind(self, records: Sequence[Record], accumulator: bytes | None) -> PreparedCall:
-        batch = encode_request(records)
+        batch = encode_request(records, parsed=self.info.parsed_json)
         if self.kind is PluginKind.AGGREGATE:
             return prepare_call(self.sandbox, "aggregate", batch, encode_accumulator(accumulator))
         return prepare_call(self.sandbox, self.kind.value.replace("_", "-"), batch)
@@ -453,7 +453,7 @@ class WasmPlugin(Plugin):
         return result
 
     def _call_look_back(self, instance: Instance, records: Sequence[Record]) -> LookBackResult:
-        out = instance.call("look-back", encode_request(records))
+        out = instance.call("look-back", encode_request(records, parsed=self.info.parsed_json))
         if not isinstance(out, GuestRecord):
             raise call_error(out, self.path)
         consumed = guest_consumed(out, len(records), self.path, "look-back")

@@ -39,6 +39,7 @@ from ._state import EMPTY_SNAPSHOT, StateBounds
 from ._window_state import LateRecordError, WindowState, window_from_json, window_from_mapping
 from ._wire import (
     CONTRACT_VERSION,
+    NO_PARSE,
     FileLines,
     RecordBatch,
     decode_accumulator,
@@ -63,6 +64,7 @@ __all__ = [
     "RESERVED_PARAM_PREFIX",
     "CONTRACT_VERSION",
     "EMPTY_SNAPSHOT",
+    "NO_PARSE",
     "FileLines",
     "BatchResult",
     "Dispatcher",

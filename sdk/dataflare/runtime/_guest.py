@@ -198,6 +198,8 @@ class _Exports:
             state=None
             if bounds is None
             else wit.StateDecl(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes),
+            # decode_request hands the host's JSON parse to each record's first json().
+            parsed_json=True,
         )
 
     def init(self, params: list[tuple[str, str]]) -> None:

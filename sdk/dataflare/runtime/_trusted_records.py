@@ -24,6 +24,8 @@ from dataflare._record import (
 )  # the slot setters Record.evolve uses too: one definition, in _record
 from dataflare.runtime import _line_metadata  # noqa: F401 - Record.metadata reads lines
 
+from ._host_parses import HostParses
+
 __all__ = ["build_trusted_records"]
 
 # A pickle (protocol 2, opcodes written by hand) that makes bare Records: GLOBAL
@@ -53,7 +55,7 @@ def build_trusted_records(
     timestamps: list[int | None] | None,
     metadata: list[dict[str, str]] | None,
     offsets: list[int],
-    parsed: list[Any] | None = None,
+    parsed: list[Any] | HostParses | None = None,
     file_lines: tuple[list[str], list[int]] | None = None,
 ) -> list[Record]:
     """Records from columns whose types are already right, skipping ``__init__``.
@@ -61,8 +63,9 @@ def build_trusted_records(
     Only for data this process wrote or fully trusts (the host's batch, as the
     guest reads it): it skips the checked constructor's work, which matters
     at 10k records per batch inside the slower WASM guest. ``parsed`` holds each
-    value as ``loads_json`` parsed it (a JSONL source's check): the records'
-    first :meth:`Record.json` call returns it instead of parsing again.
+    value as ``loads_json`` parsed it (a JSONL source's check), or is the host's
+    parsed column: the records' first :meth:`Record.json` call returns the
+    value's parse instead of parsing again.
     ``file_lines`` (file names, line numbers), given with ``metadata`` None,
     stands for each record's ``{"file": name, "line": str(number)}``, made
     only if read.
@@ -90,7 +93,10 @@ def build_trusted_records(
         )
         _set_column(_set_metadata, records, frozen)
     _set_column(_set_offset, records, offsets)
-    if parsed is not None:
+    if isinstance(parsed, HostParses):
+        # (column, index) per record, made in C: the column unmarshals on first use.
+        _set_column(_set_parsed, records, zip(repeat(parsed), range(count)))
+    elif parsed is not None:
         _set_column(_set_parsed, records, parsed)
     return records
 

@@ -1,4 +1,4 @@
-"""The framings that cross the WASM boundary (contract 0.4.0, see ``wit/plugin.wit``).
+"""The framings that cross the WASM boundary (contract 0.5.0, see ``wit/plugin.wit``).
 
 One ``record-batch`` framing both ways (the host's batch, the guest's outputs)
 and an ``index-list`` for a filter's verdicts: little-endian counts and lengths
@@ -11,10 +11,13 @@ read and write the same bytes.
 Every decoder checks each count and length against what is left before it
 reads: the host decodes what an untrusted guest wrote, and a malformed framing
 is a :class:`SerializationError`, never a crash, an oversized allocation or a hang.
+The one column no check could make safe to read, the parsed column (``marshal``
+bytes), goes one way only: the host writes it and only the guest reads it.
 """
 
 from __future__ import annotations
 
+import marshal
 import struct
 import sys
 from array import array
@@ -22,16 +25,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, compress, islice
 from operator import attrgetter, itemgetter, le, lt, methodcaller
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
 from dataflare._errors import SerializationError
 from dataflare._record import _EMPTY_METADATA, _UNMADE, Record, _get_file, _get_line, _get_metadata
 
+from ._host_parses import NO_PARSE, HostParses
 from ._trusted_records import build_trusted_records
 
 __all__ = [
     "CONTRACT_VERSION",
+    "NO_PARSE",
     "FileLines",
     "RecordBatch",
     "decode_accumulator",
@@ -51,14 +57,17 @@ __all__ = [
     "records_of",
 ]
 
-CONTRACT_VERSION = "0.4.0"
+CONTRACT_VERSION = "0.5.0"
 """The plugin contract (``dataflare:plugin@...`` in ``wit/plugin.wit``) this SDK speaks."""
 
 MAGIC = b"DFR1"
 _HEADER = struct.Struct("<4sIB")
-_KEYS, _TIMESTAMPS, _METADATA, _LINES = 1, 2, 4, 8
+_KEYS, _TIMESTAMPS, _METADATA, _LINES, _PARSED = 1, 2, 4, 8, 16
 _KNOWN_FLAGS = _KEYS | _TIMESTAMPS | _METADATA | _LINES
 _NAME_LENGTH = struct.Struct("<I")
+# The parsed column's marshal version: every CPython from 3.4 on reads it, so a
+# host and a guest of different CPython versions agree.
+_MARSHAL_VERSION = 4
 
 FileLines = tuple[str, list[int]]
 """A line column: one file name and each record's line number in it, standing for
@@ -76,6 +85,7 @@ class RecordBatch:
     timestamps: list[int | None] | None
     metadata: list[dict[str, str]] | None
     lines: FileLines | None = None
+    parsed: list[Any] | HostParses | None = None
 
 
 # -- encoding (a writer trusts its own columns) -------------------------------
@@ -107,12 +117,14 @@ def frame_batch(
     timestamps: Sequence[int | None] | None = None,
     metadata: Sequence[Mapping[str, str]] | None = None,
     lines: FileLines | None = None,
+    parsed: Sequence[Any] | None = None,
 ) -> bytes:
     """Columns as ``record-batch`` bytes (what :func:`encode_batch` carries as text).
 
     ``lines`` (a file name, each record's line number) is the compact form of
     metadata that is exactly a file source's ``{"file": ..., "line": ...}``;
-    give it or ``metadata``, not both.
+    give it or ``metadata``, not both. ``parsed`` (host to a Python guest only)
+    holds each value as ``json.loads`` parsed it, or :data:`NO_PARSE`.
     """
     count = len(values)
     if lines is not None and metadata is not None:
@@ -124,11 +136,14 @@ def frame_batch(
         timestamps = None
     if metadata is not None and metadata.count(_EMPTY_METADATA) == count:  # == any empty one
         metadata = None
+    if parsed is not None and parsed.count(NO_PARSE) == count:
+        parsed = None
     flags = (
         (_KEYS if keys is not None else 0)
         | (_TIMESTAMPS if timestamps is not None else 0)
         | (_METADATA if metadata is not None else 0)
         | (_LINES if lines is not None else 0)
+        | (_PARSED if parsed is not None else 0)
     )
     try:
         # The values and keys go into the one final join: a batch is a megabyte,
@@ -157,7 +172,16 @@ def frame_batch(
                     f"a line column holds {len(numbers)} lines for {count} records"
                 )
             parts += (_NAME_LENGTH.pack(len(name)), name, _pack("q", numbers))
-    except (OverflowError, struct.error, UnicodeEncodeError) as exc:
+        if parsed is not None:
+            if len(parsed) != count:
+                raise SerializationError(
+                    f"a parsed column holds {len(parsed)} values for {count} records"
+                )
+            # One C call for the batch: the guest's one marshal.loads then costs
+            # less than a third of parsing the values again.
+            blob = marshal.dumps(list(parsed), _MARSHAL_VERSION)
+            parts += (_NAME_LENGTH.pack(len(blob)), blob)
+    except (OverflowError, struct.error, UnicodeEncodeError, ValueError) as exc:
         raise SerializationError(f"a record does not fit the record-batch framing: {exc}") from exc
     return b"".join(parts)
 
@@ -276,17 +300,20 @@ def _latin1_bytes(text: str | bytes, what: str) -> bytes:
         ) from exc
 
 
-def decode_batch(text: str | bytes, what: str) -> RecordBatch:
+def decode_batch(text: str | bytes, what: str, *, from_host: bool = False) -> RecordBatch:
     """A ``record-batch`` from text, checked against every rule of the framing.
 
     ``what`` names the framing in errors (``"the guest's records"``).
+    ``from_host`` (the guest reading the host's batch, and nothing else) accepts
+    the parsed column: ``marshal`` bytes, which only the host may write.
     """
     reader = _Reader(_latin1_bytes(text, what), what)
     magic, count, flags = _HEADER.unpack(reader.take(_HEADER.size, "the header"))
     if magic != MAGIC:
         raise SerializationError(f"{what}: starts with {magic!r}, not the {MAGIC!r} magic")
-    if flags & ~_KNOWN_FLAGS:
-        raise SerializationError(f"{what}: unknown flag bits {flags & ~_KNOWN_FLAGS:#04x}")
+    known = _KNOWN_FLAGS | _PARSED if from_host else _KNOWN_FLAGS
+    if flags & ~known:
+        raise SerializationError(f"{what}: unknown flag bits {flags & ~known:#04x}")
     positions = reader.numbers("q", count, "the positions column")
     values = reader.slices(reader.numbers("I", count, "the value lengths"), "the values")
     keys: list[bytes | None] | None = None
@@ -316,8 +343,12 @@ def decode_batch(text: str | bytes, what: str) -> RecordBatch:
         (size,) = _NAME_LENGTH.unpack(reader.take(4, "the file name's length"))
         name = _texts(reader, [size], "the file name")[0]
         lines = (name, reader.numbers("q", count, "the line numbers"))
+    parsed: HostParses | None = None
+    if flags & _PARSED:
+        (size,) = _NAME_LENGTH.unpack(reader.take(4, "the parsed column's length"))
+        parsed = HostParses(reader.take(size, "the parsed column"), count, what)
     reader.finish()
-    return RecordBatch(positions, values, keys, timestamps, metadata, lines)
+    return RecordBatch(positions, values, keys, timestamps, metadata, lines, parsed)
 
 
 def _decode_metadata(reader: _Reader, count: int) -> list[dict[str, str]]:
@@ -392,11 +423,13 @@ def decode_index_list(text: str | bytes, what: str) -> list[int]:
 # -- the host's and the guest's uses ------------------------------------------
 
 
-def encode_request(records: Sequence[Record]) -> bytes:
+def encode_request(records: Sequence[Record], *, parsed: bool = False) -> bytes:
     """Host side: a batch of records as ``record-batch`` bytes (positions = offsets).
 
     Bytes, not text: the sandbox process makes the Latin-1 text the export takes,
     off the host's main thread (and a str of high code points pickles slower).
+    ``parsed`` (for a guest that asked for it) adds the parse each record holds
+    for its first :meth:`~dataflare.Record.json`, which the host keeps for itself.
     """
     lines = line_column(records)
     return frame_batch(
@@ -406,6 +439,7 @@ def encode_request(records: Sequence[Record]) -> bytes:
         [r.timestamp for r in records],
         None if lines is not None else [r.metadata for r in records],
         lines,
+        [getattr(r, "_parsed", NO_PARSE) for r in records] if parsed else None,
     )
 
 
@@ -434,13 +468,15 @@ def records_of(batch: RecordBatch, offsets: list[int]) -> list[Record]:
         batch.timestamps,
         batch.metadata,
         offsets,
+        batch.parsed,
         file_lines=None if lines is None else ([lines[0]] * len(lines[1]), lines[1]),
     )
 
 
 def decode_request(text: str) -> list[Record]:
-    """Guest side: the host's batch as records (the framing is checked all the same)."""
-    batch = decode_batch(text, "the batch")
+    """Guest side: the host's batch as records (the framing is checked all the same);
+    a record's first :meth:`~dataflare.Record.json` returns the host's parse, if sent."""
+    batch = decode_batch(text, "the batch", from_host=True)
     return records_of(batch, batch.positions)
 
 

@@ -43,6 +43,7 @@ class PluginInfo:
     has_look_back: bool
     window: str | None
     state: StateBounds | None = None
+    parsed_json: bool = False
 
     @classmethod
     def from_wit(cls, raw: Any, path: Path) -> PluginInfo:
@@ -73,6 +74,7 @@ class PluginInfo:
                 has_look_back=_flag(getattr(raw, "has-look-back", None)),
                 window=_optional_text(getattr(raw, "window", None), "window"),
                 state=_state_decl(getattr(raw, "state", None), kind),
+                parsed_json=_flag(getattr(raw, "parsed-json", None)),
             )
         except (TypeError, ValueError, UnicodeError) as exc:
             raise ConfigurationError(

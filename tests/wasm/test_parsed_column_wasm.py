@@ -1,0 +1,130 @@
+"""The parsed column in a real guest (contract 0.5.0, flags bit 4): a Python component asks
+for it, the host sends each record's JSON parse with the batch, and the guest's first
+``record.json()`` returns it instead of parsing the value again (the guest's largest
+per-record cost); what the plugin sees is what ``json.loads`` of the value returns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support.components import ComponentBuilder
+from support.pipeline_runs import run_to_end
+
+from dataflare import Record
+from dataflare.runtime import RecordBatch, records_of
+from dataflare_host.plugins import load_plugin
+from dataflare_host.testing import run_plugin
+
+pytestmark = pytest.mark.wasm
+
+BOTH_PARSES = """\
+import json
+import dataflare
+
+@dataflare.map
+def both_parses(record):
+    first = record.json()
+    first["changed"] = True  # the plugin's own value: the second call does not see it
+    return record.evolve(value=json.dumps([first, record.json()]).encode())
+"""
+
+HANDED_OVER = """\
+import dataflare
+
+@dataflare.map
+def handed_over(record):
+    # Whether the record arrived holding a parse (the slot json() hands over first).
+    held = getattr(record, "_parsed", None) is not None
+    return record.evolve(value=b"held" if held else b"parsed here")
+"""
+
+
+def host_records(values: list[bytes], parses: list[Any]) -> list[Record]:
+    batch = RecordBatch(list(range(len(values))), values, None, None, None, parsed=parses)
+    return records_of(batch, batch.positions)
+
+
+def test_the_guests_first_json_is_the_parse_the_host_sent(
+    component_builder: ComponentBuilder, tmp_path: Path
+) -> None:
+    source = tmp_path / "both_parses.py"
+    source.write_text(BOTH_PARSES)
+    component = component_builder(source)
+    plugin = load_plugin(component)
+    try:
+        assert plugin.info.parsed_json  # type: ignore[attr-defined]
+    finally:
+        plugin.close()
+    # A parse that differs from its value shows which one the guest's json() returned.
+    batch = [
+        *host_records([b'{"from": "value"}'], [{"from": "host"}]),
+        Record(b'{"from": "value 2"}'),
+    ]
+    result = run_plugin(component, batch)
+    assert [json.loads(r.value) for r in result.outputs] == [
+        [{"from": "host", "changed": True}, {"from": "value"}],
+        [{"from": "value 2", "changed": True}, {"from": "value 2"}],
+    ]
+    assert batch[0].json() == {"from": "host"}  # the host's own parse, untouched
+
+
+def test_a_jsonl_sources_records_reach_the_guest_holding_their_parse(
+    component_builder: ComponentBuilder, tmp_path: Path
+) -> None:
+    """In a pipeline: a JSONL file's records carry their parse into the guest, a plain
+    text file's (never parsed) do not, and the outputs are as natively."""
+    source = tmp_path / "handed_over.py"
+    source.write_text(HANDED_OVER)
+    component_builder(source)
+    (tmp_path / "in.jsonl").write_text('{"a": 1}\n[2]\n"three"\n')
+    (tmp_path / "in.txt").write_text('{"a": 1}\n[2]\n')
+    seen: dict[str, list[bytes]] = {}
+    for name, form in (("in.jsonl", "jsonl"), ("in.txt", "lines")):
+        out = tmp_path / f"{name}.out"
+        pipeline = tmp_path / f"{name}.yaml"
+        pipeline.write_text(
+            yaml.safe_dump(
+                {
+                    "name": f"parsed-column-{form}",
+                    "sources": [
+                        {
+                            "id": "in",
+                            "type": "plugin",
+                            "config": {
+                                "plugin_type": "file",
+                                "connection": {"path": str(tmp_path / name), "format": form},
+                            },
+                        },
+                    ],
+                    "processors": [
+                        {
+                            "id": "p",
+                            "type": "plugin",
+                            "config": {
+                                "plugin_type": "map",
+                                "plugin_path": str(source),
+                                "plugin_source": "wasm",
+                            },
+                        },
+                    ],
+                    "sinks": [
+                        {
+                            "id": "out",
+                            "type": "plugin",
+                            "config": {
+                                "plugin_type": "file",
+                                "connection": {"path": str(out), "format": "lines"},
+                            },
+                        },
+                    ],
+                }
+            )
+        )
+        summary = run_to_end(pipeline)
+        assert summary.status == "completed", summary.error
+        seen[name] = out.read_bytes().splitlines()
+    assert seen == {"in.jsonl": [b"held"] * 3, "in.txt": [b"parsed here"] * 2}
