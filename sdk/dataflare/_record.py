@@ -140,8 +140,12 @@ class Record(_ParsedValue):
         >>> (r := Record(b'{"a": [1]}')).json() == r.json() and r.json() is not r.json()
         True
         """
-        parsed = getattr(self, "_parsed", _NOT_KEPT)
-        if parsed is not _NOT_KEPT and _took_parsed(self):
+        try:  # handed over once, as the caller may change it (to one thread, if two ask)
+            parsed = self._parsed  # type: ignore[attr-defined]
+            _forget_parsed(self)
+        except AttributeError:
+            parsed = _NOT_KEPT
+        if parsed is not _NOT_KEPT:
             if type(parsed) is tuple:  # in the WASM guest: (the host's parsed column, index)
                 parsed = parsed[0].item(parsed[1])
             if parsed is not ...:  # json.loads makes neither: ... marks a value never parsed
@@ -201,15 +205,6 @@ _set_line, _get_line = _ParsedValue._line.__set__, _ParsedValue._line.__get__  #
 _set_parsed, _forget_parsed = _ParsedValue._parsed.__set__, _ParsedValue._parsed.__delete__  # type: ignore[attr-defined]
 _NOT_KEPT = object()
 _UNMADE: Any = object()  # the metadata slot of a line's record until it is read
-
-
-def _took_parsed(record: Record) -> bool:
-    # Handed over once, as the caller may change it: False if another thread took it.
-    try:
-        _forget_parsed(record)
-    except AttributeError:
-        return False
-    return True
 
 
 def _copy_metadata(source: Record, target: Record) -> None:

@@ -201,6 +201,7 @@ def test_sigkills_of_workers_and_the_driver_lose_and_duplicate_nothing(
 # -- backpressure ---------------------------------------------------------------------------------
 
 THROTTLED_SINK = """
+import os
 import time
 
 from dataflare_host.connectors import Sink
@@ -218,8 +219,10 @@ class Throttled(Sink):
         late = self.started + self.taken / 1000 - time.monotonic()
         if late > 0:
             time.sleep(late)
-        with open("taken", "w") as note:
+        # Replaced whole, never truncated in place: the test reads it meanwhile.
+        with open("taken.partial", "w") as note:
             note.write(str(self.taken))
+        os.replace("taken.partial", "taken")
 
     def flush(self):
         pass
@@ -292,14 +295,14 @@ def test_a_throttled_sink_keeps_memory_flat_under_four_partitions(
         while not (tmp_path / "taken").exists():
             assert driver.poll() is None, driver.communicate()[1].decode()
             time.sleep(0.05)
-        taken_at_start = int((tmp_path / "taken").read_text() or 0)
+        taken_at_start = int((tmp_path / "taken").read_text())
         for second in range(60):
             assert driver.poll() is None, driver.communicate()[1].decode()
             samples.append((second, rss_kb(driver.pid)))
             if second == 10:
                 lags = partition_gauges(port)
             time.sleep(1.0)
-        taken = int((tmp_path / "taken").read_text() or 0)
+        taken = int((tmp_path / "taken").read_text())
     finally:
         driver.send_signal(signal.SIGTERM)
         _, stderr = driver.communicate(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from types import MappingProxyType
 
 import attrs
@@ -249,6 +250,32 @@ def test_changing_what_json_returned_changes_no_later_json() -> None:
     record = _with_parse_at_hand(b'{"a": 1}')
     record.json()["a"] = 2
     assert record.json() == {"a": 1}
+
+
+def _read_json_after(start: threading.Barrier, record: Record, got: list[object]) -> None:
+    start.wait()
+    got.append(record.json())
+
+
+def test_threads_reading_one_record_get_a_value_each_and_one_gets_the_kept_parse() -> None:
+    """Threads racing on the first json() (a threaded plugin sharing records): exactly one
+    of them receives the source's parse, every other one a parse of its own."""
+    for _ in range(50):
+        record = _with_parse_at_hand(b'{"n": [1, 2]}')
+        kept = record._parsed  # type: ignore[attr-defined]
+        start = threading.Barrier(8)
+        got: list[object] = []
+        threads = [
+            threading.Thread(target=_read_json_after, args=(start, record, got)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(got) == 8
+        assert all(value == kept for value in got)
+        assert sum(value is kept for value in got) == 1
+        assert len({id(value) for value in got}) == 8
 
 
 def test_a_kept_parse_is_no_part_of_equality_hash_repr_or_evolve() -> None:

@@ -26,6 +26,7 @@ from dataflare.runtime import (
     frame_batch,
     records_of,
 )
+from dataflare.runtime._host_parses import has_parse
 from dataflare_host.testing import json_documents
 
 PARSED_FLAG = 16
@@ -149,3 +150,20 @@ def test_bytes_after_the_parsed_column_are_refused() -> None:
 def test_a_parsed_column_of_the_wrong_length_is_refused_when_written() -> None:
     with pytest.raises(SerializationError, match="holds 1 values for 2 records"):
         frame_batch([0, 1], [b"1", b"2"], parsed=[1])
+
+
+def test_parses_now_hands_over_the_same_parses_in_one_step() -> None:
+    """What a guest does for a plugin that read the last batch's JSON: the column is
+    unmarshalled at decoding, and every json() returns what the lazy way returns."""
+    records = [*host_records([b'{"a": 1}'], [{"a": "host"}]), Record(b'{"b": 2}', offset=1)]
+    text = encode_request(records, parsed=True).decode("latin-1")
+    eager, lazy = decode_request(text, parses_now=True), decode_request(text)
+    assert [has_parse(r) for r in eager] == [True, True]  # the gap holds the no-parse mark
+    assert [r.json() for r in eager] == [r.json() for r in lazy] == [{"a": "host"}, {"b": 2}]
+    assert not any(map(has_parse, eager + lazy))
+    assert eager[0].json() == {"a": 1}  # and then the value itself
+
+
+def test_parses_now_refuses_a_body_that_is_not_marshal_data_when_decoding() -> None:
+    with pytest.raises(SerializationError, match="the parsed column is not marshal data"):
+        decode_request(with_parsed_tail(sized(b"[\x01\x00\x00\x00\xff")), parses_now=True)

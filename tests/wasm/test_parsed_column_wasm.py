@@ -72,6 +72,36 @@ def test_the_guests_first_json_is_the_parse_the_host_sent(
     assert batch[0].json() == {"from": "host"}  # the host's own parse, untouched
 
 
+def test_batch_after_batch_the_guest_hands_over_the_hosts_parses(
+    component_builder: ComponentBuilder, tmp_path: Path
+) -> None:
+    """One instance, batch after batch: once the plugin read a batch's JSON the guest
+    unmarshals the next batch's parses at once; what json() returns stays the same, with
+    batches of records holding no parse in between."""
+    source = tmp_path / "both_parses.py"
+    source.write_text(BOTH_PARSES)
+    plugin = load_plugin(component_builder(source))
+    try:
+        for turn in range(4):
+            batch = [
+                *host_records([b'{"v": 1}', b'{"v": 2}'], [{"host": turn}, {"host": -turn}]),
+                Record(b'{"v": 3}', offset=2),
+            ]
+            result = plugin.process(batch)
+            assert result.error is None
+            assert [json.loads(r.value) for r in result.outputs] == [
+                [{"host": turn, "changed": True}, {"v": 1}],
+                [{"host": -turn, "changed": True}, {"v": 2}],
+                [{"v": 3, "changed": True}, {"v": 3}],
+            ]
+            plain = plugin.process([Record(b'{"p": 7}', offset=9)])  # no parse to send
+            assert [json.loads(r.value) for r in plain.outputs] == [
+                [{"p": 7, "changed": True}, {"p": 7}]
+            ]
+    finally:
+        plugin.close()
+
+
 def test_a_jsonl_sources_records_reach_the_guest_holding_their_parse(
     component_builder: ComponentBuilder, tmp_path: Path
 ) -> None:

@@ -16,9 +16,11 @@ from typing import Any
 
 from dataflare._errors import ConfigurationError, ProcessingError, SerializationError
 from dataflare._kinds import PluginKind
+from dataflare._record import Record
 
 from ._definition import PluginModule, find_plugin
 from ._dispatch import Dispatcher
+from ._host_parses import has_parse
 from ._json import install_in_json_module
 from ._plugin_files import RaisedAt, join_message
 from ._wire import (
@@ -146,6 +148,7 @@ class _Exports:
         self._wit = wit
         self._err = err
         self._dispatcher: Dispatcher | None = None
+        self._first: Record | None = None  # the last batch's first record
 
     def _initialized(self, before: str) -> Dispatcher:
         if self._dispatcher is None:
@@ -208,15 +211,23 @@ class _Exports:
         except ConfigurationError as exc:
             raise self._err(self._wit.CallError_Configuration(str(exc))) from exc
 
+    def _decode(self, batch: str) -> list[Record]:
+        # A plugin that read the last batch's first record as JSON reads this batch's
+        # too: its parses are unmarshalled at once, sparing each json() the lookup.
+        first = self._first
+        records = decode_request(batch, parses_now=first is not None and not has_parse(first))
+        self._first = records[0] if records else None
+        return records
+
     def filter(self, batch: str) -> Any:
         dispatcher = self._of_kind(PluginKind.FILTER)
-        kept, consumed, error = dispatcher.filter_indices(decode_request(batch))
+        kept, consumed, error = dispatcher.filter_indices(self._decode(batch))
         return self._wit.FilterOutput(
             kept=encode_kept(kept), consumed=consumed, error=self._error(error)
         )
 
     def _records(self, kind: PluginKind, batch: str) -> Any:
-        result = self._of_kind(kind).process(decode_request(batch))
+        result = self._of_kind(kind).process(self._decode(batch))
         return self._wit.RecordsOutput(
             records=encode_records(result.outputs, result.sources),
             consumed=result.consumed,
@@ -235,7 +246,7 @@ class _Exports:
     def aggregate(self, batch: str, accumulator: str | None) -> Any:
         dispatcher = self._of_kind(PluginKind.AGGREGATE)
         start = None if accumulator is None else decode_accumulator(accumulator)
-        result = dispatcher.process(decode_request(batch), start)
+        result = dispatcher.process(self._decode(batch), start)
         return self._wit.AggregateOutput(
             records=encode_records(result.outputs, result.sources),
             consumed=result.consumed,
@@ -244,7 +255,7 @@ class _Exports:
         )
 
     def look_back(self, batch: str) -> Any:
-        result = self._initialized("look-back").look_back(decode_request(batch))
+        result = self._initialized("look-back").look_back(self._decode(batch))
         return self._wit.LookBackOutput(
             accumulator=encode_accumulator(result.accumulator),
             consumed=result.consumed,

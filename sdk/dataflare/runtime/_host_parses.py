@@ -13,8 +13,9 @@ import marshal
 from typing import Any
 
 from dataflare._errors import SerializationError
+from dataflare._record import Record
 
-__all__ = ["NO_PARSE", "HostParses"]
+__all__ = ["NO_PARSE", "HostParses", "has_parse"]
 
 NO_PARSE: Any = ...
 """The parsed column's item for a record whose value the host holds no parse of
@@ -43,10 +44,14 @@ class HostParses:
 
     def item(self, index: int) -> Any:
         """Record ``index``'s parse, or :data:`NO_PARSE`."""
+        return self.items()[index]
+
+    def items(self) -> list[Any]:
+        """Every record's parse (or :data:`NO_PARSE`), in batch order."""
         items = self._items
         if items is None:
             items = self._items = self._unmarshal()
-        return items[index]
+        return items
 
     def _unmarshal(self) -> list[Any]:
         try:
@@ -60,3 +65,8 @@ class HostParses:
                 f"{self._what}: the parsed column is not a list of {self._count} values"
             )
         return items
+
+
+def has_parse(record: Record) -> bool:
+    """Whether ``record`` still holds a parse for its first ``json()`` (none took it)."""
+    return hasattr(record, "_parsed")

@@ -473,10 +473,16 @@ def records_of(batch: RecordBatch, offsets: list[int]) -> list[Record]:
     )
 
 
-def decode_request(text: str) -> list[Record]:
+def decode_request(text: str, *, parses_now: bool = False) -> list[Record]:
     """Guest side: the host's batch as records (the framing is checked all the same);
-    a record's first :meth:`~dataflare.Record.json` returns the host's parse, if sent."""
+    a record's first :meth:`~dataflare.Record.json` returns the host's parse, if sent.
+
+    The parses are unmarshalled on the batch's first ``json()``, or here with
+    ``parses_now`` (for a plugin known to read them: it saves each ``json()`` a step).
+    """
     batch = decode_batch(text, "the batch", from_host=True)
+    if parses_now and isinstance(batch.parsed, HostParses):
+        batch = attrs.evolve(batch, parsed=batch.parsed.items())
     return records_of(batch, batch.positions)
 
 
