@@ -79,11 +79,6 @@ def pipeline(directory: Path, wasm: bool, source: str = "in.jsonl", **top: Any) 
     return file
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
-    return sum(rss for _, rss in tree(pid)) / 1024
-
-
 def tree(pid: int) -> list[tuple[int, int]]:
     """A process and all its descendants: (pid, RSS in KiB) each."""
     found = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True)
@@ -101,16 +96,14 @@ def tree(pid: int) -> list[tuple[int, int]]:
     return members
 
 
-def cpu_ticks(pid: int, *, reaped: bool = False) -> int:
-    """A process's CPU time in clock ticks (with its reaped children's if ``reaped``);
-    0 once it is gone."""
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """A process's CPU time in clock ticks, and its reaped children's; (0, 0) once gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
+        return 0, 0
     # After the name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
-    own = int(fields[11]) + int(fields[12])
-    return own + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
 def timed(file: Path, count: int) -> tuple[float, float, str, float]:
@@ -128,10 +121,10 @@ def timed(file: Path, count: int) -> tuple[float, float, str, float]:
     while proc.poll() is None:
         members = tree(proc.pid)
         peak = max(peak, sum(rss for _, rss in members) / 1024)
-        ticks = cpu_ticks(proc.pid), cpu_ticks(proc.pid, reaped=True)
-        others = sum(cpu_ticks(p) for p, _ in members if p != proc.pid)
-        if ticks[0]:  # not yet gone
-            driver, everyone = ticks[0], ticks[1] + others
+        own, reaped = cpu_ticks(proc.pid)
+        others = sum(cpu_ticks(p)[0] for p, _ in members if p != proc.pid)
+        if own:  # not yet gone
+            driver, everyone = own, own + reaped + others
         time.sleep(0.05)
     seconds = time.monotonic() - started
     stderr = proc.stderr.read() if proc.stderr else ""

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from dataflare import Record
+from dataflare.runtime import RecordBatch, records_of
 from dataflare_host.testing import batches, keys, offsets, records, timestamps
 
 INT64_MIN = -(2**63)
@@ -73,3 +74,10 @@ def as_dict(record: Record) -> Mapping[str, Any]:
         "metadata": dict(record.metadata),
         "offset": record.offset,
     }
+
+
+def holding_parses(values: list[bytes], parses: list[Any]) -> list[Record]:
+    """Records as a JSONL source makes them (offsets 0, 1, ...): each holding ``parses[i]``
+    for its first ``json()``, which need not be the value's own parse."""
+    batch = RecordBatch(list(range(len(values))), values, None, None, None, parsed=parses)
+    return records_of(batch, batch.positions)

@@ -10,7 +10,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.records import any_records
+from support.records import any_records, holding_parses
 
 from dataflare import Record
 from dataflare_host.testing import json_documents
@@ -226,9 +226,7 @@ def test_record_is_not_equal_to_other_types() -> None:
 
 def _with_parse_at_hand(value: bytes) -> Record:
     """A record as a JSONL source makes it: its check's parse kept for ``json()``."""
-    from dataflare.runtime._trusted_records import build_trusted_records
-
-    return build_trusted_records([value], None, None, None, [0], [json.loads(value)])[0]
+    return holding_parses([value], [json.loads(value)])[0]
 
 
 @given(json_documents())

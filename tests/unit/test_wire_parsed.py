@@ -15,27 +15,20 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.records import holding_parses
 
 from dataflare import Record, SerializationError
 from dataflare.runtime import (
-    RecordBatch,
     decode_batch,
     decode_records,
     decode_request,
     encode_request,
     frame_batch,
-    records_of,
 )
 from dataflare.runtime._host_parses import has_parse
 from dataflare_host.testing import json_documents
 
 PARSED_FLAG = 16
-
-
-def host_records(values: list[bytes], parses: list[Any]) -> list[Record]:
-    """Records as a JSONL source makes them: each holding its line's parse (or none)."""
-    batch = RecordBatch(list(range(len(values))), values, None, None, None, parsed=parses)
-    return records_of(batch, batch.positions)
 
 
 def guest_view(records: list[Record], *, parsed: bool = True) -> list[Record]:
@@ -48,7 +41,7 @@ def flags_of(frame: bytes) -> int:
 
 def test_the_guests_first_json_is_the_hosts_parse_and_later_ones_parse_the_value() -> None:
     # A parse that differs from the value shows which one json() returned.
-    records = host_records([b'{"from": "value"}'], [{"from": "host"}])
+    records = holding_parses([b'{"from": "value"}'], [{"from": "host"}])
     (seen,) = guest_view(records)
     assert seen.json() == {"from": "host"}
     assert seen.json() == {"from": "value"}
@@ -56,7 +49,7 @@ def test_the_guests_first_json_is_the_hosts_parse_and_later_ones_parse_the_value
 
 
 def test_the_host_keeps_its_own_parse_after_encoding() -> None:
-    (record,) = host_records([b"[1]"], [["host"]])
+    (record,) = holding_parses([b"[1]"], [["host"]])
     (seen,) = guest_view([record])
     seen.json().append("changed by the guest")
     assert record.json() == ["host"]  # still the host's to hand over, untouched
@@ -65,9 +58,9 @@ def test_the_host_keeps_its_own_parse_after_encoding() -> None:
 def test_records_without_a_parse_parse_their_value_in_the_guest() -> None:
     # A batch of two sources, one of which parsed nothing.
     records = [
-        *host_records([b'{"a": 1}'], [{"a": 0}]),
+        *holding_parses([b'{"a": 1}'], [{"a": 0}]),
         Record(b'{"b": 2}', offset=1),
-        *host_records([b'{"c": 3}'], [{"c": 0}]),
+        *holding_parses([b'{"c": 3}'], [{"c": 0}]),
     ]
     frame = encode_request(records, parsed=True)
     assert flags_of(frame) & PARSED_FLAG
@@ -85,7 +78,7 @@ def test_a_batch_with_no_parse_at_all_leaves_the_column_out() -> None:
 
 
 def test_a_guest_that_did_not_ask_gets_no_parsed_column() -> None:
-    records = host_records([b"1"], [1])
+    records = holding_parses([b"1"], [1])
     assert not flags_of(encode_request(records)) & PARSED_FLAG
 
 
@@ -93,13 +86,13 @@ def test_a_guest_that_did_not_ask_gets_no_parsed_column() -> None:
 @settings(max_examples=60)
 def test_any_json_documents_cross_as_they_were_parsed(documents: list[Any]) -> None:
     values = [json.dumps(d).encode() for d in documents]
-    seen = guest_view(host_records(values, [json.loads(v) for v in values]))
+    seen = guest_view(holding_parses(values, [json.loads(v) for v in values]))
     assert [r.json() for r in seen] == [json.loads(v) for v in values]
     assert [r.value for r in seen] == values
 
 
 def test_hosts_readers_refuse_a_parsed_column_from_a_guest() -> None:
-    frame = encode_request(host_records([b"[2]"], [[2]]), parsed=True)
+    frame = encode_request(holding_parses([b"[2]"], [[2]]), parsed=True)
     with pytest.raises(SerializationError, match=r"the guest's records: unknown flag bits 0x10"):
         decode_records(frame, [Record(b"[2]")], 1)
     with pytest.raises(SerializationError, match=r"a worker's records: unknown flag bits 0x10"):
@@ -155,7 +148,7 @@ def test_a_parsed_column_of_the_wrong_length_is_refused_when_written() -> None:
 def test_parses_now_hands_over_the_same_parses_in_one_step() -> None:
     """What a guest does for a plugin that read the last batch's JSON: the column is
     unmarshalled at decoding, and every json() returns what the lazy way returns."""
-    records = [*host_records([b'{"a": 1}'], [{"a": "host"}]), Record(b'{"b": 2}', offset=1)]
+    records = [*holding_parses([b'{"a": 1}'], [{"a": "host"}]), Record(b'{"b": 2}', offset=1)]
     text = encode_request(records, parsed=True).decode("latin-1")
     eager, lazy = decode_request(text, parses_now=True), decode_request(text)
     assert [has_parse(r) for r in eager] == [True, True]  # the gap holds the no-parse mark

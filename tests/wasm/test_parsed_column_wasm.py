@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from support.components import ComponentBuilder
 from support.pipeline_runs import run_to_end
+from support.records import holding_parses
 
 from dataflare import Record
-from dataflare.runtime import RecordBatch, records_of
 from dataflare_host.plugins import load_plugin
 from dataflare_host.testing import run_plugin
 
@@ -43,11 +42,6 @@ def handed_over(record):
 """
 
 
-def host_records(values: list[bytes], parses: list[Any]) -> list[Record]:
-    batch = RecordBatch(list(range(len(values))), values, None, None, None, parsed=parses)
-    return records_of(batch, batch.positions)
-
-
 def test_the_guests_first_json_is_the_parse_the_host_sent(
     component_builder: ComponentBuilder, tmp_path: Path
 ) -> None:
@@ -61,7 +55,7 @@ def test_the_guests_first_json_is_the_parse_the_host_sent(
         plugin.close()
     # A parse that differs from its value shows which one the guest's json() returned.
     batch = [
-        *host_records([b'{"from": "value"}'], [{"from": "host"}]),
+        *holding_parses([b'{"from": "value"}'], [{"from": "host"}]),
         Record(b'{"from": "value 2"}'),
     ]
     result = run_plugin(component, batch)
@@ -84,7 +78,7 @@ def test_batch_after_batch_the_guest_hands_over_the_hosts_parses(
     try:
         for turn in range(4):
             batch = [
-                *host_records([b'{"v": 1}', b'{"v": 2}'], [{"host": turn}, {"host": -turn}]),
+                *holding_parses([b'{"v": 1}', b'{"v": 2}'], [{"host": turn}, {"host": -turn}]),
                 Record(b'{"v": 3}', offset=2),
             ]
             result = plugin.process(batch)

@@ -31,18 +31,16 @@ from support.components import ComponentBuilder
 from support.output import without_progress
 from support.paths import EXAMPLES, TEST_CACHE
 from support.pipeline_files import write_one_processor_pipeline
-from support.records import any_timestamps, as_dict
+from support.records import any_timestamps, as_dict, holding_parses
 from support.rust_build import build_rust_component, require_cargo
 from wasmtime import component as wc
 
 from dataflare import ConfigurationError, Record
 from dataflare.runtime import (
     Dispatcher,
-    RecordBatch,
     decode_kept,
     encode_request,
     find_plugin,
-    records_of,
 )
 from dataflare_host import Plugin, load_plugin
 from dataflare_host.plugins._wasm import WasmPlugin
@@ -181,10 +179,7 @@ def test_records_holding_a_hosts_parse_reach_the_rust_guest_without_the_parsed_c
     """The host sends the parsed column only to a guest that asks (the Rust framing reader
     refuses flag bit 4): records a JSONL source parsed run through Rust as any others."""
     values = [b'{"m": "an error"}', b'{"m": "fine"}', b'{"m": "error 2"}']
-    parsed = RecordBatch(
-        [0, 1, 2], values, None, None, None, parsed=[json.loads(v) for v in values]
-    )
-    batch = records_of(parsed, parsed.positions)
+    batch = holding_parses(values, [json.loads(v) for v in values])
     plugin = load_plugin(rust_component, {"needle": "error"})
     try:
         result = plugin.process(batch)

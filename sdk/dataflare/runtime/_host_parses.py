@@ -32,14 +32,14 @@ class HostParses:
     are checked on arrival, its items when first used.
     """
 
-    __slots__ = ("_blob", "_count", "_items", "_what")
+    __slots__ = ("_blob", "_items", "_what")
 
     def __init__(self, blob: bytes, count: int, what: str) -> None:
         if len(blob) < 5 or blob[0] not in _LIST_CODES:
             raise SerializationError(f"{what}: the parsed column is not a marshalled list")
         if int.from_bytes(blob[1:5], "little") != count:
             raise SerializationError(f"{what}: the parsed column is not a list of {count} values")
-        self._blob, self._count, self._what = blob, count, what
+        self._blob, self._what = blob, what
         self._items: list[Any] | None = None
 
     def item(self, index: int) -> Any:
@@ -54,16 +54,14 @@ class HostParses:
         return items
 
     def _unmarshal(self) -> list[Any]:
+        # The header checked in __init__ makes marshal return a list of that length
+        # or raise: nothing else to check on what it returns.
         try:
-            items = marshal.loads(self._blob)
+            items: list[Any] = marshal.loads(self._blob)
         except (EOFError, ValueError, TypeError) as exc:
             raise SerializationError(
                 f"{self._what}: the parsed column is not marshal data ({exc})"
             ) from exc
-        if type(items) is not list or len(items) != self._count:
-            raise SerializationError(
-                f"{self._what}: the parsed column is not a list of {self._count} values"
-            )
         return items
 
 
