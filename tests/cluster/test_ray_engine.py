@@ -162,3 +162,36 @@ def test_ray_actors_killed_on_a_kafka_to_kafka_run_deliver_exactly_once(
     once = collections.Counter(document["id"] for document in seen)
     assert max(once.values()) == 1, [i for i, c in once.items() if c > 1][:5]
     assert sorted(seen, key=lambda d: d["id"]) == expected_filter_map(count)
+
+
+def test_ray_actors_read_a_globs_files_and_a_killed_actors_file_resumes_elsewhere(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """A 4-file glob with ``out/{partition}`` on two Ray nodes: the actors read the files
+    themselves and each file's output equals local workers'; ten actors SIGKILLed mid-run
+    lose nothing (each killed actor's file resumes in a new actor from its last
+    reported position)."""
+    from test_partitions import expected, lines_of, partitioned, write_parts
+
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    ids = write_parts(local)
+    write_parts(remote)
+    for directory, top in ((local, {"workers": "2"}), (remote, {"workers": "2", "engine": "ray"})):
+        summary, _ = run(partitioned(directory, FILTER_MAP, **top))
+        assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("2 ray worker(s) reading partitions of 'in' (pid ")
+    assert summary.engine.count("on node") == 2
+    for name, file_ids in ids.items():
+        assert lines_of(remote / "out" / name) == expected(file_ids)
+        assert (remote / "out" / name).read_bytes() == (local / "out" / name).read_bytes()
+
+    killed = tmp_path / "killed"
+    ids = write_parts(killed, (8_000,) * 4)
+    held = killed / "held"
+    file = partitioned(killed, filter_map_held(held), workers="2", engine="ray",
+                       checkpoint={"interval_ms": 200})
+    summary = run_killing_ten(file, within_s=150, every_s=0.3, held=held)
+    assert sum(w.restarts for w in summary.stats if w.role == "worker") == 10
+    for name, file_ids in ids.items():
+        written = [d["id"] for d in lines_of(killed / "out" / name)]
+        assert list(dict.fromkeys(written)) == [d["id"] for d in expected(file_ids)], name

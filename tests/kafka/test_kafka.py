@@ -197,12 +197,16 @@ def test_keys_values_timestamps_headers_round_trip(
     assert list(kafka_broker.committed("trip", source)) == list(kafka_broker.end_offsets(source))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_four_partitions_filter_map_equal_the_file_pipeline(
-    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path, workers: int
 ) -> None:
     """A 4-partition topic through a filter and a map into another 4-partition topic holds,
-    partition by partition and in order, what the same plugins write from a file."""
-    source, out = topic(kafka_broker, "four-in", 4), topic(kafka_broker, "four-out", 4)
+    partition by partition and in order, what the same plugins write from a file: read
+    in one process, and read by two workers (two partitions each, the driver reading
+    nothing)."""
+    source = topic(kafka_broker, f"four-in-{workers}", 4)
+    out = topic(kafka_broker, f"four-out-{workers}", 4)
     documents = [{"n": n, "k": f"k{n % 23}", "status": "active" if n % 3 else "idle"}
                  for n in range(3000)]
     kafka_broker.produce(source, ({"key": d["k"].encode(), "value": json.dumps(d).encode()}
@@ -210,12 +214,17 @@ def test_four_partitions_filter_map_equal_the_file_pipeline(
     plugins = ["json_field_filter", "uppercase_map"]
     pipeline = write_pipeline(
         tmp_path / "four.yaml",
-        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": "four",
+        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": f"four-{workers}",
          "stop_when_caught_up": True},
         kafka_sink(kafka_broker, out),
         processors=plugins,
+        top={"workers": workers},
     )
-    assert (done := run(dataflare_exe, pipeline)).returncode == 0, done.stderr
+    done = subprocess.run([str(dataflare_exe), "run", str(pipeline)], cwd=pipeline.parent,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    reading = "2 local worker(s) reading partitions of 'in'"
+    assert (reading in done.stdout + done.stderr) == (workers == 2), done.stdout
     files = tmp_path / "files"
     files.mkdir()
     (files / "in.jsonl").write_text("".join(json.dumps(d) + "\n" for d in documents))

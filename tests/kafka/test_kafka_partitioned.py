@@ -135,9 +135,11 @@ def test_sigkills_of_workers_and_the_driver_lose_and_duplicate_nothing(
     kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path, delivery: str
 ) -> None:
     """Five rounds, each a worker SIGKILLed mid-run and, once the output grew again, the driver
-    SIGKILLed: ten kills, then a run to the end. The engine starts a new worker in place of a
-    killed one and sends its batch again (the driver keeps the sources, the sinks and the
-    transaction); a ``read_committed`` reader then sees every record, and exactly once under
+    SIGKILLed: ten kills, then a run to the end. At least once, the workers read the
+    topic's partitions themselves (two each): a new worker takes a killed one's partitions
+    from their last reported offsets. Exactly once, the driver keeps the source, the sink
+    and the transaction, and the engine sends a killed worker's batch again. A
+    ``read_committed`` reader then sees every record, and exactly once under
     ``delivery: exactly_once``."""
     source, out = topic(kafka_broker, "wkill-in", 4), topic(kafka_broker, "wkill-out", 2)
     produced, more_input = growing_input(kafka_broker, source, 8000, 2000)

@@ -37,7 +37,13 @@ __all__ = ["build", "new"]
     help="Processor kinds: what the values are, JSON objects (the default; the generated "
     "tests feed JSON objects) or raw bytes.",
 )
-def new(name: str, kind: str, directory: Path, shape: Shape | None) -> None:
+@click.option(
+    "--partitioned",
+    is_flag=True,
+    help="Sources: a source split into partitions, which the pipeline's workers can read "
+    "themselves (workers: N, engine: ray).",
+)
+def new(name: str, kind: str, directory: Path, shape: Shape | None, partitioned: bool) -> None:
     """Create NAME/ with a KIND plugin, its property tests and a README.
 
     The plugin declares its parameters and prepares them in an @init hook.
@@ -48,7 +54,7 @@ def new(name: str, kind: str, directory: Path, shape: Shape | None) -> None:
         (source, sink: plugin_path: NAME/NAME.py in a pipeline && pytest NAME/)
     """
     try:
-        written = new_plugin(name, kind, directory, shape)
+        written = new_plugin(name, kind, directory, shape, partitioned=partitioned)
     except PluginError as error:
         fail(error)
         return

@@ -53,12 +53,18 @@ _SHAPE_NOTES: dict[Shape, str] = {
 
 
 def new_plugin(
-    name: str, kind: PluginKind | str, directory: Path, shape: Shape | None = None
+    name: str,
+    kind: PluginKind | str,
+    directory: Path,
+    shape: Shape | None = None,
+    *,
+    partitioned: bool = False,
 ) -> list[Path]:
     """Write ``NAME.py``, ``test_NAME.py`` and ``README.md`` into ``directory/NAME``.
 
     ``kind`` is a plugin kind or ``source`` / ``sink``; ``shape`` (processor
-    kinds only; default ``json``) what the plugin's values are. Refuses names
+    kinds only; default ``json``) what the plugin's values are; ``partitioned``
+    (sources only) a source whose partitions workers can read. Refuses names
     that are not Python identifiers and never overwrites a file.
     """
     if not name.isidentifier() or keyword.iskeyword(name):
@@ -73,10 +79,16 @@ def new_plugin(
             f"--shape applies to processor kinds; a {kind_name} makes or takes records "
             "itself: leave --shape out"
         )
+    if partitioned and kind_name != "source":
+        raise ConfigurationError(
+            f"--partitioned applies to --kind source; a {kind_name} has no partitions to read"
+        )
     if shape is not None and shape not in SHAPES:
         raise ConfigurationError(f"--shape {shape!r}: choose one of {', '.join(SHAPES)}")
     shape = shape or SHAPES[0]
     stem = kind_name if connector or shape == "bytes" else f"{kind_name}_json"
+    if partitioned:
+        stem = "source_partitioned"
     target = directory / name
     readme = "README_connector.md.tmpl" if connector else "README.md.tmpl"
     files = {

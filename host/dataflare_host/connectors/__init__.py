@@ -49,16 +49,26 @@ from ._loader import (
     open_connector,
     resolve_connector_params,
 )
+from ._partitions import (
+    PARTITION_FIELD,
+    PartitionedSource,
+    PartitionPositions,
+    SharedSink,
+    SplitSink,
+)
 from ._records_codec import FORMAT_VERSION, decode_batch, encode_batch
 from ._registry import SINK_GROUP, SOURCE_GROUP, ConnectorRegistry
 from ._std import StdinConfig, StdinSource, StdoutConfig, StdoutSink
 
 __all__ = [
     "FORMAT_VERSION",
+    "PARTITION_FIELD",
     "SINK_GROUP",
     "SOURCE_GROUP",
     "Backlog",
     "PartitionLag",
+    "PartitionPositions",
+    "PartitionedSource",
     "ConnectorRegistry",
     "DeferredRecords",
     "ElasticsearchSink",
@@ -78,6 +88,8 @@ __all__ = [
     "LineSpan",
     "NoConnection",
     "Position",
+    "SharedSink",
+    "SplitSink",
     "PostgresSink",
     "PostgresSinkConfig",
     "PostgresSource",

@@ -89,6 +89,10 @@ class ElasticsearchSink(Sink):
         """Bulk requests (or the connect check) sent again after a 429/5xx or a timeout."""
         return self._retried
 
+    def takes_concurrent_writers(self) -> bool:
+        """Always: each ``_bulk`` request stands alone, whoever sends it."""
+        return True
+
     def connect(self) -> None:
         """Check the server answers (a down server fails the run here, in one line)."""
         self._client = BulkClient(

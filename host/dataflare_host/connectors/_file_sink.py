@@ -27,6 +27,7 @@ from dataflare_host.connectors._file_config import (
     Format,
     infer_format,
 )
+from dataflare_host.connectors._partitions import PARTITION_FIELD
 from dataflare_host.connectors._records_codec import encode_batch
 from dataflare_host.connectors._torn_tail import (
     newline_count,
@@ -80,6 +81,18 @@ class FileSink(Sink):
         # Unknown until the pipeline says: appending is the choice that never
         # loses output (validate --connect connects without running).
         self._resuming: bool | None = None
+
+    def splits(self) -> bool:
+        """True when ``path`` holds ``{partition}``: one file per partition of a
+        partitioned source, each written by the worker reading that partition."""
+        return PARTITION_FIELD in self.config.path
+
+    def for_partition(self, name: str) -> None:
+        """Write partition ``name``'s file: ``{partition}`` in ``path`` becomes ``name``
+        (a file source's partition is a file's name, so ``out/{partition}`` mirrors the
+        input's files; the format follows the file's suffix unless set)."""
+        self.path = Path(str(self.path).replace(PARTITION_FIELD, name))
+        self._format = self.config.format or infer_format(self.path.name)
 
     def run_starts(self, *, resuming: bool) -> None:
         """Say, before :meth:`connect`, whether this run resumes from a checkpoint.

@@ -19,6 +19,7 @@ from dataflare import ConfigurationError, PluginIOError, Record, SerializationEr
 from dataflare_host._json import parse_json, parse_json_lines
 from dataflare_host.connectors._base import Backlog, Position, Source, SourceBatch
 from dataflare_host.connectors._file_config import FileSourceConfig, Format, infer_format
+from dataflare_host.connectors._file_partitions import join_file_positions, split_file_position
 from dataflare_host.connectors._file_position import (
     Fingerprint,
     check_position_shape,
@@ -26,6 +27,7 @@ from dataflare_host.connectors._file_position import (
 )
 from dataflare_host.connectors._file_readers import ChunkedLines, csv_rows, framed_records, not_json
 from dataflare_host.connectors._line_batches import LineColumns, LineSpan
+from dataflare_host.connectors._partitions import PartitionPositions
 
 __all__ = ["FileSource"]
 
@@ -60,6 +62,7 @@ class FileSource(Source):
         self._exhausted = False
         self._format: Format = config.format or infer_format(config.path)
         self._defer = False
+        self._only: frozenset[str] | None = None  # restrict(): the files a worker reads
         self._resolve()  # a path that matches nothing fails validation, not the run
 
     def defer_records(self) -> None:
@@ -88,7 +91,33 @@ class FileSource(Source):
             files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
         if not files:
             raise ConfigurationError(f"file source: no file matches {path}", setting="path")
+        if self._only is not None:
+            files = [p for p in files if p.name in self._only]
         return files
+
+    # -- partitions: one per file (see _partitions and _file_partitions) --
+
+    def partitions(self) -> list[str]:
+        """Every file's name, in the order one process reads them."""
+        return [p.name for p in self._resolve()]
+
+    def partitions_end(self) -> bool:
+        """Always: every file has an end."""
+        return True
+
+    def restrict(self, names: Sequence[str]) -> None:
+        """Read only the files named (by name, as :meth:`partitions` gives them)."""
+        self._only = frozenset(names)
+
+    def split_position(self, position: Position | None) -> PartitionPositions:
+        """A one-process position as each file's: the files before it ended."""
+        if position:
+            self.check_position(position)
+        return split_file_position(self._resolve(), position)
+
+    def join_positions(self, positions: PartitionPositions) -> Position:
+        """Each file's position as one, when the files read form a prefix."""
+        return join_file_positions(self._resolve(), positions)
 
     def check_position(self, position: Position) -> None:
         """Refuse a position that is not a file source's, or not about these files.

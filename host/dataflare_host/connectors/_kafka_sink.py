@@ -69,6 +69,11 @@ class KafkaSink(Sink):
         self._source = source
         self._transactional_id = self.config.transactional_id or transactional_id
 
+    def takes_concurrent_writers(self) -> bool:
+        """True unless transactional: a transaction is one writer's (its own
+        ``transactional.id``), so exactly-once runs read in one process."""
+        return self._transactional_id is None
+
     def stage_position(self, position: Position | None) -> None:
         """The source position the next :meth:`flush` commits with the messages."""
         self._position = position

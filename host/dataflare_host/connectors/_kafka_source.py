@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -43,6 +43,7 @@ from ._kafka_config import (
     client_settings,
     describe,
 )
+from ._partitions import PartitionPositions
 
 __all__ = ["KafkaSource"]
 
@@ -69,6 +70,7 @@ class KafkaSource(Source):
         self._starts: dict[int, int] = {}
         self._at_end: set[int] = set()
         self._interrupted = False
+        self._only: frozenset[int] | None = None  # restrict(): the partitions a worker reads
         self.offsets_in_transactions = False
         """Set by a transactional sink: it commits the group's offsets, :meth:`ack` does not."""
 
@@ -91,6 +93,43 @@ class KafkaSource(Source):
 
     def _position(self) -> Position:
         return {"topic": self.config.topic, "offsets": {str(p): o for p, o in self._next.items()}}
+
+    # -- partitions: the topic's (see _partitions) --
+
+    def partitions(self) -> list[str]:
+        """The topic's partitions, asked of the broker (one line when it does not answer)."""
+        probe = Consumer(client_settings(self.config, self._watch, {"group.id": self.config.group}))
+        try:
+            return [str(p) for p in check_topic(probe, self.config, self._watch)]
+        finally:
+            _close(probe, self.what)
+
+    def partitions_end(self) -> bool:
+        """Only with ``stop_when_caught_up``: otherwise a partition is read for as long as
+        the pipeline runs."""
+        return self.config.stop_when_caught_up
+
+    def restrict(self, names: Sequence[str]) -> None:
+        """Read only the partitions numbered ``names``."""
+        self._only = frozenset(int(n) for n in names)
+
+    def split_position(self, position: Position | None) -> PartitionPositions:
+        """Each partition's offset as a position of its own."""
+        if not position:
+            return PartitionPositions({})
+        self.check_position(position)
+        topic, offsets = self.config.topic, position["offsets"]
+        return PartitionPositions(
+            {str(p): {"topic": topic, "offsets": {str(p): o}} for p, o in offsets.items()}
+        )
+
+    def join_positions(self, positions: PartitionPositions) -> Position:
+        """Every partition's offset in one position."""
+        offsets: dict[str, int] = {}
+        for position in positions.at.values():
+            if position:
+                offsets.update(position["offsets"])
+        return {"topic": self.config.topic, "offsets": offsets}
 
     def committed_offsets(self, position: Position) -> list[TopicPartition]:
         """``position``'s offsets as the group's, never behind where this run started (a
@@ -127,6 +166,8 @@ class KafkaSource(Source):
             )
         )
         partitions = check_topic(self._consumer, config, self._watch)
+        if self._only is not None:
+            partitions = [p for p in partitions if p in self._only]
         starts = self._start_offsets(partitions, position)
         self._next = dict(starts)
         self._starts = dict(starts)

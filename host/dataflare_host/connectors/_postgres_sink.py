@@ -109,6 +109,11 @@ class PostgresSink(Sink):
         self._buffer: list[tuple[int, dict[str, Any]]] = []
         self._what = f"postgres sink (table {config.table})"
 
+    def takes_concurrent_writers(self) -> bool:
+        """Always: each writer stages in its own temporary table, and an upsert by key
+        lets a record written twice (or by two writers) land once."""
+        return True
+
     def connect(self) -> None:
         self._conn = open_connection(self._dsn, self._what, autocommit=False)
         try:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from dataflare import PluginError, PluginKind
-from dataflare_host.connectors import Source
+from dataflare_host.connectors import PartitionedSource, PartitionPositions, Source
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry
@@ -34,8 +34,16 @@ def checked_checkpoint(
     for entry, source in sources:
         if entry.id not in checkpoint.positions:
             continue
+        position = checkpoint.positions[entry.id]
+        by_partition = PartitionPositions.from_json(position)
+        # Taken by workers reading the partitions: each partition's is the source's own.
+        each = [position] if by_partition is None else list(by_partition.at.values())
         try:
-            source.check_position(checkpoint.positions[entry.id])
+            if by_partition is not None and not isinstance(source, PartitionedSource):
+                raise PluginError(f"{repr(position)[:80]} is a partitioned source's position")
+            for one in each:
+                if one is not None:
+                    source.check_position(one)
         except PluginError as exc:
             raise store.unusable(f"source {entry.id!r}: {exc}") from exc
     for stage in processors:

@@ -16,19 +16,24 @@ in ``_dead_letter``, the counters in ``_stats`` and what a run reports in
 
 from __future__ import annotations
 
-import gc
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
+
+import attrs
 
 from dataflare import PluginError, PluginKind, Record
 from dataflare_host._plugin_frames import log_plugin_frames
-from dataflare_host.connectors import ConnectorRegistry, Sink, Source
+from dataflare_host.connectors import (
+    ConnectorRegistry,
+    PartitionedSource,
+    PartitionPositions,
+    Sink,
+    Source,
+)
 from dataflare_host.pipeline._assemble import (
     ProcessorStage,
     build_connector,
@@ -41,14 +46,17 @@ from dataflare_host.pipeline._dead_letter import dead_letter_record, describe, r
 from dataflare_host.pipeline._delivery import TransactionalSink, pair_exactly_once
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._failure_log import FailureLog
+from dataflare_host.pipeline._gc_pacing import collect_per_batches
 from dataflare_host.pipeline._hot_reload import HotReloader
 from dataflare_host.pipeline._look_back import warm_up
 from dataflare_host.pipeline._readers import ReadBatch, ReaderDone, SourceReaders
 from dataflare_host.pipeline._resume import checked_checkpoint
 from dataflare_host.pipeline._run_outcome import ProgressReporter, RunHealth, RunSummary
-from dataflare_host.pipeline._stats import PipelineStats, StageStats
+from dataflare_host.pipeline._stats import PipelineStats, StageStats, record_age
+from dataflare_host.pipeline._stop_signals import stop_on_signals
 from dataflare_host.pipeline._yaml import LocatedYaml
-from dataflare_host.pipeline.engines import Done, Engine, make_engine
+from dataflare_host.pipeline.engines import Done, Engine, make_engine, worker_count
+from dataflare_host.pipeline.partitions import PartitionedRun, make_slots, partition_reading
 from dataflare_host.plugins._chain import Chain, ChainResult
 
 __all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunHealth", "RunSummary"]
@@ -138,6 +146,9 @@ class Pipeline:
         (the metrics server turns it on: it costs a look at one record per batch)."""
         # -- engines: where the chain runs (built in run(): Ray joins a cluster) --
         self._engine: Engine | None = None
+        self._partitioned: PartitionedRun | None = None  # workers read the partitions
+        self.runs_a_task = False
+        """Set where a partitioned run's task runs this pipeline over its partitions."""
 
     @classmethod
     def from_file(cls, path: str | Path, registry: ConnectorRegistry | None = None) -> Pipeline:
@@ -149,8 +160,8 @@ class Pipeline:
     def stats(self) -> list[StageStats]:
         """Every stage's counters in stage order: sources, processors, sinks, dead letter,
         then one per worker when the chain runs in workers."""
-        workers = self._engine.worker_stats if self._engine is not None else []
-        return [*self._stats.ordered, *workers]
+        running = self._engine or self._partitioned
+        return [*self._stats.ordered, *(running.worker_stats if running is not None else [])]
 
     def health(self) -> RunHealth:
         """The checkpoint's age and the sinks' retries, as of now (any thread)."""
@@ -186,13 +197,16 @@ class Pipeline:
             checkpoint = self._load_checkpoint()
             resumed = bool(checkpoint.positions)
             positions = dict(checkpoint.positions)
-            self._warm_up(checkpoint)
-            self._connect(checkpoint)
-            # -- engines --
-            self._engine = make_engine(self.config, self.doc.file, self.processors)
-            self._engine.adopt_sources(self.sources)
-            self._engine.start({**checkpoint.accumulators, **checkpoint.states})
-            status = self._main_loop(positions, progress)
+            if self._reads_in_workers():  # -- partitions: the workers read, not this loop --
+                status = self._read_in_workers(checkpoint, progress)
+            else:
+                self._warm_up(checkpoint)
+                self._connect(checkpoint)
+                # -- engines --
+                self._engine = make_engine(self.config, self.doc.file, self.processors)
+                self._engine.adopt_sources(self.sources)
+                self._engine.start({**checkpoint.accumulators, **checkpoint.states})
+                status = self._main_loop(positions, progress)
         except PluginError as exc:
             status, error = "failed", str(exc)
             # The caller reports it (the CLI prints it once, as its error line).
@@ -204,7 +218,9 @@ class Pipeline:
             self._stop.set()
             if restore is not None:
                 restore()
-        if status != "failed" or (self._sinks_healthy and not self._state_ahead):
+        if self._partitioned is None and (
+            status != "failed" or (self._sinks_healthy and not self._state_ahead)
+        ):
             try:
                 self._commit(positions)
             except PluginError as exc:
@@ -214,8 +230,9 @@ class Pipeline:
         # Not RunSummary.engine: on a slotted attrs class that is the slot's descriptor
         # (printed as "<member 'engine' of 'RunSummary' objects>"), not its default.
         engine = self._engine.summary() if self._engine is not None else ""
-        if self._engine is not None:
-            self._engine.close()
+        if self._partitioned is not None:
+            engine = self._partitioned.summary()
+        self.close_workers()
         summary = RunSummary(
             self.config.name,
             status,
@@ -231,29 +248,34 @@ class Pipeline:
         return summary
 
     def _install_signal_handlers(self) -> Callable[[], None] | None:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            self._signal = signal.Signals(signum).name
-            log.warning(
-                "received %s: stopping (finishing the batch in flight, flushing, checkpointing)",
-                signal.Signals(signum).name,
-            )
+        def stop_on(name: str) -> None:
+            self._signal = name
             self.stop()
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
+        return stop_on_signals(stop_on)
 
     def _load_checkpoint(self) -> Checkpoint:
         """The checkpoint, checked against this pipeline before anything connects."""
         sources = list(zip(self.config.sources, self.sources, strict=True))
         return checked_checkpoint(self.checkpoints, sources, self.processors)
+
+    def _reads_in_workers(self) -> bool:
+        sinks = [(e.id, s) for e, s in zip(self.config.sinks, self.sinks, strict=True)]
+        if self.dead_letter is not None and self.config.dead_letter is not None:
+            sinks.append((self.config.dead_letter.id, self.dead_letter))
+        workers = worker_count(self.config)
+        reading = partition_reading(self.config, self.sources, sinks, self.processors, workers)
+        if reading is None or self.runs_a_task:
+            return False
+        slots = make_slots(reading, str(self.doc.file), task_pipeline, self.config.address)
+        self._partitioned = PartitionedRun(reading, slots, self.checkpoints, self._stats)
+        return True
+
+    def _read_in_workers(self, checkpoint: Checkpoint, progress: ProgressReporter | None) -> Any:
+        assert self._partitioned is not None
+        saved = checkpoint.positions.get(self.config.sources[0].id)
+        shown = (lambda: progress.update(self.stats)) if progress is not None else lambda: None
+        return self._partitioned.run(saved, self._stop.is_set, shown)
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:
         """Run look-back for processors the checkpoint holds no state for."""
@@ -301,6 +323,9 @@ class Pipeline:
         for entry, source in zip(self.config.sources, self.sources, strict=True):
             position = checkpoint.positions.get(entry.id)
             try:
+                by_partition = PartitionPositions.from_json(position)
+                if by_partition is not None and isinstance(source, PartitionedSource):
+                    position = source.join_positions(by_partition)  # workers read it last
                 source.connect(position)
             except PluginError as exc:
                 raise PipelineError(f"source {entry.id!r}: {exc}") from exc
@@ -325,7 +350,7 @@ class Pipeline:
             self._failed,
         )
         readers.start()
-        restore_collector = _collect_per_batches(self.config.batch.size)
+        restore_collector = collect_per_batches(self.config.batch.size)
         live = len(readers)
         engine = self._engine
         assert engine is not None
@@ -402,7 +427,7 @@ class Pipeline:
     def _write(self, done: Done, positions: dict[str, Any]) -> None:
         item: ReadBatch = done.tag
         outputs, dead = self._process(done.result())
-        age = self._record_age(outputs) if self.measure_record_latency else None
+        age = record_age(outputs) if self.measure_record_latency else None
         for entry, sink in zip(self.config.sinks, self.sinks, strict=True):
             stats = self._stats[entry.id]
             try:
@@ -419,16 +444,6 @@ class Pipeline:
             dead.extend(self._rejections(entry.id, sink))
         self._write_dead_letter(dead)
         positions[item.source] = item.batch.position
-
-    @staticmethod
-    def _record_age(outputs: Sequence[Record]) -> float | None:
-        """Seconds since the batch's first record's timestamp (None: it has none)."""
-        if not outputs:
-            return None
-        timestamp = outputs[0].timestamp
-        if timestamp is None:
-            return None
-        return max(time.time() - timestamp / 1000, 0.0)
 
     def _rejections(self, stage: str, sink: Sink) -> list[Record]:
         """Dead-letter records for what ``sink`` refused; fails when there is no dead letter."""
@@ -529,11 +544,15 @@ class Pipeline:
         if self._reloader.check():
             self._chain = _chain_of(self.processors)
 
+    def close_workers(self) -> None:
+        """Stop the workers, of the chain's engine or reading partitions (safe twice)."""
+        for workers in (getattr(self, "_engine", None), getattr(self, "_partitioned", None)):
+            if workers is not None:  # close() may run mid-__init__
+                workers.close()
+
     def close(self) -> None:
         """Close every plugin and connector (safe to call twice)."""
-        engine = getattr(self, "_engine", None)  # -- engines: close() may run mid-__init__
-        if engine is not None:
-            engine.close()
+        self.close_workers()
         for stage in self.processors:
             stage.plugin.close()
         connectors: list[Source | Sink] = [
@@ -550,32 +569,14 @@ class Pipeline:
                 log.error("closing a connector failed: %s", exc)
 
 
-_MAX_GC_THRESHOLD = 100_000
-
-
-def _collect_per_batches(batch_size: int) -> Callable[[], None]:
-    """While batches flow, run the cyclic garbage collector per few batches, not per
-    few hundred records.
-
-    A batch's records are tracked objects (two per record) that live until every
-    sink took them. At the default threshold (a collection every 700 allocations
-    not yet freed) a 1,000-record batch sets off several collections, each
-    walking records that are all still in use and promoting them, so they are
-    walked again in older generations: about a tenth of a native pipeline's time.
-    A threshold above what a few batches in flight hold makes a collection rare
-    while batches are freed as they go, and still collects what plugins leave in
-    reference cycles. The returned function puts the previous threshold back
-    (unless someone else changed it meanwhile).
-    """
-    previous = gc.get_threshold()
-    wanted = max(previous[0], min(_MAX_GC_THRESHOLD, 16 * batch_size))
-    gc.set_threshold(wanted, *previous[1:])
-
-    def restore() -> None:
-        if gc.get_threshold()[0] == wanted:
-            gc.set_threshold(*previous)
-
-    return restore
+def task_pipeline(pipeline_file: str) -> Pipeline:
+    """The pipeline one task of a partitioned run runs, over its partitions, in one
+    process: the file's, with one worker (a task never reads in workers of its own)."""
+    config, doc = load_pipeline_config(pipeline_file)
+    one = [attrs.evolve(p, config=attrs.evolve(p.config, workers=None)) for p in config.processors]
+    pipeline = Pipeline(attrs.evolve(config, workers="1", processors=one), doc)
+    pipeline.runs_a_task = True
+    return pipeline
 
 
 def _handed_back() -> ChainResult:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
+from dataflare import Record
 from dataflare_host.connectors._base import Backlog
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "PipelineStats", "StageStats"]
+__all__ = ["LATENCY_BUCKETS", "Histogram", "PipelineStats", "StageStats", "record_age"]
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -133,3 +134,13 @@ class PipelineStats:
         """The dead-letter sink's counters, or None when the pipeline has none."""
         found = self.with_role("dead_letter")
         return found[0] if found else None
+
+
+def record_age(outputs: Sequence[Record]) -> float | None:
+    """Seconds since a batch's first record's timestamp (None: it has none)."""
+    if not outputs:
+        return None
+    timestamp = outputs[0].timestamp
+    if timestamp is None:
+        return None
+    return max(time.time() - timestamp / 1000, 0.0)

@@ -17,7 +17,7 @@ from typing import Any
 
 from dataflare_host.pipeline._errors import PipelineError
 
-__all__ = ["RayBackend", "import_ray"]
+__all__ = ["ACTOR_CPUS", "RayBackend", "import_ray", "join_ray"]
 
 log = logging.getLogger("dataflare.engine")
 
@@ -35,6 +35,22 @@ def import_ray() -> Any:
             "pip install 'dataflare-plugins[ray]'"
         ) from exc
     return ray
+
+
+def join_ray(ray: Any, address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (None: start a local one) unless joined already;
+    a PipelineError names the address when that fails."""
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise PipelineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from exc
 
 
 class _Actor:
@@ -67,18 +83,7 @@ class RayBackend:
     def __init__(self, pipeline_file: Path, workers: int, address: str | None) -> None:
         ray = import_ray()
         self._ray = ray
-        if not ray.is_initialized():
-            try:
-                ray.init(
-                    address=address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                )
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise PipelineError(
-                    f"cannot start or join Ray at {address or 'local'}: {exc}"
-                ) from exc
+        join_ray(ray, address)
         self._file = str(pipeline_file)
         self._remote = ray.remote(_Actor)
         self._actors: list[Any] = [None] * workers

@@ -69,7 +69,7 @@ class WorkerCore:
         """In a process of its own, once the plugins are loaded: collect per few batches,
         not per few hundred records, and never walk what loading left behind again.
 
-        As in the driver (``_collect_per_batches`` in the runner): a batch's records
+        As in the driver (``collect_per_batches`` in ``_gc_pacing``): a batch's records
         live until the batch is answered, and at the default threshold each batch
         sets off several collections that walk them all.
         """

@@ -1,0 +1,114 @@
+"""Whether a pipeline reads its source in its workers, and when not, why.
+
+Reading where the chain runs needs: one source with partitions; a chain with no
+state (an aggregate or declared state is exchanged by key between workers, so
+such a chain reads in the driver); at-least-once delivery (a Kafka transaction
+is one writer's); and sinks that each worker can write (:class:`SplitSink` or
+:class:`SharedSink`). A pipeline that could but for one of these reads in the
+driver, and the log says which one stands in the way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+from dataflare import PluginKind
+from dataflare_host.connectors import PartitionedSource, SharedSink, Sink, Source, SplitSink
+from dataflare_host.pipeline._assemble import ProcessorStage
+from dataflare_host.pipeline._config import PipelineConfig
+from dataflare_host.pipeline._errors import PipelineError
+
+__all__ = ["PartitionReading", "partition_reading"]
+
+log = logging.getLogger("dataflare.pipeline")
+
+
+@attrs.frozen
+class PartitionReading:
+    """How a pipeline reads its source's ``partitions``: ``workers`` of kind ``where``
+    (``local`` processes, ``ray`` actors, or ``thread``: one, in the driver);
+    ``one_each``: a task is one partition (they end, or a sink splits by partition)."""
+
+    source_id: str
+    source: PartitionedSource
+    partitions: tuple[str, ...]
+    workers: int
+    where: Literal["local", "ray", "thread"]
+    one_each: bool
+
+
+def partition_reading(
+    config: PipelineConfig,
+    sources: Sequence[Source],
+    sinks: Sequence[tuple[str, Sink]],
+    processors: Sequence[ProcessorStage],
+    workers: int,
+) -> PartitionReading | None:
+    """How ``config`` reads in workers, or None when it reads in the driver.
+
+    ``sinks`` names every sink, the dead letter's included. Asks the source for its
+    partitions (a topic's: from the broker), so it raises what that raises. Raises
+    :class:`PipelineError` when a sink splits by partition (``{partition}`` in a file
+    sink's path) and the pipeline cannot read in workers: one line saying why.
+    """
+    splitting = [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
+    ray = config.engine == "ray"
+    if not (workers > 1 or ray or splitting):
+        return None
+    why = _why_not(config, sources, sinks, processors)
+    source = sources[0] if sources else None
+    names: list[str] = []
+    if why is None:
+        assert isinstance(source, PartitionedSource)
+        names = source.partitions()
+        if splitting and not source.partitions_end():
+            why = "its partitions do not end (a file per partition needs partitions that end)"
+        elif len(names) < 2 and not splitting:
+            why = f"it has {len(names)} partition (the workers share the chain instead)"
+    if why is not None:
+        if splitting:
+            raise PipelineError(
+                f"sink {splitting[0]!r} writes a file per partition ({{partition}} in its "
+                f"path), but this pipeline cannot read its source in workers: {why}"
+            )
+        if isinstance(source, PartitionedSource):
+            log.info("reading source %r in the driver: %s", config.sources[0].id, why)
+        return None
+    assert isinstance(source, PartitionedSource)
+    where: Literal["local", "ray", "thread"] = (
+        "ray" if ray else "local" if workers > 1 else "thread"
+    )
+    one_each = source.partitions_end() or bool(splitting)
+    return PartitionReading(config.sources[0].id, source, tuple(names), workers, where, one_each)
+
+
+def _why_not(
+    config: PipelineConfig,
+    sources: Sequence[Source],
+    sinks: Sequence[tuple[str, Sink]],
+    processors: Sequence[ProcessorStage],
+) -> str | None:
+    """Why this pipeline reads in the driver (None: nothing stands in the way)."""
+    if len(sources) != 1:
+        return f"it has {len(sources)} sources (workers read the partitions of one)"
+    if not isinstance(sources[0], PartitionedSource):
+        return f"source {config.sources[0].id!r} has no partitions"
+    if config.delivery == "exactly_once":
+        return "delivery: exactly_once (a transaction is one writer's)"
+    for stage in processors:
+        if stage.plugin.kind is PluginKind.AGGREGATE or stage.plugin.state_bounds is not None:
+            return f"processor {stage.id!r} keeps state, exchanged by key between workers"
+        if stage.config.look_back is not None:
+            return f"processor {stage.id!r} warms up with look_back"
+    for name, sink in sinks:
+        if isinstance(sink, SplitSink) and sink.splits():
+            continue
+        if isinstance(sink, SharedSink) and sink.takes_concurrent_writers():
+            continue
+        hint = " (put {partition} in its path)" if isinstance(sink, SplitSink) else ""
+        return f"sink {name!r} takes one writer{hint}"
+    return None

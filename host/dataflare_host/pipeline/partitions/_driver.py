@@ -1,0 +1,257 @@
+"""The driver of a pipeline whose workers read the partitions: it assigns, they read.
+
+The driver hands each worker a task (partitions that end: one at a time, the
+next when one is done; partitions that do not: an equal share each, for the
+whole run), keeps every partition's last reported position in the one
+checkpoint, and when a worker dies gives its task, from those positions, to a
+new worker. Records never pass through the driver: it only reads reports.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+from dataflare_host.connectors import Backlog, PartitionPositions, Position
+from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
+from dataflare_host.pipeline._errors import PipelineError
+from dataflare_host.pipeline._stats import PipelineStats, StageStats
+from dataflare_host.pipeline.partitions._decide import PartitionReading
+from dataflare_host.pipeline.partitions._messages import Counts, Report, Task
+
+__all__ = ["PartitionedRun", "Slots"]
+
+log = logging.getLogger("dataflare.pipeline")
+
+_WAIT_S = 0.25
+_PROGRESS_S = 0.25
+_RESTARTS = 3
+"""How many times one partition's task may lose its worker before the run fails."""
+_STOP_GRACE_S = 30.0
+"""How long a stop waits for the workers' last reports before killing them."""
+
+
+class Slots(Protocol):
+    """Where the tasks run (worker processes, Ray actors, a thread): one task per slot."""
+
+    kind: str
+
+    def launch(self, slot: int) -> None: ...
+
+    def where(self, slot: int) -> str: ...
+
+    def assign(self, slot: int, task: Task) -> None: ...
+
+    def stop(self, slot: int) -> None: ...
+
+    def wait(
+        self, slots: Sequence[int], timeout: float
+    ) -> list[tuple[int, list[Report] | None]]: ...
+
+    def kill(self, slot: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PartitionedRun:
+    """One run of a pipeline whose ``slots`` read ``reading.source``'s partitions."""
+
+    def __init__(
+        self,
+        reading: PartitionReading,
+        slots: Slots,
+        store: CheckpointStore,
+        stats: PipelineStats,
+    ) -> None:
+        self._reading = reading
+        self._slots = slots
+        self._store = store
+        self._stats = stats
+        self._at: dict[str, Position | None] = {}
+        self._ended: set[str] = set()
+        self._counts: dict[int, dict[str, Counts]] = {}
+        self._backlogs: dict[int, Backlog] = {}
+        self._busy: dict[int, Task] = {}
+        self._lost: collections.Counter[tuple[str, ...]] = collections.Counter()
+        self._numbers = iter(range(1, 1 << 62))
+        self._places: list[str] = []
+        self.worker_stats = [
+            StageStats(f"worker-{i + 1}", "worker", slots.kind) for i in range(reading.workers)
+        ]
+        """One counter per worker: what it read, and where it runs."""
+
+    def summary(self) -> str:
+        """The workers and where they ran, for the run summary."""
+        places = "; ".join(self._places) or "none started"
+        return (
+            f"{self._reading.workers} {self._slots.kind} worker(s) reading partitions of "
+            f"{self._reading.source_id!r} ({places})"
+        )
+
+    def run(
+        self,
+        saved: Position | None,
+        stopping: Callable[[], bool],
+        progress: Callable[[], None],
+    ) -> Literal["completed", "stopped"]:
+        """Read every partition to its end (or until ``stopping()``); raises PipelineError
+        with the failed task's line when one fails."""
+        source = self._reading.source
+        names = self._reading.partitions
+        positions = PartitionPositions.from_json(saved) or source.split_position(saved)
+        self._at = {name: positions.at.get(name) for name in names}
+        self._ended = set(positions.ended) & set(names)
+        todo = collections.deque(self._tasks(names))
+        count = min(self._reading.workers, len(todo))  # none when every partition ended
+        for slot in range(count):
+            self._slots.launch(slot)
+        self._places = [self._placed(slot) for slot in range(count)]
+        del self.worker_stats[count:]  # no more workers than tasks
+        stopped = failure = None
+        last_progress = 0.0
+        while todo or self._busy:
+            if stopping() and stopped is None:
+                stopped = time.monotonic()
+                todo.clear()
+                for slot in self._busy:
+                    self._slots.stop(slot)
+            if stopped is not None and time.monotonic() - stopped > _STOP_GRACE_S:
+                log.warning("workers did not stop within %.0f s: killing them", _STOP_GRACE_S)
+                break
+            for slot in range(count):
+                if slot not in self._busy and todo:
+                    task = todo.popleft()
+                    self._busy[slot] = task
+                    self._slots.assign(slot, task)
+            for slot, reports in self._slots.wait(list(self._busy), _WAIT_S):
+                if reports is None and stopped is not None:
+                    self._busy.pop(slot, None)  # stopping anyway: its positions stand
+                elif reports is None:
+                    todo.append(self._lose(slot))
+                else:
+                    for report in reports:
+                        failure = self._take(slot, report) or failure
+            if failure is not None and stopped is None:
+                stopped = time.monotonic()
+                todo.clear()
+                for slot in self._busy:
+                    self._slots.stop(slot)
+            if time.monotonic() - last_progress >= _PROGRESS_S:
+                progress()
+                last_progress = time.monotonic()
+        self._save()
+        if failure is not None:
+            raise PipelineError(failure)
+        return "stopped" if stopped is not None else "completed"
+
+    def _tasks(self, names: Sequence[str]) -> list[Task]:
+        """The partitions left, one per task or shared out among the workers."""
+        left = [name for name in names if name not in self._ended]
+        groups: list[tuple[str, ...]]
+        if self._reading.one_each:
+            groups = [(name,) for name in left]
+        else:
+            shares = min(self._reading.workers, len(left))
+            groups = [tuple(left[i::shares]) for i in range(shares)]
+        return [self._task(group) for group in groups]
+
+    def _task(self, partitions: tuple[str, ...]) -> Task:
+        at = {name: self._at.get(name) for name in partitions}
+        return Task(next(self._numbers), self._reading.source_id, partitions, at)
+
+    def _take(self, slot: int, report: Report) -> str | None:
+        """Apply one report; the failure's line when it says its task failed."""
+        task = self._busy.get(slot)
+        if task is None or task.number != report.task:
+            return None  # from a task given up on (its worker was replaced)
+        self._at.update(report.at)
+        self._count(slot, report)
+        self._show_backlog(report)
+        if report.status is None:
+            self._save()
+            return None
+        del self._busy[slot]
+        if report.status == "completed" and self._reading.source.partitions_end():
+            self._ended.update(task.partitions)
+        self._save()
+        if report.status == "failed":
+            names = ", ".join(task.partitions)
+            where = f"partition{'s' if len(task.partitions) > 1 else ''} {names}"
+            return f"{where}: {report.error or 'its worker failed'}"
+        return None
+
+    def _lose(self, slot: int) -> Task:
+        """Worker ``slot`` died: a new one for the slot, its task again from its positions."""
+        task = self._busy.pop(slot)
+        self._lost[task.partitions] += 1
+        what = ", ".join(task.partitions)
+        if self._lost[task.partitions] > _RESTARTS:
+            raise PipelineError(
+                f"worker-{slot + 1} died {_RESTARTS + 1} times reading partition(s) {what} "
+                "of source "
+                f"{self._reading.source_id!r}; the checkpoint holds where each resumes"
+            )
+        log.warning(
+            "worker-%d died reading partition(s) %s: a new worker resumes them", slot + 1, what
+        )
+        self._slots.launch(slot)
+        self.worker_stats[slot].restarts += 1
+        self._placed(slot)
+        return self._task(task.partitions)
+
+    def _placed(self, slot: int) -> str:
+        """Where worker ``slot`` runs, also shown on its counter."""
+        where = self._slots.where(slot)
+        restarts = self.worker_stats[slot].restarts
+        self.worker_stats[slot].kind = f"{self._slots.kind} {where}" + (
+            f", {restarts} restart(s)" if restarts else ""
+        )
+        return where
+
+    def _count(self, slot: int, report: Report) -> None:
+        before = self._counts.get(report.task, {})
+        source = self._reading.source_id
+        if source in report.counts:  # a worker's counter: the records it read
+            read = report.counts[source][1] - before.get(source, (0, 0, 0, 0))[1]
+            self.worker_stats[slot].add(records_in=read, records_out=read)
+        for stage, now in report.counts.items():
+            try:
+                stats = self._stats[stage]
+            except KeyError:
+                continue  # a worker's own per-worker counters
+            was = before.get(stage, (0, 0, 0, 0))
+            delta = [n - w for n, w in zip(now, was, strict=True)]
+            _add(stats, delta)
+        self._counts[report.task] = dict(report.counts)
+
+    def _show_backlog(self, report: Report) -> None:
+        """The source's backlog: every running task's partitions' together."""
+        if report.status is not None:
+            self._backlogs.pop(report.task, None)
+        elif report.backlog is not None:
+            self._backlogs[report.task] = report.backlog
+        live = {self._busy[slot].number for slot in self._busy}
+        backlogs = [b for task, b in self._backlogs.items() if task in live]
+        stats = self._stats[self._reading.source_id]
+        if backlogs:
+            partitions = tuple(p for b in backlogs for p in b.partitions)
+            amount = sum(b.amount for b in backlogs)
+            stats.backlog = Backlog(amount, backlogs[0].unit, partitions)
+        elif stats.backlog is not None:
+            stats.backlog = Backlog(0, stats.backlog.unit)  # no task reading: nothing left
+
+    def _save(self) -> None:
+        positions = PartitionPositions(dict(self._at), frozenset(self._ended))
+        self._store.save(Checkpoint({self._reading.source_id: positions.to_json()}))
+
+    def close(self) -> None:
+        """Stop every worker (safe to call twice)."""
+        self._slots.close()
+
+
+def _add(stats: StageStats, delta: Sequence[int]) -> None:
+    records_in, records_out, filtered, errored = delta
+    stats.add(records_in=records_in, records_out=records_out, filtered=filtered, errored=errored)

@@ -1,0 +1,119 @@
+"""Partition workers as processes on this machine (multiprocessing, spawn)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from dataflare_host.pipeline.partitions._messages import Report, Task
+from dataflare_host.pipeline.partitions._process_main import STOP, partition_worker_main
+from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker
+
+__all__ = ["ProcessSlots"]
+
+
+class ProcessSlots:
+    """One spawned process per worker slot, each with a pipe to the driver."""
+
+    kind = "local"
+
+    def __init__(self, pipeline_file: str, workers: int, make: TaskPipelineMaker) -> None:
+        self._file = pipeline_file
+        self._make = make
+        self._context = multiprocessing.get_context("spawn")
+        self._procs: list[BaseProcess | None] = [None] * workers
+        self._conns: list[Connection | None] = [None] * workers
+
+    def pid(self, slot: int) -> int | None:
+        """The process id of a worker (tests kill it)."""
+        proc = self._procs[slot]
+        return proc.pid if proc is not None else None
+
+    def launch(self, slot: int) -> None:
+        """Start worker ``slot`` (it imports the host while the others start)."""
+        self.kill(slot)
+        parent, child = self._context.Pipe(duplex=True)
+        proc = self._context.Process(
+            target=partition_worker_main,
+            args=(child, self._file, self._make),
+            name=f"dataflare-worker-{slot + 1}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        self._procs[slot], self._conns[slot] = proc, parent
+
+    def where(self, slot: int) -> str:
+        """Where worker ``slot`` runs."""
+        return f"pid {self.pid(slot)}"
+
+    def assign(self, slot: int, task: Task) -> None:
+        """Give worker ``slot`` a task (a dead worker shows up in :meth:`wait`)."""
+        self._send(slot, task)
+
+    def stop(self, slot: int) -> None:
+        """Ask worker ``slot``'s task to stop; its last report follows."""
+        self._send(slot, STOP)
+
+    def _send(self, slot: int, message: Any) -> None:
+        conn = self._conns[slot]
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(message)
+
+    def wait(self, slots: Sequence[int], timeout: float) -> list[tuple[int, list[Report] | None]]:
+        """Reports of the busy workers (all that arrived), None for one that died."""
+        by_handle: dict[Any, int] = {}
+        for slot in slots:
+            conn, proc = self._conns[slot], self._procs[slot]
+            if conn is None or proc is None:
+                continue
+            by_handle[conn] = slot
+            by_handle[proc.sentinel] = slot
+        answers: dict[int, list[Report] | None] = {}
+        for handle in multiprocessing.connection.wait(list(by_handle), timeout):
+            slot = by_handle[handle]
+            if slot in answers:
+                continue
+            conn = self._conns[slot]
+            assert conn is not None
+            reports: list[Report] = []
+            try:
+                # Reports sent just before dying still count.
+                while conn.poll():
+                    reports.append(conn.recv())
+            except (EOFError, OSError):
+                pass
+            proc = self._procs[slot]
+            if reports:
+                answers[slot] = reports  # a death after them is seen on the next wait
+            elif proc is None or not proc.is_alive():
+                answers[slot] = None
+        return list(answers.items())
+
+    def kill(self, slot: int) -> None:
+        """Kill a worker at once (SIGKILL) and forget it."""
+        proc, conn = self._procs[slot], self._conns[slot]
+        self._procs[slot] = self._conns[slot] = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(timeout=5)
+
+    def close(self) -> None:
+        """Close every pipe (workers end their task and exit), then kill what lingers."""
+        for conn in self._conns:
+            if conn is not None:
+                conn.close()
+        for proc in self._procs:
+            if proc is not None:
+                proc.join(timeout=5)
+        for slot in range(len(self._procs)):
+            self.kill(slot)

@@ -1,0 +1,281 @@
+"""Workers that read a partitioned source themselves: a glob's files, one per partition.
+
+The driver only assigns files and keeps the checkpoint; each worker reads its file,
+runs the chain and writes the file's own output (``out/{partition}``). Every expected
+output is computed here from the input the test wrote: each partition's output must
+equal what a run over that file alone writes.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support.paths import EXAMPLES
+from test_workers import (
+    FILTER_MAP,
+    document,
+    filter_map_held,
+    proc,
+    run,
+    sigkill_workers,
+    workers_of,
+)
+
+from dataflare_host.pipeline._runner import Pipeline
+
+SIZES = (7_000, 3_000, 5_000, 1_000)
+"""Records per file: unequal, so a worker that finishes early takes the next file."""
+
+
+def write_parts(directory: Path, sizes: tuple[int, ...] = SIZES) -> dict[str, list[int]]:
+    """``in/part-N.jsonl`` files of ``sizes`` records; each file's document ids."""
+    (directory / "in").mkdir(parents=True)
+    ids: dict[str, list[int]] = {}
+    first = 0
+    for part, size in enumerate(sizes):
+        name = f"part-{part}.jsonl"
+        ids[name] = list(range(first, first + size))
+        lines = (json.dumps(document(i), separators=(",", ":")) for i in ids[name])
+        (directory / "in" / name).write_text("\n".join(lines) + "\n")
+        first += size
+    return ids
+
+
+def partitioned(
+    directory: Path,
+    processors: list[dict[str, Any]],
+    *,
+    source: str = "in/part-*.jsonl",
+    sink: str = "out/{partition}",
+    **top: Any,
+) -> Path:
+    doc = {
+        "name": "parts",
+        "batch": {"size": 250, "linger_ms": 5},
+        "sources": [{"id": "in", "type": "plugin",
+                     "config": {"plugin_type": "file", "connection": {"path": source}}}],
+        "processors": processors,
+        "sinks": [{"id": "out", "type": "plugin",
+                   "config": {"plugin_type": "file", "connection": {"path": sink}}}],
+        **top,
+    }
+    file = directory / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return file
+
+
+def expected(ids: list[int]) -> list[dict[str, Any]]:
+    return [{**document(i), "tag": "t"} for i in ids if i % 2 == 0]
+
+
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def checkpoint(directory: Path) -> Any:
+    return json.loads((directory / ".dataflare" / "parts.checkpoint.json").read_text())
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_each_file_read_in_the_workers_writes_what_a_run_over_it_alone_writes(
+    tmp_path: Path, workers: str
+) -> None:
+    ids = write_parts(tmp_path / "glob")
+    summary, _ = run(partitioned(tmp_path / "glob", FILTER_MAP, workers=workers))
+    assert summary.status == "completed", summary.error
+    kind = "local" if workers == "2" else "thread"
+    assert summary.engine.startswith(f"{workers} {kind} worker(s) reading partitions of 'in'")
+    for name, file_ids in ids.items():
+        alone = tmp_path / f"alone-{name}"
+        alone.mkdir()
+        (alone / name).write_bytes((tmp_path / "glob" / "in" / name).read_bytes())
+        one, _ = run(partitioned(alone, FILTER_MAP, source=name, sink="out.jsonl"))
+        assert one.status == "completed", one.error
+        written = (tmp_path / "glob" / "out" / name).read_bytes()
+        assert written == (alone / "out.jsonl").read_bytes()
+        assert lines_of(tmp_path / "glob" / "out" / name) == expected(file_ids)
+    counts = {s.stage: (s.records_in, s.records_out) for s in summary.stats}
+    assert counts["in"][1] == sum(SIZES)
+    assert counts["out"] == (sum(SIZES) // 2, sum(SIZES) // 2)
+    readers = [s for s in summary.stats if s.role == "worker"]
+    assert len(readers) == int(workers)
+    assert sum(w.records_in for w in readers) == sum(SIZES)
+    if workers == "2":
+        assert all(w.records_in > 0 for w in readers), "both workers read files"
+    saved = checkpoint(tmp_path / "glob")["positions"]["in"]
+    assert sorted(saved["ended"]) == sorted(ids)
+
+
+def test_the_driver_spends_almost_none_of_the_runs_cpu(tmp_path: Path) -> None:
+    """The driver's own CPU time against its workers' (children joined by the end of the
+    run): at most 3%. Measured in CPU seconds, not wall-clock, so a loaded machine
+    slows both sides alike."""
+    write_parts(tmp_path, (60_000,) * 4)
+    pipeline = Pipeline.from_file(partitioned(tmp_path, FILTER_MAP, workers="2"))
+    try:
+        own, children = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
+        before = [resource.getrusage(who) for who in (own, children)]
+        summary = pipeline.run(None, handle_signals=False)
+        pipeline.close()  # the workers are joined: their CPU time is the children's
+        after = [resource.getrusage(who) for who in (own, children)]
+    finally:
+        pipeline.close()
+    assert summary.status == "completed", summary.error
+    driver, workers = (
+        (a.ru_utime + a.ru_stime) - (b.ru_utime + b.ru_stime)
+        for a, b in zip(after, before, strict=True)
+    )
+    assert workers > 1.0, f"the workers used {workers:.2f} s: they did not do the reading"
+    share = driver / (driver + workers)
+    assert share <= 0.03, f"the driver used {driver:.3f} s of {driver + workers:.3f} s"
+
+
+def test_sigkills_of_workers_move_their_files_to_new_workers_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """Ten SIGKILLs of workers mid-run: each killed worker's file resumes, in a new worker,
+    from the position it last reported; every file's output then holds every expected
+    record (at least once: records after that position are written again), in order."""
+    ids = write_parts(tmp_path, (6_000,) * 4)
+    held = tmp_path / "held"
+    held.touch()
+    kills: list[int] = []
+    killer = sigkill_workers(kills, within_s=90, every_s=0.15, held=held)
+    file = partitioned(tmp_path, filter_map_held(held), workers="2",
+                       checkpoint={"interval_ms": 200})
+    summary, _ = run(file, killer)
+    assert summary.status == "completed", summary.error
+    assert len(kills) == 10
+    restarts = sum(w.restarts for w in summary.stats if w.role == "worker")
+    assert restarts == 10
+    for name, file_ids in ids.items():
+        written = lines_of(tmp_path / "out" / name)
+        want = expected(file_ids)
+        assert {d["id"] for d in written} == {d["id"] for d in want}, name  # none missing
+        # Written again from the last reported position on: each record's first
+        # appearance is in the file's order.
+        assert list(dict.fromkeys(d["id"] for d in written)) == [d["id"] for d in want]
+
+
+def test_a_stopped_run_resumes_each_file_where_it_stopped(tmp_path: Path) -> None:
+    ids = write_parts(tmp_path)
+    held = tmp_path / "held"
+    held.touch()
+    file = partitioned(tmp_path, filter_map_held(held), workers="2",
+                       checkpoint={"interval_ms": 100})
+
+    def stop_once_written(pipeline: Pipeline) -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(s.records_in for s in pipeline.stats if s.role == "sink") >= 500:
+                break
+            time.sleep(0.02)
+        pipeline.stop()
+        held.unlink()
+
+    first, _ = run(file, stop_once_written)
+    assert first.status == "stopped", first.error
+    saved = checkpoint(tmp_path)["positions"]["in"]
+    assert len(saved["ended"]) < len(ids), "the stop came before every file ended"
+    second, _ = run(file)
+    assert second.status == "completed", second.error
+    assert second.resumed
+    for name, file_ids in ids.items():
+        # A stop commits what it wrote: nothing is written twice.
+        assert lines_of(tmp_path / "out" / name) == expected(file_ids), name
+
+
+def test_a_line_that_is_not_json_fails_the_run_naming_its_file_and_line(tmp_path: Path) -> None:
+    write_parts(tmp_path)
+    bad = tmp_path / "in" / "part-2.jsonl"
+    lines = bad.read_text().splitlines()
+    lines[1_233] = lines[1_233][:-1]
+    bad.write_text("\n".join(lines) + "\n")
+    summary, _ = run(partitioned(tmp_path, FILTER_MAP, workers="2"))
+    assert summary.status == "failed"
+    assert summary.error is not None
+    assert "\n" not in summary.error
+    assert summary.error.startswith(
+        f"partition part-2.jsonl: source 'in' failed: {bad}:1234: not valid JSON ("
+    )
+
+
+def test_a_record_a_plugin_chokes_on_goes_where_on_error_sends_it(tmp_path: Path) -> None:
+    ids = write_parts(tmp_path)
+    choking = tmp_path / "choke.py"
+    choking.write_text(
+        "import dataflare\n\n\n@dataflare.filter\ndef choke(record):\n"
+        "    if record.json()['id'] == 9_000:\n        raise ValueError('nine thousand')\n"
+        "    return True\n"
+    )
+    for on_error, status in (("fail", "failed"), ("skip", "completed")):
+        directory = tmp_path / on_error
+        directory.mkdir()
+        (directory / "in").symlink_to(tmp_path / "in")
+        processors = [proc("choke", "filter", choking, on_error=on_error), *FILTER_MAP]
+        summary, _ = run(partitioned(directory, processors, workers="2"))
+        assert summary.status == status, summary.error
+        if on_error == "fail":
+            assert summary.error is not None
+            # The file, the plugin's line, the record's offset in its file and its value.
+            assert summary.error.startswith(
+                "partition part-1.jsonl: processor 'choke' failed: plugin 'choke' (filter) "
+                "failed at record offset 2000 (choke.py:7): ValueError: nine thousand"
+            )
+            assert '{"id":9000,' in summary.error
+        else:
+            skipped = [i for i in ids["part-1.jsonl"] if i != 9_000]
+            assert lines_of(directory / "out" / "part-1.jsonl") == expected(skipped)
+
+
+def test_a_checkpoint_taken_in_the_workers_resumes_in_one_process_when_it_can(
+    tmp_path: Path,
+) -> None:
+    """Every file read to its end in the workers: a run reading in the driver (one output
+    file) reads nothing again. One file partly read while a later one was read: one line
+    saying so, and --reset."""
+    write_parts(tmp_path)
+    summary, _ = run(partitioned(tmp_path, FILTER_MAP, workers="2"))
+    assert summary.status == "completed", summary.error
+    single = partitioned(tmp_path, FILTER_MAP, sink="one.jsonl", workers="2")
+    again, _ = run(single)
+    assert again.status == "completed", again.error
+    assert (tmp_path / "one.jsonl").read_text() == ""
+    saved = json.loads((tmp_path / ".dataflare" / "parts.checkpoint.json").read_text())
+    at = saved["positions"]["in"]
+    at["ended"] = ["part-3.jsonl"]  # part-0 to 2 only partly read, part-3 done
+    (tmp_path / ".dataflare" / "parts.checkpoint.json").write_text(json.dumps(saved))
+    failed, _ = run(single)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "read in parallel by workers" in failed.error
+    assert "--reset" in failed.error
+
+
+def test_a_partition_sink_with_a_chain_that_keeps_state_is_one_line(tmp_path: Path) -> None:
+    write_parts(tmp_path)
+    summing = [proc("sum", "aggregate", EXAMPLES / "sum_aggregate.py")]
+    summary, _ = run(partitioned(tmp_path, summing, workers="2"))
+    assert summary.status == "failed"
+    message = summary.error or ""
+    assert "\n" not in message
+    assert "sink 'out' writes a file per partition ({partition} in its path)" in message
+    assert "processor 'sum' keeps state" in message
+
+
+def test_reading_in_the_driver_when_a_sink_takes_one_writer(tmp_path: Path) -> None:
+    """A single output file: the driver reads, the workers share the chain (as before)."""
+    ids = write_parts(tmp_path)
+    summary, pipeline = run(partitioned(tmp_path, FILTER_MAP, sink="one.jsonl", workers="2"))
+    assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("engine local, 2 workers")
+    everything = [i for part in ids.values() for i in part]
+    assert lines_of(tmp_path / "one.jsonl") == expected(everything)
+    assert len(workers_of(pipeline)) == 2
