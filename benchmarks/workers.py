@@ -83,8 +83,12 @@ def pipeline(directory: Path, wasm: bool, source: str = "in.jsonl", sink: str = 
     return file
 
 
-def tree(pid: int) -> list[tuple[int, int]]:
-    """A process and all its descendants: (pid, RSS in KiB) each."""
+Processes = tuple[dict[int, list[int]], dict[int, int]]
+"""Every process's children, and its RSS in KiB."""
+
+
+def processes() -> Processes:
+    """One ``ps`` of the machine (one per sample: ``ps`` itself costs CPU the runs share)."""
     found = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True)
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
@@ -92,6 +96,12 @@ def tree(pid: int) -> list[tuple[int, int]]:
         p, parent, kb = (int(x) for x in line.split())
         children.setdefault(parent, []).append(p)
         rss[p] = kb
+    return children, rss
+
+
+def tree(pid: int, seen: Processes | None = None) -> list[tuple[int, int]]:
+    """A process and all its descendants: (pid, RSS in KiB) each."""
+    children, rss = seen or processes()
     members, stack = [], [pid]
     while stack:
         p = stack.pop()
@@ -134,8 +144,9 @@ def timed(file: Path, count: int) -> tuple[float, float, str, float]:
                             env={**os.environ, "DATAFLARE_SANDBOX_SERVER_IDLE_S": "0"})
     peak, seen = 0.0, {}
     while proc.poll() is None:
-        peak = max(peak, sum(rss for _, rss in tree(proc.pid)) / 1024)
-        for p, _ in tree(os.getpid()):
+        now = processes()
+        peak = max(peak, sum(rss for _, rss in tree(proc.pid, now)) / 1024)
+        for p, _ in tree(os.getpid(), now):
             ticks = cpu_ticks(p)
             if ticks and p != os.getpid():  # gone processes keep their last sample
                 seen[p] = ticks - before.get(p, 0)

@@ -92,6 +92,57 @@ def test_a_keyed_aggregate_over_four_partitions_equals_one_process_per_key(
     assert two == one
 
 
+# -- the workers read: the driver's share of the CPU ----------------------------------------------
+
+
+def test_workers_read_a_four_partition_topic_and_the_driver_spends_almost_no_cpu(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """Two workers read two partitions each into another topic: the driver's own CPU time
+    during the run is at most 3% of the run's (its workers are its children, joined by
+    the end of the run), and the output is every expected record."""
+    import resource
+
+    from dataflare_host.pipeline import Pipeline
+
+    source, out = topic(kafka_broker, "cpu-in", 4), topic(kafka_broker, "cpu-out", 4)
+    count = 120_000
+    kafka_broker.produce(
+        source,
+        ({"key": f"k{n % 31}".encode(), "value": json.dumps({"n": n, "status": "active"
+          if n % 3 else "idle"}).encode()} for n in range(count)),
+    )
+    pipeline_path = write_pipeline(
+        tmp_path / "cpu.yaml",
+        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": "cpu",
+         "stop_when_caught_up": True},
+        kafka_sink(kafka_broker, out),
+        processors=["json_field_filter", "uppercase_map"],
+        top={"workers": 2},
+    )
+    pipeline = Pipeline.from_file(pipeline_path)
+    own, children = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
+    try:
+        before = [resource.getrusage(who) for who in (own, children)]
+        summary = pipeline.run(None, handle_signals=False)
+        pipeline.close()  # joins the workers: their CPU time is then the children's
+        after = [resource.getrusage(who) for who in (own, children)]
+    finally:
+        pipeline.close()
+    assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("2 local worker(s) reading partitions of 'in'")
+    driver, workers = (
+        (a.ru_utime + a.ru_stime) - (b.ru_utime + b.ru_stime)
+        for a, b in zip(after, before, strict=True)
+    )
+    assert workers > 0.5, f"the workers used {workers:.2f} s: they did not do the reading"
+    assert driver / (driver + workers) <= 0.03, f"driver {driver:.3f} s, workers {workers:.3f} s"
+    seen = collections.Counter(values(kafka_broker.consume_all(out)))
+    expected = {json.dumps({"n": n, "status": "active"}).upper().encode()
+                for n in range(count) if n % 3}
+    assert set(seen) == expected
+
+
 # -- SIGKILLs of workers and of the driver --------------------------------------------------------
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +281,29 @@ def test_reading_in_the_driver_when_a_sink_takes_one_writer(tmp_path: Path) -> N
     everything = [i for part in ids.values() for i in part]
     assert lines_of(tmp_path / "one.jsonl") == expected(everything)
     assert len(workers_of(pipeline)) == 2
+
+
+def test_what_workers_log_is_logged_by_the_driver_as_json(tmp_path: Path) -> None:
+    """A record skipped in a worker process: its warning reaches stderr through the
+    driver's handler, so with ``--log-format json`` every line is a JSON object."""
+    write_parts(tmp_path)
+    choking = tmp_path / "choke.py"
+    choking.write_text(
+        "import dataflare\n\n\n@dataflare.filter\ndef choke(record):\n"
+        "    if record.json()['id'] == 9_000:\n        raise ValueError('nine thousand')\n"
+        "    return True\n"
+    )
+    processors = [proc("choke", "filter", choking, on_error="skip"), *FILTER_MAP]
+    file = partitioned(tmp_path, processors, workers="2")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dataflare"), "--log-format", "json", "run",
+         "--quiet", str(file)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # each one JSON
+    skipped = [line for line in lines if "skipped a record" in line.get("message", "")]
+    assert len(skipped) == 1, lines
+    assert skipped[0]["level"] == "WARNING"
+    assert skipped[0]["logger"] == "dataflare.pipeline"
+    assert "nine thousand" in skipped[0]["message"]

@@ -17,7 +17,8 @@ from typing import Any
 
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline.engines._ray import ACTOR_CPUS, import_ray, join_ray
-from dataflare_host.pipeline.partitions._messages import Report, Task
+from dataflare_host.pipeline.partitions._log_forwarding import forward_logs
+from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker, TaskRun
 
 __all__ = ["ActorSlots"]
@@ -29,11 +30,12 @@ _START_TIMEOUT_S = 600.0
 class _PartitionActor:
     """The remote side: runs one task at a time and queues its reports."""
 
-    def __init__(self, pipeline_file: str, make: TaskPipelineMaker) -> None:
+    def __init__(self, pipeline_file: str, make: TaskPipelineMaker, log_level: int) -> None:
         self._file = pipeline_file
         self._make = make
-        self._reports: queue.Queue[Report] = queue.Queue()
+        self._reports: queue.Queue[Report | LogLine] = queue.Queue()
         self._run: TaskRun | None = None
+        forward_logs(self._reports.put, log_level)
 
     def where(self) -> str:
         import ray
@@ -47,7 +49,7 @@ class _PartitionActor:
         self._run = TaskRun(self._make, self._file, task, self._reports.put)
         threading.Thread(target=self._run.run, daemon=True).start()
 
-    def reports(self) -> list[Report]:
+    def reports(self) -> list[Report | LogLine]:
         try:
             got = [self._reports.get(timeout=_ASK_S)]
         except queue.Empty:
@@ -70,12 +72,18 @@ class ActorSlots:
     kind = "ray"
 
     def __init__(
-        self, pipeline_file: str, workers: int, make: TaskPipelineMaker, address: str | None
+        self,
+        pipeline_file: str,
+        workers: int,
+        make: TaskPipelineMaker,
+        log_level: int,
+        address: str | None,
     ) -> None:
         self._ray = import_ray()
         join_ray(self._ray, address)
         self._file = pipeline_file
         self._make = make
+        self._log_level = log_level
         self._remote = self._ray.remote(_PartitionActor)
         self._actors: list[Any] = [None] * workers
         self._asks: dict[int, Any] = {}
@@ -89,7 +97,7 @@ class ActorSlots:
         self.kill(slot)
         self._actors[slot] = self._remote.options(
             num_cpus=ACTOR_CPUS, max_restarts=0, max_concurrency=2, scheduling_strategy="SPREAD"
-        ).remote(self._file, self._make)
+        ).remote(self._file, self._make, self._log_level)
 
     def where(self, slot: int) -> str:
         """Where slot ``slot``'s actor runs (waits for it to start)."""
@@ -111,8 +119,10 @@ class ActorSlots:
         if actor is not None:
             actor.stop.remote()
 
-    def wait(self, slots: Sequence[int], timeout: float) -> list[tuple[int, list[Report] | None]]:
-        """Reports of busy actors; None for one that died."""
+    def wait(
+        self, slots: Sequence[int], timeout: float
+    ) -> list[tuple[int, list[Report | LogLine] | None]]:
+        """Reports and log lines of busy actors; None for one that died."""
         asks = {self._asks[slot]: slot for slot in slots if slot in self._asks}
         if not asks:
             return []
@@ -120,16 +130,16 @@ class ActorSlots:
         if done:
             more, _ = self._ray.wait(list(asks), num_returns=len(asks), timeout=0)
             done = list({*done, *more})
-        answers: list[tuple[int, list[Report] | None]] = []
+        answers: list[tuple[int, list[Report | LogLine] | None]] = []
         for ref in done:
             slot = asks[ref]
             del self._asks[slot]
             try:
-                reports: list[Report] = self._ray.get(ref)
+                reports: list[Report | LogLine] = self._ray.get(ref)
             except self._ray.exceptions.RayActorError:
                 answers.append((slot, None))
                 continue
-            if not any(r.status for r in reports):
+            if not any(isinstance(r, Report) and r.status for r in reports):
                 self._asks[slot] = self._actors[slot].reports.remote()
             answers.append((slot, reports))
         return answers

@@ -20,7 +20,7 @@ from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._errors import PipelineError
 from dataflare_host.pipeline._stats import PipelineStats, StageStats
 from dataflare_host.pipeline.partitions._decide import PartitionReading
-from dataflare_host.pipeline.partitions._messages import Counts, Report, Task
+from dataflare_host.pipeline.partitions._messages import Counts, LogLine, Report, Task
 
 __all__ = ["PartitionedRun", "Slots"]
 
@@ -49,7 +49,7 @@ class Slots(Protocol):
 
     def wait(
         self, slots: Sequence[int], timeout: float
-    ) -> list[tuple[int, list[Report] | None]]: ...
+    ) -> list[tuple[int, list[Report | LogLine] | None]]: ...
 
     def kill(self, slot: int) -> None: ...
 
@@ -133,7 +133,10 @@ class PartitionedRun:
                     todo.append(self._lose(slot))
                 else:
                     for report in reports:
-                        failure = self._take(slot, report) or failure
+                        if isinstance(report, LogLine):
+                            logging.getLogger(report.logger).log(report.level, report.message)
+                        else:
+                            failure = self._take(slot, report) or failure
             if failure is not None and stopped is None:
                 stopped = time.monotonic()
                 todo.clear()

@@ -13,7 +13,7 @@ import attrs
 
 from dataflare_host.connectors import Backlog, Position
 
-__all__ = ["Counts", "Report", "Task"]
+__all__ = ["Counts", "LogLine", "Report", "Task"]
 
 Counts = tuple[int, int, int, int]
 """A stage's records in, out, filtered and errored, since its task began."""
@@ -43,3 +43,13 @@ class Report:
     backlog: Backlog | None = None
     status: str | None = None
     error: str | None = None
+
+
+@attrs.frozen
+class LogLine:
+    """A line a worker logged: the driver logs it again, so that every line a run writes
+    goes through the driver's handlers (its format: text or JSON) and its level."""
+
+    level: int
+    logger: str
+    message: str

@@ -12,7 +12,8 @@ import signal
 import threading
 from multiprocessing.connection import Connection
 
-from dataflare_host.pipeline.partitions._messages import Report, Task
+from dataflare_host.pipeline.partitions._log_forwarding import forward_logs
+from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker, TaskRun
 
 __all__ = ["STOP", "partition_worker_main"]
@@ -21,16 +22,21 @@ STOP = "stop"
 """The message that stops the task running (its batch in flight is committed)."""
 
 
-def partition_worker_main(conn: Connection, pipeline_file: str, make: TaskPipelineMaker) -> None:
-    """Run the tasks the driver sends until it closes the pipe."""
+def partition_worker_main(
+    conn: Connection, pipeline_file: str, make: TaskPipelineMaker, log_level: int
+) -> None:
+    """Run the tasks the driver sends until it closes the pipe; log lines at ``log_level``
+    and above go up the pipe too."""
     # Ctrl-C on a terminal reaches the whole process group: stopping is the driver's call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sending = threading.Lock()
 
-    def send(report: Report) -> None:
+    def send(report: Report | LogLine) -> None:
         # OSError: the driver is gone, nobody is left to tell.
         with sending, contextlib.suppress(OSError):
             conn.send(report)
+
+    forward_logs(send, log_level)
 
     running: TaskRun | None = None
     thread: threading.Thread | None = None

@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from dataflare_host.pipeline.partitions._messages import Report, Task
+from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._process_main import STOP, partition_worker_main
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker
 
@@ -22,9 +22,12 @@ class ProcessSlots:
 
     kind = "local"
 
-    def __init__(self, pipeline_file: str, workers: int, make: TaskPipelineMaker) -> None:
+    def __init__(
+        self, pipeline_file: str, workers: int, make: TaskPipelineMaker, log_level: int
+    ) -> None:
         self._file = pipeline_file
         self._make = make
+        self._log_level = log_level
         self._context = multiprocessing.get_context("spawn")
         self._procs: list[BaseProcess | None] = [None] * workers
         self._conns: list[Connection | None] = [None] * workers
@@ -40,7 +43,7 @@ class ProcessSlots:
         parent, child = self._context.Pipe(duplex=True)
         proc = self._context.Process(
             target=partition_worker_main,
-            args=(child, self._file, self._make),
+            args=(child, self._file, self._make, self._log_level),
             name=f"dataflare-worker-{slot + 1}",
             daemon=True,
         )
@@ -66,8 +69,11 @@ class ProcessSlots:
             with contextlib.suppress(OSError):
                 conn.send(message)
 
-    def wait(self, slots: Sequence[int], timeout: float) -> list[tuple[int, list[Report] | None]]:
-        """Reports of the busy workers (all that arrived), None for one that died."""
+    def wait(
+        self, slots: Sequence[int], timeout: float
+    ) -> list[tuple[int, list[Report | LogLine] | None]]:
+        """Reports and log lines of the busy workers (all that arrived), None for one that
+        died."""
         by_handle: dict[Any, int] = {}
         for slot in slots:
             conn, proc = self._conns[slot], self._procs[slot]
@@ -75,14 +81,14 @@ class ProcessSlots:
                 continue
             by_handle[conn] = slot
             by_handle[proc.sentinel] = slot
-        answers: dict[int, list[Report] | None] = {}
+        answers: dict[int, list[Report | LogLine] | None] = {}
         for handle in multiprocessing.connection.wait(list(by_handle), timeout):
             slot = by_handle[handle]
             if slot in answers:
                 continue
             conn = self._conns[slot]
             assert conn is not None
-            reports: list[Report] = []
+            reports: list[Report | LogLine] = []
             try:
                 # Reports sent just before dying still count.
                 while conn.poll():

@@ -7,7 +7,7 @@ import queue
 import threading
 from collections.abc import Sequence
 
-from dataflare_host.pipeline.partitions._messages import Report, Task
+from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker, TaskRun
 
 __all__ = ["ThreadSlots"]
@@ -44,10 +44,12 @@ class ThreadSlots:
         if running is not None:
             running[0].stop()
 
-    def wait(self, slots: Sequence[int], timeout: float) -> list[tuple[int, list[Report] | None]]:
+    def wait(
+        self, slots: Sequence[int], timeout: float
+    ) -> list[tuple[int, list[Report | LogLine] | None]]:
         """Reports that arrived, waiting up to ``timeout`` for the first (a thread never
         dies: a failure is its last report)."""
-        answers: dict[int, list[Report] | None] = {}
+        answers: dict[int, list[Report | LogLine] | None] = {}
         try:
             slot, report = self._reports.get(timeout=timeout)
         except queue.Empty:
