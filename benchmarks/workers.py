@@ -11,7 +11,10 @@ and with ``out/{partition}`` (each worker reads its files and writes their
 outputs: the driver only assigns files and checkpoints), locally and on Ray, and
 prints the driver's share of the run's CPU time: the driver's own, against every
 process the run kept busy (its tree, and on Ray the cluster's processes, all
-started by this script), from /proc, at the last sample each was seen in.
+started by this script), from /proc, at the last sample each was seen in. Both also
+run over the four files empty: what a run costs before its first record (Ray's actors
+start in new processes that import Ray), so that the rate once started can be compared
+apart from it.
 
 On a shared machine, ``--repeat N`` runs every configuration N times, in turn
 (so a burst of other work hits them alike), and reports each one's median rate.
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(sys.executable).parent / "dataflare"
 FILTER = ROOT / "guest_examples" / "json_field_filter.py"
 MAP = ROOT / "tests" / "pipeline_fixtures" / "plugins" / "tag.py"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def write_input(path: Path, count: int) -> None:
@@ -128,8 +132,29 @@ def output(directory: Path) -> str:
     return "".join(p.read_text() for p in sorted((directory / "out").iterdir()))
 
 
-def timed(file: Path, count: int) -> tuple[float, float, str, float]:
-    """Records/s, peak RSS (MB), the output, and the driver's share of the run's CPU."""
+class Run(NamedTuple):
+    rate: float  # records/s
+    peak: float  # peak RSS of the run's process tree, MB
+    out: str  # what it wrote
+    share: float  # the driver's share of the run's CPU time
+    cpu: float  # the run's CPU seconds (its tree, and a Ray cluster's processes)
+    seconds: float  # its wall-clock time
+
+
+def median_run(done: list[Run]) -> Run:
+    """The median of each figure (the output only when every run wrote the same)."""
+    return Run(
+        statistics.median(r.rate for r in done),
+        max(r.peak for r in done),
+        done[0].out if all(r.out == done[0].out for r in done) else "differs",
+        statistics.median(r.share for r in done),
+        statistics.median(r.cpu for r in done),
+        statistics.median(r.seconds for r in done),
+    )
+
+
+def timed(file: Path, count: int) -> Run:
+    """One run of ``file`` (a fresh start) and its figures."""
     # A fresh start each time: no checkpoint to resume from, no output to append to.
     (file.parent / "out.jsonl").unlink(missing_ok=True)
     shutil.rmtree(file.parent / "out", ignore_errors=True)
@@ -156,7 +181,8 @@ def timed(file: Path, count: int) -> tuple[float, float, str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{file}: exit {proc.returncode}: {stderr[-500:]}")
     everyone = sum(seen.values())
-    return count / seconds, peak, output(file.parent), seen.get(proc.pid, 0) / max(everyone, 1)
+    share = seen.get(proc.pid, 0) / max(everyone, 1)
+    return Run(count / seconds, peak, output(file.parent), share, everyone / TICKS, seconds)
 
 
 def main() -> None:
@@ -169,6 +195,11 @@ def main() -> None:
         directory = Path(tmp)
         write_input(directory / "in.jsonl", args.records)
         split_input(directory / "in.jsonl", 4)
+        # The same four files empty: what a run costs before its first record (start-up,
+        # workers or actors, the end), to tell the steady rate from the whole run's.
+        (directory / "empty").mkdir()
+        for part in range(4):
+            (directory / "empty" / f"part-{part}.jsonl").write_bytes(b"")
         files = {
             f"{'wasm' if wasm else 'native'} workers={workers}": pipeline(
                 directory, wasm, workers=workers
@@ -182,19 +213,14 @@ def main() -> None:
         files["... out/{partition}"] = pipeline(
             directory, False, source="part-*.jsonl", sink="out/{partition}", workers="2"
         )
-        runs: dict[str, list[tuple[float, float, str, float]]] = {name: [] for name in files}
+        files["... the files empty"] = pipeline(
+            directory, False, source="empty/part-*.jsonl", sink="out/{partition}", workers="2"
+        )
+        runs: dict[str, list[Run]] = {name: [] for name in files}
         for _ in range(args.repeat):
             for name, file in files.items():
-                runs[name].append(timed(file, args.records))
-        rows: dict[str, tuple[float, float, str, float]] = {
-            name: (
-                statistics.median(rate for rate, _, _, _ in done),
-                max(peak for _, peak, _, _ in done),
-                done[0][2] if all(out == done[0][2] for _, _, out, _ in done) else "differs",
-                statistics.median(share for _, _, _, share in done),
-            )
-            for name, done in runs.items()
-        }
+                runs[name].append(timed(file, 0 if "empty" in name else args.records))
+        rows = {name: median_run(done) for name, done in runs.items()}
         ray_note = "skipped"
         if not args.no_ray:
             try:
@@ -215,46 +241,53 @@ def main() -> None:
                             directory, False, source="part-*.jsonl", sink="out/{partition}",
                             workers="2", engine="ray", address=cluster.address,
                         ),
+                        "... ray, the files empty": pipeline(
+                            directory, False, source="empty/part-*.jsonl",
+                            sink="out/{partition}", workers="2", engine="ray",
+                            address=cluster.address,
+                        ),
                     }
-                    ray_runs: dict[str, list[tuple[float, float, str, float]]] = {
-                        name: [] for name in ray_files
-                    }
+                    ray_runs: dict[str, list[Run]] = {name: [] for name in ray_files}
                     for _ in range(args.repeat):
                         for name, file in ray_files.items():
-                            ray_runs[name].append(timed(file, args.records))
-                    for name, done in ray_runs.items():
-                        rows[name] = (
-                            statistics.median(rate for rate, _, _, _ in done),
-                            max(peak for _, peak, _, _ in done),
-                            done[0][2],
-                            statistics.median(share for _, _, _, share in done),
-                        )
+                            count = 0 if "empty" in name else args.records
+                            ray_runs[name].append(timed(file, count))
+                    rows.update({name: median_run(done) for name, done in ray_runs.items()})
                 finally:
                     ray.shutdown()
                     cluster.shutdown()
         print(f"{args.records:,} records, {os.cpu_count()} cores, median of {args.repeat} run(s)")
-        print(f"{'configuration':<32}{'rec/s':>12}{'peak RSS MB':>14}{'driver CPU':>12}")
-        for name, (rate, peak, _, share) in rows.items():
-            print(f"{name:<32}{rate:>12,.0f}{peak:>14,.0f}{share:>12.1%}")
+        print(f"{'configuration':<32}{'rec/s':>12}{'peak RSS MB':>14}{'driver CPU':>12}"
+              f"{'CPU s':>8}{'wall s':>8}")
+        for name, row in rows.items():
+            print(f"{name:<32}{row.rate:>12,.0f}{row.peak:>14,.0f}{row.share:>12.1%}"
+                  f"{row.cpu:>8.1f}{row.seconds:>8.2f}")
         n1, n2 = rows["native workers=1"], rows["native workers=2"]
         w1, w2 = rows["wasm workers=1"], rows["wasm workers=2"]
         print("\ntargets:")
-        print(f"  native workers 2 / 1 = {n2[0] / n1[0]:.2f}x (target >= 1.5x)")
-        print(f"  wasm   workers 2 / 1 = {w2[0] / w1[0]:.2f}x (target >= 1.8x)")
-        print(f"  native peak RSS, workers 2 = {n2[1]:.0f} MB (target <= 400 MB); "
-              f"wasm {w2[1]:.0f} MB (reported)")
+        print(f"  native workers 2 / 1 = {n2.rate / n1.rate:.2f}x (target >= 1.5x)")
+        print(f"  wasm   workers 2 / 1 = {w2.rate / w1.rate:.2f}x (target >= 1.8x)")
+        print(f"  native peak RSS, workers 2 = {n2.peak:.0f} MB (target <= 400 MB); "
+              f"wasm {w2.peak:.0f} MB (reported)")
         glob, parts = rows["native workers=2, 4 files"], rows["... out/{partition}"]
         print(f"  driver's share of the run's CPU, 4 files, workers 2: read in the driver "
-              f"{glob[3]:.1%}, read in the workers {parts[3]:.1%} (target <= 3%)")
-        same = n1[2] == n2[2] == w1[2] == w2[2] == glob[2] == parts[2]
+              f"{glob.share:.1%}, read in the workers {parts.share:.1%} (target <= 3%)")
+        same = n1.out == n2.out == w1.out == w2.out == glob.out == parts.out
         if "native ray 2 nodes" in rows:
             r, rp = rows["native ray 2 nodes"], rows["ray, 4 files, out/{partition}"]
-            same = same and r[2] == rp[2] == n1[2]
+            same = same and r.out == rp.out == n1.out
             print(f"  ray (2 nodes) / local workers 2, one file, read in the driver = "
-                  f"{r[0] / n2[0]:.2f}x")
+                  f"{r.rate / n2.rate:.2f}x")
             print(f"  ray (2 nodes) / local workers 2, 4 files read in the workers = "
-                  f"{rp[0] / parts[0]:.2f}x (target >= 0.9x); driver's share on ray "
-                  f"{rp[3]:.1%} (target <= 3%)")
+                  f"{rp.rate / parts.rate:.2f}x (target >= 0.9x); driver's share on ray "
+                  f"{rp.share:.1%} (target <= 3%)")
+            # Steady: the records over the time a run takes beyond the same run with no
+            # records (what starting and ending cost each, Ray's actors most).
+            empty, ray_empty = rows["... the files empty"], rows["... ray, the files empty"]
+            steady = args.records / max(parts.seconds - empty.seconds, 1e-9)
+            ray_steady = args.records / max(rp.seconds - ray_empty.seconds, 1e-9)
+            print(f"  once started (beyond an empty run: local {empty.seconds:.2f} s, ray "
+                  f"{ray_empty.seconds:.2f} s): ray / local = {ray_steady / steady:.2f}x")
         else:
             print(f"  ray: {ray_note}")
         print(f"  outputs identical across configurations: {same}")

@@ -28,7 +28,8 @@ from test_workers import (
     workers_of,
 )
 
-from dataflare_host.pipeline._runner import Pipeline
+from dataflare_host.connectors import FileSink, FileSource
+from dataflare_host.pipeline._runner import Pipeline, task_pipeline
 
 SIZES = (7_000, 3_000, 5_000, 1_000)
 """Records per file: unequal, so a worker that finishes early takes the next file."""
@@ -307,3 +308,29 @@ def test_what_workers_log_is_logged_by_the_driver_as_json(tmp_path: Path) -> Non
     assert skipped[0]["level"] == "WARNING"
     assert skipped[0]["logger"] == "dataflare.pipeline"
     assert "nine thousand" in skipped[0]["message"]
+
+
+def test_a_task_runs_its_partitions_in_its_own_process_whatever_the_engine(
+    tmp_path: Path,
+) -> None:
+    """What a worker (or a Ray actor) runs for its partitions is a one-process pipeline:
+    never workers or Ray actors of its own."""
+    ids = write_parts(tmp_path)
+    file = partitioned(tmp_path, [{**FILTER_MAP[0], "config": {**FILTER_MAP[0]["config"],
+                                                              "workers": "2"}}, FILTER_MAP[1]],
+                       workers="2", engine="ray")
+    pipeline = task_pipeline(str(file))
+    try:
+        assert pipeline.runs_a_task
+        source = pipeline.sources[0]
+        assert isinstance(source, FileSource)
+        source.restrict(["part-1.jsonl"])
+        sink = pipeline.sinks[0]
+        assert isinstance(sink, FileSink)
+        sink.for_partition("part-1.jsonl")
+        summary = pipeline.run(None, handle_signals=False)
+    finally:
+        pipeline.close()
+    assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("engine in-process, 1 worker"), summary.engine
+    assert lines_of(tmp_path / "out" / "part-1.jsonl") == expected(ids["part-1.jsonl"])

@@ -574,7 +574,7 @@ def task_pipeline(pipeline_file: str) -> Pipeline:
     process: the file's, with one worker (a task never reads in workers of its own)."""
     config, doc = load_pipeline_config(pipeline_file)
     one = [attrs.evolve(p, config=attrs.evolve(p.config, workers=None)) for p in config.processors]
-    pipeline = Pipeline(attrs.evolve(config, workers="1", processors=one), doc)
+    pipeline = Pipeline(attrs.evolve(config, workers="1", engine="local", processors=one), doc)
     pipeline.runs_a_task = True
     return pipeline
 
