@@ -334,3 +334,23 @@ def test_a_task_runs_its_partitions_in_its_own_process_whatever_the_engine(
     assert summary.status == "completed", summary.error
     assert summary.engine.startswith("engine in-process, 1 worker"), summary.engine
     assert lines_of(tmp_path / "out" / "part-1.jsonl") == expected(ids["part-1.jsonl"])
+
+
+def test_a_rerun_reads_what_was_appended_to_files_that_ended(tmp_path: Path) -> None:
+    """Every file read to its end, then two of them grow: the next run writes only the new
+    lines, as a run reading in one process would."""
+    ids = write_parts(tmp_path)
+    file = partitioned(tmp_path, FILTER_MAP, workers="2")
+    first, _ = run(file)
+    assert first.status == "completed", first.error
+    grown = {"part-1.jsonl": range(50_000, 50_010), "part-3.jsonl": range(60_000, 60_004)}
+    for name, more in grown.items():
+        with (tmp_path / "in" / name).open("a") as handle:
+            handle.writelines(json.dumps(document(i), separators=(",", ":")) + "\n" for i in more)
+    second, _ = run(file)
+    assert second.status == "completed", second.error
+    assert second.resumed
+    for name, file_ids in ids.items():
+        assert lines_of(tmp_path / "out" / name) == expected([*file_ids, *grown.get(name, [])])
+    counts = {s.stage: s.records_out for s in second.stats}
+    assert counts["in"] == 14  # only the new lines were read

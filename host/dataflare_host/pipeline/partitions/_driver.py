@@ -105,7 +105,7 @@ class PartitionedRun:
         self._at = {name: positions.at.get(name) for name in names}
         self._ended = set(positions.ended) & set(names)
         todo = collections.deque(self._tasks(names))
-        count = min(self._reading.workers, len(todo))  # none when every partition ended
+        count = min(self._reading.workers, len(todo))
         for slot in range(count):
             self._slots.launch(slot)
         self._places = [self._placed(slot) for slot in range(count)]
@@ -125,6 +125,7 @@ class PartitionedRun:
                 if slot not in self._busy and todo:
                     task = todo.popleft()
                     self._busy[slot] = task
+                    self._ended.difference_update(task.partitions)  # ends again, or not
                     self._slots.assign(slot, task)
             for slot, reports in self._slots.wait(list(self._busy), _WAIT_S):
                 if reports is None and stopped is not None:
@@ -151,8 +152,10 @@ class PartitionedRun:
         return "stopped" if stopped is not None else "completed"
 
     def _tasks(self, names: Sequence[str]) -> list[Task]:
-        """The partitions left, one per task or shared out among the workers."""
-        left = [name for name in names if name not in self._ended]
+        """Every partition, one per task or shared out among the workers. One that ended
+        in an earlier run is read again from its end: what was appended since (a file
+        grown, a topic's new messages) is read, as it is reading in one process."""
+        left = list(names)
         groups: list[tuple[str, ...]]
         if self._reading.one_each:
             groups = [(name,) for name in left]

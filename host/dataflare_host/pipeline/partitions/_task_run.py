@@ -165,7 +165,9 @@ class _ReportingStore(CheckpointStore):
         position = checkpoint.positions.get(self._run.task.source)
         if position is not None:
             at = self._source.split_position(position).at
-            self._run.saved({p: at.get(p) for p in self._run.task.partitions}, self._pipeline)
+            # A partition not read yet this run keeps the position it started from.
+            read = {p: at[p] for p in self._run.task.partitions if at.get(p) is not None}
+            self._run.saved(read, self._pipeline)
 
     def reset(self) -> None:
         """Never asked of a task (the driver resets the one checkpoint)."""
