@@ -354,3 +354,35 @@ def test_a_rerun_reads_what_was_appended_to_files_that_ended(tmp_path: Path) -> 
         assert lines_of(tmp_path / "out" / name) == expected([*file_ids, *grown.get(name, [])])
     counts = {s.stage: s.records_out for s in second.stats}
     assert counts["in"] == 14  # only the new lines were read
+
+
+def test_the_sources_backlog_is_what_the_workers_have_left_to_read(tmp_path: Path) -> None:
+    """The driver reads nothing, yet the source's counter shows what is left to read (the
+    progress line, the metrics): the running tasks' backlogs summed, none at the end.
+    Files of several megabytes: a file source reads ahead a megabyte at a time."""
+    write_parts(tmp_path, (60_000,) * 4)
+    held = tmp_path / "held"
+    held.touch()
+    file = partitioned(tmp_path, filter_map_held(held), workers="2",
+                       checkpoint={"interval_ms": 100})
+    seen: list[int] = []
+
+    def watch(pipeline: Pipeline) -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 3:
+            backlog = pipeline.stats[0].backlog
+            if backlog is not None and backlog.amount > 0:
+                assert backlog.unit == "bytes"
+                seen.append(backlog.amount)
+            time.sleep(0.05)
+        held.unlink()
+
+    summary, _ = run(file, watch)
+    assert summary.status == "completed", summary.error
+    assert len(seen) == 3, "no backlog was shown while the workers read"
+    total = sum(path.stat().st_size for path in (tmp_path / "in").iterdir())
+    assert all(0 < amount <= total for amount in seen)
+    end = summary.stats[0].backlog
+    assert end is not None and end.amount == 0
