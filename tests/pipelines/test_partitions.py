@@ -385,4 +385,5 @@ def test_the_sources_backlog_is_what_the_workers_have_left_to_read(tmp_path: Pat
     total = sum(path.stat().st_size for path in (tmp_path / "in").iterdir())
     assert all(0 < amount <= total for amount in seen)
     end = summary.stats[0].backlog
-    assert end is not None and end.amount == 0
+    assert end is not None
+    assert end.amount == 0
