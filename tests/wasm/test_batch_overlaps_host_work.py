@@ -231,8 +231,8 @@ def test_a_pipeline_runs_its_wasm_first_step_beside_the_rest_of_the_chain(
 def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_free(
     slow_wasm: Path, sandbox_starts: Callable[[], list[object]]
 ) -> None:
-    """The second batch is encoded at once but sent to the one instance only after the
-    first is answered: no second sandbox process, results in order."""
+    """The second batch goes to the one instance, queued behind the first (which it
+    runs after): no second sandbox process, results in order."""
     with load_plugin(slow_wasm, {"ms": "50"}) as plugin:
         started = sandbox_starts()
         first = plugin.begin([Record(b"1", offset=0), Record(b"2", offset=1)])
@@ -241,6 +241,56 @@ def test_a_batch_begun_behind_a_busy_one_goes_to_the_same_process_when_it_is_fre
         second.start()
         assert [r.value for r in second.result().outputs] == [b"3"]
     assert started == []
+
+
+def test_a_batch_queued_behind_a_busy_one_runs_the_moment_that_one_ends(
+    slow_wasm: Path,
+) -> None:
+    """The sandbox process holds the next batch and starts it as it answers the one
+    before: by the time the first result is taken, the second is done too (taken in
+    turns, it would start only then and take its 0.3 s after)."""
+    with load_plugin(slow_wasm, {"ms": "300"}) as plugin:
+        plugin.process([Record(b"warm")])
+        first = plugin.begin([Record(b"1", offset=0)])
+        second = plugin.begin([Record(b"2", offset=1)])
+        (instance,) = plugin._busy  # type: ignore[attr-defined]
+        assert instance.in_flight == 2
+        time.sleep(1.2)  # both run meanwhile, one after the other (0.6 s in all)
+        assert [r.value for r in first.result().outputs] == [b"1"]
+        started = time.monotonic()
+        assert [r.value for r in second.result().outputs] == [b"2"]
+        assert time.monotonic() - started < 0.2
+    assert instance.closed
+
+
+def test_a_batch_queued_behind_one_that_traps_runs_again_on_a_fresh_instance(
+    component_builder: Any, tmp_path: Path
+) -> None:
+    """The trap loses the instance (and the sandbox process, with the batch it held): the
+    queued batch never ran there, so it runs whole on a new instance, not as a trap."""
+    source = tmp_path / "bail_on_bail.py"
+    source.write_text(
+        "import dataflare\n\n"
+        "@dataflare.map\n"
+        "def bail(record: dataflare.Record) -> dataflare.Record:\n"
+        "    if record.value == b'bail':\n"
+        "        raise SystemExit(3)  # no Exception: nothing in the guest catches it\n"
+        "    return record\n",
+        encoding="utf-8",
+    )
+    with load_plugin(component_builder(source)) as plugin:
+        first = plugin.begin([Record(b"bail", offset=0)])
+        second = plugin.begin([Record(b"fine", offset=1), Record(b"too", offset=2)])
+        (instance,) = plugin._busy  # type: ignore[attr-defined]
+        assert instance.in_flight == 2
+        trapped = first.result()
+        fine = second.result()
+    assert trapped.outputs == []
+    assert trapped.error is not None
+    assert trapped.error.error_type == "Trap"
+    assert fine.error is None
+    assert [r.value for r in fine.outputs] == [b"fine", b"too"]
+    assert [r.offset for r in fine.outputs] == [1, 2]
 
 
 def test_a_batch_begun_behind_one_that_times_out_runs_on_a_fresh_instance(

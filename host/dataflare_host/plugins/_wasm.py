@@ -50,7 +50,15 @@ from dataflare.runtime import (
 from dataflare.runtime._error_details import preview
 from dataflare.runtime._plugin_files import split_message
 from dataflare_host.plugins._interface import Begun, Plugin
-from dataflare_host.wasm.sandbox.host._instance import Call, Instance, PreparedCall, prepare_call
+from dataflare_host.plugins._wasm_batches import _Ahead, _merge, _timed_out
+from dataflare_host.wasm.sandbox.host._instance import (
+    CALLS_IN_FLIGHT,
+    Abandoned,
+    Call,
+    Instance,
+    PreparedCall,
+    prepare_call,
+)
 from dataflare_host.wasm.sandbox.host._limits import SandboxLimits
 from dataflare_host.wasm.sandbox.host._trap import Trap
 from dataflare_host.wasm.sandbox.host._values import (
@@ -82,6 +90,7 @@ class WasmPlugin(Plugin):
         self._warm_up: list[Record] = []
         self._lock = threading.Lock()
         self._idle: list[Instance] = []
+        self._busy: list[Instance] = []  # with calls in flight (see _send_on_instance)
         self._ahead_out = 0  # begun batches sent and not finished (see _Ahead)
         first = self._new_instance(init=False)
         info = self._describe(first)
@@ -159,8 +168,19 @@ class WasmPlugin(Plugin):
         return self._new_instance()
 
     def _release(self, instance: Instance) -> None:
+        """Its call is finished: idle again, unless a call queued behind is in flight."""
         with self._lock:
+            if instance.in_flight:
+                return
+            if instance in self._busy:
+                self._busy.remove(instance)
             self._idle.append(instance)
+
+    def _forget(self, instance: Instance) -> None:
+        """A closed instance is no longer the plugin's."""
+        with self._lock:
+            if instance in self._busy:
+                self._busy.remove(instance)
 
     # -- processing ---------------------------------------------------------
 
@@ -211,18 +231,22 @@ class WasmPlugin(Plugin):
         if self.carries_state or self.sandbox.instances == 1:
             return 1
         # Instances out on begun batches are busy: a split takes only the others.
-        free = max(1, self.sandbox.instances - self._ahead_out)
+        with self._lock:
+            busy = sum(not instance.closed for instance in self._busy)
+        free = max(1, self.sandbox.instances - busy)
         return max(1, min(free, count // self.sandbox.min_shard))
 
     def _run_on_instance(self, records: Sequence[Record], accumulator: bytes | None) -> BatchResult:
-        instance, call = self._send_on_instance(self._prepare_kind(records, accumulator))
-        return self._finish_on_instance(instance, call, records, accumulator)
+        request = self._prepare_kind(records, accumulator)
+        instance, call = self._send_on_instance(request)
+        return self._finish_on_instance(instance, call, records, accumulator, request)
 
     @property
     def concurrent_batches(self) -> int:
-        """``instances`` for a stateless plugin: each begun batch runs whole on an
-        instance of its own (a batch run by :meth:`process` is split across them)."""
-        return 1 if self.carries_state else self.sandbox.instances
+        """For a stateless plugin, ``instances`` times the calls each takes at once (one
+        running, one queued behind it): each begun batch runs whole on one instance (a
+        batch run by :meth:`process` is split across them)."""
+        return 1 if self.carries_state else self.sandbox.instances * CALLS_IN_FLIGHT
 
     def _begin(self, records: Sequence[Record]) -> Begun | None:
         ahead = _Ahead(self, records, self._prepare_kind(records, None))
@@ -230,9 +254,9 @@ class WasmPlugin(Plugin):
         return Begun(ahead.finish, ahead.answered, ahead.cancel, ahead.start)
 
     def _take_ahead_slot(self, *, force: bool = False) -> bool:
-        """Count a begun batch out if fewer than ``instances`` are (or ``force``)."""
+        """Count a begun batch out if fewer than :attr:`concurrent_batches` are (or ``force``)."""
         with self._lock:
-            if self._ahead_out >= self.sandbox.instances and not force:
+            if self._ahead_out >= self.concurrent_batches and not force:
                 return False
             self._ahead_out += 1
             return True
@@ -242,12 +266,40 @@ class WasmPlugin(Plugin):
             self._ahead_out -= 1
 
     def _send_on_instance(self, request: PreparedCall) -> tuple[Instance, Call]:
-        """Send ``request`` on an idle (or new) instance; the instance and its call."""
-        instance = self._acquire()
+        """Send ``request``; the instance and its call.
+
+        On an idle instance; else on a new one while fewer than ``instances`` are
+        busy; else queued behind the call of a busy one with room, which runs it
+        the moment it answers (the guest never waits for the host between two
+        batches); else on a new one.
+        """
+        with self._lock:
+            self._busy = [instance for instance in self._busy if not instance.closed]
+            if self._idle:
+                instance: Instance | None = self._idle.pop()
+            elif len(self._busy) < self.sandbox.instances:
+                instance = None
+            else:
+                roomy = [i for i in self._busy if i.in_flight < CALLS_IN_FLIGHT]
+                instance = min(roomy, key=lambda i: i.in_flight) if roomy else None
+            if instance is not None:
+                # Sent under the lock: no other thread takes the room meanwhile (the
+                # sandbox process drains its pipe at once, so the write is quick).
+                return self._send_on(instance, request)
+        instance = self._new_instance()
+        with self._lock:
+            return self._send_on(instance, request)
+
+    def _send_on(self, instance: Instance, request: PreparedCall) -> tuple[Instance, Call]:
+        if instance not in self._busy:
+            self._busy.append(instance)
         try:
             return instance, instance.send(request)
         except BaseException:
-            self._release(instance)
+            if instance.closed or not instance.in_flight:  # else busy with calls before
+                self._busy.remove(instance)
+                if not instance.closed:
+                    self._idle.append(instance)
             raise
 
     def _finish_on_instance(
@@ -256,24 +308,35 @@ class WasmPlugin(Plugin):
         call: Call,
         records: Sequence[Record],
         accumulator: bytes | None,
+        request: PreparedCall,
     ) -> BatchResult:
         try:
             result = self._finish_kind(call.wait(), records)
+        except Abandoned:
+            # Queued behind a call that lost the instance: it never ran, so it runs now
+            # on another one.
+            self._forget(instance)
+            again, call = self._send_on_instance(request)
+            return self._finish_on_instance(again, call, records, accumulator, request)
         except Trap as trap:
             instance.close()  # never reuse an instance that trapped
+            self._forget(instance)
             if self.state_bounds is not None:
                 raise self._state_lost(str(trap), records) from trap
             return self._trap_result(records, accumulator, trap)
         except SerializationError as exc:
             instance.close()  # it wrote a malformed framing: not to be trusted again
+            self._forget(instance)
             raise self._named(exc) from exc
         except PluginError:
             instance.close()
+            self._forget(instance)
             raise
         if result.error is not None and result.error.error_type == "MemoryError":
             # The guest hit the memory cap and survived as a MemoryError: its
             # memory is suspect, so this instance goes; the batch fails at a limit.
             instance.close()
+            self._forget(instance)
             if self.state_bounds is not None:
                 raise self._state_lost("it reached the memory cap", records)
             error = result.error
@@ -286,10 +349,11 @@ class WasmPlugin(Plugin):
             return attrs.evolve(result, error=limit)
         # A Python exception the guest caught (or success) leaves the instance as
         # sound as a native plugin after a raise: keep it, with its state.
-        if self.closed:  # closed while the batch ran (a hot reload swapped it out)
-            instance.close()
-        else:
+        if not self.closed:
             self._release(instance)
+        elif not instance.in_flight:  # closed while the batch ran (a hot reload swapped it)
+            instance.close()  # (with a call queued behind, that call's finish closes it)
+            self._forget(instance)
         return result
 
     def _state_lost(self, why: str, records: Sequence[Record]) -> PluginError:
@@ -516,78 +580,3 @@ class WasmPlugin(Plugin):
             idle, self._idle = self._idle, []
         for instance in idle:
             instance.close()
-
-
-class _Ahead:
-    """A stateless plugin's batch begun ahead (:meth:`WasmPlugin._begin`): its request
-    is packed at once and sent when an instance is free (:meth:`start`)."""
-
-    def __init__(
-        self, plugin: WasmPlugin, records: Sequence[Record], request: PreparedCall
-    ) -> None:
-        self._plugin = plugin
-        self._records = records
-        self._request: PreparedCall | None = request
-        self._sent: tuple[Instance, Call] | None = None
-        self._finished = False
-
-    def start(self) -> None:
-        """Send the batch unless it is out or ``instances`` begun batches already are."""
-        if self._request is not None and self._plugin._take_ahead_slot():
-            self._send()
-
-    def _send(self) -> None:
-        assert self._request is not None
-        request, self._request = self._request, None
-        try:
-            self._sent = self._plugin._send_on_instance(request)
-        except BaseException:
-            self._plugin._give_ahead_slot()
-            raise
-
-    def answered(self, timeout_s: float) -> bool:
-        """Whether :meth:`finish` would not wait (True when not sent: it sends, then waits)."""
-        return self._sent is None or self._sent[1].answered(timeout_s)
-
-    def finish(self) -> BatchResult:
-        """The batch's result, narrowed to the record at fault after a time-out."""
-        if self._request is not None:  # asked for before a slot came free: out now
-            self._plugin._take_ahead_slot(force=True)
-            self._send()
-        assert self._sent is not None
-        instance, call = self._sent
-        self._finished = True  # the instance is the plugin's again: cancel leaves it
-        records = self._records
-        try:
-            result = self._plugin._finish_on_instance(instance, call, records, None)
-        finally:
-            self._plugin._give_ahead_slot()
-        return self._plugin._run_narrowing(records, None, first=result)
-
-    def cancel(self) -> None:
-        """Abandon the batch: a sent one's process is killed (it may be mid-batch);
-        after :meth:`finish`, nothing."""
-        self._request = None
-        if self._sent is not None and not self._finished:
-            self._finished = True
-            self._sent[0].close()
-            self._plugin._give_ahead_slot()
-
-
-def _timed_out(result: BatchResult) -> bool:
-    error = result.error
-    return isinstance(error, LimitExceededError) and error.error_type == "TimeLimitExceeded"
-
-
-def _merge(results: list[BatchResult], sizes: list[int]) -> BatchResult:
-    outputs: list[Record] = []
-    sources: list[int] = []
-    start = 0
-    for result, size in zip(results, sizes, strict=True):
-        outputs.extend(result.outputs)
-        sources.extend(s + start for s in result.sources)
-        if result.error is not None:
-            shifted = result.error.replace(index=result.error.index + start)
-            return BatchResult(outputs, sources, start + result.consumed, shifted)
-        start += size
-    return BatchResult(outputs, sources, start)

@@ -34,11 +34,12 @@ class InProcessEngine:
     declared state) per key; unpartitioned declared state lives in the plugin itself.
 
     A first step that runs elsewhere (a WASM plugin, in its sandbox process) is
-    begun ahead: the next batch is encoded as soon as it is read and sent the
-    moment the first step has an instance free, so the guest works on it while
-    this thread runs the rest of the chain and the sinks on this one (the two
-    overlap on two cores instead of taking turns). With ``instances: N`` up to N
-    batches are out at once, each whole on its own instance.
+    begun ahead: the next batch is encoded as soon as it is read and sent at
+    once, to an idle instance or queued in a busy one's sandbox process (which
+    starts it the moment it answers the one before), so the guest works on it
+    while this thread runs the rest of the chain and the sinks on this one (the
+    two overlap on two cores instead of taking turns). With ``instances: N`` up
+    to 2N batches are out at once, each whole on one instance.
     """
 
     name = "in-process"

@@ -13,7 +13,10 @@ the only limit that holds whatever the guest does is a process the host kills.
 Requests (tuples): ``("load", path, cache_root)``, ``("instantiate",
 memory_bytes, time_limit_s, label, interface)``, ``("call", name, args,
 time_limit_s)``, ``("drop",)``, ``("modules",)`` (the names of the modules
-this process imported) and ``("environ",)`` (its environment).
+this process imported) and ``("environ",)`` (its environment). They are
+answered one at a time, in order; a thread reads the next ones meanwhile, so
+the host can send a call while the one before it runs (the guest then starts
+it the moment it answers, with no round trip in between).
 A ``bytes`` argument is passed to the export as Latin-1 text, and the framing
 fields of an output (``kept``, ``records``, ``accumulator``) come back as bytes.
 Answers: ``("ok", value, output)``, ``("trap", reason, timed_out, output)`` or
@@ -32,9 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dataflare_host.wasm.sandbox.protocol import read_frame, write_frame
 
@@ -107,7 +112,7 @@ def _serve(scratch: str) -> None:
     # warning) goes to stderr instead of corrupting a frame.
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    requests = sys.stdin.buffer
+    requests = _read_ahead(sys.stdin.buffer)
 
     from dataflare_host.wasm.sandbox.child._instance import GuestInstance, GuestTrap
     from dataflare_host.wasm.sandbox.child._wasmtime_engine import (
@@ -122,9 +127,8 @@ def _serve(scratch: str) -> None:
     instance: GuestInstance | None = None
     instances = loads = 0
     while True:
-        try:
-            request = read_frame(requests)
-        except EOFError:
+        request = requests.get()
+        if request is None:  # stdin closed
             return
         op = request[0]
         try:
@@ -156,7 +160,10 @@ def _serve(scratch: str) -> None:
                 reply = ("ok", None, instance.drain_output())
             elif op == "call":
                 _, name, args, time_limit_s = request
-                assert instance is not None, "call before instantiate"
+                if instance is None:
+                    # Sent behind a call that trapped (which dropped the instance): the
+                    # host kills this process rather than read this, but never crash on it.
+                    raise ComponentError("no instance: the call before this one trapped")
                 value = instance.call(name, tuple(map(_as_text, args)), time_limit_s)
                 reply = ("ok", _texts_as_bytes(value), instance.drain_output())
             elif op == "modules":  # what this process imported: tests keep it lean
@@ -182,6 +189,26 @@ def _serve(scratch: str) -> None:
             write_frame(channel, reply)
         except BrokenPipeError:
             return
+
+
+def _read_ahead(stream: IO[bytes]) -> queue.SimpleQueue[tuple[Any, ...] | None]:
+    """The requests on ``stream``, read (and unpickled) by a thread of their own; None
+    once it closes (or breaks).
+
+    Reading while the guest runs keeps the pipe drained: the host's write of the
+    next batch returns at once instead of blocking until this call ends.
+    """
+    requests: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                requests.put(read_frame(stream))
+        except (EOFError, OSError):
+            requests.put(None)
+
+    threading.Thread(target=read, name="requests", daemon=True).start()
+    return requests
 
 
 # By hand, to debug: python -m dataflare_host.wasm.sandbox.child._main DIR

@@ -11,11 +11,19 @@ engine compiles no epoch checks (they slow guest code down): the kill is the lim
 Processes are reused: one whose instance was dropped cleanly (or trapped, or
 returned past its limit) goes back to a small pool, so replacing an instance
 costs an instantiation; only a kill costs a process start.
+
+A call may be sent while the one before it runs (:data:`CALLS_IN_FLIGHT` at
+most): the sandbox process starts it the moment it answers the first, so the
+guest does not wait for the host between batches. Answers come in order; a
+call queued behind one that failed hard (a trap, a kill) never ran, and raises
+:class:`Abandoned` so that its caller sends it again elsewhere.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +47,10 @@ from dataflare_host.wasm.sandbox.host._trap import Trap
 from dataflare_host.wasm.sandbox.protocol import RACY_WINDOW_NS, pack
 
 __all__ = [
+    "CALLS_IN_FLIGHT",
     "COMPILE_TIMEOUT_S",
     "KILL_GRACE_S",
+    "Abandoned",
     "Call",
     "Instance",
     "PreparedCall",
@@ -58,6 +68,13 @@ itself, so a call that ends within this grace but after the limit still fails)."
 COMPILE_TIMEOUT_S = 600.0
 """How long loading (compiling) a component may take: seconds for CPython's 18 MB."""
 
+CALLS_IN_FLIGHT = 2
+"""Most calls sent to one instance and not yet answered: the one running, one queued."""
+
+
+class Abandoned(Exception):
+    """A call queued behind one that trapped or was killed: it never ran (send it again)."""
+
 
 class Instance:
     """One instance of a component in a sandbox process, under the sandbox's limits.
@@ -74,7 +91,9 @@ class Instance:
         self._sandbox = sandbox
         self._label = label
         self._show_output = show_output
-        self._outstanding = False  # a call begun and not waited for
+        self._calls: collections.deque[Call] = collections.deque()  # sent, not answered
+        self._lock = threading.Lock()  # the process and the calls
+        self._reading = threading.Lock()  # held while an answer is awaited
         self._process: SandboxProcess | None = acquire()
         try:
             # The file's identity, not only its path: a component rebuilt or swapped
@@ -154,59 +173,117 @@ class Instance:
         """Call the export ``name``; its lifted value (a Trap when the guest failed hard)."""
         return self.send(prepare_call(self._sandbox, name, *args)).wait()
 
+    @property
+    def in_flight(self) -> int:
+        """Calls sent and not yet answered."""
+        return len(self._calls)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the instance was closed (or lost: a trap, a kill)."""
+        return self._process is None
+
     def send(self, prepared: PreparedCall) -> Call:
         """Send a call :func:`prepare_call` made (perhaps while this instance was busy) and
-        return at once; :meth:`Call.wait` gives what :meth:`call` would. Until then the
-        instance takes no other request."""
-        if self._process is None or self._outstanding:
-            raise PluginIOError(f"{self._label}: the instance is closed or busy")
-        self._outstanding = True
-        try:
-            self._process.send_packed(prepared.payload)
-        except Unanswered as exc:
-            return Call(self, prepared.limit, failed=exc)
-        return Call(self, prepared.limit)
+        return at once; :meth:`Call.wait` gives what :meth:`call` would. Up to
+        :data:`CALLS_IN_FLIGHT` calls may be out at once; each runs when the one
+        before it is answered."""
+        with self._lock:
+            process = self._process
+            if process is None or len(self._calls) >= CALLS_IN_FLIGHT:
+                raise PluginIOError(f"{self._label}: the instance is closed or busy")
+            call = Call(self, prepared.limit, queued=bool(self._calls))
+            self._calls.append(call)
+            try:
+                process.send_packed(prepared.payload)
+            except Unanswered as exc:
+                # Dead: the call running in it (this one, or the one it queued behind)
+                # died with it.
+                self._process = None
+                died = Trap(f"the sandbox process died ({exc.died})", timed_out=False)
+                died.__cause__ = exc
+                self._fail_all(died)
+        return call
 
     def _finish(self, call: Call) -> Any:
-        process = self._process
-        if process is None:  # closed (so killed) while the call ran
-            raise Trap("the instance was closed before the call's answer", timed_out=False)
+        with self._reading:  # answers come in order: one reader at a time
+            while call.answer is None and call.failed is None:
+                self._read_next()
+        if call.failed is not None:
+            raise call.failed
+        assert call.answer is not None
+        return self._answer(call.answer)
+
+    def _read_next(self) -> None:
+        """Read the oldest call's answer, or fail it (and abandon the calls behind it)."""
+        with self._lock:
+            process = self._process
+            head = self._calls[0]
+            if head.deadline is None:  # raced with the answer before it: runs from now
+                head.start()
+            deadline = head.deadline
+        assert deadline is not None
+        failure: Trap | None = None
         try:
-            if call.failed is not None:
-                raise call.failed
-            answer = process.receive(call.deadline)
+            if process is None:  # closed (so killed) while the call ran
+                raise Trap("the instance was closed before the call's answer", timed_out=False)
+            answer = process.receive(deadline)
         except Unanswered as exc:
-            self._process = None
             if exc.died:
-                raise Trap(f"the sandbox process died ({exc.died})", timed_out=False) from exc
-            prestart()  # the next instance's process boots while the caller handles this
-            raise Trap(
-                f"still running {KILL_GRACE_S:g} s past the {call.limit:g} s time limit; "
-                "its sandbox process was killed",
-                timed_out=True,
-            ) from exc
-        finally:
-            self._outstanding = False
-        try:
-            return self._answer(answer)
-        except Trap:
-            # The process dropped the trapped instance itself and can serve others.
-            self._process = None
-            release(process)
-            raise
+                failure = Trap(f"the sandbox process died ({exc.died})", timed_out=False)
+            else:
+                prestart()  # the next instance's process boots while the caller handles this
+                failure = Trap(
+                    f"still running {KILL_GRACE_S:g} s past the {head.limit:g} s time limit; "
+                    "its sandbox process was killed",
+                    timed_out=True,
+                )
+            failure.__cause__ = exc
+        except Trap as trap:
+            failure = trap
+        with self._lock:
+            if failure is not None:
+                self._process = None
+                self._fail_all(failure)
+                return
+            self._calls.popleft()
+            head.answer = answer
+            if self._calls:  # the next call runs from now
+                self._calls[0].start()
+            if answer[0] == "trap" and process is not None and self._process is process:
+                # The process dropped the trapped instance itself and can serve others,
+                # unless a call queued behind is still to come out of it.
+                self._process = None
+                if self._calls:
+                    process.kill()
+                    self._abandon_rest()
+                else:
+                    release(process)
+
+    def _fail_all(self, failure: Trap) -> None:
+        if self._calls:
+            self._calls.popleft().failed = failure
+        self._abandon_rest()
+
+    def _abandon_rest(self) -> None:
+        while self._calls:
+            self._calls.popleft().failed = Abandoned()
 
     def close(self) -> None:
         """Drop the instance; its process goes back to the pool (safe to call twice).
 
-        With a call begun and not waited for, the process is killed instead: its
-        answer would come before the drop's, and the guest may be mid-batch.
+        With a call sent and not waited for, the process is killed instead: its
+        answer would come before the drop's, and the guest may be mid-batch. A
+        call queued behind then raises :class:`Abandoned`.
         """
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if self._outstanding:
-            process.kill()
-            return
+        with self._lock:
+            process, self._process = self._process, None
+            if process is None:
+                return
+            if self._calls:
+                process.kill()
+                self._abandon_rest()
+                return
         try:
             answer = process.request(("drop",), 10.0)
         except Unanswered:
@@ -245,27 +322,46 @@ def prepare_call(sandbox: SandboxLimits, name: str, *args: Any) -> PreparedCall:
 
 
 class Call:
-    """A call sent to an :class:`Instance` and not yet answered (see :meth:`Instance.send`)."""
+    """A call sent to an :class:`Instance` and not yet answered (see :meth:`Instance.send`).
 
-    def __init__(self, instance: Instance, limit: float, failed: Unanswered | None = None) -> None:
+    A call queued behind another has no deadline until that one is answered (it
+    runs from then on).
+    """
+
+    def __init__(self, instance: Instance, limit: float, *, queued: bool = False) -> None:
         self._instance = instance
         self.limit = limit
-        self.deadline = time.monotonic() + limit + KILL_GRACE_S
-        self.failed = failed
+        self.deadline: float | None = None
+        self.answer: tuple[Any, ...] | None = None
+        self.failed: BaseException | None = None
         self._waited = False
+        if not queued:
+            self.start()
+
+    def start(self) -> None:
+        """Its time counts from now (sent to an idle instance, or the call before answered)."""
+        self.deadline = time.monotonic() + self.limit + KILL_GRACE_S
 
     def answered(self, timeout_s: float) -> bool:
         """Whether :meth:`wait` would return without waiting (within ``timeout_s``)."""
+        if self._waited or self.answer is not None or self.failed is not None:
+            return True
         process = self._instance._process
+        if process is None:
+            return True  # closed: wait() fails at once
+        if self.deadline is None:  # queued: waiting means the call before it too
+            time.sleep(timeout_s)
+            return False
         left = self.deadline - time.monotonic()
-        if left <= 0 and process is not None and not self._waited:
+        if left <= 0:
             left = process.charged_deadline(self.deadline) - time.monotonic()
-        if self._waited or self.failed is not None or process is None or left <= 0:
+        if left <= 0:
             return True  # past the deadline, wait() kills at once
         return process.answered(min(timeout_s, left))
 
     def wait(self) -> Any:
-        """The call's lifted value; raises :class:`Trap` as :meth:`Instance.call` does."""
+        """The call's lifted value; raises :class:`Trap` as :meth:`Instance.call` does, or
+        :class:`Abandoned` when it was queued behind a call that failed hard."""
         if self._waited:
             raise PluginIOError("a call's answer was already taken")
         self._waited = True

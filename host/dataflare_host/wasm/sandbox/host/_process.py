@@ -13,6 +13,7 @@ that needs one.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import importlib.util
 import os
@@ -104,7 +105,10 @@ class SandboxProcess:
         self._out: IO[bytes] = self.proc.stdout
         self.loaded: str | None = None
         self._booted = False
-        self._watch: Stopwatch | None = None  # started with the request in flight
+        # One per request in flight, oldest first, each started when its request was
+        # sent (one sent behind another counts that one's waits too: a kill comes
+        # later for it, never sooner).
+        self._watches: collections.deque[Stopwatch] = collections.deque()
 
     @property
     def alive(self) -> bool:
@@ -128,7 +132,7 @@ class SandboxProcess:
         # machine's, not the plugin's, and move the request's deadline (see receive).
         # That thread alone: summed over threads, waits of threads that contend with
         # each other could cover the whole wall clock and stop no loop at all.
-        self._watch = Stopwatch(self.proc.pid, main_thread=True)
+        self._watches.append(Stopwatch(self.proc.pid, main_thread=True))
         try:
             self._in.write(HEADER.pack(len(payload)))
             self._in.write(payload)  # no concatenation: a batch is a megabyte
@@ -142,14 +146,14 @@ class SandboxProcess:
 
     def charged_deadline(self, deadline: float) -> float:
         """``deadline`` moved later by the time the process has waited for a CPU since the
-        request was sent: a limit counts what the plugin consumed, not what a busy
-        machine withheld (:mod:`dataflare_host.wasm.sandbox._charged_time`)."""
-        if self._watch is None:
+        oldest unanswered request was sent: a limit counts what the plugin consumed, not
+        what a busy machine withheld (:mod:`dataflare_host.wasm.sandbox._charged_time`)."""
+        if not self._watches:
             return deadline
-        return deadline + self._watch.read().waited_s
+        return deadline + self._watches[0].read().waited_s
 
     def receive(self, deadline: float) -> tuple[Any, ...]:
-        """The answer to the last request sent; :class:`Unanswered` (the process killed)
+        """The answer to the oldest request unanswered; :class:`Unanswered` (the process killed)
         when none came by ``deadline`` (a :func:`time.monotonic` time, moved later by
         the time the process waited for a CPU: see :meth:`charged_deadline`)."""
         fd = self._out.fileno()
@@ -174,6 +178,8 @@ class SandboxProcess:
         if body is None:
             raise Unanswered(self._death())
         answer: tuple[Any, ...] = pickle.loads(body)
+        if self._watches:
+            self._watches.popleft()
         if not self._booted:  # the first answer: the process has booted
             self._booted = True
             start_wanted_server()
