@@ -6,12 +6,11 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from dataflare_host.pipeline._errors import PipelineError
+from dataflare_host.pipeline._spawned import SpawnedSlots
 from dataflare_host.pipeline.engines._process_worker import worker_main
 
 __all__ = ["LocalBackend"]
@@ -19,21 +18,14 @@ __all__ = ["LocalBackend"]
 _LOAD_TIMEOUT_S = 600.0  # a WASM plugin's first use compiles it (cached afterwards)
 
 
-class LocalBackend:
+class LocalBackend(SpawnedSlots):
     """One spawned process per worker slot, each with a pipe to the driver."""
 
     kind = "local"
 
     def __init__(self, pipeline_file: Path, workers: int) -> None:
+        super().__init__(workers)
         self._file = str(pipeline_file)
-        self._context = multiprocessing.get_context("spawn")
-        self._procs: list[BaseProcess | None] = [None] * workers
-        self._conns: list[Connection | None] = [None] * workers
-
-    def pid(self, slot: int) -> int | None:
-        """The process id of a worker (tests kill it)."""
-        proc = self._procs[slot]
-        return proc.pid if proc is not None else None
 
     def spawn(self, slot: int) -> str:
         """Start worker ``slot`` and wait until it loaded the plugins."""
@@ -42,15 +34,7 @@ class LocalBackend:
 
     def launch(self, slot: int) -> None:
         """Start worker ``slot`` (it loads the plugins while others start)."""
-        self.kill(slot)
-        parent, child = self._context.Pipe(duplex=True)
-        proc = self._context.Process(
-            target=worker_main, args=(child, self._file), name=f"dataflare-worker-{slot + 1}",
-            daemon=True,
-        )
-        proc.start()
-        child.close()
-        self._procs[slot], self._conns[slot] = proc, parent
+        self._start(slot, worker_main, self._file)
 
     def await_ready(self, slot: int) -> str:
         """Wait until launched worker ``slot`` loaded the plugins; where it runs."""
@@ -98,17 +82,6 @@ class LocalBackend:
             except (EOFError, OSError):
                 answers[slot] = None
         return list(answers.items())
-
-    def kill(self, slot: int) -> None:
-        """Kill a worker at once (SIGKILL) and forget it."""
-        proc, conn = self._procs[slot], self._conns[slot]
-        self._procs[slot] = self._conns[slot] = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(timeout=5)
 
     def close(self) -> None:
         """Kill every worker: all the signals first, then the waits, so a stop waits for

@@ -6,10 +6,9 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
+from dataflare_host.pipeline._spawned import SpawnedSlots
 from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._process_main import STOP, partition_worker_main
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker
@@ -17,7 +16,7 @@ from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker
 __all__ = ["ProcessSlots"]
 
 
-class ProcessSlots:
+class ProcessSlots(SpawnedSlots):
     """One spawned process per worker slot, each with a pipe to the driver."""
 
     kind = "local"
@@ -25,31 +24,14 @@ class ProcessSlots:
     def __init__(
         self, pipeline_file: str, workers: int, make: TaskPipelineMaker, log_level: int
     ) -> None:
+        super().__init__(workers)
         self._file = pipeline_file
         self._make = make
         self._log_level = log_level
-        self._context = multiprocessing.get_context("spawn")
-        self._procs: list[BaseProcess | None] = [None] * workers
-        self._conns: list[Connection | None] = [None] * workers
-
-    def pid(self, slot: int) -> int | None:
-        """The process id of a worker (tests kill it)."""
-        proc = self._procs[slot]
-        return proc.pid if proc is not None else None
 
     def launch(self, slot: int) -> None:
         """Start worker ``slot`` (it imports the host while the others start)."""
-        self.kill(slot)
-        parent, child = self._context.Pipe(duplex=True)
-        proc = self._context.Process(
-            target=partition_worker_main,
-            args=(child, self._file, self._make, self._log_level),
-            name=f"dataflare-worker-{slot + 1}",
-            daemon=True,
-        )
-        proc.start()
-        child.close()
-        self._procs[slot], self._conns[slot] = proc, parent
+        self._start(slot, partition_worker_main, self._file, self._make, self._log_level)
 
     def where(self, slot: int) -> str:
         """Where worker ``slot`` runs."""
@@ -101,17 +83,6 @@ class ProcessSlots:
             elif proc is None or not proc.is_alive():
                 answers[slot] = None
         return list(answers.items())
-
-    def kill(self, slot: int) -> None:
-        """Kill a worker at once (SIGKILL) and forget it."""
-        proc, conn = self._procs[slot], self._conns[slot]
-        self._procs[slot] = self._conns[slot] = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(timeout=5)
 
     def close(self) -> None:
         """Close every pipe (workers end their task and exit), then kill what lingers."""
