@@ -195,3 +195,59 @@ def test_ray_actors_read_a_globs_files_and_a_killed_actors_file_resumes_elsewher
     for name, file_ids in ids.items():
         written = [d["id"] for d in lines_of(killed / "out" / name)]
         assert list(dict.fromkeys(written)) == [d["id"] for d in expected(file_ids)], name
+
+
+def test_ray_actors_read_a_four_partition_topic_themselves(cluster: Any, tmp_path: Path) -> None:
+    """At least once, a 4-partition topic on two Ray nodes: each actor reads two partitions
+    itself (the driver reads nothing) into another topic; every expected record arrives.
+    The broker is this test's own, as above."""
+    build()
+    broker = KafkaBroker(tmp_path / "broker")
+    broker.start()
+    try:
+        broker.create_topic("ray-parts-in", 4)
+        broker.create_topic("ray-parts-out", 4)
+        count = 20_000
+        broker.produce(
+            "ray-parts-in",
+            (
+                {
+                    "key": document(i)["user"].encode(),
+                    "value": json.dumps(document(i), separators=(",", ":")).encode(),
+                }
+                for i in range(count)
+            ),
+        )
+        file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray")
+        doc = yaml.safe_load(file.read_text())
+        doc["sources"][0]["config"] = {
+            "plugin_type": "kafka",
+            "connection": {
+                "bootstrap_servers": broker.bootstrap,
+                "topic": "ray-parts-in",
+                "group": "ray-parts",
+                "stop_when_caught_up": True,
+            },
+        }
+        doc["sinks"] = [
+            {
+                "id": "out",
+                "type": "plugin",
+                "config": {
+                    "plugin_type": "kafka",
+                    "connection": {"bootstrap_servers": broker.bootstrap, "topic": "ray-parts-out"},
+                },
+            }
+        ]
+        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        summary, _ = run(file)
+        seen = [json.loads(m.value()) for m in broker.consume_all("ray-parts-out")]  # type: ignore[attr-defined]
+    finally:
+        broker.stop()
+    assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("2 ray worker(s) reading partitions of 'in' (pid ")
+    assert summary.engine.count("on node") == 2
+    readers = [s for s in summary.stats if s.role == "worker"]
+    assert all(w.records_in > 0 for w in readers), "each actor read its partitions"
+    assert sum(w.records_in for w in readers) == count
+    assert sorted(seen, key=lambda d: d["id"]) == expected_filter_map(count)

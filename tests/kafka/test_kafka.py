@@ -302,8 +302,9 @@ def test_sigkill_then_resume(
 # -- failures -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # 2: the workers would read the partitions
 def test_broker_down_at_start_is_one_line(
-    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path, workers: int
 ) -> None:
     from kafka_broker import free_port
 
@@ -311,10 +312,11 @@ def test_broker_down_at_start_is_one_line(
     pipeline = write_pipeline(
         tmp_path / "down.yaml",
         {"bootstrap_servers": nobody, "topic": "t", "connect_timeout_s": 1},
-        kafka_sink(kafka_broker, topic(kafka_broker, "down-out", 1)),
+        kafka_sink(kafka_broker, topic(kafka_broker, f"down-out-{workers}", 1)),
+        top={"workers": workers},
     )
     line = error_line(run(dataflare_exe, pipeline))
-    assert f"kafka source (topic t at {nobody}): no broker answered within 1 s" in line
+    assert f"source 'in': kafka source (topic t at {nobody}): no broker answered within 1 s" in line
     assert "Connection refused" in line
     assert "start Kafka there or fix bootstrap_servers" in line
 
@@ -334,13 +336,15 @@ def test_unresolvable_bootstrap_address_is_one_line(
     assert "check bootstrap_servers: the host name does not resolve" in line
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_missing_topic_is_one_line(
-    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path, workers: int
 ) -> None:
     pipeline = write_pipeline(
         tmp_path / "missing.yaml",
         {"bootstrap_servers": kafka_broker.bootstrap, "topic": "no-such-topic"},
-        kafka_sink(kafka_broker, topic(kafka_broker, "missing-out", 1)),
+        kafka_sink(kafka_broker, topic(kafka_broker, f"missing-out-{workers}", 1)),
+        top={"workers": workers},
     )
     line = error_line(run(dataflare_exe, pipeline))
     assert "topic 'no-such-topic' does not exist; create it" in line

@@ -16,7 +16,7 @@ from typing import Literal
 
 import attrs
 
-from dataflare import PluginKind
+from dataflare import PluginError, PluginKind
 from dataflare_host.connectors import PartitionedSource, SharedSink, Sink, Source, SplitSink
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._config import PipelineConfig
@@ -64,7 +64,10 @@ def partition_reading(
     names: list[str] = []
     if why is None:
         assert isinstance(source, PartitionedSource)
-        names = source.partitions()
+        try:
+            names = source.partitions()
+        except PluginError as exc:  # a broker down, a topic missing: as connecting says it
+            raise PipelineError(f"source {config.sources[0].id!r}: {exc}") from exc
         if splitting and not source.partitions_end():
             why = "its partitions do not end (a file per partition needs partitions that end)"
         elif len(names) < 2 and not splitting:
