@@ -268,7 +268,10 @@ class Pipeline:
         if reading is None or self.runs_a_task:
             return False
         slots = make_slots(reading, str(self.doc.file), task_pipeline, self.config.address)
-        self._partitioned = PartitionedRun(reading, slots, self.checkpoints, self._stats)
+        interval = self.config.checkpoint.interval_ms / 1000
+        self._partitioned = PartitionedRun(
+            reading, slots, self.checkpoints, self._stats, interval
+        )
         return True
 
     def _read_in_workers(self, checkpoint: Checkpoint, progress: ProgressReporter | None) -> Any:

@@ -57,7 +57,9 @@ class Slots(Protocol):
 
 
 class PartitionedRun:
-    """One run of a pipeline whose ``slots`` read ``reading.source``'s partitions."""
+    """One run of a pipeline whose ``slots`` read ``reading.source``'s partitions; the
+    checkpoint is saved at most once per ``interval_s`` (the workers' reports between
+    two saves go into the next), and once more at the end."""
 
     def __init__(
         self,
@@ -65,11 +67,14 @@ class PartitionedRun:
         slots: Slots,
         store: CheckpointStore,
         stats: PipelineStats,
+        interval_s: float,
     ) -> None:
         self._reading = reading
         self._slots = slots
         self._store = store
         self._stats = stats
+        self._interval = interval_s
+        self._saved_at = 0.0
         self._at: dict[str, Position | None] = {}
         self._ended: set[str] = set()
         self._counts: dict[int, dict[str, Counts]] = {}
@@ -177,12 +182,12 @@ class PartitionedRun:
         self._count(slot, report)
         self._show_backlog(report)
         if report.status is None:
-            self._save()
+            self._save(when_due=True)
             return None
         del self._busy[slot]
         if report.status == "completed" and self._reading.source.partitions_end():
             self._ended.update(task.partitions)
-        self._save()
+        self._save(when_due=True)
         if report.status == "failed":
             names = ", ".join(task.partitions)
             where = f"partition{'s' if len(task.partitions) > 1 else ''} {names}"
@@ -249,7 +254,11 @@ class PartitionedRun:
         elif stats.backlog is not None:
             stats.backlog = Backlog(0, stats.backlog.unit)  # no task reading: nothing left
 
-    def _save(self) -> None:
+    def _save(self, *, when_due: bool = False) -> None:
+        now = time.monotonic()
+        if when_due and now - self._saved_at < self._interval:
+            return
+        self._saved_at = now
         positions = PartitionPositions(dict(self._at), frozenset(self._ended))
         self._store.save(Checkpoint({self._reading.source_id: positions.to_json()}))
 
