@@ -260,18 +260,18 @@ class Pipeline:
         return checked_checkpoint(self.checkpoints, sources, self.processors)
 
     def _reads_in_workers(self) -> bool:
+        if self.runs_a_task:
+            return False
         sinks = [(e.id, s) for e, s in zip(self.config.sinks, self.sinks, strict=True)]
         if self.dead_letter is not None and self.config.dead_letter is not None:
             sinks.append((self.config.dead_letter.id, self.dead_letter))
         workers = worker_count(self.config)
         reading = partition_reading(self.config, self.sources, sinks, self.processors, workers)
-        if reading is None or self.runs_a_task:
+        if reading is None:
             return False
         slots = make_slots(reading, str(self.doc.file), task_pipeline, self.config.address)
         interval = self.config.checkpoint.interval_ms / 1000
-        self._partitioned = PartitionedRun(
-            reading, slots, self.checkpoints, self._stats, interval
-        )
+        self._partitioned = PartitionedRun(reading, slots, self.checkpoints, self._stats, interval)
         return True
 
     def _read_in_workers(self, checkpoint: Checkpoint, progress: ProgressReporter | None) -> Any:
