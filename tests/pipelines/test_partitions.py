@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +175,6 @@ def test_a_stopped_run_resumes_each_file_where_it_stopped(tmp_path: Path) -> Non
                        checkpoint={"interval_ms": 100})
 
     def stop_once_written(pipeline: Pipeline) -> None:
-        import time
-
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if sum(s.records_in for s in pipeline.stats if s.role == "sink") >= 500:
@@ -368,8 +368,6 @@ def test_the_sources_backlog_is_what_the_workers_have_left_to_read(tmp_path: Pat
     seen: list[int] = []
 
     def watch(pipeline: Pipeline) -> None:
-        import time
-
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(seen) < 3:
             backlog = pipeline.stats[0].backlog
@@ -387,3 +385,46 @@ def test_the_sources_backlog_is_what_the_workers_have_left_to_read(tmp_path: Pat
     end = summary.stats[0].backlog
     assert end is not None
     assert end.amount == 0
+
+
+def test_sigterm_stops_the_workers_reading_and_a_rerun_completes_every_file_once(
+    tmp_path: Path, dataflare_exe: Path
+) -> None:
+    """``dataflare run`` SIGTERMed while its workers read: each worker commits its batch in
+    flight, the run says it stopped, no worker outlives it, and the next run writes the
+    rest of every file, no record twice (a stop commits what it wrote)."""
+    from test_workers import _alive, _workers
+
+    ids = write_parts(tmp_path, (20_000,) * 4)
+    held = tmp_path / "held"
+    held.touch()
+    file = partitioned(tmp_path, filter_map_held(held), workers="2")
+    run_ = subprocess.Popen([str(dataflare_exe), "run", "--quiet", str(file)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        children: list[int] = []
+        written = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (len(children) >= 2 and written > 0):
+            children = _workers(run_.pid) or children
+            out = tmp_path / "out"
+            written = sum(p.stat().st_size for p in out.iterdir()) if out.exists() else 0
+            time.sleep(0.05)
+        assert written > 0, "the workers wrote nothing within 60 s"
+        run_.send_signal(signal.SIGTERM)
+        _, stderr = run_.communicate(timeout=30)
+    finally:
+        if run_.poll() is None:
+            run_.kill()
+            run_.communicate(timeout=10)
+    assert run_.returncode == 0, stderr
+    assert "received SIGTERM: stopping" in stderr
+    assert "Traceback" not in stderr
+    assert not [pid for pid in children if _alive(pid)], "workers outlived the pipeline"
+    saved = checkpoint(tmp_path)["positions"]["in"]
+    assert len(saved["ended"]) < len(ids), "the stop came before every file ended"
+    held.unlink()
+    second, _ = run(file)
+    assert second.status == "completed", second.error
+    for name, file_ids in ids.items():
+        assert lines_of(tmp_path / "out" / name) == expected(file_ids), name
