@@ -114,3 +114,28 @@ def test_a_topics_offsets_split_per_partition_and_join_back() -> None:
     }
     with pytest.raises(PluginError, match="offsets of topic 'other'"):
         source.split_position({"topic": "other", "offsets": {"0": 1}})
+
+
+def test_a_file_source_restricted_to_its_files_reads_them_alone_and_a_gone_one_as_empty(
+    tmp_path: Path,
+) -> None:
+    from dataflare_host.connectors import FileSource, FileSourceConfig
+
+    for part in range(3):
+        (tmp_path / f"part-{part}.jsonl").write_text(f'{{"p": {part}}}\n{{"p": {part}}}\n')
+    config = FileSourceConfig(path="part-*.jsonl", base_dir=str(tmp_path))
+    source = FileSource(config, {})
+    assert source.partitions() == ["part-0.jsonl", "part-1.jsonl", "part-2.jsonl"]
+    source.restrict(["part-2.jsonl", "part-0.jsonl"])
+    source.connect(None)
+    values = []
+    while (batch := source.read(10, 0.0)) is not None:
+        values += [r.value for r in batch.records]
+    source.close()
+    assert values == [b'{"p": 0}'] * 2 + [b'{"p": 2}'] * 2  # name order, part-1 left out
+    gone = FileSource(config, {})
+    gone.restrict(["part-1.jsonl"])
+    (tmp_path / "part-1.jsonl").unlink()  # removed after the driver listed it
+    gone.connect(None)
+    assert gone.read(10, 0.0) is None
+    gone.close()

@@ -151,7 +151,9 @@ class FileSource(Source):
         if position:
             self.check_position(position)
         self._files = self._resolve()
-        self._exhausted = False
+        self._exhausted = not self._files  # restricted to a file gone since: nothing to read
+        if self._exhausted:
+            return
         skip = 0
         if position:
             names = [p.name for p in self._files]
