@@ -12,6 +12,7 @@ assigns partitions, keeps the one checkpoint and replaces a worker that died.
 ``_driver``      the driver's loop: tasks out, reports in, the checkpoint
 ``_task_run``    a task's run, where its partitions are read
 ``_slots``       worker processes, Ray actors, or a thread of the driver
+``_messages``    tasks, reports and log lines between driver and workers
 ===============  ==========================================================
 """
 

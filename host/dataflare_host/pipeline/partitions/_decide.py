@@ -51,9 +51,10 @@ def partition_reading(
     """How ``config`` reads in workers, or None when it reads in the driver.
 
     ``sinks`` names every sink, the dead letter's included. Asks the source for its
-    partitions (a topic's: from the broker), so it raises what that raises. Raises
-    :class:`PipelineError` when a sink splits by partition (``{partition}`` in a file
-    sink's path) and the pipeline cannot read in workers: one line saying why.
+    partitions (a topic's: from the broker); what that raises comes back as a
+    :class:`PipelineError` naming the source, as a failed connect would. Also raises
+    one when a sink splits by partition (``{partition}`` in a file sink's path) and the
+    pipeline cannot read in workers: one line saying why.
     """
     splitting = [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
     ray = config.engine == "ray"
