@@ -103,6 +103,45 @@ def test_ray_actors_killed_mid_run_lose_nothing_and_upsert_exactly(
     assert_upserted(postgres_server, dsn, count)
 
 
+def produce_documents(broker: KafkaBroker, topic: str, count: int) -> None:
+    """``document(i)`` for i below ``count`` into ``topic``, keyed by user."""
+    broker.produce(
+        topic,
+        (
+            {
+                "key": document(i)["user"].encode(),
+                "value": json.dumps(document(i), separators=(",", ":")).encode(),
+            }
+            for i in range(count)
+        ),
+    )
+
+
+def kafka_to_kafka(file: Path, broker: KafkaBroker, source: str, out: str, group: str) -> None:
+    """Make ``file``'s pipeline read topic ``source`` to its end and write topic ``out``."""
+    doc = yaml.safe_load(file.read_text())
+    doc["sources"][0]["config"] = {
+        "plugin_type": "kafka",
+        "connection": {
+            "bootstrap_servers": broker.bootstrap,
+            "topic": source,
+            "group": group,
+            "stop_when_caught_up": True,
+        },
+    }
+    doc["sinks"] = [
+        {
+            "id": "out",
+            "type": "plugin",
+            "config": {
+                "plugin_type": "kafka",
+                "connection": {"bootstrap_servers": broker.bootstrap, "topic": out},
+            },
+        }
+    ]
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 def test_ray_actors_killed_on_a_kafka_to_kafka_run_deliver_exactly_once(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -120,40 +159,13 @@ def test_ray_actors_killed_on_a_kafka_to_kafka_run_deliver_exactly_once(
         broker.create_topic(source, 4)
         broker.create_topic(out, 2)
         count = 100_000
-        broker.produce(
-            source,
-            (
-                {
-                    "key": document(i)["user"].encode(),
-                    "value": json.dumps(document(i), separators=(",", ":")).encode(),
-                }
-                for i in range(count)
-            ),
-        )
+        produce_documents(broker, source, count)
         held = tmp_path / "held"
-        file = pipeline_file(tmp_path, filter_map_held(held), workers="2", engine="ray", batch=500)
-        doc = yaml.safe_load(file.read_text())
-        doc["delivery"] = "exactly_once"
-        doc["sources"][0]["config"] = {
-            "plugin_type": "kafka",
-            "connection": {
-                "bootstrap_servers": broker.bootstrap,
-                "topic": source,
-                "group": "ray",
-                "stop_when_caught_up": True,
-            },
-        }
-        doc["sinks"] = [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "kafka",
-                    "connection": {"bootstrap_servers": broker.bootstrap, "topic": out},
-                },
-            }
-        ]
-        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        file = pipeline_file(
+            tmp_path, filter_map_held(held), workers="2", engine="ray", batch=500,
+            delivery="exactly_once",
+        )
+        kafka_to_kafka(file, broker, source, out, "ray")
         summary = run_killing_ten(file, within_s=150, every_s=0.3, held=held)
         assert int(summary.engine.split(", ")[-1].split()[0]) >= 10
         seen = [json.loads(m.value()) for m in broker.consume_all(out)]  # type: ignore[attr-defined]
@@ -208,38 +220,9 @@ def test_ray_actors_read_a_four_partition_topic_themselves(cluster: Any, tmp_pat
         broker.create_topic("ray-parts-in", 4)
         broker.create_topic("ray-parts-out", 4)
         count = 20_000
-        broker.produce(
-            "ray-parts-in",
-            (
-                {
-                    "key": document(i)["user"].encode(),
-                    "value": json.dumps(document(i), separators=(",", ":")).encode(),
-                }
-                for i in range(count)
-            ),
-        )
+        produce_documents(broker, "ray-parts-in", count)
         file = pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray")
-        doc = yaml.safe_load(file.read_text())
-        doc["sources"][0]["config"] = {
-            "plugin_type": "kafka",
-            "connection": {
-                "bootstrap_servers": broker.bootstrap,
-                "topic": "ray-parts-in",
-                "group": "ray-parts",
-                "stop_when_caught_up": True,
-            },
-        }
-        doc["sinks"] = [
-            {
-                "id": "out",
-                "type": "plugin",
-                "config": {
-                    "plugin_type": "kafka",
-                    "connection": {"bootstrap_servers": broker.bootstrap, "topic": "ray-parts-out"},
-                },
-            }
-        ]
-        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        kafka_to_kafka(file, broker, "ray-parts-in", "ray-parts-out", "ray-parts")
         summary, _ = run(file)
         seen = [json.loads(m.value()) for m in broker.consume_all("ray-parts-out")]  # type: ignore[attr-defined]
     finally:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +56,12 @@ from dataflare_host.pipeline._stats import PipelineStats, StageStats, record_age
 from dataflare_host.pipeline._stop_signals import stop_on_signals
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.pipeline.engines import Done, Engine, make_engine, worker_count
-from dataflare_host.pipeline.partitions import PartitionedRun, make_slots, partition_reading
+from dataflare_host.pipeline.partitions import (
+    PartitionedRun,
+    PartitionReading,
+    make_slots,
+    partition_reading,
+)
 from dataflare_host.plugins._chain import Chain, ChainResult
 
 __all__ = ["Pipeline", "PipelineError", "ProgressReporter", "RunHealth", "RunSummary"]
@@ -147,8 +152,7 @@ class Pipeline:
         # -- engines: where the chain runs (built in run(): Ray joins a cluster) --
         self._engine: Engine | None = None
         self._partitioned: PartitionedRun | None = None  # workers read the partitions
-        self.runs_a_task = False
-        """Set where a partitioned run's task runs this pipeline over its partitions."""
+        self.runs_a_task = False  # set by task_pipeline: it runs one task's partitions
 
     @classmethod
     def from_file(cls, path: str | Path, registry: ConnectorRegistry | None = None) -> Pipeline:
@@ -165,11 +169,15 @@ class Pipeline:
 
     def health(self) -> RunHealth:
         """The checkpoint's age and the sinks' retries, as of now (any thread)."""
+        retries = {stage: sink.retries() for stage, sink in self._named_sinks()}
+        return RunHealth(self._started_at, self._checkpointed_at, retries)
+
+    def _named_sinks(self) -> list[tuple[str, Sink]]:
+        """Every sink with its stage id, the dead letter's last."""
         named = [(e.id, s) for e, s in zip(self.config.sinks, self.sinks, strict=True)]
         if self.dead_letter is not None and self.config.dead_letter is not None:
             named.append((self.config.dead_letter.id, self.dead_letter))
-        retries = {stage: sink.retries() for stage, sink in named}
-        return RunHealth(self._started_at, self._checkpointed_at, retries)
+        return named
 
     # -- running ------------------------------------------------------------
 
@@ -186,7 +194,7 @@ class Pipeline:
         self._started_at = time.time()
         for stage_stats in self.stats:
             stage_stats.started = started
-        restore = self._install_signal_handlers() if handle_signals else None
+        restore = stop_on_signals(self._stop_on) if handle_signals else None
         status: Literal["completed", "stopped", "failed"] = "completed"
         error: str | None = None
         positions: dict[str, Any] = {}
@@ -197,8 +205,9 @@ class Pipeline:
             checkpoint = self._load_checkpoint()
             resumed = bool(checkpoint.positions)
             positions = dict(checkpoint.positions)
-            if self._reads_in_workers():  # -- partitions: the workers read, not this loop --
-                status = self._read_in_workers(checkpoint, progress)
+            reading = self._partition_reading()
+            if reading is not None:  # -- partitions: the workers read, not this loop --
+                status = self._read_in_workers(reading, checkpoint, progress)
             else:
                 self._warm_up(checkpoint)
                 self._connect(checkpoint)
@@ -247,37 +256,29 @@ class Pipeline:
             progress.finish(summary)
         return summary
 
-    def _install_signal_handlers(self) -> Callable[[], None] | None:
-        def stop_on(name: str) -> None:
-            self._signal = name
-            self.stop()
-
-        return stop_on_signals(stop_on)
+    def _stop_on(self, signal_name: str) -> None:
+        self._signal = signal_name
+        self.stop()
 
     def _load_checkpoint(self) -> Checkpoint:
         """The checkpoint, checked against this pipeline before anything connects."""
         sources = list(zip(self.config.sources, self.sources, strict=True))
         return checked_checkpoint(self.checkpoints, sources, self.processors)
 
-    def _reads_in_workers(self) -> bool:
+    def _partition_reading(self) -> PartitionReading | None:
         if self.runs_a_task:
-            return False
-        sinks = [(e.id, s) for e, s in zip(self.config.sinks, self.sinks, strict=True)]
-        if self.dead_letter is not None and self.config.dead_letter is not None:
-            sinks.append((self.config.dead_letter.id, self.dead_letter))
-        workers = worker_count(self.config)
-        reading = partition_reading(self.config, self.sources, sinks, self.processors, workers)
-        if reading is None:
-            return False
+            return None
+        sinks, workers = self._named_sinks(), worker_count(self.config)
+        return partition_reading(self.config, self.sources, sinks, self.processors, workers)
+
+    def _read_in_workers(
+        self, reading: PartitionReading, checkpoint: Checkpoint, progress: ProgressReporter | None
+    ) -> Literal["completed", "stopped"]:
         slots = make_slots(reading, str(self.doc.file), task_pipeline, self.config.address)
         interval = self.config.checkpoint.interval_ms / 1000
         self._partitioned = PartitionedRun(reading, slots, self.checkpoints, self._stats, interval)
-        return True
-
-    def _read_in_workers(self, checkpoint: Checkpoint, progress: ProgressReporter | None) -> Any:
-        assert self._partitioned is not None
-        saved = checkpoint.positions.get(self.config.sources[0].id)
         shown = (lambda: progress.update(self.stats)) if progress is not None else lambda: None
+        saved = checkpoint.positions.get(reading.source_id)
         return self._partitioned.run(saved, self._stop.is_set, shown)
 
     def _warm_up(self, checkpoint: Checkpoint) -> None:

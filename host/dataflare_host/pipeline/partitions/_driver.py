@@ -118,7 +118,7 @@ class PartitionedRun:
         stopped = failure = None
         last_progress = 0.0
         while todo or self._busy:
-            if stopping() and stopped is None:
+            if stopped is None and (failure is not None or stopping()):
                 stopped = time.monotonic()
                 todo.clear()
                 for slot in self._busy:
@@ -143,11 +143,6 @@ class PartitionedRun:
                             logging.getLogger(report.logger).log(report.level, report.message)
                         else:
                             failure = self._take(slot, report) or failure
-            if failure is not None and stopped is None:
-                stopped = time.monotonic()
-                todo.clear()
-                for slot in self._busy:
-                    self._slots.stop(slot)
             if time.monotonic() - last_progress >= _PROGRESS_S:
                 progress()
                 last_progress = time.monotonic()
@@ -160,13 +155,12 @@ class PartitionedRun:
         """Every partition, one per task or shared out among the workers. One that ended
         in an earlier run is read again from its end: what was appended since (a file
         grown, a topic's new messages) is read, as it is reading in one process."""
-        left = list(names)
         groups: list[tuple[str, ...]]
         if self._reading.one_each:
-            groups = [(name,) for name in left]
+            groups = [(name,) for name in names]
         else:
-            shares = min(self._reading.workers, len(left))
-            groups = [tuple(left[i::shares]) for i in range(shares)]
+            shares = min(self._reading.workers, len(names))
+            groups = [tuple(names[i::shares]) for i in range(shares)]
         return [self._task(group) for group in groups]
 
     def _task(self, partitions: tuple[str, ...]) -> Task:
@@ -181,12 +175,10 @@ class PartitionedRun:
         self._at.update(report.at)
         self._count(slot, report)
         self._show_backlog(report)
-        if report.status is None:
-            self._save(when_due=True)
-            return None
-        del self._busy[slot]
-        if report.status == "completed" and self._reading.source.partitions_end():
-            self._ended.update(task.partitions)
+        if report.status is not None:
+            del self._busy[slot]
+            if report.status == "completed" and self._reading.source.partitions_end():
+                self._ended.update(task.partitions)
         self._save(when_due=True)
         if report.status == "failed":
             names = ", ".join(task.partitions)

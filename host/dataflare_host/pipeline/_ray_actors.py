@@ -1,0 +1,129 @@
+"""Workers as Ray actors, one per slot: what the chain's actors and the partition workers'
+actors share (joining Ray, starting, awaiting, killing; Ray itself imported only here,
+and only when a pipeline asks for it).
+
+Actors ask for a quarter of a CPU: on a small machine whole CPUs per actor starve
+Ray's own tasks. A dead actor is replaced by a new one (ours, not Ray's restart),
+so that what it was doing is retried exactly as a local worker's would be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from dataflare_host.pipeline._errors import PipelineError
+
+__all__ = ["RayActorSlots", "actor_place", "import_ray", "join_ray"]
+
+_ACTOR_CPUS = 0.25
+_START_TIMEOUT_S = 600.0  # an actor's first task may compile a WASM plugin (cached afterwards)
+
+
+def import_ray() -> Any:
+    """The ray module, or a PipelineError saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise PipelineError(
+            "engine: ray needs Ray, which is not installed; install it with "
+            "pip install 'dataflare-plugins[ray]'"
+        ) from exc
+    return ray
+
+
+def join_ray(ray: Any, address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (None: start a local one) unless joined already;
+    a PipelineError names the address when that fails."""
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise PipelineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from exc
+
+
+def actor_place() -> str:
+    """Where the calling actor runs: ``pid 1234 on node ab12cd34`` (inside an actor)."""
+    import ray
+
+    return f"pid {os.getpid()} on node {ray.get_runtime_context().get_node_id()[:8]}"
+
+
+class RayActorSlots:
+    """One actor of ``actor_class`` per slot, on the cluster at ``address``; each slot has
+    at most one call awaited (:meth:`_await`, collected by :meth:`_finished`)."""
+
+    kind = "ray"
+
+    def __init__(self, actor_class: type, workers: int, address: str | None) -> None:
+        self._ray = import_ray()
+        join_ray(self._ray, address)
+        self._remote = self._ray.remote(actor_class)
+        self._actors: list[Any] = [None] * workers
+        self._pending: dict[int, Any] = {}  # slot -> the reference of its call awaited
+
+    def actor(self, slot: int) -> Any:
+        """The actor handle of a slot (tests kill it)."""
+        return self._actors[slot]
+
+    def _start(self, slot: int, *args: Any, **options: Any) -> None:
+        """A new actor for ``slot`` (the one before it killed), built with ``args``."""
+        self.kill(slot)
+        self._actors[slot] = self._remote.options(
+            num_cpus=_ACTOR_CPUS, max_restarts=0, scheduling_strategy="SPREAD", **options
+        ).remote(*args)
+
+    def _placed(self, slot: int) -> str:
+        """Wait until slot ``slot``'s actor is up; where it runs (its ``where`` method)."""
+        actor = self._actors[slot]
+        try:
+            return str(self._ray.get(actor.where.remote(), timeout=_START_TIMEOUT_S))
+        except Exception as exc:  # Ray wraps the actor's own error in its types
+            self.kill(slot)
+            cause = getattr(exc, "cause", None) or exc
+            raise PipelineError(f"worker-{slot + 1} (Ray actor) could not start: {cause}") from exc
+
+    def _await(self, slot: int, reference: Any) -> None:
+        """Collect ``reference`` (a call of slot ``slot``'s actor) in :meth:`_finished`."""
+        self._pending[slot] = reference
+
+    def _finished(self, slots: Sequence[int], timeout: float) -> list[tuple[int, Any]]:
+        """The awaited calls of ``slots`` that ended, waiting up to ``timeout`` for one:
+        (slot, the call's value), or (slot, None) for an actor that died."""
+        pending = {self._pending[slot]: slot for slot in slots if slot in self._pending}
+        if not pending:
+            return []
+        done, _ = self._ray.wait(list(pending), num_returns=1, timeout=timeout)
+        if done:
+            more, _ = self._ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            done = list({*done, *more})
+        ended: list[tuple[int, Any]] = []
+        for reference in done:
+            slot = pending[reference]
+            del self._pending[slot]
+            try:
+                ended.append((slot, self._ray.get(reference)))
+            except self._ray.exceptions.RayActorError:
+                ended.append((slot, None))
+        return ended
+
+    def kill(self, slot: int) -> None:
+        """Kill a slot's actor (no restart: a new one is started in its place)."""
+        actor = self._actors[slot]
+        self._actors[slot] = None
+        self._pending.pop(slot, None)
+        if actor is not None:
+            self._ray.kill(actor, no_restart=True)
+
+    def close(self) -> None:
+        """Kill every actor (the Ray cluster itself is left running)."""
+        for slot in range(len(self._actors)):
+            self.kill(slot)
