@@ -176,8 +176,10 @@ class WasmPlugin(Plugin):
                 self._busy.remove(instance)
             self._idle.append(instance)
 
-    def _forget(self, instance: Instance) -> None:
-        """A closed instance is no longer the plugin's."""
+    def _drop(self, instance: Instance) -> None:
+        """Close an instance (trapped, untrusted, swapped out, or already lost) and forget
+        it: it is no longer the plugin's."""
+        instance.close()
         with self._lock:
             if instance in self._busy:
                 self._busy.remove(instance)
@@ -315,28 +317,24 @@ class WasmPlugin(Plugin):
         except Abandoned:
             # Queued behind a call that lost the instance: it never ran, so it runs now
             # on another one.
-            self._forget(instance)
+            self._drop(instance)  # lost already: closing it again is a no-op
             again, call = self._send_on_instance(request)
             return self._finish_on_instance(again, call, records, accumulator, request)
         except Trap as trap:
-            instance.close()  # never reuse an instance that trapped
-            self._forget(instance)
+            self._drop(instance)  # never reuse an instance that trapped
             if self.state_bounds is not None:
                 raise self._state_lost(str(trap), records) from trap
             return self._trap_result(records, accumulator, trap)
         except SerializationError as exc:
-            instance.close()  # it wrote a malformed framing: not to be trusted again
-            self._forget(instance)
+            self._drop(instance)  # it wrote a malformed framing: not to be trusted again
             raise self._named(exc) from exc
         except PluginError:
-            instance.close()
-            self._forget(instance)
+            self._drop(instance)
             raise
         if result.error is not None and result.error.error_type == "MemoryError":
             # The guest hit the memory cap and survived as a MemoryError: its
             # memory is suspect, so this instance goes; the batch fails at a limit.
-            instance.close()
-            self._forget(instance)
+            self._drop(instance)
             if self.state_bounds is not None:
                 raise self._state_lost("it reached the memory cap", records)
             error = result.error
@@ -352,8 +350,7 @@ class WasmPlugin(Plugin):
         if not self.closed:
             self._release(instance)
         elif not instance.in_flight:  # closed while the batch ran (a hot reload swapped it)
-            instance.close()  # (with a call queued behind, that call's finish closes it)
-            self._forget(instance)
+            self._drop(instance)  # (with a call queued behind, that call's finish closes it)
         return result
 
     def _state_lost(self, why: str, records: Sequence[Record]) -> PluginError:

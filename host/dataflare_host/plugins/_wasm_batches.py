@@ -38,7 +38,7 @@ class _Backend(Protocol):
         first: BatchResult | None = None,
     ) -> BatchResult: ...
 
-    def _forget(self, instance: Instance) -> None: ...
+    def _drop(self, instance: Instance) -> None: ...
 
 
 class _Ahead:
@@ -92,8 +92,7 @@ class _Ahead:
         self._request = None
         if self._sent is not None and not self._finished:
             self._finished = True
-            self._sent[0].close()
-            self._plugin._forget(self._sent[0])
+            self._plugin._drop(self._sent[0])
             self._plugin._give_ahead_slot()
 
 
