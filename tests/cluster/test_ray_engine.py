@@ -38,6 +38,8 @@ from test_workers import (
     write_input,
 )
 
+from dataflare_host.pipeline import PipelineError
+
 ray = pytest.importorskip("ray", reason="engine: ray needs the ray extra (scripts/setup)")
 pytestmark = pytest.mark.slow
 
@@ -234,3 +236,47 @@ def test_ray_actors_read_a_four_partition_topic_themselves(cluster: Any, tmp_pat
     assert all(w.records_in > 0 for w in readers), "each actor read its partitions"
     assert sum(w.records_in for w in readers) == count
     assert sorted(seen, key=lambda d: d["id"]) == expected_filter_map(count)
+
+
+def test_a_pipeline_named_relative_to_the_working_folder_runs_on_ray(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actors' working folder is not the driver's: ``dataflare run pipeline.yaml``
+    from the pipeline's folder reaches them as a path they can open (the chain's
+    actors and the partition workers' alike)."""
+    from test_partitions import expected, lines_of, partitioned, write_parts
+
+    chain, parts = tmp_path / "chain", tmp_path / "parts"
+    chain.mkdir()
+    write_input(chain, 2_000)
+    ids = write_parts(parts, (300, 200))
+    for directory, file in (
+        (chain, pipeline_file(chain, FILTER_MAP, workers="2", engine="ray")),
+        (parts, partitioned(parts, FILTER_MAP, workers="2", engine="ray")),
+    ):
+        monkeypatch.chdir(directory)
+        summary, _ = run(Path(file.name))
+        assert summary.status == "completed", summary.error
+    assert outputs(chain) == expected_filter_map(2_000)
+    for name, file_ids in ids.items():
+        assert lines_of(parts / "out" / name) == expected(file_ids)
+
+
+def test_an_actor_that_cannot_load_the_pipeline_says_why_in_one_line(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """What an actor raised while starting reaches the driver as itself, told in one
+    line (Ray would report it as text with the actor's traceback in it)."""
+    from dataflare_host.pipeline.engines._ray import RayBackend
+
+    missing = tmp_path / "gone.yaml"
+    backend = RayBackend(missing, 1, cluster.address)
+    try:
+        with pytest.raises(PipelineError) as caught:
+            backend.spawn(0)
+    finally:
+        backend.close()
+    assert str(caught.value) == (
+        f"worker-1 (Ray actor) could not start: {missing}: cannot read the pipeline file: "
+        "No such file or directory"
+    )

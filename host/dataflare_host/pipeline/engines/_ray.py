@@ -24,10 +24,19 @@ class _Actor:
     def __init__(self, pipeline_file: str) -> None:
         from dataflare_host.pipeline.engines._worker_core import WorkerCore
 
-        self.core = WorkerCore(pipeline_file)
+        # Ray reports an error raised here as a string with the traceback in it; raised by
+        # where(), it reaches the driver as itself, to be told in one line.
+        self._failure: Exception | None = None
+        try:
+            self.core = WorkerCore(pipeline_file)
+        except Exception as exc:  # noqa: BLE001 - raised again by where()
+            self._failure = exc
+            return
         self.core.settle_gc()
 
     def where(self) -> str:
+        if self._failure is not None:
+            raise self._failure
         return actor_place()
 
     def pid(self) -> int:
@@ -43,7 +52,8 @@ class RayBackend(RayActorSlots):
 
     def __init__(self, pipeline_file: Path, workers: int, address: str | None) -> None:
         super().__init__(_Actor, workers, address)
-        self._file = str(pipeline_file)
+        # An actor's working folder is not the driver's: a relative path would not be found.
+        self._file = os.path.abspath(pipeline_file)
 
     def spawn(self, slot: int) -> str:
         """Start a new actor for ``slot`` and wait until its plugins are loaded."""

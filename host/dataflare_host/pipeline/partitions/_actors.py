@@ -10,6 +10,7 @@ stop reaches it while it waits for a report.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -70,7 +71,8 @@ class ActorSlots(RayActorSlots):
         address: str | None,
     ) -> None:
         super().__init__(_PartitionActor, workers, address)
-        self._file = pipeline_file
+        # An actor's working folder is not the driver's: a relative path would not be found.
+        self._file = os.path.abspath(pipeline_file)
         self._make = make
         self._log_level = log_level
 
