@@ -280,3 +280,28 @@ def test_an_actor_that_cannot_load_the_pipeline_says_why_in_one_line(
         f"worker-1 (Ray actor) could not start: {missing}: cannot read the pipeline file: "
         "No such file or directory"
     )
+
+
+def test_a_run_that_joined_ray_leaves_it_and_one_that_found_it_joined_stays(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """A run that joined Ray itself leaves when done (its actors end with its job, without
+    the half-second wait Ray's exit hook adds); a run inside a program already joined
+    (this test's) leaves Ray joined."""
+    count = 1_000
+    joins, found = tmp_path / "joins", tmp_path / "found"
+    for directory in (joins, found):
+        directory.mkdir()
+        write_input(directory, count)
+    ray.shutdown()
+    try:
+        summary, _ = run(pipeline_file(joins, FILTER_MAP, workers="2", engine="ray",
+                                       address=cluster.address))
+        assert summary.status == "completed", summary.error
+        assert not ray.is_initialized()
+    finally:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    summary, _ = run(pipeline_file(found, FILTER_MAP, workers="2", engine="ray"))
+    assert summary.status == "completed", summary.error
+    assert ray.is_initialized()
+    assert outputs(joins) == outputs(found) == expected_filter_map(count)

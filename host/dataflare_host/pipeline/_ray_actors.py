@@ -34,11 +34,12 @@ def import_ray() -> Any:
     return ray
 
 
-def join_ray(ray: Any, address: str | None) -> None:
+def join_ray(ray: Any, address: str | None) -> bool:
     """Join the Ray cluster at ``address`` (None: start a local one) unless joined already;
-    a PipelineError names the address when that fails."""
+    a PipelineError names the address when that fails. Whether it joined (the caller
+    then leaves when done)."""
     if ray.is_initialized():
-        return
+        return False
     try:
         ray.init(
             address=address,
@@ -48,6 +49,7 @@ def join_ray(ray: Any, address: str | None) -> None:
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise PipelineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from exc
+    return True
 
 
 def actor_place() -> str:
@@ -65,7 +67,7 @@ class RayActorSlots:
 
     def __init__(self, actor_class: type, workers: int, address: str | None) -> None:
         self._ray = import_ray()
-        join_ray(self._ray, address)
+        self._joined = join_ray(self._ray, address)
         self._remote = self._ray.remote(actor_class)
         self._actors: list[Any] = [None] * workers
         self._pending: dict[int, Any] = {}  # slot -> the reference of its call awaited
@@ -124,6 +126,15 @@ class RayActorSlots:
             self._ray.kill(actor, no_restart=True)
 
     def close(self) -> None:
-        """Kill every actor (the Ray cluster itself is left running)."""
+        """Kill every actor; leave Ray if these slots joined it (the cluster itself is left
+        running)."""
+        if self._joined:
+            # Leaving ends this job, and Ray ends the job's actors with it: killing them
+            # one by one first made leaving (or the interpreter's exit) wait for each.
+            self._actors = [None] * len(self._actors)
+            self._pending.clear()
+            self._joined = False
+            self._ray.shutdown()
+            return
         for slot in range(len(self._actors)):
             self.kill(slot)
