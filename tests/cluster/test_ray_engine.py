@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import re
+import resource
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +41,7 @@ from test_workers import (
     write_input,
 )
 
-from dataflare_host.pipeline import PipelineError
+from dataflare_host.pipeline import Pipeline, PipelineError
 
 ray = pytest.importorskip("ray", reason="engine: ray needs the ray extra (scripts/setup)")
 pytestmark = pytest.mark.slow
@@ -305,3 +308,33 @@ def test_a_run_that_joined_ray_leaves_it_and_one_that_found_it_joined_stays(
     assert summary.status == "completed", summary.error
     assert ray.is_initialized()
     assert outputs(joins) == outputs(found) == expected_filter_map(count)
+
+
+def _process_cpu(pid: int) -> float:
+    """A live process's CPU seconds, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_driver_spends_almost_none_of_a_ray_runs_cpu(cluster: Any, tmp_path: Path) -> None:
+    """Once joined to Ray, the driver's CPU time during a run whose actors read a 4-file
+    glob is at most 3% of the run's (the driver's and both actors', read from /proc while
+    they live: the cluster's nodes are on this machine). CPU seconds, not wall-clock."""
+    from test_partitions import partitioned, write_parts
+
+    write_parts(tmp_path, (60_000,) * 4)
+    pipeline = Pipeline.from_file(partitioned(tmp_path, FILTER_MAP, workers="2", engine="ray"))
+    try:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        summary = pipeline.run(None, handle_signals=False)
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        rows = [s.kind for s in summary.stats if s.role == "worker"]
+        actors = [_process_cpu(int(re.findall(r"pid (\d+)", kind)[0])) for kind in rows]
+    finally:
+        pipeline.close()
+    assert summary.status == "completed", summary.error
+    assert len(actors) == 2
+    driver = (end.ru_utime + end.ru_stime) - (own.ru_utime + own.ru_stime)
+    assert min(actors) > 0.5, f"the actors used {actors} s: they did not do the reading"
+    share = driver / (driver + sum(actors))
+    assert share <= 0.03, f"the driver used {driver:.3f} s of {driver + sum(actors):.3f} s"
