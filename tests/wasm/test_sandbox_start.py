@@ -143,6 +143,22 @@ def test_a_rewritten_component_runs_its_new_code_in_a_reused_process(
         assert [r.value for r in kept.outputs] == [b'{"status":"active"}']  # not uppercased
 
 
+def test_a_sandbox_process_s_pipes_hold_a_whole_batch(process: SandboxProcess) -> None:
+    """Both pipes are widened to 1 MiB (a 1,000-record batch is ~200 KB), so a batch sent
+    ahead is written at once instead of in turns with the process's reader thread."""
+    import fcntl
+
+    for stream in (process._in, process._out):
+        assert fcntl.fcntl(stream.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20
+    assert ask(process, "modules")  # the channel still works both ways
+
+
+def test_pipes_the_system_will_not_widen_keep_their_size() -> None:
+    """A refused F_SETPIPE_SZ (here: not a pipe) is no error."""
+    with open(os.devnull, "rb") as not_a_pipe:
+        _process.widen_pipes(not_a_pipe.fileno())
+
+
 def test_a_sandbox_process_killed_at_its_deadline_leaves_no_scratch_folder() -> None:
     """The host made the process's folder and removes it when it kills the process."""
     process = SandboxProcess()
