@@ -265,6 +265,26 @@ def test_a_pipeline_named_relative_to_the_working_folder_runs_on_ray(
         assert lines_of(parts / "out" / name) == expected(file_ids)
 
 
+def test_the_last_of_two_runs_sharing_a_joined_ray_leaves_it(cluster: Any, tmp_path: Path) -> None:
+    """Two runs in one program (threads) that joined Ray: the first to end leaves Ray
+    joined for the other, whose actors go on; the last one leaves."""
+    from dataflare_host.pipeline.engines._ray import RayBackend
+
+    file = pipeline_file(tmp_path, FILTER_MAP, workers="2")
+    ray.shutdown()
+    try:
+        first, second = RayBackend(file, 1, cluster.address), RayBackend(file, 1, cluster.address)
+        second.spawn(0)
+        first.close()
+        assert ray.is_initialized()
+        assert ray.get(second.actor(0).pid.remote(), timeout=60) > 0
+        second.close()
+        second.close()
+        assert not ray.is_initialized()
+    finally:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+
+
 def test_an_actor_that_cannot_load_the_pipeline_says_why_in_one_line(
     cluster: Any, tmp_path: Path
 ) -> None:

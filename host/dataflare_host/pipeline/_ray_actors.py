@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from dataflare_host.pipeline._errors import PipelineError
 
-__all__ = ["RayActorSlots", "actor_place", "import_ray", "join_ray"]
+__all__ = ["RayActorSlots", "actor_place", "import_ray", "join_ray", "leave_ray"]
 
 _ACTOR_CPUS = 0.25
 _START_TIMEOUT_S = 600.0  # an actor's first task may compile a WASM plugin (cached afterwards)
@@ -34,22 +35,50 @@ def import_ray() -> Any:
     return ray
 
 
-def join_ray(ray: Any, address: str | None) -> bool:
-    """Join the Ray cluster at ``address`` (None: start a local one) unless joined already;
-    a PipelineError names the address when that fails. Whether it joined (the caller
-    then leaves when done)."""
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise PipelineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from exc
-    return True
+class _Membership:
+    """Whether this process joined Ray for its runs, and how many runs use it: the last
+    one to end leaves (runs in threads of one program share one membership)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ours = False  # joined here, not by the program before its runs
+        self.users = 0
+
+
+_membership = _Membership()
+
+
+def join_ray(ray: Any, address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (None: start a local one) unless joined already,
+    and count the caller as a user until :func:`leave_ray`; a PipelineError names the
+    address when joining fails."""
+    with _membership.lock:
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise PipelineError(
+                    f"cannot start or join Ray at {address or 'local'}: {exc}"
+                ) from exc
+            _membership.ours = True
+        _membership.users += 1
+
+
+def leave_ray(ray: Any) -> bool:
+    """The caller no longer uses Ray; leave it if this process joined it and no other run
+    uses it. Whether it left (the job's actors then end with it)."""
+    with _membership.lock:
+        _membership.users -= 1
+        if _membership.users > 0 or not _membership.ours:
+            return False
+        _membership.ours = False
+        ray.shutdown()
+        return True
 
 
 def actor_place() -> str:
@@ -67,7 +96,8 @@ class RayActorSlots:
 
     def __init__(self, actor_class: type, workers: int, address: str | None) -> None:
         self._ray = import_ray()
-        self._joined = join_ray(self._ray, address)
+        join_ray(self._ray, address)
+        self._member = True
         self._remote = self._ray.remote(actor_class)
         self._actors: list[Any] = [None] * workers
         self._pending: dict[int, Any] = {}  # slot -> the reference of its call awaited
@@ -126,15 +156,15 @@ class RayActorSlots:
             self._ray.kill(actor, no_restart=True)
 
     def close(self) -> None:
-        """Kill every actor; leave Ray if these slots joined it (the cluster itself is left
-        running)."""
-        if self._joined:
-            # Leaving ends this job, and Ray ends the job's actors with it: killing them
-            # one by one first made leaving (or the interpreter's exit) wait for each.
-            self._actors = [None] * len(self._actors)
-            self._pending.clear()
-            self._joined = False
-            self._ray.shutdown()
+        """Kill every actor, or leave Ray when this process joined it and no other run uses
+        it (the cluster itself is left running); safe twice."""
+        if not self._member:
             return
-        for slot in range(len(self._actors)):
-            self.kill(slot)
+        self._member = False
+        # Leaving ends this job, and Ray ends the job's actors with it: killing them one by
+        # one first made leaving (or the interpreter's exit) wait for each.
+        if not leave_ray(self._ray):
+            for slot in range(len(self._actors)):
+                self.kill(slot)
+        self._actors = [None] * len(self._actors)
+        self._pending.clear()
