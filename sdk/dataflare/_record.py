@@ -45,8 +45,9 @@ def _type_error(name: str, expected: str, got: object) -> TypeError:
 
 class _ParsedValue:
     # Slots outside the fields (not compared, hashed, shown or pickled): a JSONL source's
-    # parse, for the first json(); a file source's line, its metadata until read.
-    __slots__ = ("_file", "_line", "_parsed")
+    # parse, for the first json(); a file source's line number, its metadata until read
+    # (the metadata slot then holds the file's name: see _copy_metadata).
+    __slots__ = ("_line", "_parsed")
 
 
 @attrs.frozen
@@ -200,17 +201,16 @@ _set_value, _set_key, _set_timestamp, _set_offset = (
     Record.__dict__[name].__set__ for name in ("value", "key", "timestamp", "offset")
 )
 _set_metadata, _get_metadata = Record.metadata.__set__, Record.metadata.__get__  # type: ignore[attr-defined]
-_set_file, _get_file = _ParsedValue._file.__set__, _ParsedValue._file.__get__  # type: ignore[attr-defined]
 _set_line, _get_line = _ParsedValue._line.__set__, _ParsedValue._line.__get__  # type: ignore[attr-defined]
 _set_parsed, _forget_parsed = _ParsedValue._parsed.__set__, _ParsedValue._parsed.__delete__  # type: ignore[attr-defined]
 _NOT_KEPT = object()
-_UNMADE: Any = object()  # the metadata slot of a line's record until it is read
 
 
 def _copy_metadata(source: Record, target: Record) -> None:
     # A copy keeps a line's metadata unmade (a map's output rarely reads it either).
+    # Unmade, the slot holds the line's file name (never a mapping, so never
+    # metadata), which spares a record builder one slot per record.
     metadata = _get_metadata(source)
     _set_metadata(target, metadata)
-    if metadata is _UNMADE:
-        _set_file(target, _get_file(source))
+    if type(metadata) is str:
         _set_line(target, _get_line(source))

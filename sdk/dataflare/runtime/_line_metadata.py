@@ -8,21 +8,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from dataflare._record import (
-    _UNMADE,
-    Record,
-    _get_file,
-    _get_line,
-    _get_metadata,
-    _set_metadata,
-)
+from dataflare._record import Record, _get_line, _get_metadata, _set_metadata
 
 __all__ = ["LineMetadata"]
 
 
 class LineMetadata:
     """``Record.metadata``: the slot, or for a record of a file source's line whose
-    slot holds ``_UNMADE``, ``{"file": ..., "line": ...}`` made (and kept) on first read.
+    slot holds the file's name (a ``str``, never a mapping), ``{"file": ..., "line": ...}``
+    made (and kept) on first read.
 
     Every reader (equality, repr, attrs.evolve, the wire encoders, a plugin)
     goes through here, so each sees the mapping the source used to build.
@@ -34,10 +28,10 @@ class LineMetadata:
         if record is None:
             return self
         metadata = _get_metadata(record)
-        if metadata is not _UNMADE:
+        if type(metadata) is not str:
             return metadata
         # Two threads may both make it: equal mappings, either one kept.
-        metadata = MappingProxyType({"file": _get_file(record), "line": str(_get_line(record))})
+        metadata = MappingProxyType({"file": metadata, "line": str(_get_line(record))})
         _set_metadata(record, metadata)
         return metadata
 

@@ -11,9 +11,7 @@ from typing import Any
 
 from dataflare._record import (
     _EMPTY_METADATA,
-    _UNMADE,
     Record,
-    _set_file,
     _set_key,
     _set_line,
     _set_metadata,
@@ -79,8 +77,8 @@ def build_trusted_records(
     _set_column(_set_timestamp, records, repeat(None, count) if timestamps is None else timestamps)
     if file_lines is not None:
         files, lines = file_lines
-        _set_column(_set_metadata, records, repeat(_UNMADE, count))
-        _set_column(_set_file, records, files)
+        # The metadata slot holds the file's name until the mapping is read.
+        _set_column(_set_metadata, records, files)
         _set_column(_set_line, records, lines)
     elif metadata is None:
         _set_column(_set_metadata, records, repeat(_EMPTY_METADATA, count))

@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from dataflare._errors import SerializationError
-from dataflare._record import _EMPTY_METADATA, _UNMADE, Record, _get_file, _get_line, _get_metadata
+from dataflare._record import _EMPTY_METADATA, Record, _get_line, _get_metadata
 
 from ._host_parses import NO_PARSE, HostParses
 from ._trusted_records import build_trusted_records
@@ -450,12 +450,14 @@ def line_column(records: Sequence[Record]) -> FileLines | None:
     Such records (a file source's, and what a map made of them) cross as one file
     name and a column of numbers: no mapping is made on either side unless read.
     """
-    if not records or list(map(_get_metadata, records)).count(_UNMADE) != len(records):
+    if not records:
         return None
-    files = list(map(_get_file, records))
-    if files.count(files[0]) != len(files):
+    # An unmade line's metadata slot holds its file's name (a mapping never equals it).
+    slots = list(map(_get_metadata, records))
+    file = slots[0]
+    if type(file) is not str or slots.count(file) != len(slots):
         return None
-    return files[0], list(map(_get_line, records))
+    return file, list(map(_get_line, records))
 
 
 def records_of(batch: RecordBatch, offsets: list[int]) -> list[Record]:
