@@ -9,6 +9,7 @@ equal what a run over that file alone writes.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -428,3 +429,42 @@ def test_sigterm_stops_the_workers_reading_and_a_rerun_completes_every_file_once
     assert second.status == "completed", second.error
     for name, file_ids in ids.items():
         assert lines_of(tmp_path / "out" / name) == expected(file_ids), name
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """The live children of ``pid``: (pid, whole command line) each."""
+    found = subprocess.run(["ps", "-ww", "-o", "pid=,stat=,args=", "--ppid", str(pid)],
+                           capture_output=True, text=True, check=False)
+    rows = [line.split(maxsplit=2) for line in found.stdout.splitlines()]
+    return [(int(row[0]), row[2]) for row in rows if len(row) == 3 and "Z" not in row[1]]
+
+
+def test_a_driver_whose_workers_read_keeps_no_sandbox_process(
+    tmp_path: Path, dataflare_exe: Path
+) -> None:
+    """With a WASM processor and the workers reading, the driver closes its own copy of
+    the plugins once it knows (each worker loads its own), so no sandbox process of its
+    sits idle through the run. Without a sandbox server, a sandbox process is a child of
+    the process that uses it: the workers have one each, the driver none."""
+    ids = write_parts(tmp_path, (40_000,) * 4)
+    wasm_filter = {**FILTER_MAP[0], "config": {**FILTER_MAP[0]["config"], "plugin_source": "wasm"}}
+    file = partitioned(tmp_path, [wasm_filter, FILTER_MAP[1]], workers="2")
+    run_ = subprocess.Popen([str(dataflare_exe), "run", "--quiet", str(file)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DATAFLARE_SANDBOX_SERVER_IDLE_S": "0"})
+    sandbox = "dataflare_host.wasm.sandbox.child"
+    kept: list[int] | None = None
+    while run_.poll() is None and kept is None:
+        children = _children(run_.pid)
+        workers = [p for p, line in children if "spawn_main" in line]
+        if len(workers) == 2 and all(
+            any(sandbox in line for _, line in _children(w)) for w in workers
+        ):
+            kept = [p for p, line in children if sandbox in line]
+        time.sleep(0.02)
+    _, stderr = run_.communicate(timeout=300)
+    assert run_.returncode == 0, stderr
+    assert kept is not None, "the run ended before both workers had their sandbox process"
+    assert kept == [], "the driver kept a sandbox process while its workers read"
+    for name, file_ids in ids.items():
+        assert lines_of(tmp_path / "out" / name) == expected(file_ids)

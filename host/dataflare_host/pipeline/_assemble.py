@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,18 @@ from dataflare_host.pipeline._design_names import ConnectorRole, processor_kind
 from dataflare_host.pipeline._structure import structure_at
 from dataflare_host.pipeline._yaml import LocatedYaml
 from dataflare_host.plugins import Plugin, load_plugin
+from dataflare_host.plugins._chain import Chain
 from dataflare_host.plugins._native import plugin_digest
 
-__all__ = ["ProcessorStage", "build_connector", "fingerprint", "load_processor"]
+__all__ = [
+    "ProcessorStage",
+    "build_connector",
+    "chain_of",
+    "fingerprint",
+    "load_processor",
+    "prestart_sandbox_for",
+    "release_processors",
+]
 
 
 @attrs.define
@@ -102,6 +112,29 @@ def prestart_sandbox_for(processors: Sequence[ProcessorEntry]) -> None:
         from dataflare_host.wasm.sandbox.host._process import prestart
 
         prestart()
+
+
+def chain_of(processors: Sequence[ProcessorStage]) -> Chain:
+    """The processors' plugins as one chain, over the plugins running now.
+
+    ``fail`` stops the chain at a failed record; ``skip`` and ``dead_letter``
+    go on past it, and the runner routes what failed.
+    """
+    return Chain(
+        [stage.plugin for stage in processors],
+        ["stop" if stage.config.on_error == "fail" else "continue" for stage in processors],
+    )
+
+
+def release_processors(processors: Sequence[ProcessorStage]) -> None:
+    """Close the processors' plugins and stop the idle sandbox processes: for a driver
+    whose workers load their own. A WASM plugin's instance holds a sandbox process,
+    otherwise idle for the whole run."""
+    for stage in processors:
+        stage.plugin.close()
+    sandboxes = sys.modules.get("dataflare_host.wasm.sandbox.host._process")
+    if sandboxes is not None:  # imported only once a WASM plugin was loaded
+        sandboxes.stop_idle()
 
 
 def load_processor(entry: ProcessorEntry, doc: LocatedYaml, index: int) -> ProcessorStage:

@@ -37,8 +37,10 @@ from dataflare_host.connectors import (
 from dataflare_host.pipeline._assemble import (
     ProcessorStage,
     build_connector,
+    chain_of,
     load_processor,
     prestart_sandbox_for,
+    release_processors,
 )
 from dataflare_host.pipeline._checkpoint import Checkpoint, CheckpointStore
 from dataflare_host.pipeline._config import ConnectorEntry, PipelineConfig, load_pipeline_config
@@ -134,7 +136,7 @@ class Pipeline:
             )
         self._stats = PipelineStats(stages)
         # Built once: only a hot-reload swap changes the plugins it runs.
-        self._chain = _chain_of(self.processors)
+        self._chain = chain_of(self.processors)
         self._reloader = HotReloader(self.processors, config.processors, doc, self._stats)
         self._stop = threading.Event()
         self._signal: str | None = None
@@ -207,6 +209,7 @@ class Pipeline:
             positions = dict(checkpoint.positions)
             reading = self._partition_reading()
             if reading is not None:  # -- partitions: the workers read, not this loop --
+                release_processors(self.processors)  # each worker loads its own
                 status = self._read_in_workers(reading, checkpoint, progress)
             else:
                 self._warm_up(checkpoint)
@@ -546,7 +549,7 @@ class Pipeline:
         if self._engine is not None and self._engine.worker_stats:
             return  # -- engines: workers loaded their plugins at start; no reload there --
         if self._reloader.check():
-            self._chain = _chain_of(self.processors)
+            self._chain = chain_of(self.processors)
 
     def close_workers(self) -> None:
         """Stop the workers, of the chain's engine or reading partitions (safe twice)."""
@@ -586,15 +589,3 @@ def task_pipeline(pipeline_file: str) -> Pipeline:
 def _handed_back() -> ChainResult:
     """What a batch's result is once the runner handled it: asked for again, a bug."""
     raise AssertionError("a batch's result was asked for after the batch was handled")
-
-
-def _chain_of(processors: Sequence[ProcessorStage]) -> Chain:
-    """The processors' plugins as one chain, over the plugins running now.
-
-    ``fail`` stops the chain at a failed record; ``skip`` and ``dead_letter``
-    go on past it, and :meth:`Pipeline._process` routes what failed.
-    """
-    return Chain(
-        [stage.plugin for stage in processors],
-        ["stop" if stage.config.on_error == "fail" else "continue" for stage in processors],
-    )

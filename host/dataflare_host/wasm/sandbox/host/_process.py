@@ -42,6 +42,7 @@ __all__ = [
     "prestart",
     "release",
     "server_address",
+    "stop_idle",
     "widen_pipes",
 ]
 
@@ -313,6 +314,12 @@ def prestart() -> None:
     it imports the WASM backend: the process boots meanwhile.
     """
     _pool.prestart()
+
+
+def stop_idle() -> None:
+    """Stop the idle sandbox processes (a prestarted one, those given back): for a host
+    that will run no WASM plugin itself for a while; :func:`acquire` starts new ones."""
+    _pool.close()
 
 
 def acquire() -> SandboxProcess:
