@@ -22,7 +22,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain, compress, islice
+from itertools import chain, compress, islice, starmap
 from operator import attrgetter, itemgetter, le, lt, methodcaller
 from types import MappingProxyType
 from typing import Any
@@ -453,11 +453,13 @@ def line_column(records: Sequence[Record]) -> FileLines | None:
     if not records:
         return None
     # An unmade line's metadata slot holds its file's name (a mapping never equals it).
-    slots = list(map(_get_metadata, records))
+    # starmap over zip: the slot getters take a tuple, which zip reuses (see
+    # _trusted_records._set_column).
+    slots = list(starmap(_get_metadata, zip(records)))  # noqa: RUF058
     file = slots[0]
     if type(file) is not str or slots.count(file) != len(slots):
         return None
-    return file, list(map(_get_line, records))
+    return file, list(starmap(_get_line, zip(records)))  # noqa: RUF058
 
 
 def records_of(batch: RecordBatch, offsets: list[int]) -> list[Record]:
