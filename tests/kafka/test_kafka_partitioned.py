@@ -95,6 +95,42 @@ def test_a_keyed_aggregate_over_four_partitions_equals_one_process_per_key(
 # -- the workers read: the driver's share of the CPU ----------------------------------------------
 
 
+def test_exactly_once_workers_read_and_write_their_partitions_in_their_own_transactions(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """``delivery: exactly_once`` with ``workers: 2``: the workers read the topic's
+    partitions themselves, each committing its output and its partitions' offsets in
+    transactions of its own; a ``read_committed`` reader sees every record once, and the
+    consumer group holds every partition's end offset (what Kafka's own tools show)."""
+    from dataflare_host.pipeline import Pipeline
+
+    source, out = topic(kafka_broker, "eos-in", 4), topic(kafka_broker, "eos-out", 2)
+    count = 20_000
+    kafka_broker.produce(source, ({"key": f"k{n % 97}".encode(),
+                                   "value": json.dumps({"n": n}).encode()} for n in range(count)))
+    pipeline_path = write_pipeline(
+        tmp_path / "eos.yaml",
+        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": "eos",
+         "stop_when_caught_up": True},
+        kafka_sink(kafka_broker, out),
+        processors=["uppercase_map"],
+        top={"workers": 2, "delivery": "exactly_once"},
+    )
+    pipeline = Pipeline.from_file(pipeline_path)
+    try:
+        summary = pipeline.run(None, handle_signals=False)
+    finally:
+        pipeline.close()
+    assert summary.status == "completed", summary.error
+    assert summary.engine.startswith("2 local worker(s) reading partitions of 'in'")
+    readers = [s for s in summary.stats if s.role == "worker"]
+    assert all(w.records_in > 0 for w in readers), "both workers read partitions"
+    seen = collections.Counter(values(kafka_broker.consume_all(out)))
+    assert set(seen) == {json.dumps({"n": n}).upper().encode() for n in range(count)}
+    assert max(seen.values()) == 1
+    assert list(kafka_broker.committed("eos", source)) == list(kafka_broker.end_offsets(source))
+
+
 def test_workers_read_a_four_partition_topic_and_the_driver_spends_almost_no_cpu(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
@@ -193,10 +229,10 @@ def test_sigkills_of_workers_and_the_driver_lose_and_duplicate_nothing(
     """Five rounds, each a worker SIGKILLed mid-run and, once the output grew again, the driver
     SIGKILLed: ten kills, then a run to the end. At least once, the workers read the
     topic's partitions themselves (two each): a new worker takes a killed one's partitions
-    from their last reported offsets. Exactly once, the driver keeps the source, the sink
-    and the transaction, and the engine sends a killed worker's batch again. A
-    ``read_committed`` reader then sees every record, and exactly once under
-    ``delivery: exactly_once``."""
+    from their last reported offsets. Exactly once too, each worker writing in transactions
+    of its own (an id naming its partitions): the worker that takes a killed one's
+    partitions fences it and aborts what it left open. A ``read_committed`` reader then
+    sees every record, and exactly once under ``delivery: exactly_once``."""
     source, out = topic(kafka_broker, "wkill-in", 4), topic(kafka_broker, "wkill-out", 2)
     produced, more_input = growing_input(kafka_broker, source, 8000, 2000)
     pipeline = write_pipeline(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -139,6 +140,45 @@ def test_the_driver_spends_almost_none_of_the_runs_cpu(tmp_path: Path) -> None:
     assert workers > 1.0, f"the workers used {workers:.2f} s: they did not do the reading"
     share = driver / (driver + workers)
     assert share <= 0.03, f"the driver used {driver:.3f} s of {driver + workers:.3f} s"
+
+
+CRASHING = """
+import os
+import signal
+
+import dataflare
+
+
+@dataflare.filter(params={"at": "-1"})
+def crash_at(record: dataflare.Record, params: dict[str, str]) -> bool:
+    if record.json()["id"] == int(params["at"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker dies here, every time
+    return True
+"""
+
+
+def test_a_worker_that_dies_at_the_same_record_again_and_again_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    """A crash loop (a plugin that kills its process at one record of one file): the
+    worker is replaced three times, each resuming the file where the last left it, and
+    the fourth death in a row with no position reported between fails the run in one line
+    naming the worker, the file and the source; the other files are written whole."""
+    ids = write_parts(tmp_path, (500, 500, 500, 500))
+    (tmp_path / "crash.py").write_text(CRASHING)
+    at = str(ids["part-2.jsonl"][7])
+    crash = proc("crash", "filter", tmp_path / "crash.py", params={"at": at})
+    summary, _ = run(partitioned(tmp_path, [crash, *FILTER_MAP], workers="2"))
+    assert summary.status == "failed"
+    assert summary.error is not None
+    assert re.fullmatch(
+        r"worker-\d died 4 times in a row reading partition\(s\) part-2\.jsonl of source 'in'; "
+        r"the checkpoint holds where each resumes",
+        summary.error,
+    ), summary.error
+    assert sum(w.restarts for w in summary.stats if w.role == "worker") == 3
+    for name in ("part-0.jsonl", "part-1.jsonl"):
+        assert lines_of(tmp_path / "out" / name) == expected(ids[name])
 
 
 def test_sigkills_of_workers_move_their_files_to_new_workers_and_lose_nothing(

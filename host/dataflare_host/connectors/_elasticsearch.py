@@ -93,6 +93,9 @@ class ElasticsearchSink(Sink):
         """Always: each ``_bulk`` request stands alone, whoever sends it."""
         return True
 
+    def write_for(self, partitions: Sequence[str]) -> None:
+        """Nothing to set: a writer of some partitions writes as any other."""
+
     def connect(self) -> None:
         """Check the server answers (a down server fails the run here, in one line)."""
         self._client = BulkClient(

@@ -11,11 +11,14 @@ producer is transactional: each flush commits one transaction holding the
 messages written since the last and the source's offsets up to them
 (``send_offsets_to_transaction``), the read-process-write pattern. A run
 killed mid-transaction leaves it to be aborted when the next run starts (same
-``transactional.id``); ``read_committed`` consumers never see its messages.
+``transactional.id``); ``read_committed`` consumers never see its messages. Workers
+that read a topic's partitions each write in transactions of their own, under an id
+naming their partitions (:func:`writer_id`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,11 +32,21 @@ from ._base import Position, Sink, Source
 from ._kafka_config import BrokerWatch, KafkaSinkConfig, check_topic, client_settings, describe
 from ._kafka_source import RESERVED_PREFIX, KafkaSource
 
-__all__ = ["KafkaSink"]
+__all__ = ["KafkaSink", "writer_id"]
 
 log = logging.getLogger("dataflare.kafka")
 
 _Headers = list[tuple[str, str | bytes | None]]
+
+
+def writer_id(base: str, partitions: Sequence[str]) -> str:
+    """The transactional id of the one writer of ``partitions``: ``base.p0-2`` (a digest
+    of them past 64 characters). Stable for the same partitions, so a writer started in a
+    crashed one's place fences it."""
+    named = "-".join(partitions)
+    if len(named) > 64:
+        named = hashlib.sha256(",".join(partitions).encode()).hexdigest()[:16]
+    return f"{base}.p{named}"
 
 
 class KafkaSink(Sink):
@@ -70,9 +83,15 @@ class KafkaSink(Sink):
         self._transactional_id = self.config.transactional_id or transactional_id
 
     def takes_concurrent_writers(self) -> bool:
-        """True unless transactional: a transaction is one writer's (its own
-        ``transactional.id``), so exactly-once runs read in one process."""
-        return self._transactional_id is None
+        """Always: at least once each writer is idempotent alone; exactly once each takes
+        a transactional id of its own (:meth:`write_for`)."""
+        return True
+
+    def write_for(self, partitions: Sequence[str]) -> None:
+        """Transactional: the id names ``partitions``, so the one writer of the same
+        partitions after a crash fences the one before and aborts what it left open."""
+        if self._transactional_id is not None:
+            self._transactional_id = writer_id(self._transactional_id, partitions)
 
     def stage_position(self, position: Position | None) -> None:
         """The source position the next :meth:`flush` commits with the messages."""

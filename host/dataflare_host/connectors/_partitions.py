@@ -71,6 +71,10 @@ class SharedSink(Protocol):
     def takes_concurrent_writers(self) -> bool:
         """True when writers in several processes do not disturb each other."""
 
+    def write_for(self, partitions: Sequence[str]) -> None:
+        """Write as the one writer of ``partitions`` (a worker's task), told before the sink
+        connects: a transactional sink takes a transactional id of its own for them."""
+
 
 @attrs.frozen
 class PartitionPositions:

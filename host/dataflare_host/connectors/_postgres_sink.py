@@ -114,6 +114,9 @@ class PostgresSink(Sink):
         lets a record written twice (or by two writers) land once."""
         return True
 
+    def write_for(self, partitions: Sequence[str]) -> None:
+        """Nothing to set: a writer of some partitions writes as any other."""
+
     def connect(self) -> None:
         self._conn = open_connection(self._dsn, self._what, autocommit=False)
         try:

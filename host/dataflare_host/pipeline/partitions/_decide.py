@@ -2,9 +2,9 @@
 
 Reading where the chain runs needs: one source with partitions; a chain with no
 state (an aggregate or declared state is exchanged by key between workers, so
-such a chain reads in the driver); at-least-once delivery (a Kafka transaction
-is one writer's); and sinks that each worker can write (:class:`SplitSink` or
-:class:`SharedSink`). A pipeline that could but for one of these reads in the
+such a chain reads in the driver); and sinks that each worker can write
+(:class:`SplitSink` or :class:`SharedSink`; exactly once, each worker's Kafka
+transactions are its own). A pipeline that could but for one of these reads in the
 driver, and the log says which one stands in the way.
 """
 
@@ -101,8 +101,6 @@ def _why_not(
         return f"it has {len(sources)} sources (workers read the partitions of one)"
     if not isinstance(sources[0], PartitionedSource):
         return f"source {config.sources[0].id!r} has no partitions"
-    if config.delivery == "exactly_once":
-        return "delivery: exactly_once (a transaction is one writer's)"
     for stage in processors:
         if stage.plugin.kind is PluginKind.AGGREGATE or stage.plugin.state_bounds is not None:
             return f"processor {stage.id!r} keeps state, exchanged by key between workers"

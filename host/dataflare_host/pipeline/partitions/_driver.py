@@ -29,7 +29,8 @@ log = logging.getLogger("dataflare.pipeline")
 _WAIT_S = 0.25
 _PROGRESS_S = 0.25
 _RESTARTS = 3
-"""How many times one partition's task may lose its worker before the run fails."""
+"""How many times in a row one partition's task may lose its worker with no position
+reported in between (a crash loop, not kills now and then) before the run fails."""
 _STOP_GRACE_S = 30.0
 """How long a stop waits for the workers' last reports before killing them."""
 
@@ -172,6 +173,9 @@ class PartitionedRun:
         task = self._busy.get(slot)
         if task is None or task.number != report.task:
             return None  # from a task given up on (its worker was replaced)
+        if any(report.at.get(p) != self._at.get(p) for p in task.partitions):
+            # It read on since: a worker killed now and then, not one dying in one place.
+            self._lost.pop(task.partitions, None)
         self._at.update(report.at)
         self._count(slot, report)
         self._show_backlog(report)
@@ -193,9 +197,9 @@ class PartitionedRun:
         what = ", ".join(task.partitions)
         if self._lost[task.partitions] > _RESTARTS:
             raise PipelineError(
-                f"worker-{slot + 1} died {_RESTARTS + 1} times reading partition(s) {what} "
-                "of source "
-                f"{self._reading.source_id!r}; the checkpoint holds where each resumes"
+                f"worker-{slot + 1} died {_RESTARTS + 1} times in a row reading partition(s) "
+                f"{what} of source {self._reading.source_id!r}; the checkpoint holds where "
+                "each resumes"
             )
         log.warning(
             "worker-%d died reading partition(s) %s: a new worker resumes them", slot + 1, what

@@ -22,6 +22,7 @@ from dataflare_host.connectors import (
     PartitionedSource,
     PartitionPositions,
     Position,
+    SharedSink,
     Sink,
     Source,
     SplitSink,
@@ -125,6 +126,8 @@ class TaskRun:
                 if isinstance(sink, SplitSink) and sink.splits():
                     # One partition per task whenever a sink splits (see _decide).
                     sink.for_partition(self._task.partitions[0])
+                elif isinstance(sink, SharedSink):
+                    sink.write_for(self._task.partitions)
             pipeline.checkpoints = _ReportingStore(self, pipeline, source)
         except BaseException:
             pipeline.close()
