@@ -506,5 +506,35 @@ def test_engine_ray_without_ray_says_how_to_install_it(
     assert "pip install 'dataflare-plugins[ray]'" in (summary.error or "")
 
 
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_engine_ray_at_an_address_where_nothing_listens_fails_in_one_line(
+    tmp_path: Path, scheme: str
+) -> None:
+    """Nothing listens at the address: one line saying so and what to do, at once (Ray
+    itself retries for minutes, logging every try), for the chain's workers and for
+    workers that read partitions alike."""
+    pytest.importorskip("ray", reason="engine: ray needs the ray extra (scripts/setup)")
+    import socket
+
+    from test_partitions import partitioned, write_parts
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"{scheme}127.0.0.1:{port}"
+    write_input(tmp_path, 10)
+    write_parts(tmp_path / "parts", (10, 10))
+    for file in (
+        pipeline_file(tmp_path, FILTER_MAP, workers="2", engine="ray", address=address),
+        partitioned(tmp_path / "parts", FILTER_MAP, workers="2", engine="ray", address=address),
+    ):
+        summary, _ = run(file)
+        assert summary.status == "failed"
+        assert summary.error == (
+            f"cannot join Ray at {address}: nothing answers there (Connection refused); "
+            "start the cluster (ray start --head) or fix address: (--ray-address)"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from dataflare_host.pipeline._errors import PipelineError
 __all__ = ["RayActorSlots", "actor_place", "import_ray", "join_ray", "leave_ray"]
 
 _ACTOR_CPUS = 0.25
+_PROBE_TIMEOUT_S = 10.0  # to open a TCP connection to the cluster's address
 _START_TIMEOUT_S = 600.0  # an actor's first task may compile a WASM plugin (cached afterwards)
 
 
@@ -54,6 +56,7 @@ def join_ray(ray: Any, address: str | None) -> None:
     address when joining fails."""
     with _membership.lock:
         if not ray.is_initialized():
+            _check_answers(address)
             try:
                 ray.init(
                     address=address,
@@ -67,6 +70,24 @@ def join_ray(ray: Any, address: str | None) -> None:
                 ) from exc
             _membership.ours = True
         _membership.users += 1
+
+
+def _check_answers(address: str | None) -> None:
+    """Raise a one-line PipelineError when nothing listens at ``address`` (``host:port``
+    or ``ray://host:port``): Ray itself would retry for minutes, logging every try."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PipelineError(
+            f"cannot join Ray at {address}: nothing answers there ({reason}); start the "
+            "cluster (ray start --head) or fix address: (--ray-address)"
+        ) from exc
 
 
 def leave_ray(ray: Any) -> bool:
