@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,52 @@ def test_the_last_of_two_runs_sharing_a_joined_ray_leaves_it(cluster: Any, tmp_p
         assert not ray.is_initialized()
     finally:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+
+
+def test_a_run_whose_ray_cluster_is_lost_fails_in_one_line_and_resumes_on_another(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """A cluster of its own, shut down while its actors read a 4-file glob: the run fails
+    in one line naming the cluster's address (not after Ray's minute of retries, nor with
+    Ray ending the process), and the rerun on another cluster writes every file whole."""
+    from ray.cluster_utils import Cluster
+    from test_partitions import expected, lines_of, partitioned, write_parts
+
+    ids = write_parts(tmp_path, (4_000,) * 4)
+    held = tmp_path / "held"
+    held.touch()
+    doomed = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    lost = doomed.address
+    ray.shutdown()
+    try:
+        file = partitioned(tmp_path, filter_map_held(held), workers="2", engine="ray",
+                           address=lost, checkpoint={"interval_ms": 200})
+
+        def lose_the_cluster(pipeline: Pipeline) -> None:
+            while not any(s.records_in for s in pipeline.stats if s.role == "sink"):
+                time.sleep(0.05)
+            # Every process of the cluster killed (its GCS, raylet and actors) under the
+            # driver, which Cluster.shutdown would disconnect first.
+            doomed.head_node.kill_all_processes(check_alive=False, wait=True)
+
+        summary, _ = run(file, lose_the_cluster)
+        assert summary.status == "failed"
+        assert re.fullmatch(
+            r"lost the Ray cluster: nothing answers at \S+ \(Connection refused\); what was "
+            r"done is in the checkpoint: rerun once the cluster is back",
+            summary.error or "",
+        ), summary.error
+    finally:
+        doomed.shutdown()
+        if not ray.is_initialized():
+            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    held.unlink()
+    file.write_text(file.read_text().replace(lost, cluster.address))
+    summary, _ = run(file)
+    assert summary.status == "completed", summary.error
+    for name, file_ids in ids.items():
+        written = [d["id"] for d in lines_of(tmp_path / "out" / name)]
+        assert list(dict.fromkeys(written)) == [d["id"] for d in expected(file_ids)], name
 
 
 def test_an_actor_that_cannot_load_the_pipeline_says_why_in_one_line(

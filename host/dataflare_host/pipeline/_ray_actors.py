@@ -75,19 +75,27 @@ def join_ray(ray: Any, address: str | None) -> None:
 def _check_answers(address: str | None) -> None:
     """Raise a one-line PipelineError when nothing listens at ``address`` (``host:port``
     or ``ray://host:port``): Ray itself would retry for minutes, logging every try."""
-    if address is None or address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return  # a form Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=_PROBE_TIMEOUT_S).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    reason = _silent(address)
+    if reason is not None:
         raise PipelineError(
             f"cannot join Ray at {address}: nothing answers there ({reason}); start the "
             "cluster (ray start --head) or fix address: (--ray-address)"
-        ) from exc
+        )
+
+
+def _silent(address: str | None) -> str | None:
+    """Why nothing answers at ``address`` (a TCP connection refused or timed out), or None
+    when something does or the address is a form Ray resolves itself."""
+    if address is None or address in ("auto", "local"):
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def leave_ray(ray: Any) -> bool:
@@ -122,6 +130,7 @@ class RayActorSlots:
         self._remote = self._ray.remote(actor_class)
         self._actors: list[Any] = [None] * workers
         self._pending: dict[int, Any] = {}  # slot -> the reference of its call awaited
+        self._started: set[int] = set()  # slots given an actor once (the next replaces it)
 
     def actor(self, slot: int) -> Any:
         """The actor handle of a slot (tests kill it)."""
@@ -129,10 +138,25 @@ class RayActorSlots:
 
     def _start(self, slot: int, *args: Any, **options: Any) -> None:
         """A new actor for ``slot`` (the one before it killed), built with ``args``."""
+        if slot in self._started:
+            self._check_cluster()
+        self._started.add(slot)
         self.kill(slot)
         self._actors[slot] = self._remote.options(
             num_cpus=_ACTOR_CPUS, max_restarts=0, scheduling_strategy="SPREAD", **options
         ).remote(*args)
+
+    def _check_cluster(self) -> None:
+        """Before replacing a dead actor: a one-line PipelineError when the cluster's GCS
+        no longer answers (a lost cluster, not a lost actor; Ray would wait a minute for
+        it, then end this process)."""
+        address = self._ray.get_runtime_context().gcs_address
+        reason = _silent(address)
+        if reason is not None:
+            raise PipelineError(
+                f"lost the Ray cluster: nothing answers at {address} ({reason}); what was "
+                "done is in the checkpoint: rerun once the cluster is back"
+            )
 
     def _placed(self, slot: int) -> str:
         """Wait until slot ``slot``'s actor is up; where it runs (its ``where`` method)."""
