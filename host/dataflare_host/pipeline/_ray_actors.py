@@ -18,7 +18,7 @@ from typing import Any
 
 from dataflare_host.pipeline._errors import PipelineError
 
-__all__ = ["RayActorSlots", "actor_place", "import_ray", "join_ray", "leave_ray"]
+__all__ = ["RayActorSlots", "actor_path", "actor_place", "import_ray", "join_ray", "leave_ray"]
 
 _ACTOR_CPUS = 0.25
 _PROBE_TIMEOUT_S = 10.0  # to open a TCP connection to the cluster's address
@@ -108,6 +108,12 @@ def leave_ray(ray: Any) -> bool:
         _membership.ours = False
         ray.shutdown()
         return True
+
+
+def actor_path(file: str | os.PathLike[str]) -> str:
+    """``file`` as an actor can open it: absolute, since an actor's working folder is
+    not the driver's (and on another node the file must be at the same path)."""
+    return os.path.abspath(file)
 
 
 def actor_place() -> str:

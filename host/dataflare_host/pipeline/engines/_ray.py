@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataflare_host.pipeline._ray_actors import RayActorSlots, actor_place
+from dataflare_host.pipeline._ray_actors import RayActorSlots, actor_path, actor_place
 
 __all__ = ["RayBackend"]
 
@@ -52,8 +52,7 @@ class RayBackend(RayActorSlots):
 
     def __init__(self, pipeline_file: Path, workers: int, address: str | None) -> None:
         super().__init__(_Actor, workers, address)
-        # An actor's working folder is not the driver's: a relative path would not be found.
-        self._file = os.path.abspath(pipeline_file)
+        self._file = actor_path(pipeline_file)
 
     def spawn(self, slot: int) -> str:
         """Start a new actor for ``slot`` and wait until its plugins are loaded."""

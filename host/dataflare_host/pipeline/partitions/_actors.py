@@ -10,12 +10,11 @@ stop reaches it while it waits for a report.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Sequence
 
-from dataflare_host.pipeline._ray_actors import RayActorSlots, actor_place
+from dataflare_host.pipeline._ray_actors import RayActorSlots, actor_path, actor_place
 from dataflare_host.pipeline.partitions._log_forwarding import forward_logs
 from dataflare_host.pipeline.partitions._messages import LogLine, Report, Task
 from dataflare_host.pipeline.partitions._task_run import TaskPipelineMaker, TaskRun
@@ -71,8 +70,7 @@ class ActorSlots(RayActorSlots):
         address: str | None,
     ) -> None:
         super().__init__(_PartitionActor, workers, address)
-        # An actor's working folder is not the driver's: a relative path would not be found.
-        self._file = os.path.abspath(pipeline_file)
+        self._file = actor_path(pipeline_file)
         self._make = make
         self._log_level = log_level
 
