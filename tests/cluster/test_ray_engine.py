@@ -8,6 +8,7 @@ resources on a 2-core machine.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -54,13 +55,29 @@ def cluster() -> Iterator[Any]:
 
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     nodes.add_node(num_cpus=1)
-    ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
+    _join(nodes.address)
     nodes.wait_for_nodes()
     try:
         yield nodes
     finally:
         ray.shutdown()
         nodes.shutdown()
+
+
+def _join(address: str) -> None:
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
+@contextlib.contextmanager
+def _outside_ray(cluster: Any) -> Iterator[None]:
+    """This test process out of Ray for the block (a run in it joins by itself), and back
+    in the module's cluster after it, whatever the block left."""
+    ray.shutdown()
+    try:
+        yield
+    finally:
+        if not ray.is_initialized():
+            _join(cluster.address)
 
 
 def test_the_same_pipeline_on_two_ray_nodes_writes_what_local_workers_write(
@@ -274,8 +291,7 @@ def test_the_last_of_two_runs_sharing_a_joined_ray_leaves_it(cluster: Any, tmp_p
     from dataflare_host.pipeline.engines._ray import RayBackend
 
     file = pipeline_file(tmp_path, FILTER_MAP, workers="2")
-    ray.shutdown()
-    try:
+    with _outside_ray(cluster):
         first, second = RayBackend(file, 1, cluster.address), RayBackend(file, 1, cluster.address)
         second.spawn(0)
         first.close()
@@ -284,8 +300,6 @@ def test_the_last_of_two_runs_sharing_a_joined_ray_leaves_it(cluster: Any, tmp_p
         second.close()
         second.close()
         assert not ray.is_initialized()
-    finally:
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
 
 
 def test_a_run_whose_ray_cluster_is_lost_fails_in_one_line_and_resumes_on_another(
@@ -302,29 +316,27 @@ def test_a_run_whose_ray_cluster_is_lost_fails_in_one_line_and_resumes_on_anothe
     held.touch()
     doomed = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     lost = doomed.address
-    ray.shutdown()
     try:
-        file = partitioned(tmp_path, filter_map_held(held), workers="2", engine="ray",
-                           address=lost, checkpoint={"interval_ms": 200})
+        with _outside_ray(cluster):
+            file = partitioned(tmp_path, filter_map_held(held), workers="2", engine="ray",
+                               address=lost, checkpoint={"interval_ms": 200})
 
-        def lose_the_cluster(pipeline: Pipeline) -> None:
-            while not any(s.records_in for s in pipeline.stats if s.role == "sink"):
-                time.sleep(0.05)
-            # Every process of the cluster killed (its GCS, raylet and actors) under the
-            # driver, which Cluster.shutdown would disconnect first.
-            doomed.head_node.kill_all_processes(check_alive=False, wait=True)
+            def lose_the_cluster(pipeline: Pipeline) -> None:
+                while not any(s.records_in for s in pipeline.stats if s.role == "sink"):
+                    time.sleep(0.05)
+                # Every process of the cluster killed (its GCS, raylet and actors) under
+                # the driver, which Cluster.shutdown would disconnect first.
+                doomed.head_node.kill_all_processes(check_alive=False, wait=True)
 
-        summary, _ = run(file, lose_the_cluster)
-        assert summary.status == "failed"
-        assert re.fullmatch(
-            r"lost the Ray cluster: nothing answers at \S+ \(Connection refused\); what was "
-            r"done is in the checkpoint: rerun once the cluster is back",
-            summary.error or "",
-        ), summary.error
+            summary, _ = run(file, lose_the_cluster)
+            assert summary.status == "failed"
+            assert re.fullmatch(
+                r"lost the Ray cluster: nothing answers at \S+ \(Connection refused\); what "
+                r"was done is in the checkpoint: rerun once the cluster is back",
+                summary.error or "",
+            ), summary.error
     finally:
         doomed.shutdown()
-        if not ray.is_initialized():
-            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     held.unlink()
     file.write_text(file.read_text().replace(lost, cluster.address))
     summary, _ = run(file)
@@ -365,14 +377,11 @@ def test_a_run_that_joined_ray_leaves_it_and_one_that_found_it_joined_stays(
     for directory in (joins, found):
         directory.mkdir()
         write_input(directory, count)
-    ray.shutdown()
-    try:
+    with _outside_ray(cluster):
         summary, _ = run(pipeline_file(joins, FILTER_MAP, workers="2", engine="ray",
                                        address=cluster.address))
         assert summary.status == "completed", summary.error
         assert not ray.is_initialized()
-    finally:
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     summary, _ = run(pipeline_file(found, FILTER_MAP, workers="2", engine="ray"))
     assert summary.status == "completed", summary.error
     assert ray.is_initialized()
