@@ -16,6 +16,10 @@ run over the four files empty: what a run costs before its first record (Ray's a
 start in new processes that import Ray), so that the rate once started can be compared
 apart from it.
 
+When Ray is installed, its cluster is started first and every round runs every
+configuration in turn, Ray's among them, so each round's Ray run pairs with its local
+one; a local run's CPU is its own process tree's (the idle cluster's is not counted).
+
 On a shared machine, ``--repeat N`` runs every configuration N times, in turn
 (so a burst of other work hits them alike), and reports each one's median rate.
 
@@ -153,13 +157,16 @@ def median_run(done: list[Run]) -> Run:
     )
 
 
-def timed(file: Path, count: int) -> Run:
-    """One run of ``file`` (a fresh start) and its figures."""
+def timed(file: Path, count: int, cluster: bool = False) -> Run:
+    """One run of ``file`` (a fresh start) and its figures; ``cluster``: the run uses the
+    Ray cluster this script started, whose processes' CPU then counts as the run's."""
     # A fresh start each time: no checkpoint to resume from, no output to append to.
     (file.parent / "out.jsonl").unlink(missing_ok=True)
     shutil.rmtree(file.parent / "out", ignore_errors=True)
     shutil.rmtree(file.parent / ".dataflare", ignore_errors=True)
-    # Everything this script started (a Ray cluster's processes too) counts from here.
+    # The run's processes count from here: on Ray, everything this script started (the
+    # cluster's processes too); otherwise the run's own tree (the idle cluster's
+    # processes are not the run's).
     before = {p: cpu_ticks(p) for p, _ in tree(os.getpid())}
     started = time.monotonic()
     # No sandbox server: every sandbox process is then in the run's process tree, so
@@ -171,7 +178,7 @@ def timed(file: Path, count: int) -> Run:
     while proc.poll() is None:
         now = processes()
         peak = max(peak, sum(rss for _, rss in tree(proc.pid, now)) / 1024)
-        for p, _ in tree(os.getpid(), now):
+        for p, _ in tree(os.getpid() if cluster else proc.pid, now):
             ticks = cpu_ticks(p)
             if ticks and p != os.getpid():  # gone processes keep their last sample
                 seen[p] = ticks - before.get(p, 0)
@@ -216,12 +223,8 @@ def main() -> None:
         files["... the files empty"] = pipeline(
             directory, False, source="empty/part-*.jsonl", sink="out/{partition}", workers="2"
         )
-        runs: dict[str, list[Run]] = {name: [] for name in files}
-        for _ in range(args.repeat):
-            for name, file in files.items():
-                runs[name].append(timed(file, 0 if "empty" in name else args.records))
-        rows = {name: median_run(done) for name, done in runs.items()}
         ray_note = "skipped"
+        cluster: Any = None
         if not args.no_ray:
             try:
                 import ray
@@ -232,30 +235,28 @@ def main() -> None:
                 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
                 cluster.add_node(num_cpus=1)
                 cluster.wait_for_nodes()
-                try:
-                    ray_files = {
-                        "native ray 2 nodes": pipeline(
-                            directory, False, workers="2", engine="ray", address=cluster.address
-                        ),
-                        "ray, 4 files, out/{partition}": pipeline(
-                            directory, False, source="part-*.jsonl", sink="out/{partition}",
-                            workers="2", engine="ray", address=cluster.address,
-                        ),
-                        "... ray, the files empty": pipeline(
-                            directory, False, source="empty/part-*.jsonl",
-                            sink="out/{partition}", workers="2", engine="ray",
-                            address=cluster.address,
-                        ),
-                    }
-                    ray_runs: dict[str, list[Run]] = {name: [] for name in ray_files}
-                    for _ in range(args.repeat):
-                        for name, file in ray_files.items():
-                            count = 0 if "empty" in name else args.records
-                            ray_runs[name].append(timed(file, count))
-                    rows.update({name: median_run(done) for name, done in ray_runs.items()})
-                finally:
-                    ray.shutdown()
-                    cluster.shutdown()
+                on_ray = {"workers": "2", "engine": "ray", "address": cluster.address}
+                files["native ray 2 nodes"] = pipeline(directory, False, **on_ray)
+                files["ray, 4 files, out/{partition}"] = pipeline(
+                    directory, False, source="part-*.jsonl", sink="out/{partition}", **on_ray
+                )
+                files["... ray, the files empty"] = pipeline(
+                    directory, False, source="empty/part-*.jsonl", sink="out/{partition}",
+                    **on_ray,
+                )
+        runs: dict[str, list[Run]] = {name: [] for name in files}
+        try:
+            # Every configuration in each round, Ray's among them, so that a change in the
+            # machine's speed hits them alike and a round's Ray and local runs pair up.
+            for _ in range(args.repeat):
+                for name, file in files.items():
+                    count = 0 if "empty" in name else args.records
+                    runs[name].append(timed(file, count, cluster="ray" in name))
+        finally:
+            if cluster is not None:
+                ray.shutdown()
+                cluster.shutdown()
+        rows = {name: median_run(done) for name, done in runs.items()}
         print(f"{args.records:,} records, {os.cpu_count()} cores, median of {args.repeat} run(s)")
         print(f"{'configuration':<32}{'rec/s':>12}{'peak RSS MB':>14}{'driver CPU':>12}"
               f"{'CPU s':>8}{'wall s':>8}")
@@ -278,9 +279,16 @@ def main() -> None:
             same = same and r.out == rp.out == n1.out
             print(f"  ray (2 nodes) / local workers 2, one file, read in the driver = "
                   f"{r.rate / n2.rate:.2f}x")
+            paired = statistics.median(
+                ray_run.rate / local_run.rate
+                for ray_run, local_run in zip(
+                    runs["ray, 4 files, out/{partition}"], runs["... out/{partition}"],
+                    strict=True,
+                )
+            )
             print(f"  ray (2 nodes) / local workers 2, 4 files read in the workers = "
-                  f"{rp.rate / parts.rate:.2f}x (target >= 0.9x); driver's share on ray "
-                  f"{rp.share:.1%} (target <= 3%)")
+                  f"{rp.rate / parts.rate:.2f}x, each round's pair {paired:.2f}x (median) "
+                  f"(target >= 0.9x); driver's share on ray {rp.share:.1%} (target <= 3%)")
             # Steady: the records over the time a run takes beyond the same run with no
             # records (what starting and ending cost each, Ray's actors most).
             empty, ray_empty = rows["... the files empty"], rows["... ray, the files empty"]
