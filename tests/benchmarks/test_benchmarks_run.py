@@ -71,3 +71,11 @@ def test_workers_checks_every_configuration_writes_the_same() -> None:
     assert "outputs identical across configurations: True" in out
     assert "read in the workers" in out
     assert "ray: skipped" in out
+
+
+def test_workers_partitions_only_runs_just_the_partitioned_configurations() -> None:
+    out = run_benchmark("workers.py", "--records", "2000", "--no-ray", "--partitions-only")
+    assert "... out/{partition}" in out
+    assert "native workers=1" not in out
+    assert "4 files read in the workers" in out
+    assert "outputs identical across configurations: True" in out
