@@ -91,6 +91,41 @@ def test_any_json_documents_cross_as_they_were_parsed(documents: list[Any]) -> N
     assert [r.value for r in seen] == values
 
 
+@given(st.lists(st.one_of(st.none(), json_documents()), max_size=20))
+@settings(max_examples=60)
+def test_once_sent_the_hosts_records_keep_their_parses_as_the_column(
+    documents: list[Any],
+) -> None:
+    # None: a record whose parse a plugin took already, among others.
+    parses = [json.loads(json.dumps(d)) for d in documents]
+    values = [json.dumps(d).encode() if d is not None else b'"taken"' for d in documents]
+    records = holding_parses(values, parses)
+    for record, document in zip(records, documents, strict=True):
+        if document is None:
+            record.json()
+    first = encode_request(records, parsed=True)
+    # Sent again (a time-out's narrowing, a second WASM stage), the same column goes.
+    assert encode_request(records, parsed=True) == first
+    held = [r for r, d in zip(records, documents, strict=True) if d is not None]
+    assert all(has_parse(r) for r in held)
+    # json() hands over an equal parse once, then parses the value, as before.
+    kept = [p for p, d in zip(parses, documents, strict=True) if d is not None]
+    assert [r.json() for r in held] == kept
+    assert [r.json() for r in records] == [json.loads(v) for v in values]
+    if any(d is not None for d in documents):
+        # Every parse handed over: nothing left to send.
+        assert not flags_of(encode_request(records, parsed=True)) & PARSED_FLAG
+
+
+def test_a_parse_handed_over_after_sending_is_the_hosts_own_value() -> None:
+    records = holding_parses([b'{"a": [1]}', b'{"b": 2}'], [{"a": [1]}, {"b": 2}])
+    encode_request(records, parsed=True)
+    first = records[0].json()
+    first["a"].append("changed by a plugin")
+    assert records[1].json() == {"b": 2}  # the column's other items are untouched
+    assert records[0].json() == {"a": [1]}  # parsed again from the value
+
+
 def test_hosts_readers_refuse_a_parsed_column_from_a_guest() -> None:
     frame = encode_request(holding_parses([b"[2]"], [[2]]), parsed=True)
     with pytest.raises(SerializationError, match=r"the guest's records: unknown flag bits 0x10"):

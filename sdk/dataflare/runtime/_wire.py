@@ -12,7 +12,8 @@ Every decoder checks each count and length against what is left before it
 reads: the host decodes what an untrusted guest wrote, and a malformed framing
 is a :class:`SerializationError`, never a crash, an oversized allocation or a hang.
 The one column no check could make safe to read, the parsed column (``marshal``
-bytes), goes one way only: the host writes it and only the guest reads it.
+bytes), goes one way only: the host writes it and only the guest reads it (and the
+host its own bytes again, which its records keep their parses as once sent).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import attrs
 from dataflare._errors import SerializationError
 from dataflare._record import _EMPTY_METADATA, Record, _get_line, _get_metadata
 
-from ._host_parses import NO_PARSE, HostParses
+from ._host_parses import NO_PARSE, HostParses, park_parses, parses_to_send
 from ._trusted_records import build_trusted_records
 
 __all__ = [
@@ -118,13 +119,16 @@ def frame_batch(
     metadata: Sequence[Mapping[str, str]] | None = None,
     lines: FileLines | None = None,
     parsed: Sequence[Any] | None = None,
+    *,
+    parsed_blob: bytes | None = None,
 ) -> bytes:
     """Columns as ``record-batch`` bytes (what :func:`encode_batch` carries as text).
 
     ``lines`` (a file name, each record's line number) is the compact form of
     metadata that is exactly a file source's ``{"file": ..., "line": ...}``;
     give it or ``metadata``, not both. ``parsed`` (host to a Python guest only)
-    holds each value as ``json.loads`` parsed it, or :data:`NO_PARSE`.
+    holds each value as ``json.loads`` parsed it, or :data:`NO_PARSE`;
+    ``parsed_blob`` is that column already marshalled (give one or neither).
     """
     count = len(values)
     if lines is not None and metadata is not None:
@@ -143,7 +147,7 @@ def frame_batch(
         | (_TIMESTAMPS if timestamps is not None else 0)
         | (_METADATA if metadata is not None else 0)
         | (_LINES if lines is not None else 0)
-        | (_PARSED if parsed is not None else 0)
+        | (_PARSED if parsed is not None or parsed_blob is not None else 0)
     )
     try:
         # The values and keys go into the one final join: a batch is a megabyte,
@@ -181,6 +185,8 @@ def frame_batch(
             # less than a third of parsing the values again.
             blob = marshal.dumps(list(parsed), _MARSHAL_VERSION)
             parts += (_NAME_LENGTH.pack(len(blob)), blob)
+        elif parsed_blob is not None:
+            parts += (_NAME_LENGTH.pack(len(parsed_blob)), parsed_blob)
     except (OverflowError, struct.error, UnicodeEncodeError, ValueError) as exc:
         raise SerializationError(f"a record does not fit the record-batch framing: {exc}") from exc
     return b"".join(parts)
@@ -429,18 +435,24 @@ def encode_request(records: Sequence[Record], *, parsed: bool = False) -> bytes:
     Bytes, not text: the sandbox process makes the Latin-1 text the export takes,
     off the host's main thread (and a str of high code points pickles slower).
     ``parsed`` (for a guest that asked for it) adds the parse each record holds
-    for its first :meth:`~dataflare.Record.json`, which the host keeps for itself.
+    for its first :meth:`~dataflare.Record.json`; the host keeps it for itself as
+    the column just sent (see :func:`~._host_parses.park_parses`).
     """
     lines = line_column(records)
-    return frame_batch(
+    parses = parses_to_send(records) if parsed else None
+    blob = None if parses is None else marshal.dumps(parses, _MARSHAL_VERSION)
+    framed = frame_batch(
         [r.offset for r in records],
         [r.value for r in records],
         [r.key for r in records],
         [r.timestamp for r in records],
         None if lines is not None else [r.metadata for r in records],
         lines,
-        [getattr(r, "_parsed", NO_PARSE) for r in records] if parsed else None,
+        parsed_blob=blob,
     )
+    if blob is not None:
+        park_parses(records, blob)
+    return framed
 
 
 def line_column(records: Sequence[Record]) -> FileLines | None:
