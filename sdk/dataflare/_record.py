@@ -147,7 +147,7 @@ class Record(_ParsedValue):
         except AttributeError:
             parsed = _NOT_KEPT
         if parsed is not _NOT_KEPT:
-            if type(parsed) is tuple:  # in the WASM guest: (the host's parsed column, index)
+            if type(parsed) is tuple:  # (a parsed column, index): in the guest, or once sent
                 parsed = parsed[0].item(parsed[1])
             if parsed is not ...:  # json.loads makes neither: ... marks a value never parsed
                 return parsed
