@@ -66,6 +66,42 @@ def test_the_guests_first_json_is_the_parse_the_host_sent(
     assert batch[0].json() == {"from": "host"}  # the host's own parse, untouched
 
 
+KEEP_ODD = """\
+import dataflare
+
+@dataflare.filter
+def keep_odd(record):
+    return record.offset % 2 == 1
+"""
+
+
+def test_after_a_wasm_step_the_hosts_records_still_hand_over_their_parses(
+    component_builder: ComponentBuilder, tmp_path: Path
+) -> None:
+    """Sent to a guest, the host's records keep their parses (as the column sent): a native
+    json() after the step and a second WASM step get the source's parse, not the value's."""
+    (tmp_path / "keep_odd.py").write_text(KEEP_ODD)
+    (tmp_path / "both_parses.py").write_text(BOTH_PARSES)
+    keep_odd = load_plugin(component_builder(tmp_path / "keep_odd.py"))
+    both = load_plugin(component_builder(tmp_path / "both_parses.py"))
+    try:
+        values = [f'{{"from": "value {i}"}}'.encode() for i in range(6)]
+        records = holding_parses(values, [{"from": f"host {i}"} for i in range(6)])
+        kept = keep_odd.process(records).outputs
+        assert [r.offset for r in kept] == [1, 3, 5]
+        # The second step sees the first's kept records holding the source's parses...
+        outputs = both.process(kept).outputs
+        assert [json.loads(r.value)[0] for r in outputs] == [
+            {"from": f"host {i}", "changed": True} for i in (1, 3, 5)
+        ]
+        # ...and so does a native json() on the host, once, as before any step.
+        assert [r.json() for r in kept] == [{"from": f"host {i}"} for i in (1, 3, 5)]
+        assert [r.json() for r in kept] == [{"from": f"value {i}"} for i in (1, 3, 5)]
+    finally:
+        keep_odd.close()
+        both.close()
+
+
 def test_batch_after_batch_the_guest_hands_over_the_hosts_parses(
     component_builder: ComponentBuilder, tmp_path: Path
 ) -> None:
