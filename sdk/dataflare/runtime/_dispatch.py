@@ -253,9 +253,9 @@ class Dispatcher:
                     raise _wrong_return(self._kind, "bytes (the new accumulator)", result)
                 accumulator = result
                 if emit_each:
-                    outputs.append(
-                        Record(result, record.key, record.timestamp, record.metadata, record.offset)
-                    )
+                    # evolve's path for a new bytes value: the record's other fields were
+                    # checked when it was made (Record() would check and copy them again).
+                    outputs.append(record.evolve(value=result))
         except Exception as exc:  # noqa: BLE001 - whatever the plugin raised is reported
             sources = list(range(len(outputs)))
             return BatchResult(
@@ -265,8 +265,7 @@ class Dispatcher:
             return BatchResult(outputs, list(range(len(records))), len(records), None, accumulator)
         if not records:
             return BatchResult([], [], 0, None, accumulator)
-        last = records[-1]
-        emitted = Record(accumulator, last.key, last.timestamp, last.metadata, last.offset)
+        emitted = records[-1].evolve(value=accumulator)
         return BatchResult([emitted], [len(records) - 1], len(records), None, accumulator)
 
     def _windowed(
