@@ -508,3 +508,30 @@ def test_a_driver_whose_workers_read_keeps_no_sandbox_process(
     assert kept == [], "the driver kept a sandbox process while its workers read"
     for name, file_ids in ids.items():
         assert lines_of(tmp_path / "out" / name) == expected(file_ids)
+
+
+def test_reset_refuses_to_append_a_second_copy_to_the_partitions_files(tmp_path: Path) -> None:
+    """``--reset`` with ``out/{partition}`` in append mode: the files a first run wrote
+    would each get every record again, so it refuses in one line and changes nothing;
+    with ``mode: overwrite`` each file is emptied first and holds one copy."""
+    from click.testing import CliRunner
+
+    from dataflare_host.cli._main import main
+
+    ids = write_parts(tmp_path, (300, 200))
+    file = partitioned(tmp_path, FILTER_MAP, workers="2")
+    assert CliRunner().invoke(main, ["run", "--quiet", str(file)]).exit_code == 0
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in ids}
+    result = CliRunner().invoke(main, ["run", "--quiet", "--reset", str(file)])
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert "out/{partition}: 2 partition files" in line
+    assert "would get a second copy of every record appended" in line
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in ids} == before
+    doc = yaml.safe_load(file.read_text())
+    doc["sinks"][0]["config"]["connection"]["mode"] = "overwrite"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(main, ["run", "--quiet", "--reset", str(file)])
+    assert result.exit_code == 0, result.stderr
+    for name, file_ids in ids.items():
+        assert lines_of(tmp_path / "out" / name) == expected(file_ids)

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from support.cli import invoke_main
 
-from dataflare import Record
+from dataflare import PluginIOError, Record
 from dataflare_host.cli._main import main
 from dataflare_host.connectors import FileSink, FileSinkConfig
 from dataflare_host.connectors._records_codec import encode_batch
@@ -302,3 +302,43 @@ def test_an_unknown_mode_is_a_located_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "sinks[0].config.connection.mode" in result.stderr
     assert "truncate" in result.stderr
+
+
+# -- out/{partition}: one file per partition ------------------------------------------
+
+
+def test_a_partition_sink_holds_what_every_partition_file_holds(tmp_path: Path) -> None:
+    """Before any partition is chosen (the driver's sink, --reset's question), a
+    ``{partition}`` path speaks for every file it matches: those holding lines would get a
+    second copy on a fresh start in append mode; overwrite mode would empty them."""
+    split = sink(tmp_path / "out" / "{partition}")
+    assert split.held_output() is None
+    assert split.describe_start(resuming=False) == (
+        f"{tmp_path}/out/{{partition}}: no partition's file yet; each will be created"
+    )
+    (tmp_path / "out").mkdir()
+    for name, lines in (("a.jsonl", 2), ("b.jsonl", 0), ("c.jsonl", 1)):
+        (tmp_path / "out" / name).write_text('{"x":1}\n' * lines)
+    (tmp_path / "out" / "sub").mkdir()  # a folder is no partition's file
+    assert split.held_output() == (
+        f"{tmp_path}/out/{{partition}}: 2 partition files ({tmp_path}/out/a.jsonl: 2 lines, "
+        f"{tmp_path}/out/c.jsonl: 1 line)"
+    )
+    assert split.describe_start(resuming=True).endswith("1 line) will be appended to")
+    assert "3 partition files" in split.describe_start(resuming=True)
+    assert sink(tmp_path / "out" / "{partition}", mode="overwrite").held_output() is None
+    named = sink(tmp_path / "out" / "x-{partition}.jsonl")
+    assert named.held_output() is None  # matches none of them
+
+
+def test_connecting_a_partition_sink_before_a_partition_creates_no_file(tmp_path: Path) -> None:
+    """``validate --connect`` connects the driver's sink: it makes and checks the folder,
+    and creates no file named ``{partition}`` (a glob over the folder would read it)."""
+    split = sink(tmp_path / "out" / "{partition}")
+    split.connect()
+    split.close()
+    assert (tmp_path / "out").is_dir()
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "a-file").write_text("")  # a folder that cannot be made, even by root
+    with pytest.raises(PluginIOError, match=r"a-file/\{partition\}: making its folder"):
+        sink(tmp_path / "a-file" / "{partition}").connect()

@@ -93,10 +93,11 @@ class RunStart:
                 continue
             held = sink.held_output()
             if held is not None:
+                files = "those files" if sink.splits() else str(sink.path)
                 return ConfigurationError(
                     f"--reset: {name}: {held} would get a second copy of every record "
                     "appended (mode: append); set mode: overwrite on this sink (a fresh start "
-                    f"empties it) or move {sink.path} away, then run --reset again; nothing "
+                    f"empties it) or move {files} away, then run --reset again; nothing "
                     "was discarded"
                 )
         return None

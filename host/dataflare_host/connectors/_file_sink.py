@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import glob
 import io
 import json
 import logging
@@ -109,12 +110,35 @@ class FileSink(Sink):
         """Whether :meth:`connect` will empty the file (overwrite mode, fresh start)."""
         return self.config.mode == "overwrite" and self._resuming is False
 
+    def _unsplit(self) -> bool:
+        """Whether ``path`` still holds ``{partition}`` (no partition's file chosen yet:
+        the driver's sink, and ``validate --connect``'s)."""
+        return PARTITION_FIELD in str(self.path)
+
+    def _partition_files(self) -> list[Path]:
+        """The files an unsplit ``path`` names for some partition: ``out/{partition}``
+        matches every file in ``out/``; sorted."""
+        before, _, after = str(self.path).partition(PARTITION_FIELD)
+        pattern = glob.escape(before) + "*" + glob.escape(after).replace(PARTITION_FIELD, "*")
+        return sorted(Path(found) for found in glob.glob(pattern) if os.path.isfile(found))
+
     def describe_start(self, *, resuming: bool) -> str:
         """What a run starting so does to the file, in one phrase for the operator.
 
         ``out.jsonl (1,234 lines) will be overwritten``, ``... will be appended
-        to``, ``out.jsonl does not exist yet; it will be created``.
+        to``, ``out.jsonl does not exist yet; it will be created``; for
+        ``out/{partition}``, the same about the partitions' files already there.
         """
+        if self._unsplit():
+            files = self._partition_files()
+            if not files:
+                return f"{self.path}: no partition's file yet; each will be created"
+            fate = (
+                "will be overwritten"
+                if self.config.mode == "overwrite" and not resuming
+                else "will be appended to"
+            )
+            return f"{self.path}: {self._listing(files)} {fate}"
         try:
             info = self.path.stat()
         except FileNotFoundError:
@@ -136,6 +160,9 @@ class FileSink(Sink):
         file first; a missing, empty or not regular file holds nothing to duplicate)."""
         if self.config.mode == "overwrite":
             return None
+        if self._unsplit():
+            held = [file for file in self._partition_files() if file.stat().st_size]
+            return f"{self.path}: {self._listing(held)}" if held else None
         try:
             info = self.path.stat()
         except OSError:
@@ -144,10 +171,20 @@ class FileSink(Sink):
             return None
         return f"{self.path} ({self._measure(info.st_size)})"
 
-    def _measure(self, size: int) -> str:
-        """How much the file holds: lines for text formats, frames for ``records``."""
+    def _listing(self, files: list[Path]) -> str:
+        """``2 partition files (out/a.jsonl: 3 lines, out/b.jsonl: 5 lines)``, the first
+        three named."""
+        named = ", ".join(
+            f"{file}: {self._measure(file.stat().st_size, file)}" for file in files[:3]
+        )
+        more = f", {len(files) - 3} more" if len(files) > 3 else ""
+        return f"{len(files)} partition file{'' if len(files) == 1 else 's'} ({named}{more})"
+
+    def _measure(self, size: int, path: Path | None = None) -> str:
+        """How much the file (``path``, else the sink's) holds: lines for text formats,
+        frames for ``records``."""
         try:
-            with self.path.open("rb", buffering=0) as reader:
+            with (path or self.path).open("rb", buffering=0) as reader:
                 if self._format == "records":
                     frames = whole_frames(reader.fileno(), size)[0]
                     return f"{frames:,} frame(s), {size:,} bytes"
@@ -157,6 +194,9 @@ class FileSink(Sink):
             return f"{size:,} bytes; unreadable: {exc.strerror}"
 
     def connect(self) -> None:
+        if self._unsplit():
+            self._check_partition_folder()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab", buffering=0)
@@ -181,6 +221,19 @@ class FileSink(Sink):
             )
             raise self._error(doing, exc) from exc
         self._header_written = self._size > 0
+
+    def _check_partition_folder(self) -> None:
+        """``validate --connect`` of ``out/{partition}``: the folder the partitions' files
+        go to can be made and written to; no file is created (one named ``{partition}``
+        would later be read as a partition by a glob over the folder)."""
+        folder = Path(str(self.path).partition(PARTITION_FIELD)[0] + "x").parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(f"making its folder {folder}", exc) from exc
+        if not os.access(folder, os.W_OK | os.X_OK):
+            denied = OSError(errno.EACCES, f"cannot create files in {folder}")
+            raise self._error("opening it", denied)
 
     def _empty(self) -> None:
         """Overwrite mode on a fresh start: drop what the file held, durably."""
