@@ -179,6 +179,22 @@ def test_a_worker_that_dies_at_the_same_record_again_and_again_fails_the_run(
     assert sum(w.restarts for w in summary.stats if w.role == "worker") == 3
     for name in ("part-0.jsonl", "part-1.jsonl"):
         assert lines_of(tmp_path / "out" / name) == expected(ids[name])
+    # The failure kept the positions reported before it: a file written whole is ended in
+    # the checkpoint, and a rerun (the plugin fixed) writes every file once.
+    saved = checkpoint(tmp_path)["positions"]["in"]
+    whole = {
+        name
+        for name in ids
+        if (tmp_path / "out" / name).exists()
+        and lines_of(tmp_path / "out" / name) == expected(ids[name])
+    }
+    assert {"part-0.jsonl", "part-1.jsonl"} <= whole
+    assert whole - {"part-2.jsonl"} <= set(saved["ended"]), saved
+    fixed = proc("crash", "filter", tmp_path / "crash.py", params={"at": "-1"})
+    again, _ = run(partitioned(tmp_path, [fixed, *FILTER_MAP], workers="2"))
+    assert again.status == "completed", again.error
+    for name, file_ids in ids.items():
+        assert lines_of(tmp_path / "out" / name) == expected(file_ids), name
 
 
 def test_sigkills_of_workers_move_their_files_to_new_workers_and_lose_nothing(

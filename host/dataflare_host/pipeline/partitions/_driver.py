@@ -118,36 +118,41 @@ class PartitionedRun:
         del self.worker_stats[count:]  # no more workers than tasks
         stopped = failure = None
         last_progress = 0.0
-        while todo or self._busy:
-            if stopped is None and (failure is not None or stopping()):
-                stopped = time.monotonic()
-                todo.clear()
-                for slot in self._busy:
-                    self._slots.stop(slot)
-            if stopped is not None and time.monotonic() - stopped > _STOP_GRACE_S:
-                log.warning("workers did not stop within %.0f s: killing them", _STOP_GRACE_S)
-                break
-            for slot in range(count):
-                if slot not in self._busy and todo:
-                    task = todo.popleft()
-                    self._busy[slot] = task
-                    self._ended.difference_update(task.partitions)  # ends again, or not
-                    self._slots.assign(slot, task)
-            for slot, reports in self._slots.wait(list(self._busy), _WAIT_S):
-                if reports is None and stopped is not None:
-                    self._busy.pop(slot, None)  # stopping anyway: its positions stand
-                elif reports is None:
-                    todo.append(self._lose(slot))
-                else:
-                    for report in reports:
-                        if isinstance(report, LogLine):
-                            logging.getLogger(report.logger).log(report.level, report.message)
-                        else:
-                            failure = self._take(slot, report) or failure
-            if time.monotonic() - last_progress >= _PROGRESS_S:
-                progress()
-                last_progress = time.monotonic()
-        self._save()
+        try:
+            while todo or self._busy:
+                if stopped is None and (failure is not None or stopping()):
+                    stopped = time.monotonic()
+                    todo.clear()
+                    for slot in self._busy:
+                        self._slots.stop(slot)
+                if stopped is not None and time.monotonic() - stopped > _STOP_GRACE_S:
+                    log.warning("workers did not stop within %.0f s: killing them", _STOP_GRACE_S)
+                    break
+                for slot in range(count):
+                    if slot not in self._busy and todo:
+                        task = todo.popleft()
+                        self._busy[slot] = task
+                        self._ended.difference_update(task.partitions)  # ends again, or not
+                        self._slots.assign(slot, task)
+                for slot, reports in self._slots.wait(list(self._busy), _WAIT_S):
+                    if reports is None and stopped is not None:
+                        self._busy.pop(slot, None)  # stopping anyway: its positions stand
+                    elif reports is None:
+                        todo.append(self._lose(slot))
+                    else:
+                        for report in reports:
+                            if isinstance(report, LogLine):
+                                logging.getLogger(report.logger).log(report.level, report.message)
+                            else:
+                                failure = self._take(slot, report) or failure
+                if time.monotonic() - last_progress >= _PROGRESS_S:
+                    progress()
+                    last_progress = time.monotonic()
+        finally:
+            # Every position the workers reported covers output they flushed: kept
+            # whatever ends the loop (a crash loop raises from _lose), so a rerun does
+            # not read again the partitions finished since the last save.
+            self._save()
         if failure is not None:
             raise PipelineError(failure)
         return "stopped" if stopped is not None else "completed"
