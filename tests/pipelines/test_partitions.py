@@ -551,3 +551,32 @@ def test_reset_refuses_to_append_a_second_copy_to_the_partitions_files(tmp_path:
     assert result.exit_code == 0, result.stderr
     for name, file_ids in ids.items():
         assert lines_of(tmp_path / "out" / name) == expected(file_ids)
+
+
+def test_a_file_removed_before_its_worker_reads_it_fails_the_run_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The driver listed four files; the last is removed while the first two are read. Its
+    worker fails in one line naming the file, as reading in one process does when it comes
+    to open it, instead of reading nothing and calling the run complete."""
+    write_parts(tmp_path, (400, 400, 400, 400))
+    held = tmp_path / "held"
+    held.touch()
+    file = partitioned(tmp_path, filter_map_held(held), workers="2")
+
+    def remove_the_last(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            s.records_in for s in pipeline.stats if s.role == "worker"
+        ):
+            time.sleep(0.02)
+        (tmp_path / "in" / "part-3.jsonl").unlink()
+        held.unlink()
+
+    summary, _ = run(file, remove_the_last)
+    assert summary.status == "failed"
+    assert summary.error == (
+        f"partition part-3.jsonl: source 'in': file source: cannot open "
+        f"{tmp_path}/in/part-3.jsonl: No such file or directory"
+    ), summary.error
+    assert "part-3.jsonl" not in checkpoint(tmp_path)["positions"]["in"]["ended"]

@@ -8,6 +8,7 @@ pipeline pointed at another file refuses to resume instead of skipping it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,6 +94,14 @@ class FileSource(Source):
             raise ConfigurationError(f"file source: no file matches {path}", setting="path")
         if self._only is not None:
             files = [p for p in files if p.name in self._only]
+            missing = self._only - {p.name for p in files}
+            if missing:
+                # A worker's file gone since the driver listed it: reading in one process
+                # fails so when it opens the file; a worker must not skip it in silence.
+                gone = path.parent / min(missing) if not path.is_dir() else path / min(missing)
+                raise PluginIOError(
+                    f"file source: cannot open {gone}: {os.strerror(errno.ENOENT)}"
+                )
         return files
 
     # -- partitions: one per file (see _partitions and _file_partitions) --
