@@ -116,9 +116,12 @@ def test_a_topics_offsets_split_per_partition_and_join_back() -> None:
         source.split_position({"topic": "other", "offsets": {"0": 1}})
 
 
-def test_a_file_source_restricted_to_its_files_reads_them_alone_and_a_gone_one_as_empty(
+def test_a_file_source_restricted_to_its_files_reads_them_alone_and_a_gone_one_fails(
     tmp_path: Path,
 ) -> None:
+    """A worker's file removed after the driver listed it is an error naming it, as in one
+    process when it comes to open it (read as empty, its records were lost in silence)."""
+    from dataflare import PluginIOError
     from dataflare_host.connectors import FileSource, FileSourceConfig
 
     for part in range(3):
@@ -136,6 +139,6 @@ def test_a_file_source_restricted_to_its_files_reads_them_alone_and_a_gone_one_a
     gone = FileSource(config, {})
     gone.restrict(["part-1.jsonl"])
     (tmp_path / "part-1.jsonl").unlink()  # removed after the driver listed it
-    gone.connect(None)
-    assert gone.read(10, 0.0) is None
+    with pytest.raises(PluginIOError, match=r"^file source: cannot open .*/part-1\.jsonl: No"):
+        gone.connect(None)
     gone.close()
