@@ -416,3 +416,34 @@ def test_the_driver_spends_almost_none_of_a_ray_runs_cpu(cluster: Any, tmp_path:
     assert min(actors) > 0.5, f"the actors used {actors} s: they did not do the reading"
     share = driver / (driver + sum(actors))
     assert share <= 0.03, f"the driver used {driver:.3f} s of {driver + sum(actors):.3f} s"
+
+
+def test_ray_says_nothing_of_its_own_when_an_actor_dies(cluster: Any, tmp_path: Path) -> None:
+    """``dataflare run`` on Ray with an actor that dies at one record again and again:
+    each death is our one line (a new worker resumes), then the run fails in one line.
+    Ray's driver would print its own paragraph on stdout for each death (colour codes,
+    the OOM killer's possible part), where a stdout sink's records go."""
+    import subprocess
+
+    from test_partitions import CRASHING, partitioned, proc, write_parts
+
+    ids = write_parts(tmp_path, (300, 300))
+    (tmp_path / "crash.py").write_text(CRASHING)
+    at = str(ids["part-1.jsonl"][3])
+    crash = proc("crash", "filter", tmp_path / "crash.py", params={"at": at})
+    file = partitioned(
+        tmp_path, [crash, *FILTER_MAP], workers="2", engine="ray", address=cluster.address
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dataflare"), "run", "--quiet", str(file)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "raylet" not in done.stdout, done.stdout
+    assert "A worker died" not in done.stdout, done.stdout
+    ray_says = ("raylet", "A worker died or was killed", "\x1b[")
+    lines = done.stderr.splitlines()
+    assert not [line for line in lines if any(text in line for text in ray_says)], lines
+    assert lines[-1].startswith("error: "), lines
+    assert "died 4 times in a row" in lines[-1], lines
+    assert sum("a new worker resumes them" in line for line in lines) == 3, lines

@@ -24,6 +24,8 @@ _ACTOR_CPUS = 0.25
 _PROBE_TIMEOUT_S = 10.0  # to open a TCP connection to the cluster's address
 _START_TIMEOUT_S = 600.0  # an actor's first task may compile a WASM plugin (cached afterwards)
 
+log = logging.getLogger("dataflare.pipeline")
+
 
 def import_ray() -> Any:
     """The ray module, or a PipelineError saying how to install it."""
@@ -45,6 +47,7 @@ class _Membership:
         self.lock = threading.Lock()
         self.ours = False  # joined here, not by the program before its runs
         self.users = 0
+        self.printer: Any = None  # Ray's own, while ours stands in for it (see below)
 
 
 _membership = _Membership()
@@ -69,6 +72,7 @@ def join_ray(ray: Any, address: str | None) -> None:
                     f"cannot start or join Ray at {address or 'local'}: {exc}"
                 ) from exc
             _membership.ours = True
+            _membership.printer = _quiet_cluster_errors()
         _membership.users += 1
 
 
@@ -107,7 +111,42 @@ def leave_ray(ray: Any) -> bool:
             return False
         _membership.ours = False
         ray.shutdown()
+        _restore_cluster_errors(_membership.printer)
+        _membership.printer = None
         return True
+
+
+def _quiet_cluster_errors() -> Any:
+    """Send the cluster's error messages for this job to the log (debug) instead of
+    stdout; Ray's own printer, to restore, or None when this Ray has none to replace.
+
+    A driver's Ray prints them on stdout whatever ``log_to_driver`` says: a dead
+    actor is a paragraph with colour codes (an OOM killer's possible part in it...)
+    in the middle of a stdout sink's records, beside our own one line saying which
+    worker died and what happens next. Ray has no setting for it: its printer
+    function is replaced while this process is Ray's member for its runs only.
+    """
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:  # pragma: no cover - another Ray's layout: it keeps printing
+        return None
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None:  # pragma: no cover
+        return None
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", ()):
+            log.debug("ray (%s): %s", data.get("pid"), line)
+
+    ray_worker.print_to_stdstream = to_log
+    return printer
+
+
+def _restore_cluster_errors(printer: Any) -> None:
+    if printer is not None:
+        from ray._private import worker as ray_worker
+
+        ray_worker.print_to_stdstream = printer
 
 
 def actor_path(file: str | os.PathLike[str]) -> str:
