@@ -320,14 +320,35 @@ def test_a_checkpoint_taken_in_the_workers_resumes_in_one_process_when_it_can(
 
 
 def test_a_partition_sink_with_a_chain_that_keeps_state_is_one_line(tmp_path: Path) -> None:
+    """Refused when the pipeline is loaded, ``validate`` too (exit 2, as every
+    configuration error), naming the sink's path in the file; nothing is read."""
+    from click.testing import CliRunner
+
+    from dataflare import ConfigurationError
+    from dataflare_host.cli._main import main
+
     write_parts(tmp_path)
     summing = [proc("sum", "aggregate", EXAMPLES / "sum_aggregate.py")]
-    summary, _ = run(partitioned(tmp_path, summing, workers="2"))
-    assert summary.status == "failed"
-    message = summary.error or ""
+    file = partitioned(tmp_path, summing, workers="2")
+    with pytest.raises(ConfigurationError) as caught:
+        Pipeline.from_file(file)
+    message = str(caught.value)
     assert "\n" not in message
+    assert re.match(rf"{re.escape(str(file))}:\d+: sinks\[0\]\.config\.connection\.path: ", message)
     assert "sink 'out' writes a file per partition ({partition} in its path)" in message
     assert "processor 'sum' keeps state" in message
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(main, [command, str(file)])
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.strip() == f"error: {message}"
+    assert not (tmp_path / "out").exists()
+    # A dead letter that takes one writer beside a {partition} sink: the same refusal.
+    doc = yaml.safe_load(partitioned(tmp_path, FILTER_MAP, workers="2").read_text())
+    doc["dead_letter"] = {"id": "rejects", "type": "plugin", "config": {
+        "plugin_type": "file", "connection": {"path": "rejects.jsonl"}}}
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigurationError, match="sink 'rejects' takes one writer"):
+        Pipeline.from_file(file)
 
 
 def test_reading_in_the_driver_when_a_sink_takes_one_writer(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ from dataflare_host.pipeline.partitions import (
     PartitionReading,
     make_slots,
     partition_reading,
+    refuse_split_sinks,
 )
 from dataflare_host.plugins._chain import Chain, ChainResult
 
@@ -118,6 +119,7 @@ class Pipeline:
             self._transactional: list[tuple[str, TransactionalSink]] = pair_exactly_once(
                 config, doc, self.sources, self.sinks
             )
+            refuse_split_sinks(config, doc, self.sources, self._named_sinks(), self.processors)
         except BaseException:
             self.close()
             raise

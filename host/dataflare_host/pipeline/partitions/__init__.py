@@ -18,7 +18,11 @@ assigns partitions, keeps the one checkpoint and replaces a worker that died.
 
 from __future__ import annotations
 
-from dataflare_host.pipeline.partitions._decide import PartitionReading, partition_reading
+from dataflare_host.pipeline.partitions._decide import (
+    PartitionReading,
+    partition_reading,
+    refuse_split_sinks,
+)
 from dataflare_host.pipeline.partitions._driver import PartitionedRun, Slots
 from dataflare_host.pipeline.partitions._messages import Report, Task
 from dataflare_host.pipeline.partitions._slots import make_slots
@@ -35,4 +39,5 @@ __all__ = [
     "TaskRun",
     "make_slots",
     "partition_reading",
+    "refuse_split_sinks",
 ]

@@ -21,8 +21,9 @@ from dataflare_host.connectors import PartitionedSource, SharedSink, Sink, Sourc
 from dataflare_host.pipeline._assemble import ProcessorStage
 from dataflare_host.pipeline._config import PipelineConfig
 from dataflare_host.pipeline._errors import PipelineError
+from dataflare_host.pipeline._yaml import LocatedYaml
 
-__all__ = ["PartitionReading", "partition_reading"]
+__all__ = ["PartitionReading", "partition_reading", "refuse_split_sinks"]
 
 log = logging.getLogger("dataflare.pipeline")
 
@@ -88,6 +89,31 @@ def partition_reading(
     )
     one_each = source.partitions_end() or bool(splitting)
     return PartitionReading(config.sources[0].id, source, tuple(names), workers, where, one_each)
+
+
+def refuse_split_sinks(
+    config: PipelineConfig,
+    doc: LocatedYaml,
+    sources: Sequence[Source],
+    sinks: Sequence[tuple[str, Sink]],
+    processors: Sequence[ProcessorStage],
+) -> None:
+    """When the pipeline is loaded (``validate`` too): a sink with ``{partition}`` in its
+    path in a pipeline that cannot read in workers whatever its input is a located
+    ConfigurationError, the line :func:`partition_reading` would fail the run with."""
+    splitting = [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
+    if not splitting:
+        return
+    why = _why_not(config, sources, sinks, processors)
+    if why is None:
+        return
+    ids = [entry.id for entry in config.sinks]
+    where = ("sinks", ids.index(splitting[0])) if splitting[0] in ids else ("dead_letter",)
+    raise doc.error(
+        (*where, "config", "connection", "path"),
+        f"sink {splitting[0]!r} writes a file per partition ({{partition}} in its path), "
+        f"but this pipeline cannot read its source in workers: {why}",
+    )
 
 
 def _why_not(
