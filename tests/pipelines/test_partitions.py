@@ -601,3 +601,35 @@ def test_a_file_removed_before_its_worker_reads_it_fails_the_run_naming_it(
         f"{tmp_path}/in/part-3.jsonl: No such file or directory"
     ), summary.error
     assert "part-3.jsonl" not in checkpoint(tmp_path)["positions"]["in"]["ended"]
+
+
+def test_files_no_worker_reads_yet_count_in_the_sources_backlog(tmp_path: Path) -> None:
+    """Small files (each read ahead whole, so a running task reports nothing left): the
+    backlog still counts the files waiting for a worker, whole, until one takes them;
+    at the end nothing is left."""
+    write_parts(tmp_path, (2_000,) * 4)
+    held = tmp_path / "held"
+    held.touch()
+    file = partitioned(tmp_path, filter_map_held(held), workers="2",
+                       checkpoint={"interval_ms": 100})
+    waiting = sum((tmp_path / "in" / f"part-{n}.jsonl").stat().st_size for n in (2, 3))
+    seen: list[int] = []
+
+    def watch(pipeline: Pipeline) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 5:
+            backlog = pipeline.stats[0].backlog
+            if backlog is not None and any(
+                s.records_in for s in pipeline.stats if s.role == "worker"
+            ):
+                seen.append(backlog.amount)
+            time.sleep(0.05)
+        held.unlink()
+
+    summary, _ = run(file, watch)
+    assert summary.status == "completed", summary.error
+    assert len(seen) == 5
+    assert all(amount >= waiting for amount in seen), (seen, waiting)
+    end = summary.stats[0].backlog
+    assert end is not None
+    assert end.amount == 0

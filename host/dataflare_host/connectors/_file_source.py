@@ -114,6 +114,11 @@ class FileSource(Source):
         """Always: every file has an end."""
         return True
 
+    def partition_sizes(self) -> dict[str, int]:
+        """Each file's size in bytes, by partition name: what a file no worker reads yet
+        has left (the driver adds it to the backlog the workers report)."""
+        return {p.name: p.stat().st_size for p in self._resolve()}
+
     def restrict(self, names: Sequence[str]) -> None:
         """Read only the files named (by name, as :meth:`partitions` gives them)."""
         self._only = frozenset(names)

@@ -80,6 +80,9 @@ class PartitionedRun:
         self._ended: set[str] = set()
         self._counts: dict[int, dict[str, Counts]] = {}
         self._backlogs: dict[int, Backlog] = {}
+        # Bytes a partition no task is reading has left: its file's size until a task
+        # reports on it, then what the last task said (a lost worker's file, queued again).
+        self._waiting_left: dict[str, int] = {}
         self._busy: dict[int, Task] = {}
         self._lost: collections.Counter[tuple[str, ...]] = collections.Counter()
         self._numbers = iter(range(1, 1 << 62))
@@ -111,6 +114,11 @@ class PartitionedRun:
         self._at = {name: positions.at.get(name) for name in names}
         self._ended = set(positions.ended) & set(names)
         todo = collections.deque(self._tasks(names))
+        self._waiting_left = _sizes_left(source, names, self._at, self._ended)
+        if self._waiting_left:  # before any report: every file not read yet
+            self._stats[self._reading.source_id].backlog = Backlog(
+                sum(self._waiting_left.values()), "bytes"
+            )
         count = min(self._reading.workers, len(todo))
         for slot in range(count):
             self._slots.launch(slot)
@@ -240,18 +248,29 @@ class PartitionedRun:
         self._counts[report.task] = dict(report.counts)
 
     def _show_backlog(self, report: Report) -> None:
-        """The source's backlog: every running task's partitions' together."""
+        """The source's backlog: every running task's partitions' together, and the bytes
+        of the files no task reads yet (a file source's; a topic's partitions waiting for a
+        worker are not counted: their lag needs the broker)."""
+        task = next((t for t in self._busy.values() if t.number == report.task), None)
         if report.status is not None:
             self._backlogs.pop(report.task, None)
         elif report.backlog is not None:
             self._backlogs[report.task] = report.backlog
+            if task is not None and len(task.partitions) == 1 and report.backlog.unit == "bytes":
+                self._waiting_left[task.partitions[0]] = report.backlog.amount
         live = {self._busy[slot].number for slot in self._busy}
-        backlogs = [b for task, b in self._backlogs.items() if task in live]
+        backlogs = [b for number, b in self._backlogs.items() if number in live]
+        reading = {name for t in self._busy.values() for name in t.partitions}
+        waiting = sum(
+            left for name, left in self._waiting_left.items()
+            if name not in reading and name not in self._ended
+        )
         stats = self._stats[self._reading.source_id]
-        if backlogs:
+        if backlogs or waiting:
             partitions = tuple(p for b in backlogs for p in b.partitions)
-            amount = sum(b.amount for b in backlogs)
-            stats.backlog = Backlog(amount, backlogs[0].unit, partitions)
+            amount = sum(b.amount for b in backlogs) + waiting
+            unit = backlogs[0].unit if backlogs else "bytes"
+            stats.backlog = Backlog(amount, unit, partitions)
         elif stats.backlog is not None:
             stats.backlog = Backlog(0, stats.backlog.unit)  # no task reading: nothing left
 
@@ -271,3 +290,15 @@ class PartitionedRun:
 def _add(stats: StageStats, delta: Sequence[int]) -> None:
     records_in, records_out, filtered, errored = delta
     stats.add(records_in=records_in, records_out=records_out, filtered=filtered, errored=errored)
+
+
+def _sizes_left(
+    source: object, names: Sequence[str], at: dict[str, Position | None], ended: set[str]
+) -> dict[str, int]:
+    """Each partition not begun yet and not ended: its whole size, from a source that
+    knows it (a file source: ``partition_sizes``); none from others."""
+    sizes = getattr(source, "partition_sizes", None)
+    if sizes is None:
+        return {}
+    known: dict[str, int] = sizes()
+    return {n: known[n] for n in names if n in known and at.get(n) is None and n not in ended}
