@@ -101,6 +101,16 @@ def test_non_utf8_pipeline_file_is_one_located_line(tmp_path: Path) -> None:
         ({"batch": {"size": 0}}, "batch.size", "must be from 1"),
         ({"checkpoint": {"interval_ms": -5}}, "checkpoint.interval_ms", "must be from 1"),
         ({"batch": {"linger_ms": -1}}, "batch.linger_ms", "must be from 0"),
+        (
+            {"address": "10.0.0.5:6379"},
+            "address",
+            "is the Ray cluster to join, but engine: is local; set engine: ray or remove",
+        ),
+        (
+            {"address": "10.0.0.5:6379", "engine": "local"},
+            "address",
+            "but engine: is local",
+        ),
     ],
 )
 def test_batch_and_checkpoint_bounds(

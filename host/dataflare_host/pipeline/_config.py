@@ -286,6 +286,7 @@ def config_problems(config: PipelineConfig, doc: LocatedYaml) -> list[Configurat
     attempt = _collecting(problems)
     attempt(_check_ids, config, doc)
     attempt(_check_bounds, config, doc)
+    attempt(_check_address, config, doc)
     for index, processor in enumerate(config.processors):
         attempt(check_processor, processor.config, doc, ("processors", index, "config"))
     roles: list[tuple[tuple[str | int, ...], ConnectorConfig, ConnectorRole]] = [
@@ -307,6 +308,7 @@ def pipeline_problems(config: PipelineConfig, doc: LocatedYaml) -> list[Configur
     attempt = _collecting(problems)
     attempt(_check_ids, config, doc)
     attempt(_check_bounds, config, doc)
+    attempt(_check_address, config, doc)
     return problems + _across_entries(config, doc)
 
 
@@ -383,6 +385,17 @@ def _check_bounds(config: PipelineConfig, doc: LocatedYaml) -> None:
     ):
         if not low <= value <= high:
             raise doc.error(where, f"must be from {low:,} to {high:,}, got {value:,}")
+
+
+def _check_address(config: PipelineConfig, doc: LocatedYaml) -> None:
+    # Only Ray joins a cluster: with local workers an address would be ignored in
+    # silence, and the run would not be where its author thinks.
+    if config.address is not None and config.engine != "ray":
+        raise doc.error(
+            ("address",),
+            f"is the Ray cluster to join, but engine: is {config.engine}; set engine: ray "
+            "or remove address:",
+        )
 
 
 def _check_dead_letter(config: PipelineConfig, doc: LocatedYaml) -> None:
