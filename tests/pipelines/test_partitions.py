@@ -633,3 +633,22 @@ def test_files_no_worker_reads_yet_count_in_the_sources_backlog(tmp_path: Path) 
     end = summary.stats[0].backlog
     assert end is not None
     assert end.amount == 0
+
+
+def test_the_summary_counts_the_workers_started_not_the_workers_asked_for(
+    tmp_path: Path,
+) -> None:
+    """``workers: 6`` over two files starts two workers (a file is one worker's at a
+    time), and the summary says two, with where each ran; one worker of the driver's
+    own says it runs in the driver."""
+    write_parts(tmp_path, (50, 50))
+    summary, _ = run(partitioned(tmp_path, FILTER_MAP, workers="6"))
+    assert summary.status == "completed", summary.error
+    assert re.fullmatch(
+        r"2 local worker\(s\) reading partitions of 'in' \(pid \d+; pid \d+\)", summary.engine
+    ), summary.engine
+    (tmp_path / "out").rename(tmp_path / "out-6")
+    (tmp_path / ".dataflare").rename(tmp_path / "checkpoint-6")
+    summary, _ = run(partitioned(tmp_path, FILTER_MAP, workers="1"))
+    assert summary.engine == "1 thread worker(s) reading partitions of 'in' (in the driver)"
+    assert [s.kind for s in summary.stats if s.role == "worker"] == ["thread in the driver"]

@@ -95,8 +95,11 @@ class PartitionedRun:
     def summary(self) -> str:
         """The workers and where they ran, for the run summary."""
         places = "; ".join(self._places) or "none started"
+        # The workers started (no more than tasks), each slot's last one: a replaced
+        # worker's place is its replacement's.
+        count = len(self._places) or self._reading.workers
         return (
-            f"{self._reading.workers} {self._slots.kind} worker(s) reading partitions of "
+            f"{count} {self._slots.kind} worker(s) reading partitions of "
             f"{self._reading.source_id!r} ({places})"
         )
 
@@ -219,7 +222,7 @@ class PartitionedRun:
         )
         self._slots.launch(slot)
         self.worker_stats[slot].restarts += 1
-        self._placed(slot)
+        self._places[slot] = self._placed(slot)
         return self._task(task.partitions)
 
     def _placed(self, slot: int) -> str:

@@ -29,7 +29,7 @@ class ThreadSlots:
 
     def where(self, slot: int) -> str:
         """Where slot ``slot`` runs."""
-        return "a thread of the driver"
+        return "in the driver"
 
     def assign(self, slot: int, task: Task) -> None:
         """Run ``task`` in a new thread."""
