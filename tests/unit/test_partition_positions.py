@@ -142,3 +142,23 @@ def test_a_file_source_restricted_to_its_files_reads_them_alone_and_a_gone_one_f
     with pytest.raises(PluginIOError, match=r"^file source: cannot open .*/part-1\.jsonl: No"):
         gone.connect(None)
     gone.close()
+
+
+def test_a_file_source_names_what_matches_and_refuses_a_wildcard_in_a_folder(
+    tmp_path: Path,
+) -> None:
+    """Only a file's name is a pattern (a partition is a file's name: folders matched by a
+    wildcard could hold two of one name): a wildcard in a folder's name is one line
+    saying so, not 'no file matches'; a folder literally named with a bracket still reads."""
+    from dataflare import ConfigurationError
+    from dataflare_host.connectors import FileSource, FileSourceConfig
+
+    for folder in ("a", "b", "c[1]"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "part.jsonl").write_text('{"x": 1}\n')
+    with pytest.raises(ConfigurationError, match=r"only the file's name may hold wildcards"):
+        FileSource(FileSourceConfig(path="*/part.jsonl", base_dir=str(tmp_path)), {})
+    with pytest.raises(ConfigurationError, match=r"^file source: no file matches .*/a/x\*$"):
+        FileSource(FileSourceConfig(path="a/x*", base_dir=str(tmp_path)), {})
+    literal = FileSource(FileSourceConfig(path="c[1]/*.jsonl", base_dir=str(tmp_path)), {})
+    assert literal.partitions() == ["part.jsonl"]

@@ -90,6 +90,14 @@ class FileSource(Source):
             files = [path]
         else:
             files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+        if not files and not path.parent.is_dir() and any(c in str(path.parent) for c in "*?["):
+            # A file's partition is its name: folders matched by a wildcard could hold
+            # two files of one name, so only the file's name is a pattern.
+            raise ConfigurationError(
+                f"file source: {path}: only the file's name may hold wildcards (*, ?, [...]), "
+                "not a folder's; name the folder, or use a source per folder",
+                setting="path",
+            )
         if not files:
             raise ConfigurationError(f"file source: no file matches {path}", setting="path")
         if self._only is not None:
