@@ -41,6 +41,14 @@ def test_timeouts_must_be_positive(key: str, value: float) -> None:
     assert raised.value.setting == key
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_blank_transactional_id_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="transactional_id must not be empty") as caught:
+        KafkaSinkConfig(topic="t", transactional_id=value)
+    assert caught.value.setting == "transactional_id"
+    KafkaSinkConfig(topic="t", transactional_id="orders.enrich")
+
+
 @pytest.mark.parametrize("value", [0, 63, 2_097_152, True])
 def test_prefetch_is_bounded_and_named_when_wrong(value: int) -> None:
     wanted = "prefetch_kb must be a whole number of KiB"

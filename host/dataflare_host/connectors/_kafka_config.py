@@ -130,6 +130,16 @@ class KafkaSinkConfig(KafkaConnection):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     transactional_id: str | None = None
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # Kafka fences by this id: a blank one would be every such pipeline's.
+        if self.transactional_id is not None and not self.transactional_id.strip():
+            raise ConfigurationError(
+                "kafka sink: transactional_id must not be empty; leave it out for the "
+                "default (dataflare.<pipeline>.<sink id>) or name it",
+                setting="transactional_id",
+            )
+
 
 def describe(config: KafkaConnection, role: str) -> str:
     """How errors name a Kafka connector: its role, topic and brokers (never credentials)."""
