@@ -340,5 +340,9 @@ def test_connecting_a_partition_sink_before_a_partition_creates_no_file(tmp_path
     assert (tmp_path / "out").is_dir()
     assert list((tmp_path / "out").iterdir()) == []
     (tmp_path / "a-file").write_text("")  # a folder that cannot be made, even by root
-    with pytest.raises(PluginIOError, match=r"a-file/\{partition\}: making its folder"):
+    in_the_way = rf"failed: {tmp_path}/a-file is a file, where a folder is needed; fix that"
+    making = r"a-file/\{partition\}: making its folder .*"
+    with pytest.raises(PluginIOError, match=making + in_the_way):
         sink(tmp_path / "a-file" / "{partition}").connect()
+    with pytest.raises(PluginIOError, match=r"a-file/out/x\.jsonl: opening it " + in_the_way):
+        sink(tmp_path / "a-file" / "out" / "x.jsonl").connect()

@@ -200,6 +200,8 @@ class FileSink(Sink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab", buffering=0)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise self._error("opening it", _file_in_the_way(self.path, exc)) from exc
         except OSError as exc:
             raise self._error("opening it", exc) from exc
         try:
@@ -229,6 +231,8 @@ class FileSink(Sink):
         folder = Path(str(self.path).partition(PARTITION_FIELD)[0] + "x").parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise self._error(f"making its folder {folder}", _file_in_the_way(folder, exc)) from exc
         except OSError as exc:
             raise self._error(f"making its folder {folder}", exc) from exc
         if not os.access(folder, os.W_OK | os.X_OK):
@@ -375,3 +379,12 @@ class FileSink(Sink):
         else:
             advice = "fix that and run again: the run resumes from its last checkpoint"
         return PluginIOError(f"file sink {self.path}: {doing} failed: {reason}; {advice}")
+
+
+def _file_in_the_way(path: Path, exc: OSError) -> OSError:
+    """``exc`` said as the file standing where a folder of ``path`` should be (mkdir's
+    "File exists" names no file)."""
+    for folder in (*reversed(path.parents), path):
+        if folder.exists() and not folder.is_dir():
+            return OSError(exc.errno, f"{folder} is a file, where a folder is needed")
+    return exc
