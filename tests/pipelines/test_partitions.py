@@ -172,8 +172,10 @@ def test_a_worker_that_dies_at_the_same_record_again_and_again_fails_the_run(
     assert summary.status == "failed"
     assert summary.error is not None
     assert re.fullmatch(
-        r"worker-\d died 4 times in a row reading partition\(s\) part-2\.jsonl of source 'in'; "
-        r"the checkpoint holds where each resumes",
+        r"worker-\d died 4 times in a row \(the last killed by SIGKILL\) reading "
+        r"partition\(s\) part-2\.jsonl of source 'in', each time from the start of "
+        r"part-2\.jsonl: a record there, or a plugin as it starts, ends the process; the "
+        r"checkpoint holds where each resumes",
         summary.error,
     ), summary.error
     assert sum(w.restarts for w in summary.stats if w.role == "worker") == 3

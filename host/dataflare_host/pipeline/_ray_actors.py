@@ -237,6 +237,10 @@ class RayActorSlots:
                 ended.append((slot, None))
         return ended
 
+    def ended(self, slot: int) -> str | None:
+        """How a slot's actor ended: not known here (Ray tells its own logs)."""
+        return None
+
     def kill(self, slot: int) -> None:
         """Kill a slot's actor (no restart: a new one is started in its place)."""
         actor = self._actors[slot]

@@ -5,6 +5,7 @@ inherited threads or locks)."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -25,6 +26,20 @@ class SpawnedSlots:
         """The process id of a worker (tests kill it)."""
         proc = self._procs[slot]
         return proc.pid if proc is not None else None
+
+    def ended(self, slot: int) -> str | None:
+        """How slot ``slot``'s process ended (``killed by SIGKILL``, ``exited with status
+        3``), or None while it runs."""
+        proc = self._procs[slot]
+        code = proc.exitcode if proc is not None else None
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"
 
     def _start(self, slot: int, target: Callable[..., None], *args: Any) -> None:
         """Start slot ``slot``'s process (killing the one before it, if any)."""

@@ -54,6 +54,8 @@ class Slots(Protocol):
 
     def kill(self, slot: int) -> None: ...
 
+    def ended(self, slot: int) -> str | None: ...
+
     def close(self) -> None: ...
 
 
@@ -212,10 +214,13 @@ class PartitionedRun:
         self._lost[task.partitions] += 1
         what = ", ".join(task.partitions)
         if self._lost[task.partitions] > _RESTARTS:
+            ended = self._slots.ended(slot)
+            how = f" (the last {ended})" if ended else ""
             raise PipelineError(
-                f"worker-{slot + 1} died {_RESTARTS + 1} times in a row reading partition(s) "
-                f"{what} of source {self._reading.source_id!r}; the checkpoint holds where "
-                "each resumes"
+                f"worker-{slot + 1} died {_RESTARTS + 1} times in a row{how} reading "
+                f"partition(s) {what} of source {self._reading.source_id!r}, each time from "
+                f"{self._resumed_at(task.partitions)}: a record there, or a plugin as it "
+                "starts, ends the process; the checkpoint holds where each resumes"
             )
         log.warning(
             "worker-%d died reading partition(s) %s: a new worker resumes them", slot + 1, what
@@ -224,6 +229,22 @@ class PartitionedRun:
         self.worker_stats[slot].restarts += 1
         self._places[slot] = self._placed(slot)
         return self._task(task.partitions)
+
+    def _resumed_at(self, partitions: Sequence[str]) -> str:
+        """Where ``partitions`` resume: ``line 2,500 of part-1.jsonl``, ``the start of
+        p3``, ``offset 1,200 of p0``."""
+        spots = []
+        for name in partitions:
+            at = self._at.get(name)
+            if not at:
+                spots.append(f"the start of {name}")
+            elif "line" in at:  # a file's
+                spots.append(f"line {int(at['line']):,} of {name}")
+            elif isinstance(at.get("offsets"), dict) and name in at["offsets"]:  # a topic's
+                spots.append(f"offset {int(at['offsets'][name]):,} of partition {name}")
+            else:  # another source's: its position as it keeps it
+                spots.append(f"{name} at {at}")
+        return ", ".join(spots)
 
     def _placed(self, slot: int) -> str:
         """Where worker ``slot`` runs, also shown on its counter."""

@@ -63,6 +63,10 @@ class ThreadSlots:
             except queue.Empty:
                 return list(answers.items())
 
+    def ended(self, slot: int) -> str | None:
+        """A thread of the driver does not die alone: None."""
+        return None
+
     def kill(self, slot: int) -> None:
         """Stop slot ``slot``'s task and wait for its thread."""
         running, self._runs[slot] = self._runs[slot], None
