@@ -129,15 +129,12 @@ class FileSink(Sink):
         to``, ``out.jsonl does not exist yet; it will be created``; for
         ``out/{partition}``, the same about the partitions' files already there.
         """
+        overwrites = self.config.mode == "overwrite" and not resuming
+        fate = "will be overwritten" if overwrites else "will be appended to"
         if self._unsplit():
             files = self._partition_files()
             if not files:
                 return f"{self.path}: no partition's file yet; each will be created"
-            fate = (
-                "will be overwritten"
-                if self.config.mode == "overwrite" and not resuming
-                else "will be appended to"
-            )
             return f"{self.path}: {self._listing(files)} {fate}"
         try:
             info = self.path.stat()
@@ -147,11 +144,6 @@ class FileSink(Sink):
             return f"{self.path} cannot be examined ({exc.strerror}); it will be opened as is"
         if not stat.S_ISREG(info.st_mode):
             return f"{self.path} is not a regular file; records will be written to it as they come"
-        fate = (
-            "will be overwritten"
-            if self.config.mode == "overwrite" and not resuming
-            else "will be appended to"
-        )
         return f"{self.path} ({self._measure(info.st_size)}) {fate}"
 
     def held_output(self) -> str | None:
