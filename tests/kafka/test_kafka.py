@@ -420,3 +420,42 @@ def test_broker_lost_mid_run_fails_in_one_line_and_a_rerun_completes(
         assert set(values(broker.consume_all(out))) == expected
     finally:
         broker.stop()
+
+
+def test_a_topic_deleted_while_a_run_tails_it_is_one_line(
+    kafka_broker: KafkaBroker, tmp_path: Path, dataflare_exe: Path
+) -> None:
+    """Workers waiting for records of a topic that is then deleted: the client would retry
+    in silence for ever; the run fails in one line once nothing answered for
+    ``broker_timeout_s`` and the topic is gone (the client's metadata takes some 30 s to
+    drop it). Reading in the driver is the same source code."""
+    workers = 2
+    from confluent_kafka.admin import AdminClient
+
+    source = topic(kafka_broker, f"deleted-{workers}", 2)
+    out_topic = topic(kafka_broker, f"deleted-out-{workers}", 2)
+    kafka_broker.produce(source, numbered(100))
+    pipeline = write_pipeline(
+        tmp_path / "deleted.yaml",
+        {"bootstrap_servers": kafka_broker.bootstrap, "topic": source, "group": "deleted",
+         "broker_timeout_s": 2},
+        kafka_sink(kafka_broker, out_topic),
+        top={"workers": workers},
+    )
+    child = subprocess.Popen([str(dataflare_exe), "run", "--quiet", str(pipeline)],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        give_up = time.monotonic() + 120
+        while child.poll() is None and sum(kafka_broker.end_offsets(out_topic)) < 100:
+            assert time.monotonic() < give_up, "the run did not catch up"  # then it waits
+            time.sleep(0.05)
+        admin = AdminClient(kafka_broker.admin_config())  # kept: its futures need it alive
+        admin.delete_topics([source])[source].result(30)
+        _, stderr = child.communicate(timeout=90)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    line = error_line(subprocess.CompletedProcess(child.args, child.returncode, "", stderr))
+    assert f"topic {source!r} no longer exists (deleted mid-run); create it again" in line, line

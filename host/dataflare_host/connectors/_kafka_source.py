@@ -237,10 +237,7 @@ class KafkaSource(Source):
                 self._watch.answered()
                 self._at_end.add(partition)
             elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise PluginIOError(
-                    f"{self.what}: topic {self.config.topic!r} no longer exists (deleted "
-                    "mid-run); create it again and rerun"
-                )
+                raise self._topic_gone()
             elif error.fatal() or not error.retriable():
                 raise PluginIOError(f"{self.what}: read failed: {error.str()}")
         if records:
@@ -296,12 +293,25 @@ class KafkaSource(Source):
         )
 
     def _probe(self) -> None:
-        """The brokers have not answered for ``broker_timeout_s``: ask once more, then fail."""
+        """The brokers have not answered for ``broker_timeout_s``: ask once more, then fail;
+        and fail if the topic is gone (the client retries a deleted topic's partitions in
+        silence: the run would wait for records forever)."""
         try:
-            self._connected().list_topics(timeout=_PROBE_S)
+            metadata = self._connected().list_topics(self.config.topic, timeout=_PROBE_S)
         except KafkaException:
             raise self._watch.lost() from None
+        found = metadata.topics.get(self.config.topic)
+        if found is None or (
+            found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        ):
+            raise self._topic_gone()
         self._watch.answered()
+
+    def _topic_gone(self) -> PluginIOError:
+        return PluginIOError(
+            f"{self.what}: topic {self.config.topic!r} no longer exists (deleted mid-run); "
+            "create it again and rerun"
+        )
 
     def ack(self, position: Position) -> None:
         """Commit ``position`` to the consumer group (unless a transaction did), without
