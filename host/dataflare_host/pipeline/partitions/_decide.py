@@ -57,7 +57,7 @@ def partition_reading(
     one when a sink splits by partition (``{partition}`` in a file sink's path) and the
     pipeline cannot read in workers: one line saying why.
     """
-    splitting = [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
+    splitting = _splitting(sinks)
     ray = config.engine == "ray"
     if not (workers > 1 or ray or splitting):
         return None
@@ -76,10 +76,7 @@ def partition_reading(
             why = f"it has {len(names)} partition (the workers share the chain instead)"
     if why is not None:
         if splitting:
-            raise PipelineError(
-                f"sink {splitting[0]!r} writes a file per partition ({{partition}} in its "
-                f"path), but this pipeline cannot read its source in workers: {why}"
-            )
+            raise PipelineError(_split_refusal(splitting[0], why))
         if isinstance(source, PartitionedSource):
             log.info("reading source %r in the driver: %s", config.sources[0].id, why)
         return None
@@ -101,7 +98,7 @@ def refuse_split_sinks(
     """When the pipeline is loaded (``validate`` too): a sink with ``{partition}`` in its
     path in a pipeline that cannot read in workers whatever its input is a located
     ConfigurationError, the line :func:`partition_reading` would fail the run with."""
-    splitting = [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
+    splitting = _splitting(sinks)
     if not splitting:
         return
     why = _why_not(config, sources, sinks, processors)
@@ -109,10 +106,19 @@ def refuse_split_sinks(
         return
     ids = [entry.id for entry in config.sinks]
     where = ("sinks", ids.index(splitting[0])) if splitting[0] in ids else ("dead_letter",)
-    raise doc.error(
-        (*where, "config", "connection", "path"),
-        f"sink {splitting[0]!r} writes a file per partition ({{partition}} in its path), "
-        f"but this pipeline cannot read its source in workers: {why}",
+    raise doc.error((*where, "config", "connection", "path"), _split_refusal(splitting[0], why))
+
+
+def _splitting(sinks: Sequence[tuple[str, Sink]]) -> list[str]:
+    """The sinks that write a file per partition (``{partition}`` in their path)."""
+    return [name for name, sink in sinks if isinstance(sink, SplitSink) and sink.splits()]
+
+
+def _split_refusal(sink: str, why: str) -> str:
+    """The one line refusing sink ``sink``'s file per partition, ``why`` it cannot be."""
+    return (
+        f"sink {sink!r} writes a file per partition ({{partition}} in its path), but this "
+        f"pipeline cannot read its source in workers: {why}"
     )
 
 
